@@ -1,0 +1,23 @@
+//! Hangar core: what the host and every plugin agree on.
+//!
+//! # Layout
+//!
+//! - `hash`: FNV-1a over UTF-16 and the 271-partition function (wire contracts).
+//! - `types`: timestamps, records, ops, write-concern and consistency levels.
+//! - `hlc`: the hybrid logical clock.
+//! - `error`: [`ModuleError`], the error of every module call.
+//!
+//! `core` never depends on tokio: module futures are executor-agnostic.
+
+pub mod error;
+pub mod hash;
+pub mod hlc;
+pub mod types;
+
+pub use error::{ErrorKind, ModuleError, ModuleResult};
+pub use hash::{fnv1a_utf16, partition_of, PARTITION_COUNT};
+pub use hlc::{Hlc, HlcError};
+pub use types::{
+    ConsistencyLevel, KeyedOp, LwwRecord, MapKind, MapOp, OrRecord, RawValue, Timestamp,
+    WriteConcern,
+};

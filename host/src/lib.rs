@@ -1,0 +1,1 @@
+//! The Hangar host library (filled in by the plugin-platform work).

@@ -1,0 +1,1 @@
+//! Plugin template (filled in by the plugin-platform work).

@@ -1,0 +1,1 @@
+//! Default cluster module (filled in by the plugin-platform work).

@@ -1,0 +1,1 @@
+//! Plugin SDK (filled in by the plugin-platform work).

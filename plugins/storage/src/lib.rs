@@ -1,0 +1,1 @@
+//! Default storage module (filled in by the storage work).
