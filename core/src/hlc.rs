@@ -280,8 +280,20 @@ mod tests {
         let e = strict
             .update(&Timestamp::new(1000 + 70_000, 0, "r"))
             .unwrap_err();
-        assert!(matches!(e, HlcError::DriftExceeded { drift_ms: 70_000, .. }));
-        assert_eq!(*strict.state.lock(), (0, 0), "refused update leaves the clock");
-        assert!(strict.update(&Timestamp::new(1000 + 60_000, 0, "r")).is_ok());
+        assert!(matches!(
+            e,
+            HlcError::DriftExceeded {
+                drift_ms: 70_000,
+                ..
+            }
+        ));
+        assert_eq!(
+            *strict.state.lock(),
+            (0, 0),
+            "refused update leaves the clock"
+        );
+        assert!(strict
+            .update(&Timestamp::new(1000 + 60_000, 0, "r"))
+            .is_ok());
     }
 }

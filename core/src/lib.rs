@@ -6,12 +6,20 @@
 //! - `types`: timestamps, records, ops, write-concern and consistency levels.
 //! - `hlc`: the hybrid logical clock.
 //! - `error`: [`ModuleError`], the error of every module call.
+//! - `config`: module configs with the seed's defaults.
+//! - `module`: the native `StorageModule` / `ClusterModule` traits, the
+//!   partition view, the storage accessor, host services, and their types.
+//! - `abi`: the stable plugin ABI: declaration, root module, `#[sabi_trait]`
+//!   mirrors of the module traits, adapters both ways, `export_plugin!`.
 //!
 //! `core` never depends on tokio: module futures are executor-agnostic.
 
+pub mod abi;
+pub mod config;
 pub mod error;
 pub mod hash;
 pub mod hlc;
+pub mod module;
 pub mod types;
 
 pub use error::{ErrorKind, ModuleError, ModuleResult};

@@ -75,7 +75,9 @@ impl FromStr for Timestamp {
     type Err = ParseTimestampError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || ParseTimestampError { input: s.to_string() };
+        let err = || ParseTimestampError {
+            input: s.to_string(),
+        };
         let mut parts = s.split(':');
         let (Some(m), Some(c), Some(n), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -157,7 +159,10 @@ impl<'de> Deserialize<'de> for RawValue {
             fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<RawValue, E> {
                 Ok(RawValue::from_msgpack(v))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<RawValue, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<RawValue, A::Error> {
                 let mut out = Vec::with_capacity(a.size_hint().unwrap_or(0));
                 while let Some(b) = a.next_element::<u8>()? {
                     out.push(b);

@@ -1,0 +1,100 @@
+//! ABI mirror of the storage accessor (storage module → host → cluster
+//! module).
+
+#![allow(non_camel_case_types, non_local_definitions)]
+
+use abi_stable::sabi_trait;
+use abi_stable::std_types::{RArc, RString, RVec};
+
+use super::convert::conversions;
+use super::guard::{await_foreign, guard_future, FfiFut};
+use crate::module::accessor::{ScanPage, ScanRequest, StorageAccessor};
+use crate::module::storage_types::{KeyRecord, MapInfo, OpStatus, Origin};
+use crate::module::ModuleFuture;
+use crate::types::KeyedOp;
+
+/// ABI mirror of [`StorageAccessor`].
+#[sabi_trait]
+pub trait FfiStorageAccessor: Send + Sync + Clone {
+    /// See [`StorageAccessor::apply_replicated`].
+    fn apply_replicated(&self, changes: RVec<KeyedOp>, origin: Origin) -> FfiFut<RVec<OpStatus>>;
+    /// See [`StorageAccessor::read`].
+    fn read(&self, map: RString, keys: RVec<RString>) -> FfiFut<RVec<KeyRecord>>;
+    /// See [`StorageAccessor::scan_partition`].
+    fn scan_partition(&self, request: ScanRequest) -> FfiFut<ScanPage>;
+    /// See [`StorageAccessor::list_maps`].
+    fn list_maps(&self) -> FfiFut<RVec<MapInfo>>;
+    /// See [`StorageAccessor::or_tombstones`].
+    #[sabi(last_prefix_field)]
+    fn or_tombstones(&self, map: RString) -> FfiFut<RVec<RString>>;
+}
+
+/// A storage accessor as it crosses the boundary.
+pub type FfiStorageAccessorBox = FfiStorageAccessor_TO<'static, RArc<()>>;
+
+/// Exports a native storage accessor.
+#[derive(Clone)]
+pub struct StorageAccessorExport(pub std::sync::Arc<dyn StorageAccessor>);
+
+impl FfiStorageAccessor for StorageAccessorExport {
+    fn apply_replicated(&self, changes: RVec<KeyedOp>, origin: Origin) -> FfiFut<RVec<OpStatus>> {
+        guard_future("accessor.apply_replicated", || {
+            self.0.apply_replicated(changes, origin)
+        })
+    }
+    fn read(&self, map: RString, keys: RVec<RString>) -> FfiFut<RVec<KeyRecord>> {
+        guard_future("accessor.read", || self.0.read(map, keys))
+    }
+    fn scan_partition(&self, request: ScanRequest) -> FfiFut<ScanPage> {
+        guard_future("accessor.scan_partition", || self.0.scan_partition(request))
+    }
+    fn list_maps(&self) -> FfiFut<RVec<MapInfo>> {
+        guard_future("accessor.list_maps", || self.0.list_maps())
+    }
+    fn or_tombstones(&self, map: RString) -> FfiFut<RVec<RString>> {
+        guard_future("accessor.or_tombstones", || self.0.or_tombstones(map))
+    }
+}
+
+/// A storage accessor received through the boundary.
+pub struct ForeignStorageAccessor(pub FfiStorageAccessorBox);
+
+impl StorageAccessor for ForeignStorageAccessor {
+    fn as_foreign_object(&self) -> Option<&dyn std::any::Any> {
+        Some(&self.0)
+    }
+    fn apply_replicated(
+        &self,
+        changes: RVec<KeyedOp>,
+        origin: Origin,
+    ) -> ModuleFuture<RVec<OpStatus>> {
+        await_foreign(
+            "accessor.apply_replicated",
+            self.0.apply_replicated(changes, origin),
+        )
+    }
+    fn read(&self, map: RString, keys: RVec<RString>) -> ModuleFuture<RVec<KeyRecord>> {
+        await_foreign("accessor.read", self.0.read(map, keys))
+    }
+    fn scan_partition(&self, request: ScanRequest) -> ModuleFuture<ScanPage> {
+        await_foreign("accessor.scan_partition", self.0.scan_partition(request))
+    }
+    fn list_maps(&self) -> ModuleFuture<RVec<MapInfo>> {
+        await_foreign("accessor.list_maps", self.0.list_maps())
+    }
+    fn or_tombstones(&self, map: RString) -> ModuleFuture<RVec<RString>> {
+        await_foreign("accessor.or_tombstones", self.0.or_tombstones(map))
+    }
+}
+
+conversions! {
+    native: StorageAccessor,
+    ffi_box: FfiStorageAccessorBox,
+    ffi_to: FfiStorageAccessor_TO,
+    export: StorageAccessorExport,
+    foreign: ForeignStorageAccessor,
+    to_ffi: accessor_to_ffi,
+    from_ffi: accessor_from_ffi,
+    to_ffi_forced: accessor_to_ffi_forced,
+    from_ffi_forced: accessor_from_ffi_forced,
+}

@@ -1,0 +1,107 @@
+//! ABI mirrors of the sinks the host gives the storage module: live-query
+//! updates and change events.
+
+#![allow(non_camel_case_types, non_local_definitions)]
+
+use abi_stable::sabi_trait;
+use abi_stable::std_types::RArc;
+
+use super::convert::conversions;
+use super::guard::{guard, report, FfiResult};
+use crate::module::storage_types::{ChangeEvent, ChangeSink, QuerySink, QueryUpdate};
+
+/// ABI mirror of [`QuerySink`].
+#[sabi_trait]
+pub trait FfiQuerySink: Send + Sync + Clone {
+    /// See [`QuerySink::deliver`].
+    #[sabi(last_prefix_field)]
+    fn deliver(&self, update: &QueryUpdate) -> FfiResult<()>;
+}
+
+/// A query sink as it crosses the boundary.
+pub type FfiQuerySinkBox = FfiQuerySink_TO<'static, RArc<()>>;
+
+/// Exports a native query sink.
+#[derive(Clone)]
+pub struct QuerySinkExport(pub std::sync::Arc<dyn QuerySink>);
+
+impl FfiQuerySink for QuerySinkExport {
+    fn deliver(&self, update: &QueryUpdate) -> FfiResult<()> {
+        guard("query_sink.deliver", || {
+            self.0.deliver(update);
+            Ok(())
+        })
+    }
+}
+
+/// A query sink received through the boundary.
+pub struct ForeignQuerySink(pub FfiQuerySinkBox);
+
+impl QuerySink for ForeignQuerySink {
+    fn as_foreign_object(&self) -> Option<&dyn std::any::Any> {
+        Some(&self.0)
+    }
+    fn deliver(&self, update: &QueryUpdate) {
+        report(self.0.deliver(update), || ());
+    }
+}
+
+conversions! {
+    native: QuerySink,
+    ffi_box: FfiQuerySinkBox,
+    ffi_to: FfiQuerySink_TO,
+    export: QuerySinkExport,
+    foreign: ForeignQuerySink,
+    to_ffi: query_sink_to_ffi,
+    from_ffi: query_sink_from_ffi,
+    to_ffi_forced: query_sink_to_ffi_forced,
+    from_ffi_forced: query_sink_from_ffi_forced,
+}
+
+/// ABI mirror of [`ChangeSink`].
+#[sabi_trait]
+pub trait FfiChangeSink: Send + Sync + Clone {
+    /// See [`ChangeSink::on_change`].
+    #[sabi(last_prefix_field)]
+    fn on_change(&self, event: &ChangeEvent) -> FfiResult<()>;
+}
+
+/// A change sink as it crosses the boundary.
+pub type FfiChangeSinkBox = FfiChangeSink_TO<'static, RArc<()>>;
+
+/// Exports a native change sink.
+#[derive(Clone)]
+pub struct ChangeSinkExport(pub std::sync::Arc<dyn ChangeSink>);
+
+impl FfiChangeSink for ChangeSinkExport {
+    fn on_change(&self, event: &ChangeEvent) -> FfiResult<()> {
+        guard("change_sink.on_change", || {
+            self.0.on_change(event);
+            Ok(())
+        })
+    }
+}
+
+/// A change sink received through the boundary.
+pub struct ForeignChangeSink(pub FfiChangeSinkBox);
+
+impl ChangeSink for ForeignChangeSink {
+    fn as_foreign_object(&self) -> Option<&dyn std::any::Any> {
+        Some(&self.0)
+    }
+    fn on_change(&self, event: &ChangeEvent) {
+        report(self.0.on_change(event), || ());
+    }
+}
+
+conversions! {
+    native: ChangeSink,
+    ffi_box: FfiChangeSinkBox,
+    ffi_to: FfiChangeSink_TO,
+    export: ChangeSinkExport,
+    foreign: ForeignChangeSink,
+    to_ffi: change_sink_to_ffi,
+    from_ffi: change_sink_from_ffi,
+    to_ffi_forced: change_sink_to_ffi_forced,
+    from_ffi_forced: change_sink_from_ffi_forced,
+}

@@ -1,0 +1,330 @@
+//! Configuration and dependencies of the two modules, after the seed's
+//! `ClusterModuleConfig` / `StorageModuleConfig` (R1, R2), with every default
+//! written down.
+//!
+//! Configs are plain serde data: they cross the plugin boundary as msgpack,
+//! and the host reads them from TOML. The few things that are not data (the
+//! peer resolver) travel beside them.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::ConsistencyLevel;
+
+/// How the cluster module finds its peers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Discovery {
+    /// The `peers` list (and the peer resolver, if any).
+    #[default]
+    Manual,
+    /// DNS A records of a headless Kubernetes service (`service_name`).
+    Kubernetes,
+}
+
+/// Mutual TLS between nodes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterTlsConfig {
+    /// Turn TLS on for the cluster transport.
+    pub enabled: bool,
+    /// PEM certificate chain of this node.
+    pub cert_path: PathBuf,
+    /// PEM private key of this node.
+    pub key_path: PathBuf,
+    /// PEM CA bundle that peers' certificates must chain to.
+    pub ca_cert_path: Option<PathBuf>,
+    /// Lowest TLS version accepted: "TLSv1.2" (default) or "TLSv1.3".
+    pub min_version: String,
+    /// Require peers to present a client certificate (mutual TLS).
+    pub require_client_cert: bool,
+    /// Refuse peers whose certificate does not verify.
+    pub reject_unauthorized: bool,
+    /// Passphrase of the private key, if it is encrypted.
+    pub passphrase: Option<String>,
+}
+
+impl Default for ClusterTlsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            cert_path: PathBuf::new(),
+            key_path: PathBuf::new(),
+            ca_cert_path: None,
+            min_version: "TLSv1.2".to_string(),
+            require_client_cert: false,
+            reject_unauthorized: true,
+            passphrase: None,
+        }
+    }
+}
+
+/// Tuning of the replication pipeline (`DEFAULT_REPLICATION_CONFIG`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplicationConfig {
+    /// Queue bound for EVENTUAL replication per backup (10 000).
+    pub queue_size_limit: usize,
+    /// Ops per replication batch (100).
+    pub batch_size: usize,
+    /// Flush interval of EVENTUAL batches in ms (50).
+    pub batch_interval_ms: u64,
+    /// How long QUORUM/STRONG wait for acks, in ms (5 000).
+    pub ack_timeout_ms: u64,
+    /// Retries of a failed batch (3).
+    pub max_retries: u32,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        Self {
+            queue_size_limit: 10_000,
+            batch_size: 100,
+            batch_interval_ms: 50,
+            ack_timeout_ms: 5_000,
+            max_retries: 3,
+        }
+    }
+}
+
+/// Configuration of the cluster module (seed R1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterModuleConfig {
+    /// This node's id; MUST NOT contain `:`.
+    pub node_id: String,
+    /// Address the cluster transport binds and advertises ("localhost").
+    pub host: String,
+    /// Cluster transport port; 0 binds an ephemeral port (0).
+    pub cluster_port: u16,
+    /// Seed peers as `host:port` (empty).
+    pub peers: Vec<String>,
+    /// Manual peers or Kubernetes DNS (manual).
+    pub discovery: Discovery,
+    /// Headless service name for Kubernetes discovery.
+    pub service_name: Option<String>,
+    /// How often discovery runs, in ms (10 000).
+    pub discovery_interval_ms: u64,
+    /// TLS between nodes (off).
+    pub cluster_tls: Option<ClusterTlsConfig>,
+    /// Replicate applied changes to backups (true).
+    pub replication_enabled: bool,
+    /// Consistency of writes that do not ask for one (EVENTUAL).
+    pub default_consistency: ConsistencyLevel,
+    /// Replication tuning.
+    pub replication: ReplicationConfig,
+    /// WebSocket URL clients use to reach this node, advertised in the
+    /// partition map (the host fills it in once it listens).
+    pub client_endpoint: Option<String>,
+    /// Directory for the module's own state, if it keeps any.
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Default for ClusterModuleConfig {
+    fn default() -> Self {
+        Self {
+            node_id: "node-1".to_string(),
+            host: "localhost".to_string(),
+            cluster_port: 0,
+            peers: Vec::new(),
+            discovery: Discovery::Manual,
+            service_name: None,
+            discovery_interval_ms: 10_000,
+            cluster_tls: None,
+            replication_enabled: true,
+            default_consistency: ConsistencyLevel::Eventual,
+            replication: ReplicationConfig::default(),
+            client_endpoint: None,
+            data_dir: None,
+        }
+    }
+}
+
+/// Which persistence backend the storage module uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackendKind {
+    /// The embedded store: one redb file in the data directory (default).
+    #[default]
+    Embedded,
+    /// Nothing is persisted; for tests and caches.
+    Memory,
+}
+
+/// BM25 parameters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Bm25Config {
+    /// Term-frequency saturation (1.2).
+    pub k1: f64,
+    /// Length normalisation, 0..=1 (0.75).
+    pub b: f64,
+}
+
+impl Default for Bm25Config {
+    fn default() -> Self {
+        Self { k1: 1.2, b: 0.75 }
+    }
+}
+
+/// Tokenizer of the full-text index.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenizerConfig {
+    /// Lowercase before splitting (true).
+    pub lowercase: bool,
+    /// Drop English stopwords (true).
+    pub stopwords: bool,
+    /// Porter-stem tokens (true).
+    pub stemmer: bool,
+    /// Shortest token kept, in UTF-16 units (2).
+    pub min_length: usize,
+    /// Longest token kept (40).
+    pub max_length: usize,
+}
+
+impl Default for TokenizerConfig {
+    fn default() -> Self {
+        Self {
+            lowercase: true,
+            stopwords: true,
+            stemmer: true,
+            min_length: 2,
+            max_length: 40,
+        }
+    }
+}
+
+/// Full-text search on one map.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct FullTextIndexConfig {
+    /// Fields of the record value to index; MUST be non-empty.
+    pub fields: Vec<String>,
+    /// Tokenizer settings.
+    pub tokenizer: TokenizerConfig,
+    /// Scoring settings.
+    pub bm25: Bm25Config,
+}
+
+/// Configuration of the storage module (seed R2).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageModuleConfig {
+    /// This node's id.
+    pub node_id: String,
+    /// Persistence backend (embedded).
+    pub backend: StorageBackendKind,
+    /// Directory of the embedded store ("./data").
+    pub data_dir: PathBuf,
+    /// Full-text search per map name (none).
+    pub full_text_search: BTreeMap<String, FullTextIndexConfig>,
+    /// Default write-ack timeout in ms (5 000).
+    pub write_ack_timeout_ms: u64,
+    /// Tasklet time budget per slice in ms (5).
+    pub tasklet_budget_ms: u64,
+    /// Most tasklets running at once (20).
+    pub tasklet_max_concurrent: usize,
+    /// Event payload pool: most buffers kept (4 096).
+    pub event_pool_max: usize,
+    /// Event payload pool: buffers made up front (128).
+    pub event_pool_initial: usize,
+    /// Worker threads of the module's own runtime (2).
+    pub worker_threads: usize,
+}
+
+impl Default for StorageModuleConfig {
+    fn default() -> Self {
+        Self {
+            node_id: "node-1".to_string(),
+            backend: StorageBackendKind::Embedded,
+            data_dir: PathBuf::from("./data"),
+            full_text_search: BTreeMap::new(),
+            write_ack_timeout_ms: 5_000,
+            tasklet_budget_ms: 5,
+            tasklet_max_concurrent: 20,
+            event_pool_max: 4_096,
+            event_pool_initial: 128,
+            worker_threads: 2,
+        }
+    }
+}
+
+/// Serialises a config for the plugin boundary.
+///
+/// # Errors
+/// Only if the config holds something msgpack cannot represent.
+pub fn encode_config<T: Serialize>(config: &T) -> Result<Vec<u8>, crate::ModuleError> {
+    rmp_serde::to_vec_named(config).map_err(|e| {
+        crate::ModuleError::new(
+            crate::ErrorKind::CONFIG,
+            format!("cannot encode config: {e}"),
+        )
+    })
+}
+
+/// Reads a config that crossed the plugin boundary.
+///
+/// # Errors
+/// [`crate::ErrorKind::CONFIG`] naming what did not match the expected shape.
+pub fn decode_config<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, crate::ModuleError> {
+    rmp_serde::from_slice(bytes).map_err(|e| {
+        crate::ModuleError::new(
+            crate::ErrorKind::CONFIG,
+            format!(
+                "invalid module config: {e} (expected a {})",
+                std::any::type_name::<T>()
+            ),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn t10_defaults_follow_the_seed() {
+        let c = ClusterModuleConfig::default();
+        assert_eq!(c.host, "localhost");
+        assert_eq!(c.cluster_port, 0);
+        assert_eq!(c.discovery_interval_ms, 10_000);
+        assert!(c.replication_enabled);
+        assert_eq!(c.default_consistency, ConsistencyLevel::Eventual);
+        assert_eq!(c.replication.batch_size, 100);
+        let s = StorageModuleConfig::default();
+        assert_eq!(s.write_ack_timeout_ms, 5_000);
+        assert_eq!((s.tasklet_budget_ms, s.tasklet_max_concurrent), (5, 20));
+        assert_eq!((s.event_pool_max, s.event_pool_initial), (4_096, 128));
+    }
+
+    #[test]
+    fn t11_configs_round_trip_through_the_boundary_encoding() {
+        let mut s = StorageModuleConfig::default();
+        s.full_text_search.insert(
+            "articles".into(),
+            FullTextIndexConfig {
+                fields: vec!["title".into(), "body".into()],
+                ..Default::default()
+            },
+        );
+        let back: StorageModuleConfig = decode_config(&encode_config(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
+        let c = ClusterModuleConfig {
+            peers: vec!["127.0.0.1:9000".into()],
+            ..Default::default()
+        };
+        let back: ClusterModuleConfig = decode_config(&encode_config(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn t12_a_wrong_config_shape_names_the_expected_type() {
+        let bytes = encode_config(&42u32).unwrap();
+        let e = decode_config::<StorageModuleConfig>(&bytes).unwrap_err();
+        assert_eq!(e.kind, crate::ErrorKind::CONFIG);
+        assert!(e.message.contains("StorageModuleConfig"), "{e}");
+    }
+}

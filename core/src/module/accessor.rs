@@ -1,0 +1,90 @@
+//! The storage accessor: what the storage module lends the cluster module
+//! (cross-wiring, step 4 of start-up) so that replication, reassignment and
+//! repair can apply replicated changes, read records and scan partitions.
+
+use abi_stable::std_types::{ROption, RString, RVec};
+use abi_stable::StableAbi;
+use serde::{Deserialize, Serialize};
+
+use super::storage_types::{KeyRecord, MapInfo, OpStatus, Origin};
+use super::ModuleFuture;
+use crate::types::{KeyedOp, MapKind};
+
+/// Position in a partition scan.
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanCursor {
+    /// Map of the last item returned.
+    pub map: RString,
+    /// Key of the last item returned.
+    pub key: RString,
+}
+
+/// A request for one page of the records of a partition.
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug, PartialEq, Eq)]
+pub struct ScanRequest {
+    /// The partition.
+    pub partition: u32,
+    /// Continue after this item; `None` starts at the beginning.
+    pub after: ROption<ScanCursor>,
+    /// Most items in the page (at least 1).
+    pub limit: u32,
+}
+
+/// One record found by a scan.
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanItem {
+    /// Map name.
+    pub map: RString,
+    /// Kind of the map.
+    pub kind: MapKind,
+    /// The key and its state.
+    pub record: KeyRecord,
+}
+
+/// A page of a partition scan.
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug, PartialEq, Eq)]
+pub struct ScanPage {
+    /// Items ordered by (map, key).
+    pub items: RVec<ScanItem>,
+    /// Where the next page starts; `None` when the scan is complete.
+    pub next: ROption<ScanCursor>,
+}
+
+/// Storage operations the cluster module may call.
+///
+/// # Contract
+/// - `apply_replicated` MUST merge with the same CRDT rules as client writes
+///   (a stale change never overwrites newer data) and MUST notify local
+///   live queries and change sinks, with the given origin.
+/// - `scan_partition` MUST return every key of every map whose partition is
+///   `partition`, each exactly once across pages, if nothing changes
+///   meanwhile; concurrent writes may or may not be seen.
+/// - None of these calls may call back into the cluster module synchronously.
+pub trait StorageAccessor: Send + Sync + 'static {
+    /// Plugin-boundary detail: a wrapper over an object from another library
+    /// returns that object here, so it is passed on rather than wrapped again.
+    /// Every other implementation MUST keep this default.
+    #[doc(hidden)]
+    fn as_foreign_object(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
+
+    /// Applies changes that a peer replicated or repair found missing.
+    fn apply_replicated(
+        &self,
+        changes: RVec<KeyedOp>,
+        origin: Origin,
+    ) -> ModuleFuture<RVec<OpStatus>>;
+    /// Reads keys of a map.
+    fn read(&self, map: RString, keys: RVec<RString>) -> ModuleFuture<RVec<KeyRecord>>;
+    /// One page of a partition's records.
+    fn scan_partition(&self, request: ScanRequest) -> ModuleFuture<ScanPage>;
+    /// The maps held.
+    fn list_maps(&self) -> ModuleFuture<RVec<MapInfo>>;
+    /// The tombstoned tags of an OR map.
+    fn or_tombstones(&self, map: RString) -> ModuleFuture<RVec<RString>>;
+}

@@ -1,0 +1,112 @@
+//! The cluster-module trait: membership, partitions, replication, locks,
+//! Merkle trees, reassignment, read replicas and repair (ARCHITECTURE.md,
+//! "The two modules"; seed R1/R3).
+
+use std::sync::Arc;
+
+use abi_stable::std_types::{ROption, RString, RVec};
+
+use super::accessor::StorageAccessor;
+use super::cluster_types::{
+    LockGrant, LockRelease, LockRequest, Member, PartitionMap, RepairReport, ReplicationOutcome,
+    ReplicationRequest,
+};
+use super::partition::PartitionView;
+use super::services::{ClockService, MetricsSink};
+use super::storage_types::{AckResult, ApplyBatch};
+use super::{ModuleFuture, ModuleInfo};
+use crate::error::ModuleResult;
+use crate::types::ConsistencyLevel;
+
+/// Resolves the peer list at start-up (seed `resolvePeers`), for peers that
+/// are only known at run time.
+pub trait PeerResolver: Send + Sync + 'static {
+    /// Plugin-boundary detail: a wrapper over an object from another library
+    /// returns that object here, so it is passed on rather than wrapped again.
+    /// Every other implementation MUST keep this default.
+    #[doc(hidden)]
+    fn as_foreign_object(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
+
+    /// Peers as `host:port`.
+    fn resolve(&self) -> RVec<RString>;
+}
+
+/// What the cluster module is built with (step 2 of start-up).
+#[derive(Clone)]
+pub struct ClusterDeps {
+    /// The node's clock.
+    pub clock: Arc<dyn ClockService>,
+    /// Where to report metrics.
+    pub metrics: Arc<dyn MetricsSink>,
+    /// Overrides the configured `peers` when present.
+    pub peer_resolver: Option<Arc<dyn PeerResolver>>,
+}
+
+/// The cluster module.
+///
+/// # Contract
+///
+/// - `partition_view` MUST be usable before `start` (storage is built before
+///   the cluster starts); a node that knows no peers owns every partition.
+/// - `attach_storage` is called once, after the storage module exists and
+///   before `start`; replication, reassignment and repair use that accessor.
+/// - `replicate` is called for every change applied on this node as owner;
+///   it resolves when the consistency level is met or fails; EVENTUAL
+///   resolves once the change is queued. With no backups it succeeds at once.
+/// - Lock fencing tokens MUST strictly increase per name and never go
+///   backwards, also after a lock went idle and its entry was dropped.
+/// - A lock held by a holder whose TTL ran out is released; `release_holder`
+///   releases every lock of a disconnected holder.
+/// - `shutdown` flushes pending replication (bounded), leaves the cluster and
+///   stops background work. Idempotent.
+pub trait ClusterModule: Send + Sync + 'static {
+    /// Plugin-boundary detail: a wrapper over an object from another library
+    /// returns that object here, so it is passed on rather than wrapped again.
+    /// Every other implementation MUST keep this default.
+    #[doc(hidden)]
+    fn as_foreign_object(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
+
+    /// Who this module is.
+    fn info(&self) -> ModuleInfo;
+    /// Binds the transport, joins peers, starts failure detection and repair.
+    fn start(&self) -> ModuleFuture<()>;
+    /// Leaves the cluster and stops. Idempotent.
+    fn shutdown(&self) -> ModuleFuture<()>;
+
+    /// The partition view handed to the storage module.
+    fn partition_view(&self) -> Arc<dyn PartitionView>;
+    /// Cross-wiring: the storage module's accessor.
+    ///
+    /// # Errors
+    /// When called twice or after `start`.
+    fn attach_storage(&self, storage: Arc<dyn StorageAccessor>) -> ModuleResult<()>;
+
+    /// Current members, this node included.
+    fn members(&self) -> RVec<Member>;
+    /// The client-visible partition map.
+    fn partition_map(&self) -> PartitionMap;
+
+    /// Replicates applied changes to backups.
+    fn replicate(&self, request: ReplicationRequest) -> ModuleFuture<ReplicationOutcome>;
+    /// Sends writes for partitions another node owns to that node; resolves
+    /// with that node's acknowledgements.
+    fn forward(&self, node: RString, batch: ApplyBatch) -> ModuleFuture<RVec<AckResult>>;
+    /// The node a read of `partition` at `consistency` should go to.
+    fn read_replica(&self, partition: u32, consistency: ConsistencyLevel) -> ROption<RString>;
+
+    /// Tries to take a named lock; never queues.
+    fn lock(&self, request: LockRequest) -> ModuleFuture<LockGrant>;
+    /// Releases a lock; false if the holder or token do not match.
+    fn unlock(&self, release: LockRelease) -> ModuleFuture<bool>;
+    /// Releases every lock of `holder`; returns how many.
+    fn release_holder(&self, holder: RString) -> ModuleFuture<u32>;
+
+    /// Root of the Merkle tree of `partition` (0 when empty).
+    fn merkle_root(&self, partition: u32) -> u32;
+    /// Runs one anti-entropy pass now.
+    fn repair(&self) -> ModuleFuture<RepairReport>;
+}
