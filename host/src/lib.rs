@@ -1,1 +1,100 @@
-//! The Hangar host library (filled in by the plugin-platform work).
+//! The Hangar host: the `hangar` node as a library.
+//!
+//! # Layout
+//!
+//! - `config`: [`HangarConfig`]: defaults, TOML file, environment, flags.
+//! - `plugin`: finding, checking, loading and instantiating module plugins.
+//! - `factory`: [`Node`]: the wiring order (core services, cluster, storage,
+//!   cross-wiring, start) and the reverse shutdown.
+//! - `metrics`: the metrics registry behind `/metrics`.
+//! - `server`: the network front end on the node's port.
+//! - `logging`: the `tracing` subscriber and the plugin-boundary error hook.
+//!
+//! Embedding: build a [`HangarConfig`], pick [`Modules::embedded`] with your
+//! module constructors (no shared library involved) or [`Modules::plugins`],
+//! then [`start`] and later [`Running::shutdown`] — or [`run`] with your own
+//! shutdown future.
+
+pub mod config;
+pub mod factory;
+pub mod logging;
+pub mod metrics;
+pub mod plugin;
+pub mod server;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use config::HangarConfig;
+pub use factory::{Modules, Node, StartError};
+
+/// A node that is up: modules started and the port listening.
+pub struct Running {
+    /// The node.
+    pub node: Arc<Node>,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    listening: server::Listening,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Running {
+    /// Shuts down in reverse order: the network drains first, then the
+    /// cluster module, then storage.
+    pub async fn shutdown(self) {
+        tracing::info!("shutdown: network front end");
+        self.listening.stop().await;
+        self.node.shutdown().await;
+    }
+}
+
+/// Builds, wires and starts a node, then binds its port.
+///
+/// # Errors
+/// [`StartError`] naming the step that failed; modules that were started are
+/// shut down again.
+pub async fn start(config: HangarConfig, modules: Modules) -> Result<Running, StartError> {
+    let node = Arc::new(Node::start(config, modules).await?);
+    tracing::info!("step 5: network front end");
+    let listening = match server::listen(node.clone()).await {
+        Ok(l) => l,
+        Err(e) => {
+            node.shutdown().await;
+            return Err(e);
+        }
+    };
+    let addr = listening.addr;
+    tracing::info!(%addr, node = %node.config.node_id, "node ready");
+    Ok(Running {
+        node,
+        addr,
+        listening,
+    })
+}
+
+/// Runs a node until `shutdown` resolves, calling `ready` with the bound
+/// address once it listens.
+///
+/// # Errors
+/// [`StartError`] when start-up fails.
+pub async fn run(
+    config: HangarConfig,
+    modules: Modules,
+    ready: impl FnOnce(SocketAddr),
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    let running = start(config, modules).await?;
+    ready(running.addr);
+    shutdown.await;
+    tracing::info!("shutdown requested");
+    running.shutdown().await;
+    Ok(())
+}

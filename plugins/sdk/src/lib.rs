@@ -1,1 +1,61 @@
-//! Plugin SDK (filled in by the plugin-platform work).
+//! The Hangar plugin SDK: what a plugin needs beside `hangar-core`.
+//!
+//! # Layout
+//!
+//! - `runtime`: [`PluginRuntime`], the tokio runtime a plugin owns, and the
+//!   bridge that turns work spawned on it into executor-agnostic
+//!   `ModuleFuture`s the host can poll.
+//! - `logging`: forwards the plugin's `tracing` events to the host's log sink
+//!   (a loaded plugin has its own copy of `tracing`, which the host's
+//!   subscriber cannot see).
+//! - `export_storage_plugin!` / `export_cluster_plugin!`: export a module
+//!   constructor as a Hangar plugin.
+//!
+//! Statically linked into a host (embedding), a plugin crate uses the host's
+//! `tracing` directly and the forwarding is never installed.
+
+pub mod logging;
+pub mod runtime;
+
+pub use runtime::PluginRuntime;
+
+#[doc(hidden)]
+pub use hangar_core as __core;
+
+/// Exports a storage-module constructor as a Hangar plugin, with the crate's
+/// name, version and description as its manifest and `tracing` forwarding.
+///
+/// The constructor has the signature
+/// `fn(StorageModuleConfig, StorageDeps) -> ModuleResult<Arc<dyn StorageModule>>`.
+#[macro_export]
+macro_rules! export_storage_plugin {
+    ($ctor:expr) => {
+        $crate::__core::export_plugin! {
+            kind: Storage,
+            name: env!("CARGO_PKG_NAME"),
+            version: env!("CARGO_PKG_VERSION"),
+            description: env!("CARGO_PKG_DESCRIPTION"),
+            storage: $ctor,
+            log_sink: $crate::logging::install_log_sink,
+        }
+    };
+}
+
+/// Exports a cluster-module constructor as a Hangar plugin, with the crate's
+/// name, version and description as its manifest and `tracing` forwarding.
+///
+/// The constructor has the signature
+/// `fn(ClusterModuleConfig, ClusterDeps) -> ModuleResult<Arc<dyn ClusterModule>>`.
+#[macro_export]
+macro_rules! export_cluster_plugin {
+    ($ctor:expr) => {
+        $crate::__core::export_plugin! {
+            kind: Cluster,
+            name: env!("CARGO_PKG_NAME"),
+            version: env!("CARGO_PKG_VERSION"),
+            description: env!("CARGO_PKG_DESCRIPTION"),
+            cluster: $ctor,
+            log_sink: $crate::logging::install_log_sink,
+        }
+    };
+}

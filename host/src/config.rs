@@ -1,0 +1,331 @@
+//! The node's configuration: defaults, then a TOML file, then environment
+//! variables, then command-line flags, each overriding the one before.
+//!
+//! Unknown keys in the file are errors (a typo must not silently fall back to
+//! a default), and every error names the key and what was expected.
+
+use std::path::{Path, PathBuf};
+
+use hangar_core::config::{ClusterModuleConfig, StorageBackendKind, StorageModuleConfig};
+use semver::VersionReq;
+use serde::{Deserialize, Serialize};
+
+/// Which plugins fill the two slots.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Directory searched first for plugins given by name.
+    pub dir: Option<PathBuf>,
+    /// Storage plugin: a crate name (`hangar_storage`) or a path to the file.
+    pub storage: String,
+    /// Requirement on the storage plugin's own version.
+    pub storage_version: String,
+    /// Cluster plugin: a crate name or a path.
+    pub cluster: String,
+    /// Requirement on the cluster plugin's own version.
+    pub cluster_version: String,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            storage: "hangar_storage".to_string(),
+            storage_version: "*".to_string(),
+            cluster: "hangar_cluster".to_string(),
+            cluster_version: "*".to_string(),
+        }
+    }
+}
+
+/// Client authentication.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HS256 secret; when set, clients must send a valid JWT.
+    pub jwt_secret: Option<String>,
+}
+
+/// The whole node configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HangarConfig {
+    /// Node id; MUST NOT contain `:`.
+    pub node_id: String,
+    /// Address the client port binds.
+    pub host: String,
+    /// Client port (WebSocket, `/health`, `/metrics`); 0 binds an ephemeral one.
+    pub port: u16,
+    /// Data directory (the embedded store and module state live here).
+    pub data_dir: PathBuf,
+    /// Log filter (`info`, `hangar=debug,plugin=trace`, ...).
+    pub log: String,
+    /// Plugins.
+    pub plugins: PluginsConfig,
+    /// Client authentication.
+    pub auth: AuthConfig,
+    /// Cluster module settings (`node_id` and `data_dir` are filled in).
+    pub cluster: ClusterModuleConfig,
+    /// Storage module settings (`node_id` and `data_dir` are filled in).
+    pub storage: StorageModuleConfig,
+    /// How long shutdown waits for in-flight work, in ms.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for HangarConfig {
+    fn default() -> Self {
+        Self {
+            node_id: "node-1".to_string(),
+            host: "127.0.0.1".to_string(),
+            port: 8080,
+            data_dir: PathBuf::from("./data"),
+            log: "info".to_string(),
+            plugins: PluginsConfig::default(),
+            auth: AuthConfig::default(),
+            cluster: ClusterModuleConfig::default(),
+            storage: StorageModuleConfig::default(),
+            shutdown_grace_ms: 5_000,
+        }
+    }
+}
+
+/// A configuration problem: which source, which key, what was wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (it names the key and line).
+        message: String,
+    },
+    /// An environment variable has a value of the wrong shape.
+    #[error("environment variable {name}={value:?}: expected {expected}")]
+    Env {
+        /// Variable name.
+        name: String,
+        /// Its value.
+        value: String,
+        /// What was expected.
+        expected: String,
+    },
+    /// A value is out of its allowed range.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// The key.
+        key: String,
+        /// What was wrong and expected.
+        message: String,
+    },
+}
+
+impl HangarConfig {
+    /// Reads a TOML file over the defaults.
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`] or [`ConfigError::Parse`].
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Applies environment overrides read through `get` (the process
+    /// environment in production; a map in tests).
+    ///
+    /// Variables: `HANGAR_NODE_ID`, `HANGAR_HOST`, `HANGAR_PORT`,
+    /// `HANGAR_DATA_DIR`, `HANGAR_LOG`, `HANGAR_PLUGIN_DIR`,
+    /// `HANGAR_STORAGE_PLUGIN`, `HANGAR_CLUSTER_PLUGIN`, `STORAGE_BACKEND`
+    /// (`embedded`/`redb`, or `memory`/`null`), `JWT_SECRET`, and
+    /// `HANGAR_NO_AUTH=1` / `TOPGUN_NO_AUTH=true`, which turn auth off.
+    ///
+    /// # Errors
+    /// [`ConfigError::Env`] naming the variable and the expected shape.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let env_err = |name: &str, value: &str, expected: &str| ConfigError::Env {
+            name: name.to_string(),
+            value: value.to_string(),
+            expected: expected.to_string(),
+        };
+        if let Some(v) = get("HANGAR_NODE_ID") {
+            self.node_id = v;
+        }
+        if let Some(v) = get("HANGAR_HOST") {
+            self.host = v;
+        }
+        if let Some(v) = get("HANGAR_PORT") {
+            self.port = v
+                .parse()
+                .map_err(|_| env_err("HANGAR_PORT", &v, "a port number 0-65535"))?;
+        }
+        if let Some(v) = get("HANGAR_DATA_DIR") {
+            self.data_dir = v.into();
+        }
+        if let Some(v) = get("HANGAR_LOG") {
+            self.log = v;
+        }
+        if let Some(v) = get("HANGAR_PLUGIN_DIR") {
+            self.plugins.dir = Some(v.into());
+        }
+        if let Some(v) = get("HANGAR_STORAGE_PLUGIN") {
+            self.plugins.storage = v;
+        }
+        if let Some(v) = get("HANGAR_CLUSTER_PLUGIN") {
+            self.plugins.cluster = v;
+        }
+        if let Some(v) = get("STORAGE_BACKEND") {
+            self.storage.backend = match v.to_ascii_lowercase().as_str() {
+                "embedded" | "redb" => StorageBackendKind::Embedded,
+                "memory" | "null" => StorageBackendKind::Memory,
+                _ => {
+                    return Err(env_err(
+                        "STORAGE_BACKEND",
+                        &v,
+                        "one of embedded, redb, memory, null",
+                    ))
+                }
+            };
+        }
+        if let Some(v) = get("JWT_SECRET").filter(|v| !v.is_empty()) {
+            self.auth.jwt_secret = Some(v);
+        }
+        let no_auth = |name: &str| {
+            get(name)
+                .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
+        };
+        if no_auth("HANGAR_NO_AUTH") || no_auth("TOPGUN_NO_AUTH") {
+            self.auth.jwt_secret = None;
+        }
+        Ok(())
+    }
+
+    /// Checks cross-field rules and fills the module configs' copies of the
+    /// node id and data directory.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the key.
+    pub fn finish(&mut self) -> Result<(), ConfigError> {
+        hangar_core::hlc::validate_node_id(&self.node_id).map_err(|e| ConfigError::Invalid {
+            key: "node_id".into(),
+            message: e.to_string(),
+        })?;
+        for (key, req) in [
+            ("plugins.storage_version", &self.plugins.storage_version),
+            ("plugins.cluster_version", &self.plugins.cluster_version),
+        ] {
+            VersionReq::parse(req).map_err(|e| ConfigError::Invalid {
+                key: key.into(),
+                message: format!("{req:?} is not a semver requirement: {e}"),
+            })?;
+        }
+        self.cluster.node_id.clone_from(&self.node_id);
+        self.storage.node_id.clone_from(&self.node_id);
+        self.storage.data_dir = self.data_dir.join("storage");
+        if self.cluster.data_dir.is_none() {
+            self.cluster.data_dir = Some(self.data_dir.join("cluster"));
+        }
+        Ok(())
+    }
+
+    /// Parsed version requirement of a slot (validated by [`Self::finish`]).
+    #[must_use]
+    pub fn version_req(&self, storage: bool) -> VersionReq {
+        let s = if storage {
+            &self.plugins.storage_version
+        } else {
+            &self.plugins.cluster_version
+        };
+        VersionReq::parse(s).unwrap_or(VersionReq::STAR)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn t10_file_then_env_override_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("hangar.toml");
+        std::fs::write(
+            &f,
+            "node_id = \"alpha\"\nport = 9000\n[storage]\nwrite_ack_timeout_ms = 1234\n[plugins]\nstorage_version = \">=0.1\"\n",
+        )
+        .unwrap();
+        let mut c = HangarConfig::from_file(&f).unwrap();
+        assert_eq!((c.node_id.as_str(), c.port), ("alpha", 9000));
+        assert_eq!(c.storage.write_ack_timeout_ms, 1234);
+        c.apply_env(env(&[("HANGAR_PORT", "0"), ("STORAGE_BACKEND", "memory")]))
+            .unwrap();
+        c.finish().unwrap();
+        assert_eq!(c.port, 0);
+        assert_eq!(c.storage.backend, StorageBackendKind::Memory);
+        assert_eq!(c.storage.node_id, "alpha");
+        assert_eq!(c.cluster.node_id, "alpha");
+    }
+
+    #[test]
+    fn t11_unknown_keys_and_bad_values_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("bad.toml");
+        std::fs::write(&f, "prot = 1\n").unwrap();
+        let e = HangarConfig::from_file(&f).unwrap_err().to_string();
+        assert!(e.contains("prot"), "{e}");
+        let mut c = HangarConfig::default();
+        let e = c
+            .apply_env(env(&[("HANGAR_PORT", "lots")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("HANGAR_PORT") && e.contains("port number"),
+            "{e}"
+        );
+        let mut c = HangarConfig {
+            node_id: "a:b".into(),
+            ..Default::default()
+        };
+        assert!(c.finish().unwrap_err().to_string().contains("node_id"));
+        let mut c = HangarConfig::default();
+        c.plugins.cluster_version = "not a req".into();
+        assert!(c
+            .finish()
+            .unwrap_err()
+            .to_string()
+            .contains("plugins.cluster_version"));
+    }
+
+    #[test]
+    fn t12_auth_switches() {
+        let mut c = HangarConfig::default();
+        c.apply_env(env(&[("JWT_SECRET", "s3cret")])).unwrap();
+        assert_eq!(c.auth.jwt_secret.as_deref(), Some("s3cret"));
+        c.apply_env(env(&[("TOPGUN_NO_AUTH", "true")])).unwrap();
+        assert_eq!(c.auth.jwt_secret, None);
+        c.apply_env(env(&[("JWT_SECRET", "x"), ("HANGAR_NO_AUTH", "1")]))
+            .unwrap();
+        assert_eq!(c.auth.jwt_secret, None);
+    }
+}

@@ -1,0 +1,54 @@
+//! The host's log sink: plugin events re-emitted into the host's `tracing`
+//! subscriber, under target `plugin`, with the plugin's name as a field.
+
+use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::std_types::RArc;
+use hangar_core::abi::{FfiLogSink, FfiLogSinkBox, FfiLogSink_TO, LogLevel, LogRecord};
+use tracing::level_filters::LevelFilter;
+
+/// Re-emits plugin log records as host `tracing` events.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HostLogSink;
+
+impl HostLogSink {
+    /// The sink as it crosses the boundary.
+    #[must_use]
+    pub fn boxed() -> FfiLogSinkBox {
+        FfiLogSink_TO::from_ptr(RArc::new(Self), TD_Opaque)
+    }
+}
+
+/// The host's current maximum level as a [`LogLevel`].
+#[must_use]
+pub fn host_max_level() -> LogLevel {
+    match LevelFilter::current() {
+        LevelFilter::OFF => 0,
+        LevelFilter::ERROR => 1,
+        LevelFilter::WARN => 2,
+        LevelFilter::INFO => 3,
+        LevelFilter::DEBUG => 4,
+        _ => 5,
+    }
+}
+
+impl FfiLogSink for HostLogSink {
+    fn max_level(&self) -> LogLevel {
+        host_max_level()
+    }
+
+    fn log(&self, r: LogRecord<'_>) {
+        let (plugin, origin, msg, fields) = (
+            r.plugin.as_str(),
+            r.target.as_str(),
+            r.message.as_str(),
+            r.fields.as_str(),
+        );
+        match r.level {
+            1 => tracing::error!(target: "plugin", plugin, origin, fields, "{msg}"),
+            2 => tracing::warn!(target: "plugin", plugin, origin, fields, "{msg}"),
+            3 => tracing::info!(target: "plugin", plugin, origin, fields, "{msg}"),
+            4 => tracing::debug!(target: "plugin", plugin, origin, fields, "{msg}"),
+            _ => tracing::trace!(target: "plugin", plugin, origin, fields, "{msg}"),
+        }
+    }
+}

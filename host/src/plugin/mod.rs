@@ -1,0 +1,149 @@
+//! Plugins: finding, loading and instantiating module plugins, and carrying
+//! their log events into the host's `tracing` subscriber.
+//!
+//! - `loader`: every check before plugin code runs ([`load`], [`inspect`]).
+//! - `error`: [`LoadError`], one variant per refusal.
+//! - `log_sink`: the host's side of plugin log forwarding.
+
+mod error;
+mod loader;
+mod log_sink;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hangar_core::abi::{
+    cluster_from_ffi, storage_from_ffi, FfiClusterDeps, FfiStorageDeps, PluginKind,
+};
+use hangar_core::config::{encode_config, ClusterModuleConfig, StorageModuleConfig};
+use hangar_core::module::cluster::{ClusterDeps, ClusterModule};
+use hangar_core::module::storage::{StorageDeps, StorageModule};
+use hangar_core::ModuleError;
+
+pub use error::LoadError;
+pub use loader::{inspect, load, Expectation, Inspection, LoadedPlugin, Manifest};
+pub use log_sink::HostLogSink;
+
+fn init_error(plugin: &LoadedPlugin, kind: PluginKind, e: ModuleError) -> LoadError {
+    if e.is_panic() {
+        LoadError::InitPanicked {
+            path: plugin.path.clone(),
+            plugin: plugin.manifest.name.clone(),
+            kind: kind.to_string(),
+            message: e.message.to_string(),
+        }
+    } else {
+        LoadError::InitFailed {
+            path: plugin.path.clone(),
+            plugin: plugin.manifest.name.clone(),
+            kind: kind.to_string(),
+            message: e.to_string(),
+        }
+    }
+}
+
+fn install_log_sink(plugin: &LoadedPlugin) -> Result<(), LoadError> {
+    let sink = HostLogSink::boxed();
+    (plugin.root.set_log_sink())(sink)
+        .into_result()
+        .map_err(|e| {
+            init_error(
+                plugin,
+                plugin.manifest.kind.unwrap_or(PluginKind::Storage),
+                e,
+            )
+        })
+}
+
+/// Builds the storage module of a loaded storage plugin.
+///
+/// # Errors
+/// [`LoadError::InitFailed`] / [`LoadError::InitPanicked`] when the plugin's
+/// constructor fails or panics (the host keeps running).
+pub fn instantiate_storage(
+    plugin: &LoadedPlugin,
+    config: &StorageModuleConfig,
+    deps: &StorageDeps,
+) -> Result<Arc<dyn StorageModule>, LoadError> {
+    install_log_sink(plugin)?;
+    let bytes = encode_config(config).map_err(|e| init_error(plugin, PluginKind::Storage, e))?;
+    let ffi = (plugin.root.create_storage())(bytes.into(), FfiStorageDeps::from_native(deps))
+        .into_result()
+        .map_err(|e| init_error(plugin, PluginKind::Storage, e))?;
+    Ok(storage_from_ffi(ffi))
+}
+
+/// Builds the cluster module of a loaded cluster plugin.
+///
+/// # Errors
+/// [`LoadError::InitFailed`] / [`LoadError::InitPanicked`] when the plugin's
+/// constructor fails or panics (the host keeps running).
+pub fn instantiate_cluster(
+    plugin: &LoadedPlugin,
+    config: &ClusterModuleConfig,
+    deps: &ClusterDeps,
+) -> Result<Arc<dyn ClusterModule>, LoadError> {
+    install_log_sink(plugin)?;
+    let bytes = encode_config(config).map_err(|e| init_error(plugin, PluginKind::Cluster, e))?;
+    let ffi = (plugin.root.create_cluster())(bytes.into(), FfiClusterDeps::from_native(deps))
+        .into_result()
+        .map_err(|e| init_error(plugin, PluginKind::Cluster, e))?;
+    Ok(cluster_from_ffi(ffi))
+}
+
+/// The platform file name of a plugin crate (`libhangar_storage.so` on Linux).
+#[must_use]
+pub fn library_file_name(crate_name: &str) -> String {
+    libloading::library_filename(crate_name.replace('-', "_"))
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Where plugins are looked for when none is given by path: the configured
+/// directory first, then next to the executable, its `plugins/`, and `deps/`
+/// (where `cargo test` leaves workspace plugins).
+#[must_use]
+pub fn search_dirs(plugin_dir: Option<&Path>) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(d) = plugin_dir {
+        dirs.push(d.to_path_buf());
+    }
+    if let Some(exe_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        dirs.push(exe_dir.join("plugins"));
+        dirs.push(exe_dir.join("deps"));
+        dirs.push(exe_dir);
+    }
+    dirs
+}
+
+/// Resolves a plugin reference: a path (anything with a `/` or an extension)
+/// is used as is; a bare name is looked up as a library file in `dirs`.
+///
+/// # Errors
+/// [`LoadError::Open`] naming every place that was searched.
+pub fn resolve(reference: &str, dirs: &[PathBuf]) -> Result<PathBuf, LoadError> {
+    let p = Path::new(reference);
+    if reference.contains(std::path::MAIN_SEPARATOR) || p.extension().is_some() {
+        return Ok(p.to_path_buf());
+    }
+    let file = library_file_name(reference);
+    for d in dirs {
+        let candidate = d.join(&file);
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    Err(LoadError::Open {
+        path: PathBuf::from(&file),
+        reason: format!(
+            "plugin {reference:?} not found; searched {}",
+            dirs.iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    })
+}
