@@ -14,6 +14,7 @@ pub fn init(filter: &str) -> Result<(), String> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     hangar_core::abi::set_boundary_error_hook(|e| {
         tracing::error!(error = %e, "a plugin call failed; answering with a conservative default");

@@ -1,1 +1,16 @@
-//! Shared helpers for the cross-crate tests.
+//! Cross-crate test support and the module conformance suites.
+//!
+//! # Layout
+//!
+//! - [`storage_suite`]: the conformance suite every `StorageModule` must pass.
+//! - [`cluster_suite`]: the conformance suite every `ClusterModule` must pass.
+//! - [`support`]: deps for tests (clock, metrics, a single-node partition
+//!   view), finding plugin files built by this workspace, loading them.
+//!
+//! The suites are run by `tests/t20_contracts.rs` against the in-process
+//! implementations, against the loaded plugins, and with the foreign path
+//! forced; `plugin-template` runs them against its own plugin too.
+
+pub mod cluster_suite;
+pub mod storage_suite;
+pub mod support;

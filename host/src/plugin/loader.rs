@@ -177,7 +177,10 @@ fn read_declaration(path: &Path, symbol: &str) -> Result<(Manifest, Version), Lo
         u64::from(decl.abi_minor),
         u64::from(decl.abi_patch),
     );
-    Ok((Manifest::from_raw(&decl.manifest), version))
+    let mut manifest = Manifest::from_raw(&decl.manifest);
+    // The numeric header is what the checks use; report that.
+    manifest.abi_version = version.to_string();
+    Ok((manifest, version))
 }
 
 fn abi_layout_err(path: &Path, plugin: &str, e: &LibraryError) -> LoadError {

@@ -100,7 +100,7 @@ pub fn library_file_name(crate_name: &str) -> String {
 }
 
 /// Where plugins are looked for when none is given by path: the configured
-/// directory first, then next to the executable, its `plugins/`, and `deps/`
+/// directory first, then the executable's `plugins/`, its own directory, and `deps/`
 /// (where `cargo test` leaves workspace plugins).
 #[must_use]
 pub fn search_dirs(plugin_dir: Option<&Path>) -> Vec<PathBuf> {
@@ -113,8 +113,8 @@ pub fn search_dirs(plugin_dir: Option<&Path>) -> Vec<PathBuf> {
         .and_then(|e| e.parent().map(Path::to_path_buf))
     {
         dirs.push(exe_dir.join("plugins"));
+        dirs.push(exe_dir.clone());
         dirs.push(exe_dir.join("deps"));
-        dirs.push(exe_dir);
     }
     dirs
 }

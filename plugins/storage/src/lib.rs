@@ -1,1 +1,12 @@
-//! Default storage module (filled in by the storage work).
+//! Hangar's default storage module, built as a plugin (`cdylib`) and as a
+//! library (`rlib`) for embedding.
+//!
+//! # Layout
+//!
+//! - `module`: [`DefaultStorage`], the `StorageModule` implementation.
+
+pub mod module;
+
+pub use module::{create, DefaultStorage};
+
+hangar_plugin_sdk::export_storage_plugin!(crate::module::create);

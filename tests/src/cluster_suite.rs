@@ -1,0 +1,237 @@
+//! The conformance suite of `ClusterModule` for a node that is alone (no
+//! peers): every implementation must pass it. Each case gets a fresh module,
+//! with a storage accessor attached, and started.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use abi_stable::std_types::{ROption, RVec};
+use hangar_core::module::cluster::ClusterModule;
+use hangar_core::module::cluster_types::{LockRelease, LockRequest, ReplicationRequest};
+use hangar_core::module::storage::StorageModule;
+use hangar_core::{ConsistencyLevel, PARTITION_COUNT};
+
+use crate::storage_suite::lww;
+
+/// Builds a fresh, not yet started module for each case.
+pub type Builder<'a> = &'a (dyn Fn() -> Arc<dyn ClusterModule> + Send + Sync);
+type Case =
+    fn(Arc<dyn ClusterModule>, Arc<dyn StorageModule>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+fn t10_a_lone_node_owns_every_partition(
+    m: Arc<dyn ClusterModule>,
+    storage: Arc<dyn StorageModule>,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        let _ = &storage;
+        let v = m.partition_view();
+        let me = v.local_node();
+        assert!(!me.is_empty());
+        assert!(v.version() >= 1);
+        for p in 0..PARTITION_COUNT {
+            assert_eq!(v.owner(p).into_option().as_ref(), Some(&me), "owner of {p}");
+            assert!(v.is_local_owner(p) && v.is_related(p));
+            assert!(!v.backups(p).contains(&me), "never its own backup");
+        }
+        let map = m.partition_map();
+        assert_eq!(map.partition_count, 271);
+        assert_eq!(map.partitions.len(), 271);
+        assert_eq!(map.version, v.version());
+        assert!(map.nodes.iter().any(|n| n.node_id == me));
+        let members = m.members();
+        assert_eq!(members.iter().filter(|x| x.is_local).count(), 1);
+    })
+}
+
+fn t11_attaching_storage_twice_is_refused(
+    m: Arc<dyn ClusterModule>,
+    storage: Arc<dyn StorageModule>,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        let _ = &storage;
+        assert!(
+            m.attach_storage(storage.accessor()).is_err(),
+            "already attached (and started)"
+        );
+    })
+}
+
+fn t20_replication_without_backups_succeeds_at_every_level(
+    m: Arc<dyn ClusterModule>,
+    storage: Arc<dyn StorageModule>,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        let _ = &storage;
+        for c in [
+            ConsistencyLevel::Eventual,
+            ConsistencyLevel::Quorum,
+            ConsistencyLevel::Strong,
+        ] {
+            let out = m
+                .replicate(ReplicationRequest {
+                    changes: RVec::from(vec![lww("m", "k", Some(serde_json::json!(1)), 5, "n")]),
+                    consistency: ROption::RSome(c),
+                })
+                .await
+                .expect("replicate");
+            assert!(out.success, "{c:?}: {out:?}");
+        }
+    })
+}
+
+fn t21_merkle_roots_follow_replicated_changes(
+    m: Arc<dyn ClusterModule>,
+    storage: Arc<dyn StorageModule>,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        let _ = &storage;
+        let p = hangar_core::partition_of("k");
+        let before = m.merkle_root(p);
+        m.replicate(ReplicationRequest {
+            changes: RVec::from(vec![lww("m", "k", Some(serde_json::json!(1)), 5, "n")]),
+            consistency: ROption::RNone,
+        })
+        .await
+        .expect("replicate");
+        let after = m.merkle_root(p);
+        assert_ne!(before, after, "the partition's root moved");
+        m.replicate(ReplicationRequest {
+            changes: RVec::from(vec![lww("m", "k", Some(serde_json::json!(2)), 6, "n")]),
+            consistency: ROption::RNone,
+        })
+        .await
+        .expect("replicate");
+        assert_ne!(m.merkle_root(p), after);
+    })
+}
+
+fn req(name: &str, holder: &str) -> LockRequest {
+    LockRequest {
+        name: name.into(),
+        holder: holder.into(),
+        ttl_ms: 10_000,
+    }
+}
+
+fn t30_locks_grant_refuse_and_release(
+    m: Arc<dyn ClusterModule>,
+    storage: Arc<dyn StorageModule>,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        let _ = &storage;
+        let g = m.lock(req("L", "h1")).await.expect("lock");
+        assert!(g.granted && g.fencing_token > 0);
+        let busy = m.lock(req("L", "h2")).await.expect("lock");
+        assert!(!busy.granted, "held by h1");
+        let wrong = LockRelease {
+            name: "L".into(),
+            holder: "h2".into(),
+            fencing_token: g.fencing_token,
+        };
+        assert!(!m.unlock(wrong).await.expect("unlock"));
+        let right = LockRelease {
+            name: "L".into(),
+            holder: "h1".into(),
+            fencing_token: g.fencing_token,
+        };
+        assert!(m.unlock(right).await.expect("unlock"));
+        let g2 = m.lock(req("L", "h2")).await.expect("lock");
+        assert!(
+            g2.granted && g2.fencing_token > g.fencing_token,
+            "tokens never go backwards"
+        );
+    })
+}
+
+fn t31_a_holder_that_disconnects_loses_its_locks(
+    m: Arc<dyn ClusterModule>,
+    storage: Arc<dyn StorageModule>,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        let _ = &storage;
+        assert!(m.lock(req("A", "gone")).await.expect("lock").granted);
+        assert!(m.lock(req("B", "gone")).await.expect("lock").granted);
+        assert_eq!(m.release_holder("gone".into()).await.expect("release"), 2);
+        assert!(m.lock(req("A", "other")).await.expect("lock").granted);
+    })
+}
+
+fn t40_shutdown_is_idempotent(
+    m: Arc<dyn ClusterModule>,
+    storage: Arc<dyn StorageModule>,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        let _ = &storage;
+        m.shutdown().await.expect("shutdown");
+        m.shutdown().await.expect("again");
+    })
+}
+
+/// Every case, by name.
+#[must_use]
+pub fn cases() -> Vec<(&'static str, Case)> {
+    vec![
+        (
+            "t10_a_lone_node_owns_every_partition",
+            t10_a_lone_node_owns_every_partition,
+        ),
+        (
+            "t11_attaching_storage_twice_is_refused",
+            t11_attaching_storage_twice_is_refused,
+        ),
+        (
+            "t20_replication_without_backups_succeeds_at_every_level",
+            t20_replication_without_backups_succeeds_at_every_level,
+        ),
+        (
+            "t21_merkle_roots_follow_replicated_changes",
+            t21_merkle_roots_follow_replicated_changes,
+        ),
+        (
+            "t30_locks_grant_refuse_and_release",
+            t30_locks_grant_refuse_and_release,
+        ),
+        (
+            "t31_a_holder_that_disconnects_loses_its_locks",
+            t31_a_holder_that_disconnects_loses_its_locks,
+        ),
+        ("t40_shutdown_is_idempotent", t40_shutdown_is_idempotent),
+    ]
+}
+
+/// Runs every case against fresh modules from `build`; `storage` gives the
+/// accessor each module is wired to.
+///
+/// # Panics
+/// On the first case that fails, naming it.
+pub async fn run(
+    label: &str,
+    build: Builder<'_>,
+    storage: &(dyn Fn() -> Arc<dyn StorageModule> + Send + Sync),
+) {
+    for (name, case) in cases() {
+        let m = build();
+        let s = storage();
+        m.attach_storage(s.accessor())
+            .unwrap_or_else(|e| panic!("[{label}] {name}: attach_storage failed: {e}"));
+        m.start()
+            .await
+            .unwrap_or_else(|e| panic!("[{label}] {name}: start failed: {e}"));
+        let r = tokio::spawn(case(m.clone(), s.clone())).await;
+        let _ = m.shutdown().await;
+        if let Err(e) = r {
+            let msg = e
+                .try_into_panic()
+                .ok()
+                .and_then(|p| {
+                    p.downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_string()))
+                })
+                .unwrap_or_default();
+            panic!("[{label}] cluster case {name} failed: {msg}");
+        }
+        eprintln!("[{label}] cluster case {name}: ok");
+    }
+}

@@ -1,0 +1,162 @@
+//! Deps and plugin files for tests.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use abi_stable::std_types::{ROption, RString, RVec};
+use hangar_core::abi::PluginKind;
+use hangar_core::config::{ClusterModuleConfig, StorageBackendKind, StorageModuleConfig};
+use hangar_core::hlc::Hlc;
+use hangar_core::module::cluster::{ClusterDeps, ClusterModule};
+use hangar_core::module::partition::PartitionView;
+use hangar_core::module::services::NoMetrics;
+use hangar_core::module::storage::{StorageDeps, StorageModule};
+use hangar_host::plugin::{self, Expectation, LoadError, LoadedPlugin};
+
+/// A partition view of a lone node: it owns everything.
+#[derive(Debug, Clone)]
+pub struct AllLocal(pub String);
+
+impl PartitionView for AllLocal {
+    fn local_node(&self) -> RString {
+        self.0.as_str().into()
+    }
+    fn version(&self) -> u64 {
+        1
+    }
+    fn owner(&self, partition: u32) -> ROption<RString> {
+        if partition < hangar_core::PARTITION_COUNT {
+            ROption::RSome(self.0.as_str().into())
+        } else {
+            ROption::RNone
+        }
+    }
+    fn backups(&self, _partition: u32) -> RVec<RString> {
+        RVec::new()
+    }
+    fn is_local_owner(&self, partition: u32) -> bool {
+        partition < hangar_core::PARTITION_COUNT
+    }
+    fn is_related(&self, partition: u32) -> bool {
+        partition < hangar_core::PARTITION_COUNT
+    }
+}
+
+/// Storage deps for node `node`.
+///
+/// # Panics
+/// If `node` is not a valid node id.
+#[must_use]
+pub fn storage_deps(node: &str) -> StorageDeps {
+    StorageDeps {
+        clock: Arc::new(Hlc::new(node).expect("valid node id")),
+        metrics: Arc::new(NoMetrics),
+        partitions: Arc::new(AllLocal(node.to_string())),
+    }
+}
+
+/// Cluster deps for node `node`.
+///
+/// # Panics
+/// If `node` is not a valid node id.
+#[must_use]
+pub fn cluster_deps(node: &str) -> ClusterDeps {
+    ClusterDeps {
+        clock: Arc::new(Hlc::new(node).expect("valid node id")),
+        metrics: Arc::new(NoMetrics),
+        peer_resolver: None,
+    }
+}
+
+/// An in-memory storage config for node `node`.
+#[must_use]
+pub fn storage_config(node: &str) -> StorageModuleConfig {
+    StorageModuleConfig {
+        node_id: node.to_string(),
+        backend: StorageBackendKind::Memory,
+        write_ack_timeout_ms: 500,
+        ..StorageModuleConfig::default()
+    }
+}
+
+/// A cluster config for node `node`.
+#[must_use]
+pub fn cluster_config(node: &str) -> ClusterModuleConfig {
+    ClusterModuleConfig {
+        node_id: node.to_string(),
+        client_endpoint: Some("ws://127.0.0.1:1/ws".to_string()),
+        ..ClusterModuleConfig::default()
+    }
+}
+
+/// The directory cargo builds this workspace's artifacts into
+/// (`target/<profile>`), found from the running test executable.
+///
+/// # Panics
+/// If the test executable's location is unknown.
+#[must_use]
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let deps = exe.parent().expect("exe dir");
+    if deps.ends_with("deps") {
+        deps.parent().expect("profile dir").to_path_buf()
+    } else {
+        deps.to_path_buf()
+    }
+}
+
+/// The shared library of a plugin crate of this workspace.
+///
+/// # Panics
+/// If cargo has not built it (it is a workspace member, so `cargo test
+/// --workspace` builds it before any test runs).
+#[must_use]
+pub fn plugin_file(crate_name: &str) -> PathBuf {
+    let file = plugin::library_file_name(crate_name);
+    let dir = target_dir();
+    for candidate in [dir.join("deps").join(&file), dir.join(&file)] {
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!(
+        "{file} not found under {}; build the workspace first (cargo test --workspace builds it)",
+        dir.display()
+    )
+}
+
+/// Loads a workspace plugin for a slot of `kind` with any version.
+///
+/// # Errors
+/// The loader's refusal.
+pub fn load(crate_name: &str, kind: PluginKind) -> Result<LoadedPlugin, LoadError> {
+    plugin::load(
+        &plugin_file(crate_name),
+        &Expectation {
+            kind,
+            version: semver::VersionReq::STAR,
+        },
+    )
+}
+
+/// Loads a storage plugin and builds its module (in-memory config).
+///
+/// # Panics
+/// If loading or construction fails.
+#[must_use]
+pub fn loaded_storage(crate_name: &str, node: &str) -> Arc<dyn StorageModule> {
+    let p = load(crate_name, PluginKind::Storage).expect("storage plugin loads");
+    plugin::instantiate_storage(&p, &storage_config(node), &storage_deps(node))
+        .expect("storage plugin builds its module")
+}
+
+/// Loads a cluster plugin and builds its module.
+///
+/// # Panics
+/// If loading or construction fails.
+#[must_use]
+pub fn loaded_cluster(crate_name: &str, node: &str) -> Arc<dyn ClusterModule> {
+    let p = load(crate_name, PluginKind::Cluster).expect("cluster plugin loads");
+    plugin::instantiate_cluster(&p, &cluster_config(node), &cluster_deps(node))
+        .expect("cluster plugin builds its module")
+}

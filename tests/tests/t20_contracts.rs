@@ -1,0 +1,107 @@
+//! The module conformance suites, run against the in-process
+//! implementations, the loaded plugins, and with the foreign path forced
+//! inside one binary; plus the no-stacking guarantees of the adapters.
+
+use std::sync::Arc;
+
+use hangar_core::abi::{
+    cluster_from_ffi_forced, cluster_to_ffi_forced, partition_view_to_ffi, storage_from_ffi,
+    storage_from_ffi_forced, storage_to_ffi, storage_to_ffi_forced, PartitionViewExport,
+};
+use hangar_core::module::storage::StorageModule;
+use hangar_tests::support::{
+    cluster_config, cluster_deps, loaded_cluster, loaded_storage, storage_config, storage_deps,
+};
+use hangar_tests::{cluster_suite, storage_suite};
+
+fn in_process_storage() -> Arc<dyn StorageModule> {
+    hangar_storage::create(storage_config("n1"), storage_deps("n1")).unwrap()
+}
+
+#[tokio::test]
+async fn t10_storage_suite_in_process() {
+    storage_suite::run("in-process", &in_process_storage).await;
+}
+
+#[tokio::test]
+async fn t11_storage_suite_through_the_loaded_plugin() {
+    storage_suite::run("loaded plugin", &|| loaded_storage("hangar_storage", "n1")).await;
+}
+
+#[tokio::test]
+async fn t12_storage_suite_with_the_foreign_path_forced() {
+    storage_suite::run("forced foreign", &|| {
+        storage_from_ffi_forced(storage_to_ffi_forced(in_process_storage()))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn t13_cluster_suite_in_process() {
+    cluster_suite::run(
+        "in-process",
+        &|| hangar_cluster::create(cluster_config("n1"), cluster_deps("n1")).unwrap(),
+        &in_process_storage,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn t14_cluster_suite_through_the_loaded_plugin() {
+    cluster_suite::run(
+        "loaded plugin",
+        &|| loaded_cluster("hangar_cluster", "n1"),
+        &|| loaded_storage("hangar_storage", "n1"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn t15_cluster_suite_with_the_foreign_path_forced() {
+    cluster_suite::run(
+        "forced foreign",
+        &|| {
+            cluster_from_ffi_forced(cluster_to_ffi_forced(
+                hangar_cluster::create(cluster_config("n1"), cluster_deps("n1")).unwrap(),
+            ))
+        },
+        &in_process_storage,
+    )
+    .await;
+}
+
+#[test]
+fn t20_a_module_coming_back_to_its_own_library_is_unwrapped_not_stacked() {
+    let native = in_process_storage();
+    let back = storage_from_ffi(storage_to_ffi(native.clone()));
+    assert!(
+        Arc::ptr_eq(&native, &back),
+        "round trip returns the very same object"
+    );
+    let forced = storage_from_ffi_forced(storage_to_ffi_forced(native.clone()));
+    assert!(
+        !Arc::ptr_eq(&native, &forced),
+        "the forced path really wraps"
+    );
+    // exporting a foreign wrapper passes its inner object on: one layer only
+    let again = storage_to_ffi(forced.clone());
+    let unwrapped = storage_from_ffi(again);
+    assert!(
+        Arc::ptr_eq(&native, &unwrapped),
+        "no second layer was added"
+    );
+}
+
+#[test]
+fn t21_a_plugins_partition_view_reaches_another_plugin_without_a_host_layer() {
+    let cluster = loaded_cluster("hangar_cluster", "n1");
+    let view = cluster.partition_view(); // a host-side wrapper over the plugin's object
+    let ffi = partition_view_to_ffi(view);
+    // If the host had wrapped it again, the object would be a host-made
+    // export and would downcast here; it must be the plugin's own.
+    assert!(
+        ffi.obj.downcast_as::<PartitionViewExport>().is_err(),
+        "the view crosses as the cluster plugin's object, not a host wrapper"
+    );
+    assert!(ffi.is_related(95).into_result().unwrap());
+}
