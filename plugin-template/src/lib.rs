@@ -1,1 +1,156 @@
-//! Plugin template (filled in by the plugin-platform work).
+//! A starting point for a third-party Hangar plugin.
+//!
+//! This template is a storage plugin that wraps Hangar's default storage
+//! module and adds one rule of its own: keys longer than
+//! [`MAX_KEY_LEN`] bytes are rejected with a clear error. Replace the rule
+//! (or the whole delegate) with your own behaviour.
+//!
+//! What makes it a plugin:
+//! - `crate-type = ["cdylib", "rlib"]` in `Cargo.toml`;
+//! - a constructor `fn(StorageModuleConfig, StorageDeps) ->
+//!   ModuleResult<Arc<dyn StorageModule>>`;
+//! - `hangar_plugin_sdk::export_storage_plugin!(constructor)` (or
+//!   `export_cluster_plugin!` for a cluster module), which writes the
+//!   manifest from this crate's name, version and description, exports the
+//!   declaration and root module, and forwards `tracing` events to the host.
+//!
+//! Rules your module must keep: never let a panic escape on purpose (the
+//! boundary catches it, but the call fails); return executor-agnostic futures
+//! (spawn on your own runtime, see `hangar_plugin_sdk::PluginRuntime`); pass
+//! the conformance suite (`tests/conformance.rs`).
+
+use std::sync::Arc;
+
+use abi_stable::std_types::{ROption, RString, RVec};
+use hangar_core::config::StorageModuleConfig;
+use hangar_core::module::accessor::StorageAccessor;
+use hangar_core::module::storage::{StorageDeps, StorageModule};
+use hangar_core::module::storage_types::{
+    AckId, AckResult, ApplyBatch, ChangeSink, KeyRecord, MapInfo, MerkleRequest, MerkleResponse,
+    OpOutcome, OpStatus, QueryRequest, QueryResponse, QuerySink, SearchHit, SearchRequest,
+    SubscriptionId,
+};
+use hangar_core::module::{ModuleFuture, ModuleInfo};
+use hangar_core::types::{MapKind, WriteConcern};
+use hangar_core::{ModuleError, ModuleResult};
+
+/// Longest key this plugin accepts, in bytes.
+pub const MAX_KEY_LEN: usize = 256;
+
+/// The template's storage module: the default module plus a key-length rule.
+pub struct TemplateStorage {
+    inner: Arc<dyn StorageModule>,
+}
+
+/// The plugin's constructor.
+///
+/// # Errors
+/// Whatever the wrapped default module refuses (an invalid node id).
+pub fn create(
+    config: StorageModuleConfig,
+    deps: StorageDeps,
+) -> ModuleResult<Arc<dyn StorageModule>> {
+    tracing::info!(max_key_len = MAX_KEY_LEN, "template storage plugin created");
+    Ok(Arc::new(TemplateStorage {
+        inner: hangar_storage::create(config, deps)?,
+    }))
+}
+
+fn rejected(key: &RString) -> OpOutcome {
+    OpOutcome {
+        status: OpStatus::Rejected,
+        ack: 0,
+        change: ROption::RNone,
+        error: ROption::RSome(ModuleError::invalid(format!(
+            "key of {} bytes is too long: this store accepts keys of at most {MAX_KEY_LEN} bytes",
+            key.len()
+        ))),
+    }
+}
+
+impl StorageModule for TemplateStorage {
+    fn info(&self) -> ModuleInfo {
+        ModuleInfo::new(
+            env!("CARGO_PKG_NAME"),
+            env!("CARGO_PKG_VERSION"),
+            env!("CARGO_PKG_DESCRIPTION"),
+        )
+    }
+    fn start(&self) -> ModuleFuture<()> {
+        self.inner.start()
+    }
+    fn shutdown(&self) -> ModuleFuture<()> {
+        self.inner.shutdown()
+    }
+    fn apply(&self, mut batch: ApplyBatch) -> ModuleFuture<RVec<OpOutcome>> {
+        // Split off the ops this plugin refuses, apply the rest, and put the
+        // outcomes back in batch order.
+        let too_long: Vec<bool> = batch
+            .ops
+            .iter()
+            .map(|w| w.op.key.len() > MAX_KEY_LEN)
+            .collect();
+        if !too_long.contains(&true) {
+            return self.inner.apply(batch);
+        }
+        let refused: Vec<OpOutcome> = batch
+            .ops
+            .iter()
+            .filter(|w| w.op.key.len() > MAX_KEY_LEN)
+            .map(|w| rejected(&w.op.key))
+            .collect();
+        batch.ops.retain(|w| w.op.key.len() <= MAX_KEY_LEN);
+        let inner = self.inner.apply(batch);
+        Box::pin(async move {
+            let mut applied = inner.await?.into_iter();
+            let mut refused = refused.into_iter();
+            Ok(too_long
+                .into_iter()
+                .filter_map(|long| if long { refused.next() } else { applied.next() })
+                .collect())
+        })
+    }
+    fn notify_acks(&self, acks: RVec<AckId>, level: WriteConcern) {
+        self.inner.notify_acks(acks, level);
+    }
+    fn await_acks(&self, acks: RVec<AckId>) -> ModuleFuture<RVec<AckResult>> {
+        self.inner.await_acks(acks)
+    }
+    fn read(&self, map: RString, keys: RVec<RString>) -> ModuleFuture<RVec<KeyRecord>> {
+        self.inner.read(map, keys)
+    }
+    fn list_maps(&self) -> ModuleFuture<RVec<MapInfo>> {
+        self.inner.list_maps()
+    }
+    fn query(&self, request: QueryRequest) -> ModuleFuture<QueryResponse> {
+        self.inner.query(request)
+    }
+    fn subscribe(
+        &self,
+        id: SubscriptionId,
+        request: QueryRequest,
+        sink: Arc<dyn QuerySink>,
+    ) -> ModuleFuture<QueryResponse> {
+        self.inner.subscribe(id, request, sink)
+    }
+    fn unsubscribe(&self, id: SubscriptionId) -> bool {
+        self.inner.unsubscribe(id)
+    }
+    fn search(&self, request: SearchRequest) -> ModuleFuture<RVec<SearchHit>> {
+        self.inner.search(request)
+    }
+    fn merkle_root(&self, map: RString, kind: MapKind) -> ModuleFuture<u32> {
+        self.inner.merkle_root(map, kind)
+    }
+    fn merkle_node(&self, request: MerkleRequest) -> ModuleFuture<MerkleResponse> {
+        self.inner.merkle_node(request)
+    }
+    fn set_change_sink(&self, sink: Arc<dyn ChangeSink>) {
+        self.inner.set_change_sink(sink);
+    }
+    fn accessor(&self) -> Arc<dyn StorageAccessor> {
+        self.inner.accessor()
+    }
+}
+
+hangar_plugin_sdk::export_storage_plugin!(crate::create);

@@ -23,8 +23,11 @@ pub enum LoadError {
         /// Extra context (e.g. how many symbols were exported).
         detail: String,
     },
-    /// More than one plugin declaration in one file.
-    #[error("{path}: expected one plugin declaration, found {found:?}")]
+    /// More than one plugin declaration in one file, none named after the
+    /// file.
+    #[error(
+        "{path}: expected one plugin declaration, or one named after the file, found {found:?}"
+    )]
     AmbiguousDeclaration {
         /// The file.
         path: PathBuf,

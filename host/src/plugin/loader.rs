@@ -141,6 +141,16 @@ fn exported_symbols(path: &Path) -> Result<Vec<String>, LoadError> {
         .collect())
 }
 
+/// The crate name a plugin file is named after (`libfoo_bar.so` -> `foo_bar`).
+fn file_crate_name(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    let name = name.strip_suffix(std::env::consts::DLL_SUFFIX)?;
+    let name = name
+        .strip_prefix(std::env::consts::DLL_PREFIX)
+        .unwrap_or(name);
+    Some(name.replace('-', "_"))
+}
+
 /// The declaration, read through `dlopen` without calling into the plugin.
 fn read_declaration(path: &Path, symbol: &str) -> Result<(Manifest, Version), LoadError> {
     // SAFETY: opening runs the library's ELF constructors; Rust cdylibs have
@@ -210,10 +220,18 @@ fn check_binary(
         }
         [one] => (*one).clone(),
         many => {
-            return Err(LoadError::AmbiguousDeclaration {
-                path: path.to_path_buf(),
-                found: many.iter().map(|s| (*s).clone()).collect(),
-            })
+            // A plugin that links another plugin crate as a library re-exports
+            // that crate's declaration too; the file's own crate decides.
+            let own = file_crate_name(path).map(|c| format!("{DECL_SYMBOL_PREFIX}{c}"));
+            match many.iter().find(|s| Some(s.as_str()) == own.as_deref()) {
+                Some(s) => (*s).clone(),
+                None => {
+                    return Err(LoadError::AmbiguousDeclaration {
+                        path: path.to_path_buf(),
+                        found: many.iter().map(|s| (*s).clone()).collect(),
+                    })
+                }
+            }
         }
     };
     let (manifest, abi) = read_declaration(path, &decl_symbol)?;
