@@ -35,7 +35,7 @@ pub mod or;
 pub mod value_string;
 
 pub use lww::{lww_item_hash, LwwMerkleTree};
-pub use or::{cmp_utf16, or_entry_hash, OrHashInput, OrMerkleTree};
+pub use or::{cmp_utf16, or_entry_hash, or_entry_hash_sorted, OrHashInput, OrMerkleTree};
 pub use value_string::{write_value_string, write_value_string_bytes};
 
 /// Depth of every Hangar/TopGun Merkle trie.
