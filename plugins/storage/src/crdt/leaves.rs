@@ -1,5 +1,5 @@
-//! A hash table split by Merkle leaf: records live in the bucket of the leaf
-//! their key hashes to, so a leaf's keys can be listed (Merkle sync) without
+//! A hash table split by Merkle leaf (used by the OR map): entries live in
+//! the bucket of the leaf their key hashes to, so a leaf's keys can be listed (Merkle sync) without
 //! keeping a second copy of every key. Only occupied leaves are allocated.
 
 use std::borrow::Borrow;
@@ -67,30 +67,6 @@ impl<K: Hash + Eq + Borrow<str>, V> Leaves<K, V> {
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.buckets.values().flatten()
     }
-
-    /// Removes the entries for which `pick` returns `Some`, and returns each
-    /// with its leaf and what `pick` returned.
-    pub(crate) fn extract<T>(
-        &mut self,
-        mut pick: impl FnMut(&K, &V) -> Option<T>,
-    ) -> Vec<(LeafIndex, K, T)>
-    where
-        K: Clone,
-    {
-        let mut out = Vec::new();
-        for (leaf, bucket) in &mut self.buckets {
-            bucket.retain(|k, v| match pick(k, v) {
-                Some(t) => {
-                    out.push((*leaf, k.clone(), t));
-                    false
-                }
-                None => true,
-            });
-        }
-        self.buckets.retain(|_, b| !b.is_empty());
-        self.len -= out.len();
-        out
-    }
 }
 
 #[cfg(test)]
@@ -109,9 +85,7 @@ mod tests {
         assert_eq!(l.leaf(3).count(), 2);
         assert_eq!(l.remove(7, "c").map(|(_, v)| v), Some(3));
         assert_eq!(l.buckets.len(), 1);
-        let dropped = l.extract(|_, v| (*v == 1).then_some(10 * v));
-        assert_eq!(dropped, vec![(3, "a".into(), 10)]);
-        assert_eq!(l.len(), 1);
-        assert_eq!(l.iter().count(), 1);
+        assert_eq!(l.len(), 2);
+        assert_eq!(l.iter().count(), 2);
     }
 }

@@ -11,26 +11,9 @@ use hangar_core::merkle::{
 };
 use hangar_core::{LwwRecord, RawValue, Timestamp};
 
-use super::leaves::Leaves;
+use super::lww_store::{LwwSlot, LwwStore};
+use super::outcome::LwwMergeOutcome;
 use super::stamp::{NodeInterner, Stamp};
-
-/// One stored record: value (None = tombstone) and packed timestamp + TTL.
-/// With its `Box<str>` key, 56 bytes of table slot per record.
-#[derive(Debug, Clone)]
-struct Slot {
-    value: Option<Box<[u8]>>,
-    stamp: Stamp,
-}
-
-/// What [`LwwMap::merge`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LwwMergeOutcome {
-    /// True when the incoming record won and is now stored.
-    pub changed: bool,
-    /// The record it replaced (tombstone or expired included); `None` when
-    /// the key was new or nothing changed.
-    pub previous: Option<LwwRecord>,
-}
 
 /// A last-write-wins map with its Merkle trie.
 ///
@@ -40,9 +23,12 @@ pub struct LwwMergeOutcome {
 ///   write), until `prune` drops it;
 /// - the Merkle root is the wrapping sum of `lww_item_hash(key, ts)` over all
 ///   stored records, tombstones included.
+///
+/// Memory: one 40-byte table slot and one allocation (key, value and TTL
+/// together) per record; see `lww_store`.
 #[derive(Debug, Clone, Default)]
 pub struct LwwMap {
-    leaves: Leaves<Box<str>, Slot>,
+    store: LwwStore,
     nodes: NodeInterner,
     trie: MerkleTrie,
 }
@@ -54,21 +40,32 @@ impl LwwMap {
         Self::default()
     }
 
-    fn item_hash(&self, key: &str, stamp: Stamp) -> u32 {
+    fn item_hash(&self, slot: &LwwSlot) -> u32 {
+        let st = slot.stamp;
         lww_item_hash(
-            key,
-            stamp.millis,
-            stamp.counter,
-            self.nodes.name(stamp.node()),
+            slot.key(),
+            st.millis,
+            st.counter,
+            self.nodes.name(st.node()),
         )
     }
 
-    fn to_record(&self, slot: &Slot) -> LwwRecord {
+    fn to_record(&self, slot: &LwwSlot) -> LwwRecord {
         LwwRecord {
-            value: slot.value.as_deref().map(RawValue::from_msgpack).into(),
+            value: slot.value().map(RawValue::from_msgpack).into(),
             timestamp: slot.stamp.timestamp(&self.nodes),
-            ttl_ms: slot.stamp.ttl_r(),
+            ttl_ms: slot.ttl().into(),
         }
+    }
+
+    fn pack(&mut self, key: &str, record: &LwwRecord) -> LwwSlot {
+        let ttl = record.ttl_ms.into_option();
+        let stamp = Stamp::pack(&record.timestamp, ttl.is_some(), &mut self.nodes);
+        let value = match &record.value {
+            ROption::RSome(v) => Some(v.as_bytes()),
+            ROption::RNone => None,
+        };
+        LwwSlot::new(key, value, ttl, stamp)
     }
 
     /// Merges `record` into `key`: it is stored only when there is no record
@@ -77,47 +74,37 @@ impl LwwMap {
     /// The caller MUST have folded `record.timestamp` into the node's HLC.
     pub fn merge(&mut self, key: &str, record: &LwwRecord) -> LwwMergeOutcome {
         let leaf = leaf_of_key(key);
-        let value = match &record.value {
-            ROption::RSome(v) => Some(Box::<[u8]>::from(v.as_bytes())),
-            ROption::RNone => None,
-        };
-        let new_hash = lww_item_hash(
-            key,
-            record.timestamp.millis,
-            record.timestamp.counter,
-            record.timestamp.node_id.as_str(),
-        );
-        if let Some(slot) = self.leaves.get(leaf, key) {
-            if slot.stamp.cmp_ts(&record.timestamp, &self.nodes).is_ge() {
+        let ts = &record.timestamp;
+        let new_hash = lww_item_hash(key, ts.millis, ts.counter, ts.node_id.as_str());
+        let (previous, old_hash) = match self.store.get(leaf, key) {
+            Some(slot) if slot.stamp.cmp_ts(ts, &self.nodes).is_ge() => {
                 return LwwMergeOutcome {
                     changed: false,
                     previous: None,
                 };
             }
-            let previous = self.to_record(slot);
-            let old_hash = self.item_hash(key, slot.stamp);
-            let stamp = Stamp::pack(&record.timestamp, record.ttl_ms, &mut self.nodes);
-            if let Some(slot) = self.leaves.get_mut(leaf, key) {
-                *slot = Slot { value, stamp };
+            Some(slot) => (Some(self.to_record(slot)), Some(self.item_hash(slot))),
+            None => (None, None),
+        };
+        let slot = self.pack(key, record);
+        match (old_hash, self.store.get_mut(leaf, key)) {
+            (Some(old), Some(stored)) => {
+                *stored = slot;
+                self.trie.replace(leaf, old, new_hash);
             }
-            self.trie.replace(leaf, old_hash, new_hash);
-            return LwwMergeOutcome {
-                changed: true,
-                previous: Some(previous),
-            };
+            _ => {
+                self.store.insert_new(leaf, slot);
+                self.trie.insert(leaf, new_hash);
+            }
         }
-        let stamp = Stamp::pack(&record.timestamp, record.ttl_ms, &mut self.nodes);
-        self.leaves
-            .insert_new(leaf, key.into(), Slot { value, stamp });
-        self.trie.insert(leaf, new_hash);
         LwwMergeOutcome {
             changed: true,
-            previous: None,
+            previous,
         }
     }
 
-    fn slot(&self, key: &str) -> Option<&Slot> {
-        self.leaves.get(leaf_of_key(key), key)
+    fn slot(&self, key: &str) -> Option<&LwwSlot> {
+        self.store.get(leaf_of_key(key), key)
     }
 
     /// The live value of `key` as msgpack bytes: `None` when the key is
@@ -126,10 +113,10 @@ impl LwwMap {
     #[must_use]
     pub fn get(&self, key: &str, now_ms: u64) -> Option<&[u8]> {
         let slot = self.slot(key)?;
-        if slot.stamp.is_expired(now_ms) {
+        if slot.is_expired(now_ms) {
             return None;
         }
-        slot.value.as_deref()
+        slot.value()
     }
 
     /// The stored record of `key` as it is, tombstone or expired included
@@ -148,37 +135,35 @@ impl LwwMap {
     /// Number of stored records, tombstones and expired records included.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.leaves.len()
+        self.store.len()
     }
 
     /// True when no record is stored.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.leaves.len() == 0
+        self.store.len() == 0
     }
 
     /// The live entries at `now_ms` (no tombstones, nothing expired) as
     /// `(key, msgpack value)`, in no particular order.
     pub fn entries(&self, now_ms: u64) -> impl Iterator<Item = (&str, &[u8])> {
-        self.leaves.iter().filter_map(move |(k, s)| {
-            if s.stamp.is_expired(now_ms) {
+        self.store.iter().filter_map(move |s| {
+            if s.is_expired(now_ms) {
                 return None;
             }
-            Some((k.as_ref(), s.value.as_deref()?))
+            Some((s.key(), s.value()?))
         })
     }
 
     /// Every stored key, tombstones included, in no particular order.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.leaves.iter().map(|(k, _)| k.as_ref())
+        self.store.iter().map(LwwSlot::key)
     }
 
     /// Every stored record, tombstones and expired included, in no
     /// particular order (snapshots, persistence, anti-entropy).
     pub fn records(&self) -> impl Iterator<Item = (&str, LwwRecord)> {
-        self.leaves
-            .iter()
-            .map(|(k, s)| (k.as_ref(), self.to_record(s)))
+        self.store.iter().map(|s| (s.key(), self.to_record(s)))
     }
 
     /// Keys whose record has a value and a TTL that ran out before `now_ms`,
@@ -186,12 +171,12 @@ impl LwwMap {
     /// each into the tombstone `{millis + ttl, 0, <this node>}` via `merge`.
     #[must_use]
     pub fn expired(&self, now_ms: u64) -> Vec<(&str, u64)> {
-        self.leaves
+        self.store
             .iter()
-            .filter(|(_, s)| s.value.is_some() && s.stamp.is_expired(now_ms))
-            .map(|(k, s)| {
-                let ttl = s.stamp.ttl().unwrap_or(0);
-                (k.as_ref(), s.stamp.millis.saturating_add(ttl))
+            .filter(|s| !s.is_tombstone() && s.is_expired(now_ms))
+            .map(|s| {
+                let ttl = s.ttl().unwrap_or(0);
+                (s.key(), s.stamp.millis.saturating_add(ttl))
             })
             .collect()
     }
@@ -201,22 +186,14 @@ impl LwwMap {
     /// stay.
     pub fn prune(&mut self, older_than: &Timestamp) -> Vec<String> {
         let nodes = &self.nodes;
-        let dropped = self.leaves.extract(|k, s| {
-            let old = s.value.is_none() && s.stamp.cmp_ts(older_than, nodes).is_lt();
-            old.then(|| {
-                lww_item_hash(
-                    k,
-                    s.stamp.millis,
-                    s.stamp.counter,
-                    nodes.name(s.stamp.node()),
-                )
-            })
-        });
+        let dropped = self
+            .store
+            .extract(|s| s.is_tombstone() && s.stamp.cmp_ts(older_than, nodes).is_lt());
         dropped
             .into_iter()
-            .map(|(leaf, key, hash)| {
-                self.trie.remove(leaf, hash);
-                key.into()
+            .map(|(leaf, slot)| {
+                self.trie.remove(leaf, self.item_hash(&slot));
+                slot.key().to_string()
             })
             .collect()
     }
@@ -252,7 +229,7 @@ impl LwwMap {
     #[must_use]
     pub fn keys_in_leaf(&self, path: &str) -> Vec<&str> {
         let mut keys: Vec<&str> = parse_leaf(path)
-            .map(|l| self.leaves.leaf(l).map(|(k, _)| k.as_ref()).collect())
+            .map(|l| self.store.leaf(l).map(LwwSlot::key).collect())
             .unwrap_or_default();
         keys.sort_unstable();
         keys
@@ -264,9 +241,9 @@ impl LwwMap {
     pub fn records_in_leaf(&self, path: &str) -> Vec<(&str, LwwRecord)> {
         let mut out: Vec<(&str, LwwRecord)> = parse_leaf(path)
             .map(|l| {
-                self.leaves
+                self.store
                     .leaf(l)
-                    .map(|(k, s)| (k.as_ref(), self.to_record(s)))
+                    .map(|s| (s.key(), self.to_record(s)))
                     .collect()
             })
             .unwrap_or_default();

@@ -16,25 +16,31 @@
 //! # Memory layout
 //!
 //! Records are stored compactly and converted to the core [`LwwRecord`] /
-//! [`OrRecord`] only at the API edge: keys and values as boxed slices, node
-//! ids interned per map (a record holds a `u32`), the TTL's presence folded
-//! into the top bit of that index. Records are bucketed by Merkle leaf, so a
-//! leaf's keys are listed without a second copy of them.
+//! [`OrRecord`] only at the API edge: node ids are interned per map (a record
+//! holds a `u32`, the TTL's presence folded into its top bit); an LWW record
+//! keeps key, value and TTL in a single boxed slice. Records are bucketed by
+//! Merkle leaf, so a leaf's keys are listed without a second copy of them.
 //!
 //! # Layout
 //!
 //! - `stamp`: the packed timestamp + TTL and the per-map node-id interner.
-//! - `leaves`: the leaf-bucketed hash table both maps store records in.
+//! - `leaves`: the leaf-bucketed hash table the OR map stores keys in.
+//! - `lww_store`: the 40-byte LWW slot (key, value and TTL in one allocation)
+//!   and its leaf-bucketed table.
 //! - `lww_map`: [`LwwMap`].
 //! - `or_map`: [`OrMap`].
+//! - `outcome`: what a merge did ([`LwwMergeOutcome`], [`OrApplyOutcome`], ...).
 //!
 //! [`LwwRecord`]: hangar_core::LwwRecord
 //! [`OrRecord`]: hangar_core::OrRecord
 
 mod leaves;
 pub mod lww_map;
+mod lww_store;
 pub mod or_map;
+pub mod outcome;
 mod stamp;
 
-pub use lww_map::{LwwMap, LwwMergeOutcome};
-pub use or_map::{OrApplyOutcome, OrMap, OrMergeKeyOutcome, TombstoneOutcome};
+pub use lww_map::LwwMap;
+pub use or_map::OrMap;
+pub use outcome::{LwwMergeOutcome, OrApplyOutcome, OrMergeKeyOutcome, TombstoneOutcome};

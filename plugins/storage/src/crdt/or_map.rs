@@ -24,6 +24,7 @@ use hangar_core::{OrRecord, RawValue, Timestamp};
 use hashbrown::{HashMap, HashSet};
 
 use super::leaves::Leaves;
+use super::outcome::{OrApplyOutcome, OrMergeKeyOutcome, TombstoneOutcome};
 use super::stamp::{NodeInterner, Stamp};
 
 #[derive(Debug, Clone)]
@@ -31,6 +32,18 @@ struct OrSlot {
     tag: Arc<str>,
     value: Box<[u8]>,
     stamp: Stamp,
+    /// Meaningful only when `stamp.has_ttl()`.
+    ttl: u64,
+}
+
+impl OrSlot {
+    fn ttl(&self) -> Option<u64> {
+        self.stamp.has_ttl().then_some(self.ttl)
+    }
+
+    fn is_expired(&self, now_ms: u64) -> bool {
+        self.stamp.is_expired(self.ttl(), now_ms)
+    }
 }
 
 /// The records of one key, sorted by tag in UTF-16 order, and their entry
@@ -45,53 +58,6 @@ impl OrEntry {
     fn position(&self, tag: &str) -> Result<usize, usize> {
         self.records.binary_search_by(|s| cmp_utf16(&s.tag, tag))
     }
-}
-
-/// What [`OrMap::apply`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OrApplyOutcome {
-    /// The tag is tombstoned: refused, nothing changed.
-    Tombstoned,
-    /// The same or a newer version of the tag is already stored.
-    Stale,
-    /// A new tag was added.
-    Added,
-    /// An older version of the tag was replaced (it may have been stored
-    /// under another key, which then lost it).
-    Replaced {
-        /// The key the old version was under.
-        previous_key: String,
-        /// The old version.
-        previous: OrRecord,
-    },
-}
-
-impl OrApplyOutcome {
-    /// True when the map changed.
-    #[must_use]
-    pub fn changed(&self) -> bool {
-        matches!(self, Self::Added | Self::Replaced { .. })
-    }
-}
-
-/// What [`OrMap::apply_tombstone`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TombstoneOutcome {
-    /// False when the tag was already tombstoned.
-    pub newly_tombstoned: bool,
-    /// The record the tag named, with its key, if it was stored.
-    pub removed: Option<(String, OrRecord)>,
-}
-
-/// What [`OrMap::merge_key`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct OrMergeKeyOutcome {
-    /// Records whose tag was new.
-    pub added: usize,
-    /// Records that replaced an older version of their tag.
-    pub updated: usize,
-    /// Stored records removed by the given tombstones (under any key).
-    pub removed: usize,
 }
 
 /// An observed-remove map with its Merkle trie.
@@ -122,7 +88,7 @@ impl OrMap {
             value: RawValue::from_msgpack(&*s.value),
             timestamp: s.stamp.timestamp(&self.nodes),
             tag: s.tag.as_ref().into(),
-            ttl_ms: s.stamp.ttl_r(),
+            ttl_ms: s.ttl().into(),
         }
     }
 
@@ -135,7 +101,7 @@ impl OrMap {
                 millis: s.stamp.millis,
                 counter: s.stamp.counter,
                 node_id: self.nodes.name(s.stamp.node()),
-                ttl_ms: s.stamp.ttl(),
+                ttl_ms: s.ttl(),
             })
             .collect();
         or_entry_hash_sorted(key, &inputs)
@@ -205,7 +171,7 @@ impl OrMap {
             .reverse()
             .then_with(|| key.as_bytes().cmp(stored_key.as_bytes()))
             .then_with(|| rec.value.as_bytes().cmp(&s.value))
-            .then_with(|| rec.ttl_ms.into_option().cmp(&s.stamp.ttl()))
+            .then_with(|| rec.ttl_ms.into_option().cmp(&s.ttl()))
     }
 
     /// Applies one add (`OR_ADD`): refused when the tag is tombstoned; when
@@ -229,11 +195,13 @@ impl OrMap {
             }
         }
         let previous = self.take_tag(tag);
-        let stamp = Stamp::pack(&record.timestamp, record.ttl_ms, &mut self.nodes);
+        let ttl = record.ttl_ms.into_option();
+        let stamp = Stamp::pack(&record.timestamp, ttl.is_some(), &mut self.nodes);
         let slot = OrSlot {
             tag: tag.into(),
             value: record.value.as_bytes().into(),
             stamp,
+            ttl: ttl.unwrap_or(0),
         };
         self.put_slot(key, slot);
         match previous {
@@ -310,7 +278,7 @@ impl OrMap {
             .map(|e| {
                 e.records
                     .iter()
-                    .filter(|s| !s.stamp.is_expired(now_ms))
+                    .filter(|s| !s.is_expired(now_ms))
                     .map(|s| &*s.value)
                     .collect()
             })
@@ -324,7 +292,7 @@ impl OrMap {
             .map(|e| {
                 e.records
                     .iter()
-                    .filter(|s| !s.stamp.is_expired(now_ms))
+                    .filter(|s| !s.is_expired(now_ms))
                     .map(|s| self.to_record(s))
                     .collect()
             })

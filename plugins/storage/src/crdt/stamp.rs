@@ -1,9 +1,8 @@
-//! Compact timestamps: a record stores its HLC timestamp and TTL in 24 bytes
-//! by interning the node id per map.
+//! Compact timestamps: a record stores its HLC timestamp in 16 bytes by
+//! interning the node id per map.
 
 use std::cmp::Ordering;
 
-use abi_stable::std_types::ROption;
 use hangar_core::Timestamp;
 use hashbrown::HashMap;
 
@@ -43,29 +42,25 @@ impl NodeInterner {
 
 const TTL_FLAG: u32 = 1 << 31;
 
-/// A timestamp (node id interned) and optional TTL, packed in 24 bytes.
+/// A timestamp with its node id interned, in 16 bytes. The top bit of the
+/// node index says whether the record has a TTL; the TTL itself is stored
+/// by the owner (inline for OR records, in the key/value allocation for LWW
+/// records, which mostly have none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Stamp {
     pub(crate) millis: u64,
-    ttl: u64,
     pub(crate) counter: u32,
-    /// Node index; the top bit says whether `ttl` is set.
     node_flags: u32,
 }
 
 impl Stamp {
-    /// Packs `ts` and `ttl`, interning the node id.
-    pub(crate) fn pack(ts: &Timestamp, ttl: ROption<u64>, nodes: &mut NodeInterner) -> Self {
+    /// Packs `ts`, interning the node id, and whether a TTL is present.
+    pub(crate) fn pack(ts: &Timestamp, has_ttl: bool, nodes: &mut NodeInterner) -> Self {
         let node = nodes.intern(ts.node_id.as_str());
-        let (ttl, flag) = match ttl {
-            ROption::RSome(t) => (t, TTL_FLAG),
-            ROption::RNone => (0, 0),
-        };
         Self {
             millis: ts.millis,
-            ttl,
             counter: ts.counter,
-            node_flags: node | flag,
+            node_flags: node | if has_ttl { TTL_FLAG } else { 0 },
         }
     }
 
@@ -73,12 +68,8 @@ impl Stamp {
         self.node_flags & !TTL_FLAG
     }
 
-    pub(crate) fn ttl(self) -> Option<u64> {
-        (self.node_flags & TTL_FLAG != 0).then_some(self.ttl)
-    }
-
-    pub(crate) fn ttl_r(self) -> ROption<u64> {
-        self.ttl().into()
+    pub(crate) fn has_ttl(self) -> bool {
+        self.node_flags & TTL_FLAG != 0
     }
 
     /// The full timestamp (allocates the node id).
@@ -100,10 +91,9 @@ impl Stamp {
             })
     }
 
-    /// True when it has a TTL that ran out strictly before `now_ms`.
-    pub(crate) fn is_expired(self, now_ms: u64) -> bool {
-        self.ttl()
-            .is_some_and(|ttl| self.millis.saturating_add(ttl) < now_ms)
+    /// True when `ttl` is set and ran out strictly before `now_ms`.
+    pub(crate) fn is_expired(self, ttl: Option<u64>, now_ms: u64) -> bool {
+        ttl.is_some_and(|ttl| self.millis.saturating_add(ttl) < now_ms)
     }
 }
 
@@ -112,23 +102,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn t10_pack_round_trips_timestamp_and_ttl() {
+    fn t10_pack_round_trips_the_timestamp() {
         let mut nodes = NodeInterner::default();
         let ts = Timestamp::new(1_700_000_000_000, 9, "node-b");
-        let s = Stamp::pack(&ts, ROption::RSome(0), &mut nodes);
+        let s = Stamp::pack(&ts, true, &mut nodes);
         assert_eq!(s.timestamp(&nodes), ts);
-        assert_eq!(s.ttl(), Some(0), "a zero TTL is kept, not read as none");
-        let s2 = Stamp::pack(&ts, ROption::RNone, &mut nodes);
-        assert_eq!(s2.ttl(), None);
+        assert!(s.has_ttl());
+        let s2 = Stamp::pack(&ts, false, &mut nodes);
+        assert!(!s2.has_ttl());
         assert_eq!(s.node(), s2.node(), "node ids are interned once");
-        assert_eq!(std::mem::size_of::<Stamp>(), 24);
+        assert_eq!(std::mem::size_of::<Stamp>(), 16);
     }
 
     #[test]
     fn t11_compare_matches_timestamp_order() {
         let mut nodes = NodeInterner::default();
         let a = Timestamp::new(5, 1, "b");
-        let s = Stamp::pack(&a, ROption::RNone, &mut nodes);
+        let s = Stamp::pack(&a, false, &mut nodes);
         for other in [
             Timestamp::new(5, 1, "a"),
             Timestamp::new(5, 1, "b"),
@@ -143,14 +133,9 @@ mod tests {
     #[test]
     fn t12_expiry_is_strict() {
         let mut nodes = NodeInterner::default();
-        let s = Stamp::pack(
-            &Timestamp::new(1000, 0, "n"),
-            ROption::RSome(100),
-            &mut nodes,
-        );
-        assert!(!s.is_expired(1100));
-        assert!(s.is_expired(1101));
-        let forever = Stamp::pack(&Timestamp::new(1000, 0, "n"), ROption::RNone, &mut nodes);
-        assert!(!forever.is_expired(u64::MAX));
+        let s = Stamp::pack(&Timestamp::new(1000, 0, "n"), true, &mut nodes);
+        assert!(!s.is_expired(Some(100), 1100));
+        assert!(s.is_expired(Some(100), 1101));
+        assert!(!s.is_expired(None, u64::MAX));
     }
 }
