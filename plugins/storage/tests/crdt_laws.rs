@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use abi_stable::std_types::ROption;
+use hangar_core::merkle::{LwwMerkleTree, OrMerkleTree};
 use hangar_core::{LwwRecord, OrRecord, RawValue, Timestamp};
 use hangar_storage::crdt::{LwwMap, OrMap};
 use proptest::prelude::*;
@@ -228,5 +229,49 @@ proptest! {
             or_state(&or_join(&a, &or_join(&b, &c)))
         );
         prop_assert_eq!(or_state(&or_join(&a, &a)), or_state(&a));
+    }
+
+    #[test]
+    fn t30_lww_matches_a_model_and_the_core_merkle_tree(
+        ops in proptest::collection::vec(lww_op(), 0..40)
+    ) {
+        // Model: per key, the record with the greatest timestamp.
+        let mut model: BTreeMap<String, LwwRecord> = BTreeMap::new();
+        for op in &ops {
+            let newer = model.get(&op.key).is_none_or(|r| op.record.timestamp > r.timestamp);
+            if newer {
+                model.insert(op.key.clone(), op.record.clone());
+            }
+        }
+        let m = lww_apply(&ops);
+        let mut tree = LwwMerkleTree::new();
+        for (k, r) in &model {
+            tree.update(k, &r.timestamp);
+        }
+        prop_assert_eq!(&lww_state(&m).0, &model);
+        prop_assert_eq!(m.merkle_root(), tree.root());
+        prop_assert_eq!(m.merkle_buckets(""), tree.buckets(""));
+        for (k, r) in &model {
+            let live = r.value.is_some() && !r.is_expired(NOW);
+            prop_assert_eq!(m.get(k, NOW).is_some(), live);
+        }
+    }
+
+    #[test]
+    fn t31_or_root_matches_the_core_merkle_tree(ops in proptest::collection::vec(or_op(), 0..30)) {
+        let m = or_apply(&ops);
+        let mut tree = OrMerkleTree::new();
+        for k in m.keys() {
+            tree.update(k, &m.records(k));
+        }
+        prop_assert_eq!(m.merkle_root(), tree.root());
+        for k in m.keys() {
+            for r in m.records(k) {
+                prop_assert!(!m.is_tombstoned(&r.tag), "a stored tag is never tombstoned");
+                prop_assert_eq!(m.key_of_tag(&r.tag), Some(k));
+            }
+        }
+        let tagged: usize = m.keys().map(|k| m.records(k).len()).sum();
+        prop_assert_eq!(tagged, m.total_records());
     }
 }
