@@ -26,8 +26,11 @@
 //!
 //! - binary: a JSON array of the byte values, `[1,2,3]` (Node's `Buffer` and
 //!   the browser's `Uint8Array` stringify differently);
-//! - extension types: `ext:<type>:<lowercase hex>` (a JSON string of that
-//!   when nested);
+//! - extension type 0, which msgpackr decodes as `undefined`, is
+//!   `undefined` at top level, skipped as a map value and `null` as an array
+//!   element, as JavaScript has it;
+//! - other extension types: `ext:<type>:<lowercase hex>` (a JSON string of
+//!   that when nested);
 //! - non-string map keys: the key's own value string (`1` for integer 1);
 //! - integers beyond 2^53: converted to the nearest `f64`, as msgpackr's
 //!   default `number` decoding does;
@@ -75,6 +78,7 @@ pub fn write_value_string(value: &Value, out: &mut impl Write) -> fmt::Result {
             Some(s) => out.write_str(s),
             None => out.write_str(&String::from_utf8_lossy(s.as_bytes())),
         },
+        Value::Ext(UNDEFINED_EXT, _) => out.write_str("undefined"),
         Value::Binary(_) | Value::Ext(..) => write_json(value, &Whitelist::Indices(0), out),
         Value::Array(items) => write_json(value, &Whitelist::Indices(items.len()), out),
         Value::Map(entries) => {
@@ -85,6 +89,9 @@ pub fn write_value_string(value: &Value, out: &mut impl Write) -> fmt::Result {
         }
     }
 }
+
+/// The extension type msgpackr decodes as JavaScript `undefined`.
+const UNDEFINED_EXT: i8 = 0;
 
 /// The property list of `JSON.stringify(v, list)`.
 enum Whitelist<'a> {
@@ -163,6 +170,8 @@ fn write_json(v: &Value, list: &Whitelist<'_>, out: &mut impl Write) -> fmt::Res
             }
             out.write_char(']')
         }
+        // `undefined` as an array element; map values skip it (below).
+        Value::Ext(UNDEFINED_EXT, _) => out.write_str("null"),
         Value::Ext(ty, data) => {
             let mut s = format!("ext:{ty}:");
             write_hex(data, &mut s)?;
@@ -185,7 +194,9 @@ fn write_json(v: &Value, list: &Whitelist<'_>, out: &mut impl Write) -> fmt::Res
                 .iter()
                 .enumerate()
                 .map(|(i, (k, _))| (i, key_string(k)))
-                .filter(|(_, k)| list.contains(k))
+                .filter(|(i, k)| {
+                    !matches!(entries[*i].1, Value::Ext(UNDEFINED_EXT, _)) && list.contains(k)
+                })
                 .collect();
             kept.sort_by(|a, b| match cmp_utf16(&a.1, &b.1) {
                 Ordering::Equal => b.0.cmp(&a.0),
@@ -378,6 +389,18 @@ mod tests {
         s.clear();
         write_value_string_bytes(&[0x01, 0x02], &mut s).unwrap();
         assert_eq!(s, "raw:0102", "trailing bytes are not one value");
+    }
+
+    #[test]
+    fn t16_extension_0_is_javascript_undefined() {
+        let undef = || Value::Ext(0, vec![0]);
+        assert_eq!(vs(&undef()), "undefined");
+        assert_eq!(vs(&Value::Array(vec![undef(), Value::from(1)])), "[null,1]");
+        let m = Value::Map(vec![
+            (Value::from("a"), Value::from(1)),
+            (Value::from("b"), undef()),
+        ]);
+        assert_eq!(vs(&m), r#"{"a":1}"#, "undefined members are skipped");
     }
 
     #[test]
