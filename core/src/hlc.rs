@@ -187,16 +187,18 @@ impl Hlc {
         let mut st = self.state.lock();
         let (last_m, last_c) = *st;
         let max = last_m.max(physical).max(remote.millis);
-        let counter = if max == last_m && max == remote.millis {
-            last_c.max(remote.counter).wrapping_add(1)
+        let next = if max == last_m && max == remote.millis {
+            last_c.max(remote.counter).checked_add(1)
         } else if max == last_m {
-            last_c.wrapping_add(1)
+            last_c.checked_add(1)
         } else if max == remote.millis {
-            remote.counter.wrapping_add(1)
+            remote.counter.checked_add(1)
         } else {
-            0
+            Some(0)
         };
-        *st = (max, counter);
+        // Counter overflow: borrow the next millisecond, as `now` does, so
+        // that later timestamps still order after `remote`.
+        *st = next.map_or((max.saturating_add(1), 0), |c| (max, c));
         Ok(report)
     }
 }
@@ -261,6 +263,16 @@ mod tests {
         assert_eq!(*h.state.lock(), (3000, 0));
         // and the next local timestamp orders after everything seen
         assert!(h.now() > Timestamp::new(1500, 3, "r"));
+    }
+
+    #[test]
+    fn t14_update_with_a_saturated_counter_borrows_the_next_millisecond() {
+        let (_t, opts) = fixed_clock(0);
+        let h = Hlc::with_options("n", opts).unwrap();
+        let remote = Timestamp::new(5, u32::MAX, "r");
+        h.update(&remote).unwrap();
+        assert_eq!(*h.state.lock(), (6, 0));
+        assert!(h.now() > remote);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! - `hash`: FNV-1a over UTF-16 and the 271-partition function (wire contracts).
 //! - `types`: timestamps, records, ops, write-concern and consistency levels.
 //! - `hlc`: the hybrid logical clock.
+//! - `merkle`: the depth-3 Merkle tries of LWW and OR maps (sync and repair digests).
 //! - `error`: [`ModuleError`], the error of every module call.
 //! - `config`: module configs with the seed's defaults.
 //! - `module`: the native `StorageModule` / `ClusterModule` traits, the
@@ -19,6 +20,7 @@ pub mod config;
 pub mod error;
 pub mod hash;
 pub mod hlc;
+pub mod merkle;
 pub mod module;
 pub mod types;
 

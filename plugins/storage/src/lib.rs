@@ -4,7 +4,9 @@
 //! # Layout
 //!
 //! - `module`: [`DefaultStorage`], the `StorageModule` implementation.
+//! - `crdt`: the LWW and OR maps with their Merkle tries.
 
+pub mod crdt;
 pub mod module;
 
 pub use module::{create, DefaultStorage};

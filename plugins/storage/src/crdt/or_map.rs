@@ -1,0 +1,600 @@
+//! The observed-remove map: each key holds a set of tagged records; a remove
+//! names tags, and tombstoned tags never come back (add-wins for adds the
+//! remover had not observed).
+//!
+//! Fixes over the legacy `ORMap`, on purpose:
+//! - a tag is one element, wherever it is: a tag -> key index makes
+//!   `apply_tombstone` O(1) and lets `merge_key` purge tombstoned tags under
+//!   every key (the legacy sync path purged only the key being merged, leaving
+//!   hidden records that still counted in other keys' Merkle hashes);
+//! - a record with a tag already present replaces it only when it is a newer
+//!   version (timestamp first; for malformed duplicates with equal
+//!   timestamps, then key, value bytes and TTL), so merges converge in any
+//!   order (the legacy `apply` overwrote unconditionally);
+//! - the map never calls the HLC: the caller updates it before applying.
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use hangar_core::merkle::{
+    cmp_utf16, leaf_of_key, leaf_path, or_entry_hash_sorted, Buckets, LeafIndex, MerkleTrie,
+    OrHashInput, TriePath,
+};
+use hangar_core::{OrRecord, RawValue, Timestamp};
+use hashbrown::{HashMap, HashSet};
+
+use super::leaves::Leaves;
+use super::outcome::{OrApplyOutcome, OrMergeKeyOutcome, TombstoneOutcome};
+use super::stamp::{NodeInterner, Stamp};
+
+#[derive(Debug, Clone)]
+struct OrSlot {
+    tag: Arc<str>,
+    value: Box<[u8]>,
+    stamp: Stamp,
+    /// Meaningful only when `stamp.has_ttl()`.
+    ttl: u64,
+}
+
+impl OrSlot {
+    fn ttl(&self) -> Option<u64> {
+        self.stamp.has_ttl().then_some(self.ttl)
+    }
+
+    fn is_expired(&self, now_ms: u64) -> bool {
+        self.stamp.is_expired(self.ttl(), now_ms)
+    }
+}
+
+/// The records of one key, sorted by tag in UTF-16 order, and their entry
+/// hash as last reported to the trie.
+#[derive(Debug, Clone)]
+struct OrEntry {
+    records: Vec<OrSlot>,
+    hash: u32,
+}
+
+impl OrEntry {
+    fn position(&self, tag: &str) -> Result<usize, usize> {
+        self.records.binary_search_by(|s| cmp_utf16(&s.tag, tag))
+    }
+}
+
+/// An observed-remove map with its Merkle trie.
+///
+/// Invariants:
+/// - a tag is stored under at most one key, and never while tombstoned;
+/// - a stored tag holds the greatest version applied for it;
+/// - the Merkle root is the wrapping sum of the OR entry hashes of the keys
+///   holding records (see [`hangar_core::merkle::or`]).
+#[derive(Debug, Clone, Default)]
+pub struct OrMap {
+    leaves: Leaves<Arc<str>, OrEntry>,
+    tag_index: HashMap<Arc<str>, Arc<str>>,
+    tombstones: HashSet<Box<str>>,
+    nodes: NodeInterner,
+    trie: MerkleTrie,
+}
+
+impl OrMap {
+    /// An empty map.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn to_record(&self, s: &OrSlot) -> OrRecord {
+        OrRecord {
+            value: RawValue::from_msgpack(&*s.value),
+            timestamp: s.stamp.timestamp(&self.nodes),
+            tag: s.tag.as_ref().into(),
+            ttl_ms: s.ttl().into(),
+        }
+    }
+
+    fn compute_entry_hash(&self, key: &str, records: &[OrSlot]) -> u32 {
+        let inputs: Vec<OrHashInput<'_>> = records
+            .iter()
+            .map(|s| OrHashInput {
+                tag: &s.tag,
+                value: &s.value,
+                millis: s.stamp.millis,
+                counter: s.stamp.counter,
+                node_id: self.nodes.name(s.stamp.node()),
+                ttl_ms: s.ttl(),
+            })
+            .collect();
+        or_entry_hash_sorted(key, &inputs)
+    }
+
+    /// Recomputes the entry hash of `key` after its records changed; drops
+    /// the key when it has none left.
+    fn rehash(&mut self, leaf: LeafIndex, key: &str) {
+        let Some(entry) = self.leaves.get(leaf, key) else {
+            return;
+        };
+        let old = entry.hash;
+        if entry.records.is_empty() {
+            self.leaves.remove(leaf, key);
+            self.trie.remove(leaf, old);
+            return;
+        }
+        let new = self.compute_entry_hash(key, &entry.records);
+        if let Some(e) = self.leaves.get_mut(leaf, key) {
+            e.hash = new;
+        }
+        self.trie.replace(leaf, old, new);
+    }
+
+    /// Takes a stored tag out of the map (not tombstoning it).
+    fn take_tag(&mut self, tag: &str) -> Option<(Arc<str>, OrSlot)> {
+        let key = self.tag_index.remove(tag)?;
+        let leaf = leaf_of_key(&key);
+        let entry = self.leaves.get_mut(leaf, &key)?;
+        let slot = entry.records.remove(entry.position(tag).ok()?);
+        self.rehash(leaf, &key);
+        Some((key, slot))
+    }
+
+    /// Stores a slot whose tag is not in the map.
+    fn put_slot(&mut self, key: &str, slot: OrSlot) {
+        let leaf = leaf_of_key(key);
+        let tag = slot.tag.clone();
+        let stored_key = self.leaves.get_key_value(leaf, key).map(|(k, _)| k.clone());
+        let key_arc = if let Some(key_arc) = stored_key {
+            if let Some(entry) = self.leaves.get_mut(leaf, key) {
+                let pos = entry.position(&slot.tag).unwrap_or_else(|p| p);
+                entry.records.insert(pos, slot);
+            }
+            key_arc
+        } else {
+            let key_arc: Arc<str> = key.into();
+            // Hash 0 is a placeholder, replaced by `rehash` just below.
+            let entry = OrEntry {
+                records: vec![slot],
+                hash: 0,
+            };
+            self.leaves.insert_new(leaf, key_arc.clone(), entry);
+            self.trie.insert(leaf, 0);
+            key_arc
+        };
+        self.tag_index.insert(tag, key_arc);
+        self.rehash(leaf, key);
+    }
+
+    /// Orders an incoming version of a tag against the stored one: timestamp,
+    /// then key, value bytes and TTL (the latter only matter for malformed
+    /// duplicates, but make the order total so that merges converge).
+    fn cmp_version(&self, key: &str, rec: &OrRecord, stored_key: &str, s: &OrSlot) -> Ordering {
+        s.stamp
+            .cmp_ts(&rec.timestamp, &self.nodes)
+            .reverse()
+            .then_with(|| key.as_bytes().cmp(stored_key.as_bytes()))
+            .then_with(|| rec.value.as_bytes().cmp(&s.value))
+            .then_with(|| rec.ttl_ms.into_option().cmp(&s.ttl()))
+    }
+
+    /// Applies one add (`OR_ADD`): refused when the tag is tombstoned; when
+    /// the tag is stored, replaces it only with a newer version.
+    ///
+    /// The caller MUST have folded `record.timestamp` into the node's HLC.
+    pub fn apply(&mut self, key: &str, record: &OrRecord) -> OrApplyOutcome {
+        let tag = record.tag.as_str();
+        if self.tombstones.contains(tag) {
+            return OrApplyOutcome::Tombstoned;
+        }
+        if let Some(stored_key) = self.tag_index.get(tag) {
+            let leaf = leaf_of_key(stored_key);
+            let newer = self
+                .leaves
+                .get(leaf, stored_key)
+                .and_then(|e| e.position(tag).ok().map(|i| &e.records[i]))
+                .is_none_or(|s| self.cmp_version(key, record, stored_key, s).is_gt());
+            if !newer {
+                return OrApplyOutcome::Stale;
+            }
+        }
+        let previous = self.take_tag(tag);
+        let ttl = record.ttl_ms.into_option();
+        let stamp = Stamp::pack(&record.timestamp, ttl.is_some(), &mut self.nodes);
+        let slot = OrSlot {
+            tag: tag.into(),
+            value: record.value.as_bytes().into(),
+            stamp,
+            ttl: ttl.unwrap_or(0),
+        };
+        self.put_slot(key, slot);
+        match previous {
+            Some((k, s)) => OrApplyOutcome::Replaced {
+                previous_key: k.to_string(),
+                previous: self.to_record(&s),
+            },
+            None => OrApplyOutcome::Added,
+        }
+    }
+
+    /// Applies one remove (`OR_REMOVE`): tombstones `tag` and removes it from
+    /// whichever key holds it.
+    pub fn apply_tombstone(&mut self, tag: &str) -> TombstoneOutcome {
+        let newly_tombstoned = self.tombstones.insert(tag.into());
+        let removed = self
+            .take_tag(tag)
+            .map(|(k, s)| (k.to_string(), self.to_record(&s)));
+        TombstoneOutcome {
+            newly_tombstoned,
+            removed,
+        }
+    }
+
+    /// The sync path (`ORMAP_PUSH_DIFF`): applies `tombstones` (purging those
+    /// tags under every key), then each of `records` under `key`.
+    pub fn merge_key<T: AsRef<str>>(
+        &mut self,
+        key: &str,
+        records: &[OrRecord],
+        tombstones: &[T],
+    ) -> OrMergeKeyOutcome {
+        let mut out = OrMergeKeyOutcome::default();
+        for t in tombstones {
+            if self.apply_tombstone(t.as_ref()).removed.is_some() {
+                out.removed += 1;
+            }
+        }
+        for r in records {
+            match self.apply(key, r) {
+                OrApplyOutcome::Added => out.added += 1,
+                OrApplyOutcome::Replaced { .. } => out.updated += 1,
+                OrApplyOutcome::Tombstoned | OrApplyOutcome::Stale => {}
+            }
+        }
+        out
+    }
+
+    /// Drops tombstones whose tag parses as a timestamp below `older_than`
+    /// and returns them. Tags that do not parse are kept forever.
+    pub fn prune(&mut self, older_than: &Timestamp) -> Vec<String> {
+        let old: Vec<String> = self
+            .tombstones
+            .iter()
+            .filter(|t| t.parse::<Timestamp>().is_ok_and(|ts| ts < *older_than))
+            .map(|t| t.to_string())
+            .collect();
+        for t in &old {
+            self.tombstones.remove(t.as_str());
+        }
+        old
+    }
+
+    // ---- reads ----------------------------------------------------------------
+
+    fn entry(&self, key: &str) -> Option<&OrEntry> {
+        self.leaves.get(leaf_of_key(key), key)
+    }
+
+    /// The live values of `key` (not expired at `now_ms`), in tag order.
+    #[must_use]
+    pub fn get(&self, key: &str, now_ms: u64) -> Vec<&[u8]> {
+        self.entry(key)
+            .map(|e| {
+                e.records
+                    .iter()
+                    .filter(|s| !s.is_expired(now_ms))
+                    .map(|s| &*s.value)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The live records of `key` (not expired at `now_ms`), in tag order.
+    #[must_use]
+    pub fn get_records(&self, key: &str, now_ms: u64) -> Vec<OrRecord> {
+        self.entry(key)
+            .map(|e| {
+                e.records
+                    .iter()
+                    .filter(|s| !s.is_expired(now_ms))
+                    .map(|s| self.to_record(s))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Every stored record of `key`, expired included, in tag order (what
+    /// sync and persistence send).
+    #[must_use]
+    pub fn records(&self, key: &str) -> Vec<OrRecord> {
+        self.entry(key)
+            .map(|e| e.records.iter().map(|s| self.to_record(s)).collect())
+            .unwrap_or_default()
+    }
+
+    /// The keys holding at least one record, in no particular order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.leaves.iter().map(|(k, _)| k.as_ref())
+    }
+
+    /// The key a stored tag is under.
+    #[must_use]
+    pub fn key_of_tag(&self, tag: &str) -> Option<&str> {
+        self.tag_index.get(tag).map(AsRef::as_ref)
+    }
+
+    /// True when `tag` is tombstoned.
+    #[must_use]
+    pub fn is_tombstoned(&self, tag: &str) -> bool {
+        self.tombstones.contains(tag)
+    }
+
+    /// All tombstoned tags, in no particular order.
+    pub fn tombstones(&self) -> impl Iterator<Item = &str> {
+        self.tombstones.iter().map(AsRef::as_ref)
+    }
+
+    /// Number of keys holding records (the legacy `size`).
+    #[must_use]
+    pub fn size(&self) -> usize {
+        self.leaves.len()
+    }
+
+    /// Number of stored tags across all keys (the legacy `totalRecords`).
+    #[must_use]
+    pub fn total_records(&self) -> usize {
+        self.tag_index.len()
+    }
+
+    /// True when no record and no tombstone is stored.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.leaves.len() == 0 && self.tombstones.is_empty()
+    }
+
+    // ---- Merkle -------------------------------------------------------------
+
+    /// The Merkle root; 0 when no key holds records.
+    #[must_use]
+    pub fn merkle_root(&self) -> u32 {
+        self.trie.root()
+    }
+
+    /// The occupied children of the trie node at `path`.
+    #[must_use]
+    pub fn merkle_buckets(&self, path: &str) -> Buckets {
+        self.trie.buckets(path)
+    }
+
+    /// True when `path` names a leaf holding keys.
+    #[must_use]
+    pub fn is_leaf(&self, path: &str) -> bool {
+        self.trie.is_leaf(path)
+    }
+
+    /// The keys of the leaf at `path` with their entry hashes, sorted by key.
+    #[must_use]
+    pub fn entry_hashes(&self, path: &str) -> Vec<(&str, u32)> {
+        let mut out: Vec<(&str, u32)> = TriePath::parse(path)
+            .and_then(TriePath::leaf)
+            .map(|l| {
+                self.leaves
+                    .leaf(l)
+                    .map(|(k, e)| (k.as_ref(), e.hash))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort_unstable();
+        out
+    }
+
+    /// The keys of the leaf at `path`, sorted; empty for other paths.
+    #[must_use]
+    pub fn keys_in_leaf(&self, path: &str) -> Vec<&str> {
+        self.entry_hashes(path)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect()
+    }
+
+    /// The entry hash of `key`, if it holds records.
+    #[must_use]
+    pub fn entry_hash(&self, key: &str) -> Option<u32> {
+        self.entry(key).map(|e| e.hash)
+    }
+
+    /// The leaf path `key` belongs to.
+    #[must_use]
+    pub fn leaf_path_of(key: &str) -> String {
+        leaf_path(leaf_of_key(key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use abi_stable::std_types::ROption;
+    use hangar_core::merkle::OrMerkleTree;
+
+    fn rec(tag: &str, v: i64, m: u64, ttl: Option<u64>) -> OrRecord {
+        OrRecord {
+            value: RawValue::encode(&v).unwrap(),
+            timestamp: Timestamp::new(m, 0, "n"),
+            tag: tag.into(),
+            ttl_ms: ttl.into(),
+        }
+    }
+
+    fn vals(m: &OrMap, k: &str, now: u64) -> Vec<i64> {
+        m.get(k, now)
+            .into_iter()
+            .map(|b| rmp_serde::from_slice(b).unwrap())
+            .collect()
+    }
+
+    /// The core tree fed the map's stored records: the reference root.
+    fn reference_root(m: &OrMap) -> u32 {
+        let mut t = OrMerkleTree::new();
+        for k in m.keys() {
+            t.update(k, &m.records(k));
+        }
+        t.root()
+    }
+
+    #[test]
+    fn t10_adds_accumulate_per_key_in_tag_order() {
+        let mut m = OrMap::new();
+        assert_eq!(m.apply("k", &rec("t2", 2, 2, None)), OrApplyOutcome::Added);
+        assert_eq!(m.apply("k", &rec("t1", 1, 1, None)), OrApplyOutcome::Added);
+        assert_eq!(m.apply("j", &rec("t3", 3, 3, None)), OrApplyOutcome::Added);
+        assert_eq!(vals(&m, "k", 0), vec![1, 2]);
+        assert_eq!((m.size(), m.total_records()), (2, 3));
+        assert_eq!(m.key_of_tag("t3"), Some("j"));
+        assert_eq!(m.merkle_root(), reference_root(&m));
+    }
+
+    #[test]
+    fn t11_a_known_tag_is_replaced_only_by_a_newer_version() {
+        let mut m = OrMap::new();
+        m.apply("k", &rec("t", 1, 5, None));
+        assert_eq!(m.apply("k", &rec("t", 9, 4, None)), OrApplyOutcome::Stale);
+        assert_eq!(
+            m.apply("k", &rec("t", 1, 5, None)),
+            OrApplyOutcome::Stale,
+            "idempotent"
+        );
+        assert_eq!(
+            m.apply("k", &rec("t", 2, 6, None)),
+            OrApplyOutcome::Replaced {
+                previous_key: "k".into(),
+                previous: rec("t", 1, 5, None)
+            }
+        );
+        assert_eq!(vals(&m, "k", 0), vec![2]);
+        assert_eq!(m.total_records(), 1);
+        // equal timestamps: the greater value bytes win, whatever the order
+        let mut a = OrMap::new();
+        let mut b = OrMap::new();
+        a.apply("k", &rec("t", 1, 5, None));
+        a.apply("k", &rec("t", 2, 5, None));
+        b.apply("k", &rec("t", 2, 5, None));
+        b.apply("k", &rec("t", 1, 5, None));
+        assert_eq!(a.records("k"), b.records("k"));
+        assert_eq!(a.merkle_root(), b.merkle_root());
+    }
+
+    #[test]
+    fn t12_a_tag_moving_keys_leaves_its_old_key() {
+        let mut m = OrMap::new();
+        m.apply("a", &rec("t", 1, 5, None));
+        let out = m.apply("b", &rec("t", 1, 6, None));
+        assert!(
+            matches!(out, OrApplyOutcome::Replaced { ref previous_key, .. } if previous_key == "a")
+        );
+        assert!(m.records("a").is_empty());
+        assert_eq!(m.size(), 1);
+        assert_eq!(m.key_of_tag("t"), Some("b"));
+        assert_eq!(m.merkle_root(), reference_root(&m));
+    }
+
+    #[test]
+    fn t20_tombstones_remove_the_tag_anywhere_and_refuse_it_later() {
+        let mut m = OrMap::new();
+        m.apply("k", &rec("t1", 1, 1, None));
+        m.apply("k", &rec("t2", 2, 2, None));
+        let out = m.apply_tombstone("t1");
+        assert!(out.newly_tombstoned);
+        assert_eq!(out.removed, Some(("k".into(), rec("t1", 1, 1, None))));
+        assert!(!m.apply_tombstone("t1").newly_tombstoned);
+        assert_eq!(
+            m.apply("k", &rec("t1", 1, 9, None)),
+            OrApplyOutcome::Tombstoned
+        );
+        assert_eq!(vals(&m, "k", 0), vec![2]);
+        // tombstoning an unseen tag blocks its later add
+        assert_eq!(m.apply_tombstone("t9").removed, None);
+        assert_eq!(
+            m.apply("x", &rec("t9", 9, 9, None)),
+            OrApplyOutcome::Tombstoned
+        );
+        m.apply_tombstone("t2");
+        assert_eq!(m.size(), 0, "a key without records is dropped");
+        assert_eq!(m.merkle_root(), 0);
+        assert!(!m.is_empty(), "tombstones remain");
+    }
+
+    #[test]
+    fn t21_merge_key_counts_and_purges_tags_under_other_keys() {
+        let mut m = OrMap::new();
+        m.apply("k", &rec("t1", 1, 1, None));
+        m.apply("other", &rec("t5", 5, 5, None));
+        let out = m.merge_key(
+            "k",
+            &[
+                rec("t1", 10, 3, None),
+                rec("t2", 2, 2, None),
+                rec("t5", 5, 5, None),
+            ],
+            &["t5"],
+        );
+        assert_eq!(
+            out,
+            OrMergeKeyOutcome {
+                added: 1,
+                updated: 1,
+                removed: 1
+            }
+        );
+        assert!(
+            m.records("other").is_empty(),
+            "legacy quirk fixed: purged under other keys"
+        );
+        assert_eq!(vals(&m, "k", 0), vec![10, 2]);
+        assert_eq!(m.merkle_root(), reference_root(&m));
+    }
+
+    #[test]
+    fn t22_expired_records_are_hidden_but_hashed() {
+        let mut m = OrMap::new();
+        m.apply("k", &rec("t1", 1, 1000, Some(100)));
+        m.apply("k", &rec("t2", 2, 1000, None));
+        assert_eq!(vals(&m, "k", 1100), vec![1, 2]);
+        assert_eq!(vals(&m, "k", 1101), vec![2]);
+        assert_eq!(m.get_records("k", 1101).len(), 1);
+        assert_eq!(m.records("k").len(), 2);
+        assert_eq!(m.records("k")[0].ttl_ms, ROption::RSome(100));
+        assert_eq!(m.merkle_root(), reference_root(&m));
+    }
+
+    #[test]
+    fn t30_prune_drops_old_parsable_tombstones_only() {
+        let mut m = OrMap::new();
+        m.apply_tombstone("5:0:n");
+        m.apply_tombstone("50:0:n");
+        m.apply_tombstone("not-a-timestamp");
+        let mut pruned = m.prune(&Timestamp::new(10, 0, "n"));
+        pruned.sort();
+        assert_eq!(pruned, vec!["5:0:n".to_string()]);
+        let mut left: Vec<&str> = m.tombstones().collect();
+        left.sort_unstable();
+        assert_eq!(left, vec!["50:0:n", "not-a-timestamp"]);
+        assert!(
+            m.apply("k", &rec("5:0:n", 1, 5, None)).changed(),
+            "pruned tag can return"
+        );
+    }
+
+    #[test]
+    fn t40_merkle_views_agree_with_the_core_tree() {
+        let mut m = OrMap::new();
+        let mut t = OrMerkleTree::new();
+        for (i, k) in ["a", "b", "c"].iter().enumerate() {
+            let r = rec(&format!("t{i}"), i as i64, i as u64, None);
+            m.apply(k, &r);
+            t.update(k, &[r]);
+        }
+        assert_eq!(m.merkle_root(), t.root());
+        assert_eq!(m.merkle_buckets(""), t.buckets(""));
+        let path = OrMap::leaf_path_of("b");
+        assert!(m.is_leaf(&path));
+        assert_eq!(m.keys_in_leaf(&path), t.keys_in_leaf(&path));
+        assert_eq!(m.entry_hashes(&path), t.entry_hashes(&path));
+        assert_eq!(m.entry_hash("b"), t.entry_hash("b"));
+    }
+}
