@@ -47,9 +47,11 @@
 //!
 //! # Negative control
 //!
-//! [`AckMode::UnsafeBeforeCommit`] acknowledges a group before committing
-//! it. It exists only so that the crash tests can prove they catch an
-//! implementation that acks too early; never use it otherwise.
+//! [`AckMode::UnsafeBeforeCommit`] acknowledges a write as soon as it is
+//! queued, before any commit (the classic write-behind bug: PERSISTED
+//! reported when the write was merely handed to the persister). It exists
+//! only so that the crash tests can prove they catch an implementation that
+//! acks too early; never use it otherwise.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -77,9 +79,10 @@ pub enum AckMode {
     /// After the group's commit returned `Ok` (the only correct mode).
     #[default]
     AfterCommit,
-    /// BROKEN ON PURPOSE: acknowledges every request of a group before its
-    /// commit even starts. A negative control for crash tests, which MUST
-    /// catch it; never use it in a node.
+    /// BROKEN ON PURPOSE: acknowledges every request as soon as it is
+    /// queued, before its commit even starts (its receipt has group 0). A
+    /// negative control for crash tests, which MUST catch it; never use it
+    /// in a node.
     UnsafeBeforeCommit,
 }
 
@@ -236,7 +239,8 @@ const SHUTTING_DOWN: u8 = 2;
 struct Request {
     seq: u64,
     ops: Vec<WriteOp>,
-    done: oneshot::Sender<Result<Receipt, CommitError>>,
+    /// `None` when the request was already acknowledged (the unsafe mode).
+    done: Option<oneshot::Sender<Result<Receipt, CommitError>>>,
 }
 
 enum Msg {
@@ -261,6 +265,7 @@ struct Shared {
     finished: watch::Sender<Option<Result<(), PersistenceError>>>,
     counters: Counters,
     capacity: usize,
+    ack_mode: AckMode,
 }
 
 /// Handle on a running group-commit writer. Clones share the writer.
@@ -323,6 +328,7 @@ impl GroupCommitter {
             finished: watch::Sender::new(None),
             counters: Counters::default(),
             capacity: config.queue_capacity_ops,
+            ack_mode: config.ack_mode,
         });
         runtime.spawn(writer(backend, rx, Arc::clone(&shared), config));
         Ok(Self { shared })
@@ -362,6 +368,13 @@ impl GroupCommitter {
             plan_kinds(&batch, |m| intake.kinds.get(m).copied()).map_err(CommitError::Rejected)?;
         let seq = intake.next_seq;
         let (done, rx) = oneshot::channel();
+        let done = match self.shared.ack_mode {
+            AckMode::AfterCommit => Some(done),
+            AckMode::UnsafeBeforeCommit => {
+                let _ = done.send(Ok(Receipt { seq, group: 0 }));
+                None
+            }
+        };
         self.shared.queued_ops.fetch_add(n_ops, Ordering::AcqRel);
         if intake
             .tx
@@ -570,8 +583,8 @@ async fn writer(
         shared.space.notify_waiters();
 
         if let Some(cause) = &failed {
-            for r in group {
-                let _ = r.done.send(Err(CommitError::Stopped {
+            for done in group.into_iter().filter_map(|r| r.done) {
+                let _ = done.send(Err(CommitError::Stopped {
                     cause: Arc::clone(cause),
                 }));
             }
@@ -579,7 +592,7 @@ async fn writer(
         }
 
         group_no += 1;
-        if let Err(cause) = commit_group(&*backend, &shared, &config, group, group_no).await {
+        if let Err(cause) = commit_group(&*backend, &shared, group, group_no).await {
             let cause: Arc<str> = Arc::from(cause.to_string());
             tracing::error!(group = group_no, %cause, "group commit failed; persistence stops (fail-stop)");
             *shared.failure.lock() = Some(Arc::clone(&cause));
@@ -610,7 +623,6 @@ async fn writer(
 async fn commit_group(
     backend: &dyn PersistenceBackend,
     shared: &Shared,
-    config: &GroupCommitConfig,
     group: Vec<Request>,
     group_no: u64,
 ) -> Result<(), PersistenceError> {
@@ -623,16 +635,6 @@ async fn commit_group(
     }
     let (ops, dropped) = coalesce(ops);
     let n_ops = ops.len();
-    let receipt = |seq| Receipt {
-        seq,
-        group: group_no,
-    };
-    let mut waiters = Some(waiters);
-    if config.ack_mode == AckMode::UnsafeBeforeCommit {
-        for (seq, done) in waiters.take().unwrap_or_default() {
-            let _ = done.send(Ok(receipt(seq)));
-        }
-    }
     let result = if ops.is_empty() {
         // Only flush barriers: every earlier group is already durable.
         Ok(())
@@ -646,17 +648,21 @@ async fn commit_group(
             c.groups_committed.fetch_add(1, Ordering::Relaxed);
             c.ops_committed.fetch_add(n_ops as u64, Ordering::Relaxed);
             c.ops_coalesced.fetch_add(dropped as u64, Ordering::Relaxed);
-            let waiters = waiters.unwrap_or_default();
             c.requests_committed
                 .fetch_add(waiters.len() as u64, Ordering::Relaxed);
             for (seq, done) in waiters {
-                let _ = done.send(Ok(receipt(seq)));
+                if let Some(done) = done {
+                    let _ = done.send(Ok(Receipt {
+                        seq,
+                        group: group_no,
+                    }));
+                }
             }
             Ok(())
         }
         Err(cause) => {
             c.groups_failed.fetch_add(1, Ordering::Relaxed);
-            for (_, done) in waiters.unwrap_or_default() {
+            for done in waiters.into_iter().filter_map(|(_, d)| d) {
                 let _ = done.send(Err(CommitError::CommitFailed {
                     group: group_no,
                     cause: cause.clone(),
