@@ -115,24 +115,43 @@ impl RedbBackend {
     /// # Errors
     /// As [`Self::open`].
     pub fn open_with(dir: impl AsRef<Path>, options: &RedbOptions) -> PersistResult<Self> {
-        let runtime = Handle::try_current().map_err(|e| {
-            PersistenceError::storage(
-                "open",
-                format!("RedbBackend must be opened inside a tokio runtime: {e}"),
-            )
-        })?;
+        let runtime = current_runtime()?;
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|e| {
             PersistenceError::storage("open", format!("cannot create {}: {e}", dir.display()))
         })?;
         let path = dir.join(DB_FILE_NAME);
-        let mut builder = Database::builder();
-        if let Some(bytes) = options.cache_size_bytes {
-            builder.set_cache_size(bytes);
-        }
-        let db = builder.create(&path).map_err(|e| {
+        let db = builder(options).create(&path).map_err(|e| {
             PersistenceError::storage("open", format!("cannot open {}: {e}", path.display()))
         })?;
+        Self::init(db, path, options, runtime)
+    }
+
+    /// Opens a database on a redb storage backend of the caller's, for
+    /// example one that injects I/O failures. `label` stands for the path in
+    /// logs and [`Self::path`].
+    ///
+    /// # Errors
+    /// As [`Self::open`].
+    pub fn open_on_storage(
+        storage: impl redb::StorageBackend,
+        label: impl Into<PathBuf>,
+        options: &RedbOptions,
+    ) -> PersistResult<Self> {
+        let runtime = current_runtime()?;
+        let label = label.into();
+        let db = builder(options).create_with_backend(storage).map_err(|e| {
+            PersistenceError::storage("open", format!("cannot open {}: {e}", label.display()))
+        })?;
+        Self::init(db, label, options, runtime)
+    }
+
+    fn init(
+        db: Database,
+        path: PathBuf,
+        options: &RedbOptions,
+        runtime: Handle,
+    ) -> PersistResult<Self> {
         // Create the tables once, so that reads never meet a missing table.
         let txn = db.begin_write().map_err(err("open"))?;
         {
@@ -179,6 +198,23 @@ impl RedbBackend {
                 .map_err(|e| PersistenceError::storage(op, format!("blocking task failed: {e}")))?
         })
     }
+}
+
+fn current_runtime() -> PersistResult<Handle> {
+    Handle::try_current().map_err(|e| {
+        PersistenceError::storage(
+            "open",
+            format!("RedbBackend must be opened inside a tokio runtime: {e}"),
+        )
+    })
+}
+
+fn builder(options: &RedbOptions) -> redb::Builder {
+    let mut builder = Database::builder();
+    if let Some(bytes) = options.cache_size_bytes {
+        builder.set_cache_size(bytes);
+    }
+    builder
 }
 
 fn read_catalog(db: &Database) -> PersistResult<Vec<MapInfo>> {
@@ -407,3 +443,6 @@ impl PersistenceBackend for RedbBackend {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;
