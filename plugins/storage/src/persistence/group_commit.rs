@@ -255,8 +255,10 @@ struct Intake {
     tx: mpsc::UnboundedSender<Msg>,
 }
 
+/// State shared by the handles and the writer. The queue's sender is not
+/// here but in the handles' [`Intake`], so that dropping every handle ends
+/// the writer (after it committed what was queued).
 struct Shared {
-    intake: Mutex<Intake>,
     status: AtomicU8,
     failure: Mutex<Option<Arc<str>>>,
     queued_ops: AtomicUsize,
@@ -270,11 +272,16 @@ struct Shared {
 
 /// Handle on a running group-commit writer. Clones share the writer.
 ///
+/// When the last handle is dropped without [`Self::shutdown`], the writer
+/// still commits everything queued (the durability futures resolve as
+/// usual), then ends and drops the backend without calling `close`.
+///
 /// While a committer runs it MUST be the only writer of its backend: its
 /// kind registry is seeded from the backend at start and kept by enqueue.
 #[derive(Clone)]
 pub struct GroupCommitter {
     shared: Arc<Shared>,
+    intake: Arc<Mutex<Intake>>,
 }
 
 impl std::fmt::Debug for GroupCommitter {
@@ -315,11 +322,6 @@ impl GroupCommitter {
             .collect();
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
-            intake: Mutex::new(Intake {
-                kinds,
-                next_seq: 1,
-                tx,
-            }),
             status: AtomicU8::new(RUNNING),
             failure: Mutex::new(None),
             queued_ops: AtomicUsize::new(0),
@@ -331,7 +333,12 @@ impl GroupCommitter {
             ack_mode: config.ack_mode,
         });
         runtime.spawn(writer(backend, rx, Arc::clone(&shared), config));
-        Ok(Self { shared })
+        let intake = Arc::new(Mutex::new(Intake {
+            kinds,
+            next_seq: 1,
+            tx,
+        }));
+        Ok(Self { shared, intake })
     }
 
     fn stopped_error(&self) -> CommitError {
@@ -360,7 +367,7 @@ impl GroupCommitter {
     /// [`CommitError::ShutDown`] after [`Self::shutdown`].
     pub fn enqueue(&self, batch: WriteBatch) -> Result<Durable, CommitError> {
         let n_ops = batch.ops.len();
-        let mut intake = self.shared.intake.lock();
+        let mut intake = self.intake.lock();
         if self.shared.status.load(Ordering::Acquire) != RUNNING {
             return Err(self.stopped_error());
         }
@@ -475,7 +482,7 @@ impl GroupCommitter {
     /// writer ended without closing.
     pub async fn shutdown(&self) -> Result<(), CommitError> {
         {
-            let intake = self.shared.intake.lock();
+            let intake = self.intake.lock();
             let was = self.shared.status.swap(SHUTTING_DOWN, Ordering::AcqRel);
             if was != SHUTTING_DOWN {
                 // Under the intake lock: every enqueue that returned Ok is ahead of this.
@@ -569,7 +576,9 @@ async fn writer(
             Some(m) => m,
             None => match rx.recv().await {
                 Some(m) => m,
-                None => return, // every handle dropped; nothing queued remains
+                // Every handle dropped and the queue is drained. The backend
+                // is not closed: dropping it releases it.
+                None => return,
             },
         };
         let first = match msg {
@@ -596,16 +605,14 @@ async fn writer(
             let cause: Arc<str> = Arc::from(cause.to_string());
             tracing::error!(group = group_no, %cause, "group commit failed; persistence stops (fail-stop)");
             *shared.failure.lock() = Some(Arc::clone(&cause));
-            // Under the intake lock, so that no enqueue slips in as RUNNING after this.
-            {
-                let _intake = shared.intake.lock();
-                let _ = shared.status.compare_exchange(
-                    RUNNING,
-                    FAILED,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                );
-            }
+            // An enqueue that read RUNNING just before this still reaches
+            // the queue, and the loop above answers it with Stopped.
+            let _ = shared.status.compare_exchange(
+                RUNNING,
+                FAILED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
             shared.space.notify_waiters();
             failed = Some(cause);
         }

@@ -520,8 +520,31 @@ async fn t57_linger_gathers_requests_that_arrive_within_it() {
     }
 }
 
+#[tokio::test]
+async fn t58_dropping_every_handle_commits_the_queue_then_ends_the_writer() {
+    let r = rig(GroupCommitConfig::default()).await;
+    let gate = r.inst.hold().await;
+    let first = r.gc.enqueue(put("m", "a", 1)).unwrap();
+    r.inst.wait_commits_started(1).await;
+    let queued = r.gc.enqueue(put("m", "b", 2)).unwrap();
+    let inst = r.inst;
+    drop(r.gc);
+    drop(gate);
+    first.await.unwrap();
+    queued.await.unwrap();
+    // the writer's reference to the backend goes away when it ends
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while Arc::strong_count(&inst) > 1 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the writer ends once every handle is dropped (hang guard, not a timing claim)");
+    assert_eq!(inst.list_keys("m").await.unwrap().len(), 2);
+}
+
 #[test]
-fn t58_start_refuses_a_zero_group_size() {
+fn t59_start_refuses_a_zero_group_size() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -539,7 +562,7 @@ fn t58_start_refuses_a_zero_group_size() {
 }
 
 #[test]
-fn t59_coalesce_keeps_the_last_op_per_slot_in_order() {
+fn t61_coalesce_keeps_the_last_op_per_slot_in_order() {
     let ops = vec![
         WriteOp::Delete {
             map: "m".into(),

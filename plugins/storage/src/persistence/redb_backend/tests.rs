@@ -153,3 +153,31 @@ async fn t60_io_failures_never_lose_a_commit_that_returned_ok() {
         "the budgets cover failures at the first and at a later commit"
     );
 }
+
+/// With quick repair on, commits still land and survive a reopen, and a
+/// database written without it opens with it (the option is per commit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t61_quick_repair_commits_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let quick = RedbOptions {
+        quick_repair: true,
+        cache_size_bytes: Some(4 << 20),
+    };
+    let b = RedbBackend::open(dir.path()).unwrap();
+    b.store("m", vec![("a".into(), lww(Some(1), 1, None))])
+        .await
+        .unwrap();
+    b.close().await.unwrap();
+    let b = RedbBackend::open_with(dir.path(), &quick).unwrap();
+    b.store("m", vec![("b".into(), lww(Some(2), 2, None))])
+        .await
+        .unwrap();
+    b.close().await.unwrap();
+    let b = RedbBackend::open(dir.path()).unwrap();
+    assert_eq!(
+        b.list_keys("m").await.unwrap(),
+        vec!["a".to_string(), "b".to_string()]
+    );
+    assert_eq!(b.path(), dir.path().join(DB_FILE_NAME));
+    b.close().await.unwrap();
+}
