@@ -21,8 +21,8 @@
 //! | HG-PER-001 | A write whose durability future resolved `Ok` survives SIGKILL of the process. | `tests/crash_kill9.rs` `t10_acked_writes_survive_sigkill` |
 //! | HG-PER-002 | The crash checker catches a committer that acks before committing. | `tests/crash_kill9.rs` `t11_negative_control_ack_before_commit_is_caught` |
 //! | HG-PER-003 | No ack before the group's commit returned. | `group_commit::tests::t47_ack_waits_for_the_commit_to_return` |
-//! | HG-PER-004 | A failed commit fails its whole group and stops the committer (fail-stop); nothing acked is lost. | `group_commit::tests::t50..t52` |
-//! | HG-PER-005 | Coalescing a group gives the same stored state as committing each request alone. | `group_commit::tests::t60_prop_grouped_commits_equal_one_by_one` |
+//! | HG-PER-004 | A failed commit fails its whole group and stops the committer (fail-stop); nothing acked is lost. | `group_commit::failure_tests::t50..t52` |
+//! | HG-PER-005 | Coalescing a group gives the same stored state as committing each request alone. | `group_commit::failure_tests::t60_prop_grouped_commits_equal_one_by_one` |
 //! | HG-PER-006 | A batch is atomic: a rejected batch writes nothing. | suite `t22_rejected_batch_writes_nothing` |
 //! | HG-PER-007 | `ttl_ms` and LWW tombstones round-trip. | suite `t11`, `codec::tests::t20` |
 //! | HG-PER-008 | Stored bytes of an unknown format version are refused, never misread. | `codec::tests::t12` |
