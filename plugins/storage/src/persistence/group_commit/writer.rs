@@ -14,6 +14,7 @@ use crate::persistence::backend::PersistenceBackend;
 use crate::persistence::entry::{WriteBatch, WriteOp};
 use crate::persistence::error::PersistenceError;
 
+/// One enqueued batch on its way to a group commit.
 pub(super) struct Request {
     pub(super) seq: u64,
     pub(super) ops: Vec<WriteOp>,
@@ -21,8 +22,11 @@ pub(super) struct Request {
     pub(super) done: Option<oneshot::Sender<Result<Receipt, CommitError>>>,
 }
 
+/// What the writer's queue carries.
 pub(super) enum Msg {
+    /// A batch (or, when empty, a flush barrier).
     Write(Request),
+    /// Commit everything ahead of this, close the backend, stop.
     Shutdown,
 }
 
