@@ -5,9 +5,12 @@
 //!
 //! - `module`: [`DefaultStorage`], the `StorageModule` implementation.
 //! - `crdt`: the LWW and OR maps with their Merkle tries.
+//! - `persistence`: the persistence backend trait, the redb and memory
+//!   backends, and group commit.
 
 pub mod crdt;
 pub mod module;
+pub mod persistence;
 
 pub use module::{create, DefaultStorage};
 

@@ -1,0 +1,207 @@
+//! The writer task of the group committer: gathers queued requests into
+//! groups, coalesces each group, commits it in one backend call and answers
+//! every request of it. See the parent module for the protocol.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::{CommitError, GroupCommitConfig, Receipt, Shared, FAILED, RUNNING};
+use crate::persistence::backend::PersistenceBackend;
+use crate::persistence::entry::{WriteBatch, WriteOp};
+use crate::persistence::error::PersistenceError;
+
+/// One enqueued batch on its way to a group commit.
+pub(super) struct Request {
+    pub(super) seq: u64,
+    pub(super) ops: Vec<WriteOp>,
+    /// `None` when the request was already acknowledged (the unsafe mode).
+    pub(super) done: Option<oneshot::Sender<Result<Receipt, CommitError>>>,
+}
+
+/// What the writer's queue carries.
+pub(super) enum Msg {
+    /// A batch (or, when empty, a flush barrier).
+    Write(Request),
+    /// Commit everything ahead of this, close the backend, stop.
+    Shutdown,
+}
+
+/// Drops every op that a later op of the same slot replaces, keeping the
+/// order of the others. Returns the kept ops and how many were dropped.
+#[must_use]
+pub fn coalesce(ops: Vec<WriteOp>) -> (Vec<WriteOp>, usize) {
+    let mut keep = vec![true; ops.len()];
+    {
+        let mut seen = HashSet::with_capacity(ops.len());
+        for (i, op) in ops.iter().enumerate().rev() {
+            if !seen.insert(op.slot()) {
+                keep[i] = false;
+            }
+        }
+    }
+    let dropped = keep.iter().filter(|k| !**k).count();
+    let kept = ops
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(op, k)| k.then_some(op))
+        .collect();
+    (kept, dropped)
+}
+
+/// Takes the next group: `first`, then what is queued (or arrives within
+/// `linger`) up to `max_ops`. A message that does not fit is returned as the
+/// carry for the next group.
+async fn gather(
+    first: Request,
+    rx: &mut mpsc::UnboundedReceiver<Msg>,
+    config: &GroupCommitConfig,
+) -> (Vec<Request>, Option<Msg>) {
+    let mut ops = first.ops.len();
+    let mut group = vec![first];
+    let deadline = Instant::now() + config.linger;
+    while ops < config.max_group_ops {
+        let next = match rx.try_recv() {
+            Ok(m) => m,
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                if config.linger.is_zero() {
+                    break;
+                }
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(m)) => m,
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        };
+        match next {
+            Msg::Write(r) if ops + r.ops.len() <= config.max_group_ops => {
+                ops += r.ops.len();
+                group.push(r);
+            }
+            other => return (group, Some(other)),
+        }
+    }
+    (group, None)
+}
+
+pub(super) async fn writer(
+    backend: Arc<dyn PersistenceBackend>,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+    shared: Arc<Shared>,
+    config: GroupCommitConfig,
+) {
+    let mut carry: Option<Msg> = None;
+    let mut group_no: u64 = 0;
+    let mut failed: Option<Arc<str>> = None;
+    loop {
+        let msg = match carry.take() {
+            Some(m) => m,
+            None => match rx.recv().await {
+                Some(m) => m,
+                // Every handle dropped and the queue is drained. The backend
+                // is not closed: dropping it releases it.
+                None => return,
+            },
+        };
+        let first = match msg {
+            Msg::Write(r) => r,
+            Msg::Shutdown => break,
+        };
+        let (group, next) = gather(first, &mut rx, &config).await;
+        carry = next;
+        let taken: usize = group.iter().map(|r| r.ops.len()).sum();
+        shared.queued_ops.fetch_sub(taken, Ordering::AcqRel);
+        shared.space.notify_waiters();
+
+        if let Some(cause) = &failed {
+            for done in group.into_iter().filter_map(|r| r.done) {
+                let _ = done.send(Err(CommitError::Stopped {
+                    cause: Arc::clone(cause),
+                }));
+            }
+            continue;
+        }
+
+        group_no += 1;
+        if let Err(cause) = commit_group(&*backend, &shared, group, group_no).await {
+            let cause: Arc<str> = Arc::from(cause.to_string());
+            tracing::error!(group = group_no, %cause, "group commit failed; persistence stops (fail-stop)");
+            *shared.failure.lock() = Some(Arc::clone(&cause));
+            // An enqueue that read RUNNING just before this still reaches
+            // the queue, and the loop above answers it with Stopped.
+            let _ = shared.status.compare_exchange(
+                RUNNING,
+                FAILED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+            shared.space.notify_waiters();
+            failed = Some(cause);
+        }
+    }
+    // Shutdown: everything enqueued before it has been committed (or failed).
+    drop(rx);
+    let result = backend.close().await;
+    if let Err(e) = &result {
+        tracing::error!(error = %e, "closing the persistence backend failed");
+    }
+    shared.finished.send_replace(Some(result));
+}
+
+/// Commits one group and answers its requests.
+async fn commit_group(
+    backend: &dyn PersistenceBackend,
+    shared: &Shared,
+    group: Vec<Request>,
+    group_no: u64,
+) -> Result<(), PersistenceError> {
+    let last_seq = group.last().map_or(0, |r| r.seq);
+    let mut ops = Vec::with_capacity(group.iter().map(|r| r.ops.len()).sum());
+    let mut waiters = Vec::with_capacity(group.len());
+    for r in group {
+        ops.extend(r.ops);
+        waiters.push((r.seq, r.done));
+    }
+    let (ops, dropped) = coalesce(ops);
+    let n_ops = ops.len();
+    let result = if ops.is_empty() {
+        // Only flush barriers: every earlier group is already durable.
+        Ok(())
+    } else {
+        backend.commit(WriteBatch { ops }).await
+    };
+    let c = &shared.counters;
+    match result {
+        Ok(()) => {
+            shared.watermark.send_replace(last_seq);
+            c.groups_committed.fetch_add(1, Ordering::Relaxed);
+            c.ops_committed.fetch_add(n_ops as u64, Ordering::Relaxed);
+            c.ops_coalesced.fetch_add(dropped as u64, Ordering::Relaxed);
+            c.requests_committed
+                .fetch_add(waiters.len() as u64, Ordering::Relaxed);
+            for (seq, done) in waiters {
+                if let Some(done) = done {
+                    let _ = done.send(Ok(Receipt {
+                        seq,
+                        group: group_no,
+                    }));
+                }
+            }
+            Ok(())
+        }
+        Err(cause) => {
+            c.groups_failed.fetch_add(1, Ordering::Relaxed);
+            for done in waiters.into_iter().filter_map(|(_, d)| d) {
+                let _ = done.send(Err(CommitError::CommitFailed {
+                    group: group_no,
+                    cause: cause.clone(),
+                }));
+            }
+            Err(cause)
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! [`InstrumentedBackend`]: wraps any backend to fail commits after a
+//! countdown, hold commits at a gate, and log what was committed.
+//!
+//! It is the "backend that fails I/O after a countdown" of redb's own
+//! tests, at the level of our trait, so that group commit and the storage
+//! manager can be tested against every failure style the contract allows.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use parking_lot::Mutex;
+use tokio::sync::{Notify, OwnedMutexGuard};
+
+use crate::persistence::backend::{PersistResult, PersistenceBackend};
+use crate::persistence::entry::{LoadedMap, MapInfo, StoredEntry, WriteBatch, WriteOp};
+use crate::persistence::error::PersistenceError;
+
+/// How an injected commit failure behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureStyle {
+    /// The commit writes nothing and returns an error.
+    BeforeWrite,
+    /// The commit writes the batch to the inner backend, then returns an
+    /// error anyway (an fsync error after the write: the fate is unknown to
+    /// the caller, and the data happens to be there).
+    AfterWrite,
+}
+
+/// A backend wrapper for fault injection and observation.
+pub struct InstrumentedBackend {
+    inner: Arc<dyn PersistenceBackend>,
+    /// Commits still allowed before failing, and how to fail.
+    countdown: Mutex<Option<(usize, FailureStyle)>>,
+    gate: Arc<tokio::sync::Mutex<()>>,
+    log: Mutex<Vec<Vec<WriteOp>>>,
+    started: AtomicUsize,
+    started_notify: Notify,
+}
+
+impl InstrumentedBackend {
+    /// Wraps `inner`; it passes everything through until told otherwise.
+    #[must_use]
+    pub fn new(inner: Arc<dyn PersistenceBackend>) -> Self {
+        Self {
+            inner,
+            countdown: Mutex::new(None),
+            gate: Arc::new(tokio::sync::Mutex::new(())),
+            log: Mutex::new(Vec::new()),
+            started: AtomicUsize::new(0),
+            started_notify: Notify::new(),
+        }
+    }
+
+    /// Lets the next `n` commits through, then fails that one and every
+    /// later commit (as redb refuses writes after an I/O error).
+    pub fn fail_commits_after(&self, n: usize, style: FailureStyle) {
+        *self.countdown.lock() = Some((n, style));
+    }
+
+    /// Holds every commit (after it started) until the guard is dropped.
+    pub async fn hold(&self) -> OwnedMutexGuard<()> {
+        Arc::clone(&self.gate).lock_owned().await
+    }
+
+    /// Waits until at least `n` commits have started (reached the gate).
+    pub async fn wait_commits_started(&self, n: usize) {
+        loop {
+            let notified = self.started_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.started.load(Ordering::Acquire) >= n {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// The ops of every commit attempted so far, in order.
+    #[must_use]
+    pub fn commit_log(&self) -> Vec<Vec<WriteOp>> {
+        self.log.lock().clone()
+    }
+}
+
+impl PersistenceBackend for InstrumentedBackend {
+    fn name(&self) -> &'static str {
+        "instrumented"
+    }
+
+    fn commit(&self, batch: WriteBatch) -> BoxFuture<'_, PersistResult<()>> {
+        Box::pin(async move {
+            self.started.fetch_add(1, Ordering::AcqRel);
+            self.started_notify.notify_waiters();
+            let _gate = self.gate.lock().await;
+            self.log.lock().push(batch.ops.clone());
+            let fail = {
+                let mut c = self.countdown.lock();
+                match &mut *c {
+                    None => None,
+                    Some((0, style)) => Some(*style),
+                    Some((n, _)) => {
+                        *n -= 1;
+                        None
+                    }
+                }
+            };
+            let injected = || {
+                PersistenceError::storage("commit", "injected I/O failure (countdown reached zero)")
+            };
+            match fail {
+                None => self.inner.commit(batch).await,
+                Some(FailureStyle::BeforeWrite) => Err(injected()),
+                Some(FailureStyle::AfterWrite) => {
+                    self.inner.commit(batch).await?;
+                    Err(injected())
+                }
+            }
+        })
+    }
+
+    fn load_map<'a>(&'a self, map: &'a str) -> BoxFuture<'a, PersistResult<LoadedMap>> {
+        self.inner.load_map(map)
+    }
+
+    fn load_keys<'a>(
+        &'a self,
+        map: &'a str,
+        keys: &'a [String],
+    ) -> BoxFuture<'a, PersistResult<Vec<(String, StoredEntry)>>> {
+        self.inner.load_keys(map, keys)
+    }
+
+    fn list_keys<'a>(&'a self, map: &'a str) -> BoxFuture<'a, PersistResult<Vec<String>>> {
+        self.inner.list_keys(map)
+    }
+
+    fn load_or_tombstones<'a>(&'a self, map: &'a str) -> BoxFuture<'a, PersistResult<Vec<String>>> {
+        self.inner.load_or_tombstones(map)
+    }
+
+    fn list_maps(&self) -> BoxFuture<'_, PersistResult<Vec<MapInfo>>> {
+        self.inner.list_maps()
+    }
+
+    fn flush(&self) -> BoxFuture<'_, PersistResult<()>> {
+        self.inner.flush()
+    }
+
+    fn close(&self) -> BoxFuture<'_, PersistResult<()>> {
+        self.inner.close()
+    }
+}
