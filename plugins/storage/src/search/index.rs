@@ -16,9 +16,9 @@
 //! changes, a first-seen term or key, and postings of a term the document did
 //! not hold before.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
+use foldhash::HashMap;
 use hangar_core::RawValue;
 use rmpv::Value;
 use rustc_hash::FxHashMap;
@@ -155,7 +155,7 @@ impl FullTextIndex {
             dict: TermDict::default(),
             combined: InvertedIndex::default(),
             per_field,
-            keys: HashMap::new(),
+            keys: HashMap::default(),
             docs: Vec::new(),
             free: Vec::new(),
             scratch: Scratch::default(),
@@ -444,7 +444,11 @@ impl FullTextIndex {
         if per_field.is_empty() {
             ids.clear();
             if let Some(s) = fields[0].get(value) {
-                tokenizer.for_each_term(s, text, |t| ids.push(dict.intern(t)));
+                tokenizer.for_each_word(s, text, |w| {
+                    if let Some(id) = dict.intern_word(w, |w| tokenizer.stem(w)) {
+                        ids.push(id);
+                    }
+                });
             }
             push_counted(ids, terms);
             ends.push(len_u32(terms));
@@ -453,7 +457,11 @@ impl FullTextIndex {
         for field in fields.iter() {
             ids.clear();
             if let Some(s) = field.get(value) {
-                tokenizer.for_each_term(s, text, |t| ids.push(dict.intern(t)));
+                tokenizer.for_each_word(s, text, |w| {
+                    if let Some(id) = dict.intern_word(w, |w| tokenizer.stem(w)) {
+                        ids.push(id);
+                    }
+                });
             }
             push_counted(ids, terms);
             ends.push(len_u32(terms));

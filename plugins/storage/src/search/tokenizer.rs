@@ -17,7 +17,6 @@
 //! changes.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 use std::fmt;
 
 use unicode_properties::{GeneralCategoryGroup, UnicodeGeneralCategory};
@@ -31,7 +30,7 @@ use super::stopwords::ENGLISH_STOPWORDS;
 /// on earlier calls; it is `Send + Sync` and cheap to share.
 pub struct Tokenizer {
     lowercase: bool,
-    stopwords: HashSet<Box<str>>,
+    stopwords: foldhash::HashSet<Box<str>>,
     stemmer: Option<rust_stemmers::Stemmer>,
     min_length: usize,
     max_length: usize,
@@ -59,7 +58,7 @@ impl Tokenizer {
             Stopwords::Named(StopwordList::English) => {
                 ENGLISH_STOPWORDS.iter().map(|w| Box::from(*w)).collect()
             }
-            Stopwords::Named(StopwordList::None) => HashSet::new(),
+            Stopwords::Named(StopwordList::None) => foldhash::HashSet::default(),
             Stopwords::Custom(words) => words
                 .iter()
                 .map(|w| {
@@ -109,6 +108,20 @@ impl Tokenizer {
     /// `buf` is scratch space: its content on entry is ignored and on return
     /// is unspecified. Reusing one buffer across calls avoids allocating.
     pub fn for_each_term(&self, text: &str, buf: &mut String, mut emit: impl FnMut(&str)) {
+        self.for_each_word(text, buf, |word| {
+            if let Some(stem) = self.stem(word) {
+                emit(&stem);
+            }
+        });
+    }
+
+    /// Rules 1 to 4: calls `emit` with each word of `text` that is long
+    /// enough and not a stopword, before stemming. Each such word yields
+    /// exactly the term [`Tokenizer::stem`] returns for it, whatever its
+    /// context, which lets the index cache word → term.
+    ///
+    /// `buf` is scratch space as in [`Tokenizer::for_each_term`].
+    pub fn for_each_word(&self, text: &str, buf: &mut String, mut emit: impl FnMut(&str)) {
         let source: &str = if self.lowercase {
             buf.clear();
             if text.is_ascii() {
@@ -129,16 +142,23 @@ impl Tokenizer {
             if self.stopwords.contains(word) {
                 continue;
             }
-            let stem = match &self.stemmer {
-                Some(stemmer) => stemmer.stem(word),
-                None => Cow::Borrowed(word),
-            };
-            let len = utf16_len(&stem);
-            if len < self.min_length || len > self.max_length {
-                continue;
-            }
-            emit(&stem);
+            emit(word);
         }
+    }
+
+    /// Rules 5 and 6: the term of a word from [`Tokenizer::for_each_word`],
+    /// or `None` when its stem is shorter than `min_length` or longer than
+    /// `max_length`.
+    #[must_use]
+    pub fn stem<'w>(&self, word: &'w str) -> Option<Cow<'w, str>> {
+        let stem = match &self.stemmer {
+            Some(stemmer) => stemmer.stem(word),
+            None => Cow::Borrowed(word),
+        };
+        let len = utf16_len(&stem);
+        (self.min_length..=self.max_length)
+            .contains(&len)
+            .then_some(stem)
     }
 }
 
@@ -291,5 +311,18 @@ mod tests {
         t.for_each_term("Searching", &mut buf, |x| got.push(x.to_owned()));
         t.for_each_term("engines", &mut buf, |x| got.push(x.to_owned()));
         assert_eq!(got, ["search", "engin"]);
+    }
+
+    #[test]
+    fn t19_words_then_stems_compose_to_terms() {
+        let t = default();
+        let mut words = Vec::new();
+        t.for_each_word("The Running of 40 dogs", &mut String::new(), |w| {
+            words.push(w.to_owned());
+        });
+        assert_eq!(words, ["running", "40", "dogs"]);
+        let stems: Vec<_> = words.iter().filter_map(|w| t.stem(w)).collect();
+        assert_eq!(stems, t.tokenize("The Running of 40 dogs"));
+        assert_eq!(t.stem(&"y".repeat(41)), None);
     }
 }

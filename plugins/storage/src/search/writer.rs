@@ -55,6 +55,8 @@ pub enum Document {
     /// Msgpack bytes as stored; undecodable bytes remove the document and
     /// log a warning.
     Msgpack(RawValue),
+    /// Msgpack bytes shared with the map, so enqueueing copies no value.
+    Shared(Arc<RawValue>),
 }
 
 impl From<rmpv::Value> for Document {
@@ -66,6 +68,12 @@ impl From<rmpv::Value> for Document {
 impl From<RawValue> for Document {
     fn from(v: RawValue) -> Self {
         Self::Msgpack(v)
+    }
+}
+
+impl From<Arc<RawValue>> for Document {
+    fn from(v: Arc<RawValue>) -> Self {
+        Self::Shared(v)
     }
 }
 
@@ -195,18 +203,21 @@ fn apply_batch(index: &mut FullTextIndex, batch: &mut Vec<Op>) {
 fn apply_op(index: &mut FullTextIndex, op: &Op) {
     match op {
         Op::Upsert(key, Document::Value(v)) => index.upsert(key, v),
-        Op::Upsert(key, Document::Msgpack(raw)) => {
-            if let Err(error) = index.upsert_raw(key, raw) {
-                tracing::warn!(
-                    key = %key,
-                    %error,
-                    "full-text index: record value is not msgpack; removed it from the index"
-                );
-            }
-        }
+        Op::Upsert(key, Document::Msgpack(raw)) => upsert_raw(index, key, raw),
+        Op::Upsert(key, Document::Shared(raw)) => upsert_raw(index, key, raw),
         Op::Remove(key) => {
             index.remove(key);
         }
+    }
+}
+
+fn upsert_raw(index: &mut FullTextIndex, key: &str, raw: &RawValue) {
+    if let Err(error) = index.upsert_raw(key, raw) {
+        tracing::warn!(
+            key = %key,
+            %error,
+            "full-text index: record value is not msgpack; removed it from the index"
+        );
     }
 }
 

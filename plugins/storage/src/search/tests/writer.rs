@@ -166,11 +166,13 @@ fn t15_msgpack_documents_are_decoded_in_the_background() {
     let raw = RawValue::encode(&serde_json::json!({"title": "packed words"})).unwrap();
     w.upsert("m", raw);
     w.upsert("v", rec("body", "packed value"));
+    let shared = RawValue::encode(&serde_json::json!({"body": "packed shared"})).unwrap();
+    w.upsert("s", Arc::new(shared));
     rt.block_on(w.wait_current());
-    assert_eq!(keys(&w.search("packed", &all()).unwrap()), ["m", "v"]);
+    assert_eq!(keys(&w.search("packed", &all()).unwrap()), ["m", "s", "v"]);
     w.upsert("m", RawValue::from_msgpack(vec![0x92, 0x01]));
     w.flush();
-    assert_eq!(keys(&w.search("packed", &all()).unwrap()), ["v"]);
+    assert_eq!(keys(&w.search("packed", &all()).unwrap()), ["s", "v"]);
 }
 
 #[test]
