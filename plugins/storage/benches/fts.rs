@@ -337,7 +337,7 @@ fn conditions(w: &Workload, reps: usize) {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let (ops, keys, ndocs, reps) = if quick {
+    let (ops, keys, ndocs, reps) = if quick && !std::env::args().any(|a| a == "--full-size") {
         (8_000, 2_000, 1_000, 1)
     } else {
         (40_000, 10_000, 4_000, 3)

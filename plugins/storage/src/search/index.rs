@@ -24,7 +24,7 @@ use rmpv::Value;
 use rustc_hash::FxHashMap;
 
 use super::config::{ConfigError, FullTextIndexConfig};
-use super::inverted::{Change, DocId, InvertedIndex, TermTf};
+use super::inverted::{tf_in, Change, DocId, InvertedIndex, TermTf};
 use super::query::{SearchError, SearchHit, SearchOptions, SearchResults};
 use super::terms::{TermDict, TermId};
 use super::tokenizer::Tokenizer;
@@ -340,18 +340,22 @@ impl FullTextIndex {
         };
         let (terms, distinct) = self.query_terms(query);
         let params = self.config.bm25;
+        let slot = &self.docs[id as usize];
+        let combined_k = self.per_field.len();
+        let combined_list = list(&slot.terms, &slot.ends, combined_k);
         let mut acc = None;
         match weights {
             None => self
                 .combined
-                .accumulate_doc(params, &terms, 1.0, id, &mut acc),
+                .accumulate_doc(params, &terms, 1.0, id, combined_list, &mut acc),
             Some(w) if self.per_field.is_empty() => {
                 self.combined
-                    .accumulate_doc(params, &terms, w[0], id, &mut acc);
+                    .accumulate_doc(params, &terms, w[0], id, combined_list, &mut acc);
             }
             Some(w) => {
-                for (ix, &wf) in self.per_field.iter().zip(&w) {
-                    ix.accumulate_doc(params, &terms, wf, id, &mut acc);
+                for (k, (ix, &wf)) in self.per_field.iter().zip(&w).enumerate() {
+                    let field_list = list(&slot.terms, &slot.ends, k);
+                    ix.accumulate_doc(params, &terms, wf, id, field_list, &mut acc);
                 }
             }
         }
@@ -361,12 +365,14 @@ impl FullTextIndex {
     }
 
     fn hit(&self, id: DocId, score: f64, distinct: &[TermId]) -> SearchHit {
+        let slot = &self.docs[id as usize];
+        let combined = list(&slot.terms, &slot.ends, self.per_field.len());
         SearchHit {
             key: self.key_of(id).to_owned(),
             score,
             matched_terms: distinct
                 .iter()
-                .filter(|&&t| self.combined.tf(t, id).is_some())
+                .filter(|&&t| tf_in(combined, t).is_some())
                 .map(|&t| self.dict.text(t).to_owned())
                 .collect(),
         }

@@ -14,9 +14,21 @@
 //! index state writes the same pair, and the stamp is published after the
 //! value with release/acquire ordering.
 //!
+//! **Postings are append-only.** Updating a document in place would touch
+//! one random entry of each of its terms' postings, a cache miss apiece once
+//! common terms hold thousands of documents. Instead each document has a
+//! generation; a posting records the generation it was written in, and
+//! changing a document bumps its generation, which retires all its old
+//! postings at once. The new postings are appended (sequential writes), a
+//! term's `df` is kept as a counter, and a term's list is compacted when
+//! more than half of it is retired, so the cost stays amortized O(1) per
+//! posting and memory within about twice the live postings. Searches skip
+//! retired postings with one array lookup.
+//!
 //! **Updates are diffs.** [`InvertedIndex::replace`] takes the document's old
-//! and new term lists (sorted by term id) and touches only the postings that
-//! change, so re-indexing a document whose text barely changed costs little.
+//! and new term lists (sorted by term id): an unchanged list costs nothing,
+//! and `df` and the dictionary callbacks change only for terms gained or
+//! lost.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -74,10 +86,38 @@ impl IdfCache {
     }
 }
 
+/// One document's count of a term, written in generation `gen` of the doc.
+#[derive(Debug, Clone, Copy)]
+struct Posting {
+    doc: DocId,
+    gen: u32,
+    tf: u32,
+}
+
 #[derive(Debug)]
 struct Postings {
-    docs: FxHashMap<DocId, u32>,
+    /// Documents holding the term now (`df`).
+    live: u32,
+    /// Live postings and retired ones not yet compacted away.
+    list: Vec<Posting>,
     idf: IdfCache,
+}
+
+impl Postings {
+    fn new() -> Self {
+        Self {
+            live: 0,
+            list: Vec::new(),
+            idf: IdfCache::new(),
+        }
+    }
+
+    /// Drops retired postings once they outnumber the live ones.
+    fn maybe_compact(&mut self, doc_gen: &[u32]) {
+        if self.list.len() > 2 * self.live as usize + 4 {
+            self.list.retain(|p| doc_gen[p.doc as usize] == p.gen);
+        }
+    }
 }
 
 /// Postings, document lengths and corpus statistics of one field (or of all
@@ -86,6 +126,9 @@ struct Postings {
 pub(crate) struct InvertedIndex {
     terms: FxHashMap<TermId, Postings>,
     doc_len: Vec<u32>,
+    /// Current generation of each document slot; postings of other
+    /// generations are retired.
+    doc_gen: Vec<u32>,
     n_docs: u32,
     total_len: u64,
 }
@@ -109,7 +152,7 @@ impl InvertedIndex {
     /// Number of documents holding `term`.
     #[cfg(test)]
     pub(crate) fn df(&self, term: TermId) -> u32 {
-        self.terms.get(&term).map_or(0, |p| df_of(&p.docs))
+        self.terms.get(&term).map_or(0, |p| p.live)
     }
 
     /// IDF of `term`; 0 if no document holds it.
@@ -117,12 +160,19 @@ impl InvertedIndex {
     pub(crate) fn idf(&self, term: TermId) -> f64 {
         self.terms
             .get(&term)
-            .map_or(0.0, |p| p.idf.get(self.n_docs, df_of(&p.docs)))
+            .map_or(0.0, |p| p.idf.get(self.n_docs, p.live))
     }
 
-    /// Count of `term` in `doc`, if `doc` holds it.
+    /// Count of `term` in `doc`, if `doc` holds it (a scan: tests only).
+    #[cfg(test)]
     pub(crate) fn tf(&self, term: TermId, doc: DocId) -> Option<u32> {
-        self.terms.get(&term)?.docs.get(&doc).copied()
+        let gen = *self.doc_gen.get(doc as usize)?;
+        self.terms
+            .get(&term)?
+            .list
+            .iter()
+            .find(|p| p.doc == doc && p.gen == gen)
+            .map(|p| p.tf)
     }
 
     /// Length of `doc` here (0 when absent).
@@ -146,30 +196,51 @@ impl InvertedIndex {
         new: &[TermTf],
         mut changed: impl FnMut(TermId, Change),
     ) {
+        if old == new {
+            return;
+        }
+        let slot = doc as usize;
+        if self.doc_gen.len() <= slot {
+            self.doc_gen.resize(slot + 1, 0);
+            self.doc_len.resize(slot + 1, 0);
+        }
+        if self.doc_gen[slot] == u32::MAX {
+            // Wrapping would let a long-retired posting look current again:
+            // purge every posting of this document first (once per 2^32
+            // changes of one slot).
+            for p in self.terms.values_mut() {
+                p.list.retain(|q| q.doc != doc);
+            }
+        }
+        let gen = self.doc_gen[slot].wrapping_add(1);
+        self.doc_gen[slot] = gen;
+        let doc_gen = &self.doc_gen;
+
         let (mut i, mut j) = (0, 0);
         loop {
             match (old.get(i), new.get(j)) {
-                (Some(&(o, otf)), Some(&(n, ntf))) if o == n => {
-                    if otf != ntf {
-                        *self.posting_mut(o, doc) = ntf;
-                    }
+                (Some(&(o, _)), Some(&(n, tf))) if o == n => {
+                    let p = self.terms.get_mut(&n).expect(HELD);
+                    p.list.push(Posting { doc, gen, tf });
+                    p.maybe_compact(doc_gen);
                     i += 1;
                     j += 1;
                 }
                 (Some(&(o, _)), next) if next.is_none_or(|&(n, _)| o < n) => {
-                    self.remove_posting(o, doc);
+                    let p = self.terms.get_mut(&o).expect(HELD);
+                    p.live -= 1;
+                    if p.live == 0 {
+                        self.terms.remove(&o);
+                    } else {
+                        p.maybe_compact(doc_gen);
+                    }
                     changed(o, Change::Removed);
                     i += 1;
                 }
-                (_, Some(&(n, ntf))) => {
-                    self.terms
-                        .entry(n)
-                        .or_insert_with(|| Postings {
-                            docs: FxHashMap::default(),
-                            idf: IdfCache::new(),
-                        })
-                        .docs
-                        .insert(doc, ntf);
+                (_, Some(&(n, tf))) => {
+                    let p = self.terms.entry(n).or_insert_with(Postings::new);
+                    p.live += 1;
+                    p.list.push(Posting { doc, gen, tf });
                     changed(n, Change::Added);
                     j += 1;
                 }
@@ -178,10 +249,6 @@ impl InvertedIndex {
         }
 
         let new_len: u32 = new.iter().map(|&(_, tf)| tf).sum();
-        let slot = doc as usize;
-        if self.doc_len.len() <= slot {
-            self.doc_len.resize(slot + 1, 0);
-        }
         let old_len = std::mem::replace(&mut self.doc_len[slot], new_len);
         match (old_len, new_len) {
             (0, 0) => {}
@@ -209,65 +276,59 @@ impl InvertedIndex {
             let Some(p) = self.terms.get(term) else {
                 continue;
             };
-            let idf = p.idf.get(self.n_docs, df_of(&p.docs));
-            for (&doc, &tf) in &p.docs {
-                let s = bm25::term_score(params, idf, tf, self.doc_len[doc as usize], avgdl);
-                *acc.entry(doc).or_insert(0.0) += weight * s;
+            let idf = p.idf.get(self.n_docs, p.live);
+            for post in &p.list {
+                let d = post.doc as usize;
+                if self.doc_gen[d] != post.gen {
+                    continue;
+                }
+                let s = bm25::term_score(params, idf, post.tf, self.doc_len[d], avgdl);
+                *acc.entry(post.doc).or_insert(0.0) += weight * s;
             }
         }
     }
 
     /// Adds `weight ×` the BM25 score of one document to `acc`, with exactly
     /// the operations [`InvertedIndex::accumulate`] performs for it.
+    /// `doc_terms` MUST be the list this index holds for `doc` (its last
+    /// `new` list in [`InvertedIndex::replace`]).
     pub(crate) fn accumulate_doc(
         &self,
         params: Bm25Config,
         terms: &[TermId],
         weight: f64,
         doc: DocId,
+        doc_terms: &[TermTf],
         acc: &mut Option<f64>,
     ) {
         let avgdl = self.avgdl();
         for &term in terms {
+            let Some(tf) = tf_in(doc_terms, term) else {
+                continue;
+            };
             let Some(p) = self.terms.get(&term) else {
                 continue;
             };
-            let Some(&tf) = p.docs.get(&doc) else {
-                continue;
-            };
-            let idf = p.idf.get(self.n_docs, df_of(&p.docs));
+            let idf = p.idf.get(self.n_docs, p.live);
             let s = bm25::term_score(params, idf, tf, self.doc_len[doc as usize], avgdl);
             *acc.get_or_insert(0.0) += weight * s;
-        }
-    }
-
-    fn posting_mut(&mut self, term: TermId, doc: DocId) -> &mut u32 {
-        self.terms
-            .get_mut(&term)
-            .and_then(|p| p.docs.get_mut(&doc))
-            .expect("replace(): `old` lists a term the index does not hold for the doc")
-    }
-
-    fn remove_posting(&mut self, term: TermId, doc: DocId) {
-        let p = self
-            .terms
-            .get_mut(&term)
-            .expect("replace(): `old` lists a term the index does not hold");
-        p.docs.remove(&doc);
-        if p.docs.is_empty() {
-            self.terms.remove(&term);
         }
     }
 
     #[cfg(test)]
     fn idf_cache_is_fresh(&self, term: TermId) -> bool {
         let p = &self.terms[&term];
-        p.idf.is_fresh(self.n_docs, df_of(&p.docs))
+        p.idf.is_fresh(self.n_docs, p.live)
     }
 }
 
-fn df_of(docs: &FxHashMap<DocId, u32>) -> u32 {
-    u32::try_from(docs.len()).expect("fewer than 2^32 documents")
+const HELD: &str = "replace(): `old` lists a term the index does not hold for the doc";
+
+/// Count of `term` in a sorted term list.
+pub(crate) fn tf_in(list: &[TermTf], term: TermId) -> Option<u32> {
+    list.binary_search_by_key(&term, |&(t, _)| t)
+        .ok()
+        .map(|i| list[i].1)
 }
 
 #[cfg(test)]
@@ -313,6 +374,55 @@ mod tests {
     }
 
     #[test]
+    fn t12_unchanged_lists_cost_nothing_and_retired_postings_are_compacted() {
+        let mut ix = InvertedIndex::default();
+        for d in 1..=3 {
+            ix.replace(d, &[], &[(7, 1)], |_, _| {});
+        }
+        ix.replace(0, &[], &[(7, 1), (8, 1)], |_, _| {});
+        let gen = ix.doc_gen[0];
+        ix.replace(0, &[(7, 1), (8, 1)], &[(7, 1), (8, 1)], |_, _| {});
+        assert_eq!(ix.doc_gen[0], gen, "an identical list is a no-op");
+        // Flip doc 0 between two versions many times: term 7's list keeps
+        // retired postings only up to the compaction bound.
+        let (a, b) = ([(7, 1), (8, 1)], [(7, 2), (8, 1)]);
+        for i in 0..1000 {
+            let (old, new) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+            ix.replace(0, old, new, |_, _| {});
+            let p = &ix.terms[&7];
+            assert!(p.list.len() <= 2 * p.live as usize + 5, "{}", p.list.len());
+        }
+        assert_eq!((ix.df(7), ix.tf(7, 0), ix.tf(7, 2)), (4, Some(1), Some(1)));
+        let mut acc = FxHashMap::default();
+        ix.accumulate(Bm25Config::default(), &[7], 1.0, &mut acc);
+        assert_eq!(acc.len(), 4, "one score per live document");
+    }
+
+    #[test]
+    fn t13_generation_wrap_purges_the_documents_old_postings() {
+        let mut ix = InvertedIndex::default();
+        for d in 1..=10 {
+            ix.replace(d, &[], &[(5, 1)], |_, _| {});
+        }
+        ix.doc_gen.resize(11, 0);
+        ix.doc_gen[0] = u32::MAX - 2;
+        ix.replace(0, &[], &[(5, 1)], |_, _| {}); // gen MAX-1
+        ix.replace(0, &[(5, 1)], &[(6, 1)], |_, _| {}); // gen MAX, 5 retired
+        assert!(ix.terms[&5].list.iter().any(|p| p.doc == 0));
+        ix.replace(0, &[(6, 1)], &[(7, 1)], |_, _| {}); // wraps: purge
+        assert_eq!(ix.doc_gen[0], 0);
+        assert!(!ix.terms[&5].list.iter().any(|p| p.doc == 0));
+        ix.replace(0, &[(7, 1)], &[(5, 3)], |_, _| {});
+        assert_eq!(
+            (ix.df(5), ix.df(6), ix.df(7), ix.tf(5, 0)),
+            (11, 0, 0, Some(3))
+        );
+        let mut acc = FxHashMap::default();
+        ix.accumulate(Bm25Config::default(), &[5], 1.0, &mut acc);
+        assert_eq!(acc.len(), 11);
+    }
+
+    #[test]
     fn t20_cached_idf_is_recomputed_when_n_or_df_change() {
         let mut ix = InvertedIndex::default();
         ix.replace(0, &[], &[(1, 1)], |_, _| {});
@@ -349,10 +459,10 @@ mod tests {
         assert!(close(acc[&0], d0), "{} vs {d0}", acc[&0]);
         assert!(close(acc[&1], d1), "{} vs {d1}", acc[&1]);
         let mut one = None;
-        ix.accumulate_doc(p, &[a, b], 1.0, 0, &mut one);
+        ix.accumulate_doc(p, &[a, b], 1.0, 0, &[(a, 2), (b, 1)], &mut one);
         assert_eq!(one, Some(acc[&0]), "single-doc scoring is bit-identical");
         let mut none = None;
-        ix.accumulate_doc(p, &[a], 1.0, 1, &mut none);
+        ix.accumulate_doc(p, &[a], 1.0, 1, &[(b, 1), (3, 1)], &mut none);
         assert_eq!(none, None);
     }
 }
