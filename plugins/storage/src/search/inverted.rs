@@ -120,11 +120,68 @@ impl Postings {
     }
 }
 
+/// Postings by term id. Term ids are dense (the dictionary reuses freed
+/// ids), so a vector indexed by id replaces a hash table: no hashing and no
+/// probing on the write path.
+#[derive(Debug, Default)]
+struct TermTable {
+    slots: Vec<Option<Postings>>,
+    len: usize,
+}
+
+impl TermTable {
+    fn get(&self, t: TermId) -> Option<&Postings> {
+        self.slots.get(t as usize)?.as_ref()
+    }
+
+    fn get_mut(&mut self, t: TermId) -> Option<&mut Postings> {
+        self.slots.get_mut(t as usize)?.as_mut()
+    }
+
+    fn get_or_insert(&mut self, t: TermId) -> &mut Postings {
+        let i = t as usize;
+        if self.slots.len() <= i {
+            self.slots.resize_with(i + 1, || None);
+        }
+        let slot = &mut self.slots[i];
+        if slot.is_none() {
+            self.len += 1;
+        }
+        slot.get_or_insert_with(Postings::new)
+    }
+
+    fn remove(&mut self, t: TermId) {
+        if let Some(slot) = self.slots.get_mut(t as usize) {
+            if slot.take().is_some() {
+                self.len -= 1;
+            }
+        }
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut Postings> {
+        self.slots.iter_mut().flatten()
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.len
+    }
+}
+
+#[cfg(test)]
+impl std::ops::Index<TermId> for TermTable {
+    type Output = Postings;
+
+    fn index(&self, t: TermId) -> &Postings {
+        self.get(t).expect("term present")
+    }
+}
+
 /// Postings, document lengths and corpus statistics of one field (or of all
 /// configured fields together).
 #[derive(Debug, Default)]
 pub(crate) struct InvertedIndex {
-    terms: FxHashMap<TermId, Postings>,
+    terms: TermTable,
     doc_len: Vec<u32>,
     /// Current generation of each document slot; postings of other
     /// generations are retired.
@@ -152,14 +209,14 @@ impl InvertedIndex {
     /// Number of documents holding `term`.
     #[cfg(test)]
     pub(crate) fn df(&self, term: TermId) -> u32 {
-        self.terms.get(&term).map_or(0, |p| p.live)
+        self.terms.get(term).map_or(0, |p| p.live)
     }
 
     /// IDF of `term`; 0 if no document holds it.
     #[cfg(test)]
     pub(crate) fn idf(&self, term: TermId) -> f64 {
         self.terms
-            .get(&term)
+            .get(term)
             .map_or(0.0, |p| p.idf.get(self.n_docs, p.live))
     }
 
@@ -168,7 +225,7 @@ impl InvertedIndex {
     pub(crate) fn tf(&self, term: TermId, doc: DocId) -> Option<u32> {
         let gen = *self.doc_gen.get(doc as usize)?;
         self.terms
-            .get(&term)?
+            .get(term)?
             .list
             .iter()
             .find(|p| p.doc == doc && p.gen == gen)
@@ -220,17 +277,17 @@ impl InvertedIndex {
         loop {
             match (old.get(i), new.get(j)) {
                 (Some(&(o, _)), Some(&(n, tf))) if o == n => {
-                    let p = self.terms.get_mut(&n).expect(HELD);
+                    let p = self.terms.get_mut(n).expect(HELD);
                     p.list.push(Posting { doc, gen, tf });
                     p.maybe_compact(doc_gen);
                     i += 1;
                     j += 1;
                 }
                 (Some(&(o, _)), next) if next.is_none_or(|&(n, _)| o < n) => {
-                    let p = self.terms.get_mut(&o).expect(HELD);
+                    let p = self.terms.get_mut(o).expect(HELD);
                     p.live -= 1;
                     if p.live == 0 {
-                        self.terms.remove(&o);
+                        self.terms.remove(o);
                     } else {
                         p.maybe_compact(doc_gen);
                     }
@@ -238,7 +295,7 @@ impl InvertedIndex {
                     i += 1;
                 }
                 (_, Some(&(n, tf))) => {
-                    let p = self.terms.entry(n).or_insert_with(Postings::new);
+                    let p = self.terms.get_or_insert(n);
                     p.live += 1;
                     p.list.push(Posting { doc, gen, tf });
                     changed(n, Change::Added);
@@ -273,7 +330,7 @@ impl InvertedIndex {
     ) {
         let avgdl = self.avgdl();
         for term in terms {
-            let Some(p) = self.terms.get(term) else {
+            let Some(p) = self.terms.get(*term) else {
                 continue;
             };
             let idf = p.idf.get(self.n_docs, p.live);
@@ -306,7 +363,7 @@ impl InvertedIndex {
             let Some(tf) = tf_in(doc_terms, term) else {
                 continue;
             };
-            let Some(p) = self.terms.get(&term) else {
+            let Some(p) = self.terms.get(term) else {
                 continue;
             };
             let idf = p.idf.get(self.n_docs, p.live);
@@ -317,7 +374,7 @@ impl InvertedIndex {
 
     #[cfg(test)]
     fn idf_cache_is_fresh(&self, term: TermId) -> bool {
-        let p = &self.terms[&term];
+        let p = &self.terms[term];
         p.idf.is_fresh(self.n_docs, p.live)
     }
 }
@@ -389,7 +446,7 @@ mod tests {
         for i in 0..1000 {
             let (old, new) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
             ix.replace(0, old, new, |_, _| {});
-            let p = &ix.terms[&7];
+            let p = &ix.terms[7];
             assert!(p.list.len() <= 2 * p.live as usize + 5, "{}", p.list.len());
         }
         assert_eq!((ix.df(7), ix.tf(7, 0), ix.tf(7, 2)), (4, Some(1), Some(1)));
@@ -408,10 +465,10 @@ mod tests {
         ix.doc_gen[0] = u32::MAX - 2;
         ix.replace(0, &[], &[(5, 1)], |_, _| {}); // gen MAX-1
         ix.replace(0, &[(5, 1)], &[(6, 1)], |_, _| {}); // gen MAX, 5 retired
-        assert!(ix.terms[&5].list.iter().any(|p| p.doc == 0));
+        assert!(ix.terms[5].list.iter().any(|p| p.doc == 0));
         ix.replace(0, &[(6, 1)], &[(7, 1)], |_, _| {}); // wraps: purge
         assert_eq!(ix.doc_gen[0], 0);
-        assert!(!ix.terms[&5].list.iter().any(|p| p.doc == 0));
+        assert!(!ix.terms[5].list.iter().any(|p| p.doc == 0));
         ix.replace(0, &[(7, 1)], &[(5, 3)], |_, _| {});
         assert_eq!(
             (ix.df(5), ix.df(6), ix.df(7), ix.tf(5, 0)),
