@@ -26,6 +26,17 @@
 //!   writer that pushed over the limit applies the excess itself before
 //!   returning (backpressure: the write path then pays the indexing cost).
 //!
+//! # Costs
+//!
+//! The write path pays: the key (and, unless shared through an `Arc`, the
+//! value) handed over, one uncontended lock and push, and, only when the
+//! queue was empty, waking the task (a futex syscall if its worker thread is
+//! parked). The indexing itself runs on the runtime's worker. Deferral
+//! absorbs bursts and any rate the background task keeps up with; a write
+//! rate above the indexing rate fills the queue, and from then on writers
+//! apply the excess themselves, so sustained throughput is bounded by the
+//! indexing rate (see `benches/fts.rs`).
+//!
 //! # Caller contract
 //!
 //! For one key, changes MUST be enqueued in the order they were applied to
