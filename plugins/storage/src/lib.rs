@@ -7,10 +7,13 @@
 //! - `crdt`: the LWW and OR maps with their Merkle tries.
 //! - `persistence`: the persistence backend trait, the redb and memory
 //!   backends, and group commit.
+//! - `search`: full-text search (tokenizer, BM25 inverted index, deferred
+//!   index writer).
 
 pub mod crdt;
 pub mod module;
 pub mod persistence;
+pub mod search;
 
 pub use module::{create, DefaultStorage};
 
