@@ -1,1 +1,7 @@
-//! The Hangar host library (filled in by the plugin-platform work).
+//! The Hangar host library.
+//!
+//! # Layout
+//!
+//! - `protocol`: the TopGun client wire protocol (frames, messages, limits).
+
+pub mod protocol;
