@@ -73,7 +73,7 @@ fn payload(buf: &[u8], at: usize, pos: usize, len: u64) -> Result<Head, FrameErr
     }
 }
 
-/// A container of `count` elements (`per` values each) follows a header that
+/// A container of `count` elements (map entries count twice) follows a header that
 /// ends at `pos`.
 fn container(buf: &[u8], at: usize, pos: usize, count: u64, map: bool) -> Result<Head, FrameError> {
     let remaining = buf.len() - pos;

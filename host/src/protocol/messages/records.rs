@@ -15,7 +15,9 @@ use crate::protocol::raw::RawMsgpack;
 ///
 /// `value: null` is a tombstone (`None`); an absent `value` reads as a
 /// tombstone too. A tombstone is written back as `value: null`, which is
-/// how the TypeScript client expects it.
+/// how the TypeScript client expects it. Consequently `Some(v)` where `v` is
+/// msgpack nil cannot be told from a tombstone on the wire: it decodes as
+/// `None`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WireLwwRecord {
