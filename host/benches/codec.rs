@@ -32,7 +32,11 @@ fn enc(v: &V) -> Vec<u8> {
 
 /// A record value of exactly 100 encoded bytes.
 fn value_100() -> V {
-    let v = map(vec![("name", V::from("x".repeat(78))), ("age", 30u64.into()), ("ok", true.into())]);
+    let v = map(vec![
+        ("name", V::from("x".repeat(83))),
+        ("age", 30u64.into()),
+        ("ok", true.into()),
+    ]);
     assert_eq!(enc(&v).len(), 100);
     v
 }
@@ -63,7 +67,13 @@ fn op_batch_frame(n: usize) -> Vec<u8> {
         .collect();
     enc(&map(vec![
         ("type", "OP_BATCH".into()),
-        ("payload", map(vec![("ops", V::Array(ops)), ("writeConcern", "APPLIED".into())])),
+        (
+            "payload",
+            map(vec![
+                ("ops", V::Array(ops)),
+                ("writeConcern", "APPLIED".into()),
+            ]),
+        ),
     ]))
 }
 
@@ -76,7 +86,9 @@ fn bench_decode(c: &mut Criterion) {
     });
     g.bench_function("decode_frame+into_keyed_ops", |b| {
         b.iter(|| {
-            let Ok(Decoded::Message(Message::OpBatch { payload })) = decode_frame(black_box(&frame)) else {
+            let Ok(Decoded::Message(Message::OpBatch { payload })) =
+                decode_frame(black_box(&frame))
+            else {
                 unreachable!("the frame is an OP_BATCH")
             };
             let now = || Timestamp::new(0, 0, "server");
@@ -99,7 +111,9 @@ fn bench_encode(c: &mut Criterion) {
         achieved_level: Some(WriteConcern::Applied),
         results: None,
     };
-    let ack_msg = Message::OpAck { payload: ack.clone() };
+    let ack_msg = Message::OpAck {
+        payload: ack.clone(),
+    };
     let mut g = c.benchmark_group("encode_op_ack");
     g.bench_function("fast", |b| {
         let mut buf = Vec::with_capacity(64);
@@ -109,7 +123,9 @@ fn bench_encode(c: &mut Criterion) {
             buf.len()
         });
     });
-    g.bench_function("serde", |b| b.iter(|| black_box(&ack_msg).encode().expect("encodes")));
+    g.bench_function("serde", |b| {
+        b.iter(|| black_box(&ack_msg).encode().expect("encodes"))
+    });
     g.finish();
 
     let op = KeyedOp {
@@ -133,7 +149,9 @@ fn bench_encode(c: &mut Criterion) {
             buf.len()
         });
     });
-    g.bench_function("serde", |b| b.iter(|| black_box(&ev_msg).encode().expect("encodes")));
+    g.bench_function("serde", |b| {
+        b.iter(|| black_box(&ev_msg).encode().expect("encodes"))
+    });
     g.finish();
 }
 

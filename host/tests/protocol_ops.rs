@@ -5,7 +5,9 @@
 
 use abi_stable::std_types::ROption;
 use hangar_core::{KeyedOp, LwwRecord, MapOp, OrRecord, RawValue, Timestamp, WriteConcern};
-use hangar_host::protocol::messages::{ChangeType, ClientOp, OpAck, OpResult, QueryUpdate, ServerEvent};
+use hangar_host::protocol::messages::{
+    ChangeType, ClientOp, OpAck, OpResult, QueryUpdate, ServerEvent,
+};
 use hangar_host::protocol::{
     decode_frame, fast, parse_write_concern, ClientOpKind, Decoded, Message, RawMsgpack,
 };
@@ -22,14 +24,21 @@ fn enc(v: &V) -> Vec<u8> {
 }
 
 fn ts_v(millis: u64) -> V {
-    map(vec![("millis", millis.into()), ("counter", 0u64.into()), ("nodeId", "c".into())])
+    map(vec![
+        ("millis", millis.into()),
+        ("counter", 0u64.into()),
+        ("nodeId", "c".into()),
+    ])
 }
 
 /// Decodes a CLIENT_OP frame whose payload has the given fields.
 fn op(fields: Vec<(&str, V)>) -> ClientOp {
     let mut payload = vec![("mapName", V::from("m")), ("key", V::from("k"))];
     payload.extend(fields);
-    let frame = enc(&map(vec![("type", "CLIENT_OP".into()), ("payload", map(payload))]));
+    let frame = enc(&map(vec![
+        ("type", "CLIENT_OP".into()),
+        ("payload", map(payload)),
+    ]));
     match decode_frame(&frame) {
         Ok(Decoded::Message(Message::ClientOp { payload })) => payload,
         other => panic!("{other:?}"),
@@ -41,23 +50,49 @@ fn server_now() -> Timestamp {
 }
 
 fn lww(value: Option<V>, millis: u64) -> V {
-    map(vec![("value", value.unwrap_or(V::Nil)), ("timestamp", ts_v(millis))])
+    map(vec![
+        ("value", value.unwrap_or(V::Nil)),
+        ("timestamp", ts_v(millis)),
+    ])
 }
 
 fn or_rec(tag: &str) -> V {
-    map(vec![("value", 1u64.into()), ("timestamp", ts_v(5)), ("tag", tag.into())])
+    map(vec![
+        ("value", 1u64.into()),
+        ("timestamp", ts_v(5)),
+        ("tag", tag.into()),
+    ])
 }
 
 #[test]
 fn t10_kind_follows_topgun_order() {
-    let cases: Vec<(Vec<(&str, V)>, Result<ClientOpKind, ()>)> = vec![
-        (vec![("record", lww(Some(1u64.into()), 1))], Ok(ClientOpKind::Put)),
+    type Case = (Vec<(&'static str, V)>, Result<ClientOpKind, ()>);
+    let cases: Vec<Case> = vec![
+        (
+            vec![("record", lww(Some(1u64.into()), 1))],
+            Ok(ClientOpKind::Put),
+        ),
         (vec![("record", V::Nil)], Ok(ClientOpKind::Remove)),
         (vec![("opType", "REMOVE".into())], Ok(ClientOpKind::Remove)),
-        (vec![("opType", "REMOVE".into()), ("orRecord", or_rec("t"))], Ok(ClientOpKind::Remove)),
-        (vec![("orRecord", or_rec("t")), ("record", lww(Some(1u64.into()), 1))], Ok(ClientOpKind::OrAdd)),
-        (vec![("orTag", "t".into()), ("record", lww(None, 1))], Ok(ClientOpKind::OrRemove)),
-        (vec![("orRecord", V::Nil), ("orTag", "t".into())], Ok(ClientOpKind::OrRemove)),
+        (
+            vec![("opType", "REMOVE".into()), ("orRecord", or_rec("t"))],
+            Ok(ClientOpKind::Remove),
+        ),
+        (
+            vec![
+                ("orRecord", or_rec("t")),
+                ("record", lww(Some(1u64.into()), 1)),
+            ],
+            Ok(ClientOpKind::OrAdd),
+        ),
+        (
+            vec![("orTag", "t".into()), ("record", lww(None, 1))],
+            Ok(ClientOpKind::OrRemove),
+        ),
+        (
+            vec![("orRecord", V::Nil), ("orTag", "t".into())],
+            Ok(ClientOpKind::OrRemove),
+        ),
         (vec![("opType", "OR_ADD".into())], Err(())),
         (vec![("orTag", V::Nil)], Err(())),
         (vec![], Err(())),
@@ -68,7 +103,9 @@ fn t10_kind_follows_topgun_order() {
         assert_eq!(o.kind().map_err(|_| ()), want, "{desc}");
         // into_keyed_op agrees with kind()
         let got = o.into_keyed_op(server_now).map(|k| match k.op {
-            MapOp::Lww(r) if r.is_tombstone() && want == Ok(ClientOpKind::Remove) => ClientOpKind::Remove,
+            MapOp::Lww(r) if r.is_tombstone() && want == Ok(ClientOpKind::Remove) => {
+                ClientOpKind::Remove
+            }
             MapOp::Lww(_) => ClientOpKind::Put,
             MapOp::OrAdd(_) => ClientOpKind::OrAdd,
             MapOp::OrRemove(_) => ClientOpKind::OrRemove,
@@ -82,25 +119,45 @@ fn t11_absent_and_null_differ() {
     assert_eq!(op(vec![]).record, None);
     assert_eq!(op(vec![("record", V::Nil)]).record, Some(None));
     assert_eq!(op(vec![("orTag", V::Nil)]).or_tag, Some(None));
-    assert_eq!(op(vec![("orTag", "x".into())]).or_tag, Some(Some("x".into())));
+    assert_eq!(
+        op(vec![("orTag", "x".into())]).or_tag,
+        Some(Some("x".into()))
+    );
     // inside a record, value null is a tombstone; absent reads the same
     let tomb = op(vec![("record", lww(None, 3))]).record.unwrap().unwrap();
     assert_eq!(tomb.value, None);
-    let absent = op(vec![("record", map(vec![("timestamp", ts_v(3))]))]).record.unwrap().unwrap();
+    let absent = op(vec![("record", map(vec![("timestamp", ts_v(3))]))])
+        .record
+        .unwrap()
+        .unwrap();
     assert_eq!(absent.value, None);
     // null re-encodes as null, not as a missing key
-    let m = Message::ClientOp { payload: op(vec![("record", V::Nil)]) };
+    let m = Message::ClientOp {
+        payload: op(vec![("record", V::Nil)]),
+    };
     let back = rmpv::decode::read_value(&mut m.encode().unwrap().as_slice()).unwrap();
     assert!(back.to_string().contains("\"record\": nil"), "{back}");
 }
 
 #[test]
 fn t12_removes_use_the_client_timestamp_or_now() {
-    let k = op(vec![("record", V::Nil)]).into_keyed_op(server_now).unwrap();
-    assert_eq!(k.op, MapOp::Lww(LwwRecord { value: ROption::RNone, timestamp: server_now(), ttl_ms: ROption::RNone }));
-    let k = op(vec![("opType", "REMOVE".into()), ("record", lww(Some(7u64.into()), 42))])
-        .into_keyed_op(|| panic!("the op carries a timestamp"))
+    let k = op(vec![("record", V::Nil)])
+        .into_keyed_op(server_now)
         .unwrap();
+    assert_eq!(
+        k.op,
+        MapOp::Lww(LwwRecord {
+            value: ROption::RNone,
+            timestamp: server_now(),
+            ttl_ms: ROption::RNone
+        })
+    );
+    let k = op(vec![
+        ("opType", "REMOVE".into()),
+        ("record", lww(Some(7u64.into()), 42)),
+    ])
+    .into_keyed_op(|| panic!("the op carries a timestamp"))
+    .unwrap();
     let MapOp::Lww(r) = k.op else { panic!() };
     assert!(r.is_tombstone());
     assert_eq!(r.timestamp.millis, 42);
@@ -113,48 +170,110 @@ fn t13_record_values_reach_the_core_op_byte_for_byte() {
     value.extend_from_slice(&3.0f64.to_bits().to_be_bytes());
     let mut frame = enc(&map(vec![
         ("type", "CLIENT_OP".into()),
-        ("payload", map(vec![
-            ("mapName", "m".into()),
-            ("key", "k".into()),
-            ("record", map(vec![("value", V::from("PLACEHOLDER")), ("timestamp", ts_v(1)), ("ttlMs", 9u64.into())])),
-        ])),
+        (
+            "payload",
+            map(vec![
+                ("mapName", "m".into()),
+                ("key", "k".into()),
+                (
+                    "record",
+                    map(vec![
+                        ("value", V::from("PLACEHOLDER")),
+                        ("timestamp", ts_v(1)),
+                        ("ttlMs", 9u64.into()),
+                    ]),
+                ),
+            ]),
+        ),
     ]));
-    let at = frame.windows(12).position(|w| w == b"\xabPLACEHOLDER").unwrap();
+    let at = frame
+        .windows(12)
+        .position(|w| w == b"\xabPLACEHOLDER")
+        .unwrap();
     frame.splice(at..at + 12, value.iter().copied());
-    let Ok(Decoded::Message(Message::ClientOp { payload })) = decode_frame(&frame) else { panic!() };
+    let Ok(Decoded::Message(Message::ClientOp { payload })) = decode_frame(&frame) else {
+        panic!()
+    };
     let keyed = payload.into_keyed_op(server_now).unwrap();
     assert_eq!((keyed.map.as_str(), keyed.key.as_str()), ("m", "k"));
     let MapOp::Lww(r) = keyed.op else { panic!() };
     assert_eq!(r.value.into_option().unwrap().as_bytes(), value.as_slice());
     assert_eq!(r.ttl_ms, ROption::RSome(9));
 
-    let or = op(vec![("orRecord", or_rec("1:0:c"))]).into_keyed_op(server_now).unwrap();
+    let or = op(vec![("orRecord", or_rec("1:0:c"))])
+        .into_keyed_op(server_now)
+        .unwrap();
     let MapOp::OrAdd(r) = or.op else { panic!() };
-    assert_eq!((r.value.as_bytes(), r.tag.as_str()), (&[0x01u8][..], "1:0:c"));
+    assert_eq!(
+        (r.value.as_bytes(), r.tag.as_str()),
+        (&[0x01u8][..], "1:0:c")
+    );
 }
 
 #[test]
 fn t20_write_concern_parsing_defaults_to_memory() {
     assert_eq!(parse_write_concern(None), WriteConcern::Memory);
-    assert_eq!(parse_write_concern(Some("PERSISTED")), WriteConcern::Persisted);
-    assert_eq!(parse_write_concern(Some("FIRE_AND_FORGET")), WriteConcern::FireAndForget);
-    assert_eq!(parse_write_concern(Some("EVENTUALLY")), WriteConcern::Memory);
+    assert_eq!(
+        parse_write_concern(Some("PERSISTED")),
+        WriteConcern::Persisted
+    );
+    assert_eq!(
+        parse_write_concern(Some("FIRE_AND_FORGET")),
+        WriteConcern::FireAndForget
+    );
+    assert_eq!(
+        parse_write_concern(Some("EVENTUALLY")),
+        WriteConcern::Memory
+    );
     assert_eq!(parse_write_concern(Some("applied")), WriteConcern::Memory);
 
     let frame = enc(&map(vec![
         ("type", "OP_BATCH".into()),
-        ("payload", map(vec![
-            ("ops", V::Array(vec![
-                map(vec![("mapName", "m".into()), ("key", "a".into()), ("record", lww(Some(1u64.into()), 1))]),
-                map(vec![("mapName", "m".into()), ("key", "b".into()), ("record", lww(Some(1u64.into()), 1)), ("writeConcern", "PERSISTED".into())]),
-                map(vec![("mapName", "m".into()), ("key", "c".into()), ("record", lww(Some(1u64.into()), 1)), ("writeConcern", "NONSENSE".into())]),
-            ])),
-            ("writeConcern", "REPLICATED".into()),
-        ])),
+        (
+            "payload",
+            map(vec![
+                (
+                    "ops",
+                    V::Array(vec![
+                        map(vec![
+                            ("mapName", "m".into()),
+                            ("key", "a".into()),
+                            ("record", lww(Some(1u64.into()), 1)),
+                        ]),
+                        map(vec![
+                            ("mapName", "m".into()),
+                            ("key", "b".into()),
+                            ("record", lww(Some(1u64.into()), 1)),
+                            ("writeConcern", "PERSISTED".into()),
+                        ]),
+                        map(vec![
+                            ("mapName", "m".into()),
+                            ("key", "c".into()),
+                            ("record", lww(Some(1u64.into()), 1)),
+                            ("writeConcern", "NONSENSE".into()),
+                        ]),
+                    ]),
+                ),
+                ("writeConcern", "REPLICATED".into()),
+            ]),
+        ),
     ]));
-    let Ok(Decoded::Message(Message::OpBatch { payload })) = decode_frame(&frame) else { panic!() };
-    let levels: Vec<_> = payload.ops.iter().map(|o| payload.write_concern_for(o)).collect();
-    assert_eq!(levels, [WriteConcern::Replicated, WriteConcern::Persisted, WriteConcern::Memory]);
+    let Ok(Decoded::Message(Message::OpBatch { payload })) = decode_frame(&frame) else {
+        panic!()
+    };
+    let levels: Vec<_> = payload
+        .ops
+        .iter()
+        .map(|o| payload.write_concern_for(o))
+        .collect();
+    assert_eq!(
+        levels,
+        [
+            WriteConcern::Replicated,
+            WriteConcern::Persisted,
+            WriteConcern::Memory
+        ]
+    );
     // the unknown name survives re-encoding untouched
     assert_eq!(payload.ops[2].write_concern.as_deref(), Some("NONSENSE"));
 }
@@ -171,7 +290,10 @@ fn sample_ops() -> Vec<KeyedOp> {
             map: "users".into(),
             key: "u1".into(),
             op: MapOp::Lww(LwwRecord {
-                value: ROption::RSome(raw(&map(vec![("name", "Ann".into()), ("age", 30u64.into())]))),
+                value: ROption::RSome(raw(&map(vec![
+                    ("name", "Ann".into()),
+                    ("age", 30u64.into()),
+                ]))),
                 timestamp: Timestamp::new(1_700_000_000_000, 3, "node-1"),
                 ttl_ms: ROption::RNone,
             }),
@@ -205,7 +327,11 @@ fn sample_ops() -> Vec<KeyedOp> {
                 ttl_ms: ROption::RNone,
             }),
         },
-        KeyedOp { map: "tags".into(), key: "k".into(), op: MapOp::OrRemove("200:0:n2".into()) },
+        KeyedOp {
+            map: "tags".into(),
+            key: "k".into(),
+            op: MapOp::OrRemove("200:0:n2".into()),
+        },
     ]
 }
 
@@ -214,7 +340,9 @@ fn t30_fast_server_event_equals_the_serde_encoding() {
     for k in sample_ops() {
         let mut fast_bytes = Vec::new();
         fast::write_server_event(&mut fast_bytes, &k);
-        let msg = Message::ServerEvent { payload: ServerEvent::from_keyed_op(&k) };
+        let msg = Message::ServerEvent {
+            payload: ServerEvent::from_keyed_op(&k),
+        };
         assert_eq!(fast_bytes, msg.encode().unwrap(), "{k:?}");
         assert_eq!(decode_frame(&fast_bytes), Ok(Decoded::Message(msg)));
     }
@@ -231,7 +359,10 @@ fn t30_fast_server_event_equals_the_serde_encoding() {
 
 #[test]
 fn t31_server_event_types_follow_the_op() {
-    let types: Vec<_> = sample_ops().iter().map(|k| ServerEvent::from_keyed_op(k).event_type.as_str()).collect();
+    let types: Vec<_> = sample_ops()
+        .iter()
+        .map(|k| ServerEvent::from_keyed_op(k).event_type.as_str())
+        .collect();
     assert_eq!(types, ["PUT", "REMOVE", "OR_ADD", "OR_ADD", "OR_REMOVE"]);
     let tomb = ServerEvent::from_keyed_op(&sample_ops()[1]);
     assert_eq!(tomb.record.unwrap().value, None);
@@ -272,7 +403,11 @@ fn t32_fast_query_update_and_op_ack_equal_the_serde_encoding() {
         let mut b = Vec::new();
         fast::write_op_ack(&mut b, "op-1", level, res);
         let msg = Message::OpAck {
-            payload: OpAck { last_id: "op-1".into(), achieved_level: level, results: res.map(<[OpResult]>::to_vec) },
+            payload: OpAck {
+                last_id: "op-1".into(),
+                achieved_level: level,
+                results: res.map(<[OpResult]>::to_vec),
+            },
         };
         assert_eq!(b, msg.encode().unwrap());
         assert_eq!(decode_frame(&b), Ok(Decoded::Message(msg)));

@@ -31,8 +31,22 @@ fn value() -> impl Strategy<Value = V> {
         (any::<i8>(), prop::collection::vec(any::<u8>(), 0..5)).prop_map(|(t, d)| V::Ext(t, d)),
         // field names the schema knows, so generated maps hit real fields
         prop::sample::select(vec![
-            "type", "payload", "mapName", "key", "record", "value", "timestamp", "millis",
-            "counter", "nodeId", "ops", "orTag", "data", "count", "CLIENT_OP", "PING",
+            "type",
+            "payload",
+            "mapName",
+            "key",
+            "record",
+            "value",
+            "timestamp",
+            "millis",
+            "counter",
+            "nodeId",
+            "ops",
+            "orTag",
+            "data",
+            "count",
+            "CLIENT_OP",
+            "PING",
         ])
         .prop_map(V::from),
     ];
@@ -96,7 +110,8 @@ proptest! {
 }
 
 fn timestamp() -> impl Strategy<Value = hangar_core::Timestamp> {
-    (any::<u64>(), any::<u32>(), "[a-z0-9-]{1,10}").prop_map(|(m, c, n)| hangar_core::Timestamp::new(m, c, n))
+    (any::<u64>(), any::<u32>(), "[a-z0-9-]{1,10}")
+        .prop_map(|(m, c, n)| hangar_core::Timestamp::new(m, c, n))
 }
 
 fn raw() -> impl Strategy<Value = RawMsgpack> {
@@ -108,13 +123,31 @@ fn lww() -> impl Strategy<Value = WireLwwRecord> {
     // A value that is msgpack nil is a tombstone on the wire: `Some(nil)` and
     // `None` encode alike, so only `None` stands for it here.
     let non_nil = raw().prop_filter("nil is the tombstone", |r| r.as_bytes() != [0xc0]);
-    (prop::option::of(non_nil), timestamp(), prop::option::of(any::<u64>()))
-        .prop_map(|(value, timestamp, ttl_ms)| WireLwwRecord { value, timestamp, ttl_ms })
+    (
+        prop::option::of(non_nil),
+        timestamp(),
+        prop::option::of(any::<u64>()),
+    )
+        .prop_map(|(value, timestamp, ttl_ms)| WireLwwRecord {
+            value,
+            timestamp,
+            ttl_ms,
+        })
 }
 
 fn or_record() -> impl Strategy<Value = WireOrRecord> {
-    (raw(), timestamp(), "[0-9:a-z]{1,20}", prop::option::of(any::<u64>()))
-        .prop_map(|(value, timestamp, tag, ttl_ms)| WireOrRecord { value, timestamp, tag, ttl_ms })
+    (
+        raw(),
+        timestamp(),
+        "[0-9:a-z]{1,20}",
+        prop::option::of(any::<u64>()),
+    )
+        .prop_map(|(value, timestamp, tag, ttl_ms)| WireOrRecord {
+            value,
+            timestamp,
+            tag,
+            ttl_ms,
+        })
 }
 
 fn client_op() -> impl Strategy<Value = ClientOp> {
@@ -122,24 +155,31 @@ fn client_op() -> impl Strategy<Value = ClientOp> {
         prop::option::of("[0-9]{1,6}"),
         "[a-z]{1,8}",
         "\\PC{0,12}",
-        prop::option::of(prop::sample::select(vec!["PUT", "REMOVE", "OR_ADD", "OR_REMOVE"]).prop_map(String::from)),
+        prop::option::of(
+            prop::sample::select(vec!["PUT", "REMOVE", "OR_ADD", "OR_REMOVE"])
+                .prop_map(String::from),
+        ),
         prop::option::of(prop::option::of(lww())),
         prop::option::of(prop::option::of(or_record())),
         prop::option::of(prop::option::of("[0-9:a-z]{1,20}")),
         prop::option::of("[A-Z_]{3,16}"),
         prop::option::of(any::<u64>()),
     )
-        .prop_map(|(id, map_name, key, op_type, record, or_record, or_tag, write_concern, timeout)| ClientOp {
-            id,
-            map_name,
-            key,
-            op_type,
-            record,
-            or_record,
-            or_tag,
-            write_concern,
-            timeout,
-        })
+        .prop_map(
+            |(id, map_name, key, op_type, record, or_record, or_tag, write_concern, timeout)| {
+                ClientOp {
+                    id,
+                    map_name,
+                    key,
+                    op_type,
+                    record,
+                    or_record,
+                    or_tag,
+                    write_concern,
+                    timeout,
+                }
+            },
+        )
 }
 
 proptest! {

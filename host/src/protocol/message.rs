@@ -201,6 +201,7 @@ impl Message {
 
 /// What a well-formed frame turned out to be.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // a transient return value, matched at once
 pub enum Decoded {
     /// A message of a type this node handles.
     Message(Message),
