@@ -8,6 +8,7 @@
 //!   cross-wiring, start) and the reverse shutdown.
 //! - `metrics`: the metrics registry behind `/metrics`.
 //! - `server`: the network front end on the node's port.
+//! - `protocol`: the TopGun client wire protocol (frames, messages, limits).
 //! - `logging`: the `tracing` subscriber and the plugin-boundary error hook.
 //!
 //! Embedding: build a [`HangarConfig`], pick [`Modules::embedded`] with your
@@ -20,6 +21,7 @@ pub mod factory;
 pub mod logging;
 pub mod metrics;
 pub mod plugin;
+pub mod protocol;
 pub mod server;
 
 use std::future::Future;
