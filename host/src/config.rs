@@ -46,6 +46,53 @@ pub struct AuthConfig {
     pub jwt_secret: Option<String>,
 }
 
+/// Limits and timings of the client front end (`[network]`).
+///
+/// The defaults are TopGun's: 10 s to authenticate, 60 s idle reaping,
+/// 20 000 ops/s per connection with bursts of 40 000, 256 queued outbound
+/// frames, 32 in-flight write acknowledgements per connection.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// How long a connection may take to send a valid `AUTH`, in ms.
+    pub auth_timeout_ms: u64,
+    /// A connection that sends nothing for this long is closed, in ms.
+    pub idle_timeout_ms: u64,
+    /// Sustained per-connection rate, in items per second (an `OP_BATCH`
+    /// or `BATCH` is charged by its real item count).
+    pub rate_limit_per_sec: f64,
+    /// Per-connection burst, in items.
+    pub rate_limit_burst: f64,
+    /// Requests in flight across all connections before `ERROR 429`.
+    pub max_in_flight: usize,
+    /// Write acknowledgements one connection may wait for at once; more
+    /// makes that connection's reader wait (backpressure on it alone).
+    pub max_in_flight_per_connection: usize,
+    /// Frames queued towards one client; a subscriber whose queue is full
+    /// is disconnected as too slow.
+    pub outbound_queue: usize,
+    /// Most open client connections; more are refused with HTTP 503.
+    pub max_connections: usize,
+    /// A write to a client socket that stalls this long closes it, in ms.
+    pub write_timeout_ms: u64,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            auth_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            rate_limit_per_sec: 20_000.0,
+            rate_limit_burst: 40_000.0,
+            max_in_flight: 4_096,
+            max_in_flight_per_connection: 32,
+            outbound_queue: 256,
+            max_connections: 10_000,
+            write_timeout_ms: 30_000,
+        }
+    }
+}
+
 /// The whole node configuration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -64,6 +111,8 @@ pub struct HangarConfig {
     pub plugins: PluginsConfig,
     /// Client authentication.
     pub auth: AuthConfig,
+    /// Client front-end limits and timings.
+    pub network: NetworkConfig,
     /// Cluster module settings (`node_id` and `data_dir` are filled in).
     pub cluster: ClusterModuleConfig,
     /// Storage module settings (`node_id` and `data_dir` are filled in).
@@ -82,6 +131,7 @@ impl Default for HangarConfig {
             log: "info".to_string(),
             plugins: PluginsConfig::default(),
             auth: AuthConfig::default(),
+            network: NetworkConfig::default(),
             cluster: ClusterModuleConfig::default(),
             storage: StorageModuleConfig::default(),
             shutdown_grace_ms: 5_000,
@@ -235,6 +285,28 @@ impl HangarConfig {
         self.cluster.node_id.clone_from(&self.node_id);
         self.storage.node_id.clone_from(&self.node_id);
         self.storage.data_dir = self.data_dir.join("storage");
+        let n = &self.network;
+        for (key, ok) in [
+            ("network.auth_timeout_ms", n.auth_timeout_ms > 0),
+            ("network.idle_timeout_ms", n.idle_timeout_ms > 0),
+            ("network.rate_limit_per_sec", n.rate_limit_per_sec > 0.0),
+            ("network.rate_limit_burst", n.rate_limit_burst >= 1.0),
+            ("network.max_in_flight", n.max_in_flight > 0),
+            (
+                "network.max_in_flight_per_connection",
+                n.max_in_flight_per_connection > 0,
+            ),
+            ("network.outbound_queue", n.outbound_queue > 0),
+            ("network.max_connections", n.max_connections > 0),
+            ("network.write_timeout_ms", n.write_timeout_ms > 0),
+        ] {
+            if !ok {
+                return Err(ConfigError::Invalid {
+                    key: key.into(),
+                    message: "must be positive (the burst at least 1)".into(),
+                });
+            }
+        }
         if self.cluster.data_dir.is_none() {
             self.cluster.data_dir = Some(self.data_dir.join("cluster"));
         }

@@ -9,6 +9,7 @@
 //! - `metrics`: the metrics registry behind `/metrics`.
 //! - `server`: the network front end on the node's port.
 //! - `protocol`: the TopGun client wire protocol (frames, messages, limits).
+//! - `bench`: the load generator behind `hangar bench` (a protocol client).
 //! - `logging`: the `tracing` subscriber and the plugin-boundary error hook.
 //!
 //! Embedding: build a [`HangarConfig`], pick [`Modules::embedded`] with your
@@ -49,6 +50,12 @@ impl std::fmt::Debug for Running {
 }
 
 impl Running {
+    /// The front end's shared state (connections, fan-out, topics).
+    #[must_use]
+    pub fn front_end(&self) -> &Arc<server::FrontEnd> {
+        self.listening.front_end()
+    }
+
     /// Shuts down in reverse order: the network drains first, then the
     /// cluster module, then storage.
     pub async fn shutdown(self) {
@@ -58,21 +65,25 @@ impl Running {
     }
 }
 
-/// Builds, wires and starts a node, then binds its port.
+/// Binds the node's port, builds, wires and starts the modules, then serves.
+///
+/// The port is bound first so that the cluster module can advertise the
+/// node's real WebSocket URL (`cluster.client_endpoint`, when not set in the
+/// configuration) in the partition map; connections are served only after
+/// the modules are up (step 5).
 ///
 /// # Errors
 /// [`StartError`] naming the step that failed; modules that were started are
 /// shut down again.
-pub async fn start(config: HangarConfig, modules: Modules) -> Result<Running, StartError> {
+pub async fn start(mut config: HangarConfig, modules: Modules) -> Result<Running, StartError> {
+    tracing::info!(host = %config.host, port = config.port, "reserving the client port");
+    let bound = server::bind(&config).await?;
+    if config.cluster.client_endpoint.is_none() {
+        config.cluster.client_endpoint = Some(bound.ws_url());
+    }
     let node = Arc::new(Node::start(config, modules).await?);
     tracing::info!("step 5: network front end");
-    let listening = match server::listen(node.clone()).await {
-        Ok(l) => l,
-        Err(e) => {
-            node.shutdown().await;
-            return Err(e);
-        }
-    };
+    let listening = server::serve(bound, node.clone());
     let addr = listening.addr;
     tracing::info!(%addr, node = %node.config.node_id, "node ready");
     Ok(Running {

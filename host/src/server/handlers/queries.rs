@@ -1,0 +1,270 @@
+//! Live queries (`QUERY_SUB` → `QUERY_RESP`, then `QUERY_UPDATE`;
+//! `QUERY_UNSUB`) and one-shot full-text search (`SEARCH` → `SEARCH_RESP`).
+//!
+//! Each live query gets a host-assigned subscription id and a sink that
+//! turns the storage module's updates into `QUERY_UPDATE` frames for this
+//! connection. Updates that arrive between the storage module taking the
+//! snapshot and the `QUERY_RESP` being queued are held back and sent right
+//! after it, so a client never sees an update before its snapshot. While it
+//! holds a live query on a map, the connection also receives that map's
+//! `SERVER_EVENT`s (see [`crate::server::fanout`]).
+
+use std::sync::Arc;
+
+use abi_stable::std_types::{ROption, RString, Tuple2};
+use axum::body::Bytes;
+use hangar_core::module::storage_types::{
+    ChangeType as CoreChange, CursorStatus as CoreCursor, QueryRequest, QuerySink, QueryUpdate,
+    SearchRequest,
+};
+use hangar_core::RawValue;
+use parking_lot::Mutex;
+
+use super::status_of;
+use crate::protocol::messages::{
+    ChangeType, CursorStatus, QueryResp, QueryResultEntry, QuerySub, Search, SearchResp,
+    SearchResult,
+};
+use crate::protocol::{fast, Message, RawMsgpack};
+use crate::server::outbound::Outbound;
+use crate::server::session::{LiveQuery, Session};
+use crate::server::state::FrontEnd;
+
+/// Most live queries one connection may hold.
+pub const MAX_QUERIES_PER_CONNECTION: usize = 1_024;
+
+/// Turns a subscription's updates into `QUERY_UPDATE` frames.
+///
+/// Until [`UpdateSink::go_live`] it buffers (at most one outbound queue's
+/// worth; past that the client is too slow anyway and is disconnected).
+pub struct UpdateSink {
+    out: Outbound,
+    query_id: String,
+    held: Mutex<Option<Vec<Bytes>>>,
+    hold_max: usize,
+}
+
+impl UpdateSink {
+    /// A sink for `query_id` on `out`, holding updates back until live.
+    #[must_use]
+    pub fn new(out: Outbound, query_id: String, hold_max: usize) -> Self {
+        Self {
+            out,
+            query_id,
+            held: Mutex::new(Some(Vec::new())),
+            hold_max,
+        }
+    }
+
+    /// Sends what was held back, in order, and delivers directly from now on.
+    pub fn go_live(&self) {
+        let mut held = self.held.lock();
+        if let Some(frames) = held.take() {
+            for f in frames {
+                self.out.push(f);
+            }
+        }
+    }
+}
+
+impl QuerySink for UpdateSink {
+    fn deliver(&self, u: &QueryUpdate) {
+        let change = match u.change {
+            CoreChange::Enter => ChangeType::Enter,
+            CoreChange::Update => ChangeType::Update,
+            CoreChange::Leave => ChangeType::Leave,
+        };
+        let nil;
+        let value = match &u.value {
+            ROption::RSome(v) => v,
+            ROption::RNone => {
+                nil = RawValue::from_msgpack(vec![0xc0]);
+                &nil
+            }
+        };
+        let mut buf = Vec::with_capacity(64 + self.query_id.len() + u.key.len() + value.0.len());
+        fast::write_query_update(&mut buf, &self.query_id, &u.key, value, change);
+        let frame = Bytes::from(buf);
+        // The lock also orders direct deliveries after the held-back ones.
+        let mut held = self.held.lock();
+        match held.as_mut() {
+            Some(frames) if frames.len() < self.hold_max => frames.push(frame),
+            Some(_) => {
+                tracing::warn!(
+                    conn = self.out.conn(),
+                    "too many updates before the snapshot was sent; disconnecting"
+                );
+                self.out.kill();
+            }
+            None => {
+                self.out.push(frame);
+            }
+        }
+    }
+}
+
+fn cursor(c: CoreCursor) -> CursorStatus {
+    match c {
+        CoreCursor::None => CursorStatus::None,
+        CoreCursor::Valid => CursorStatus::Valid,
+        CoreCursor::Invalid => CursorStatus::Invalid,
+        CoreCursor::Expired => CursorStatus::Expired,
+    }
+}
+
+fn drop_query(fe: &FrontEnd, s: &mut Session, query_id: &str) {
+    if let Some(old) = s.queries.remove(query_id) {
+        fe.node.storage.unsubscribe(old.subscription);
+        fe.fanout.remove(&old.map, s.id);
+    }
+}
+
+fn failed_resp(query_id: String, error: String, code: u32) -> Message {
+    Message::QueryResp {
+        payload: QueryResp {
+            query_id,
+            results: Vec::new(),
+            next_cursor: None,
+            has_more: Some(false),
+            cursor_status: None,
+            merkle_root_hash: None,
+            error: Some(error),
+            code: Some(code),
+        },
+    }
+}
+
+/// `QUERY_SUB`: registers (or replaces) a live query and answers with its
+/// first page.
+pub async fn subscribe(fe: &FrontEnd, s: &mut Session, q: QuerySub) {
+    let Some(_permit) = super::admit(fe, s) else {
+        return;
+    };
+    drop_query(fe, s, &q.query_id);
+    if s.queries.len() >= MAX_QUERIES_PER_CONNECTION {
+        s.reply(&failed_resp(
+            q.query_id,
+            format!("too many live queries: at most {MAX_QUERIES_PER_CONNECTION} per connection"),
+            400,
+        ))
+        .await;
+        return;
+    }
+    let sub = fe.next_subscription_id();
+    let sink = Arc::new(UpdateSink::new(
+        s.out.clone(),
+        q.query_id.clone(),
+        fe.net.outbound_queue,
+    ));
+    let mut query = Vec::new();
+    if let Err(e) = rmpv::encode::write_value(&mut query, &q.query) {
+        s.reply(&failed_resp(q.query_id, format!("query: {e}"), 400))
+            .await;
+        return;
+    }
+    let request = QueryRequest {
+        map: q.map_name.as_str().into(),
+        query: RawValue::from_msgpack(query),
+        fields: q
+            .fields
+            .map(|f| f.into_iter().map(RString::from).collect())
+            .into(),
+    };
+    // Listen for SERVER_EVENTs from before the snapshot, as updates are.
+    fe.fanout.add(&q.map_name, &s.out);
+    match fe.node.storage.subscribe(sub, request, sink.clone()).await {
+        Ok(resp) => {
+            s.queries.insert(
+                q.query_id.clone(),
+                LiveQuery {
+                    subscription: sub,
+                    map: q.map_name,
+                },
+            );
+            let msg = Message::QueryResp {
+                payload: QueryResp {
+                    query_id: q.query_id,
+                    results: resp
+                        .rows
+                        .into_iter()
+                        .map(|r| QueryResultEntry {
+                            key: r.key.into_string(),
+                            value: RawMsgpack::from_raw_value(r.value),
+                        })
+                        .collect(),
+                    next_cursor: resp.next_cursor.map(RString::into_string).into_option(),
+                    has_more: Some(resp.has_more),
+                    cursor_status: Some(cursor(resp.cursor_status)),
+                    merkle_root_hash: None,
+                    error: None,
+                    code: None,
+                },
+            };
+            s.reply(&msg).await;
+            sink.go_live();
+        }
+        Err(e) => {
+            fe.fanout.remove(&q.map_name, s.id);
+            fe.node.storage.unsubscribe(sub);
+            tracing::debug!(conn = s.id, map = %q.map_name, error = %e, "live query refused");
+            s.reply(&failed_resp(
+                q.query_id,
+                e.message.to_string(),
+                status_of(&e),
+            ))
+            .await;
+        }
+    }
+}
+
+/// `QUERY_UNSUB`: no answer.
+pub fn unsubscribe(fe: &FrontEnd, s: &mut Session, query_id: &str) {
+    drop_query(fe, s, query_id);
+}
+
+/// `SEARCH` → `SEARCH_RESP` (with `error` when the search failed).
+pub async fn search(fe: &FrontEnd, s: &Session, q: Search) {
+    let Some(_permit) = super::admit(fe, s) else {
+        return;
+    };
+    let opts = q.options.unwrap_or_default();
+    let request = SearchRequest {
+        map: q.map_name.as_str().into(),
+        query: q.query.as_str().into(),
+        limit: opts.limit.unwrap_or(0),
+        min_score: opts.min_score.unwrap_or(0.0),
+        boost: opts
+            .boost
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| Tuple2(RString::from(k), v))
+            .collect(),
+    };
+    let resp = match fe.node.storage.search(request).await {
+        Ok(hits) => SearchResp {
+            request_id: q.request_id,
+            total_count: u32::try_from(hits.len()).unwrap_or(u32::MAX),
+            results: hits
+                .into_iter()
+                .map(|h| SearchResult {
+                    key: h.key.into_string(),
+                    value: RawMsgpack::from_raw_value(h.value),
+                    score: h.score,
+                    matched_terms: h
+                        .matched_terms
+                        .into_iter()
+                        .map(RString::into_string)
+                        .collect(),
+                })
+                .collect(),
+            error: None,
+        },
+        Err(e) => SearchResp {
+            request_id: q.request_id,
+            results: Vec::new(),
+            total_count: 0,
+            error: Some(e.message.to_string()),
+        },
+    };
+    s.reply(&Message::SearchResp { payload: resp }).await;
+}

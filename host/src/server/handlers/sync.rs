@@ -1,0 +1,241 @@
+//! Merkle sync with clients, over the storage module's trees.
+//!
+//! LWW maps: `SYNC_INIT` → `SYNC_RESP_ROOT`; `MERKLE_REQ_BUCKET {path}` →
+//! `SYNC_RESP_BUCKETS` (an inner node's children) or `SYNC_RESP_LEAF` (the
+//! records under a leaf). OR maps: the `ORMAP_*` counterparts, whose leaves
+//! carry each key's records and the map's tombstoned tags, plus
+//! `ORMAP_DIFF_REQUEST` → `ORMAP_DIFF_RESPONSE` (full state of some keys)
+//! and `ORMAP_PUSH_DIFF` (the client's state merged in as OR adds and
+//! removes, through the normal write path, unanswered).
+//!
+//! A client that walks the tree from the root down to every leaf whose hash
+//! differs from its own ends with every record.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use abi_stable::std_types::{RString, RVec};
+use hangar_core::module::storage_types::{MerkleNode, MerkleRequest, RecordState};
+use hangar_core::{MapKind, ModuleError};
+
+use super::status_of;
+use super::writes::{write, Shape, Write};
+use crate::protocol::messages::{
+    ClientOp, ErrorPayload, MerkleReqBucket, OrMapDiffRequest, OrMapDiffResponse, OrMapEntry,
+    OrMapPushDiff, OrMapSyncRespLeaf, OrMapSyncRespRoot, SyncLeafRecord, SyncRespBuckets,
+    SyncRespLeaf, SyncRespRoot, WireLwwRecord,
+};
+use crate::protocol::Message;
+use crate::server::session::Session;
+use crate::server::state::FrontEnd;
+
+async fn fail(s: &Session, what: &str, map: &str, e: &ModuleError) {
+    tracing::debug!(conn = s.id, map, error = %e, "{what} failed");
+    s.reply(&Message::Error {
+        payload: ErrorPayload {
+            code: status_of(e),
+            message: format!("{what} on map {map}: {}", e.message),
+            details: None,
+        },
+    })
+    .await;
+}
+
+/// `SYNC_INIT` / `ORMAP_SYNC_INIT`: the root hash of the map's tree.
+pub async fn init(fe: &FrontEnd, s: &Session, map: String, or: bool) {
+    let Some(_permit) = super::admit(fe, s) else {
+        return;
+    };
+    let kind = if or { MapKind::Or } else { MapKind::Lww };
+    let root = match fe.node.storage.merkle_root(map.as_str().into(), kind).await {
+        Ok(r) => r,
+        Err(e) => return fail(s, "sync init", &map, &e).await,
+    };
+    let timestamp = fe.node.clock.now();
+    let msg = if or {
+        Message::OrMapSyncRespRoot {
+            payload: OrMapSyncRespRoot {
+                map_name: map,
+                root_hash: root,
+                timestamp,
+                covering_epoch: None,
+                full_resync: false,
+            },
+        }
+    } else {
+        Message::SyncRespRoot {
+            payload: SyncRespRoot {
+                map_name: map,
+                root_hash: root,
+                timestamp,
+            },
+        }
+    };
+    s.reply(&msg).await;
+}
+
+/// `MERKLE_REQ_BUCKET` / `ORMAP_MERKLE_REQ_BUCKET`: one node of the tree.
+pub async fn bucket(fe: &FrontEnd, s: &Session, req: MerkleReqBucket, or: bool) {
+    let Some(_permit) = super::admit(fe, s) else {
+        return;
+    };
+    let kind = if or { MapKind::Or } else { MapKind::Lww };
+    let resp = match fe
+        .node
+        .storage
+        .merkle_node(MerkleRequest {
+            map: req.map_name.as_str().into(),
+            kind,
+            path: req.path.as_str().into(),
+        })
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return fail(s, "merkle bucket request", &req.map_name, &e).await,
+    };
+    let msg = match resp.node {
+        MerkleNode::Buckets(children) => {
+            let buckets: BTreeMap<String, u32> = children
+                .into_iter()
+                .map(|c| (char::from(c.0).to_string(), c.1))
+                .collect();
+            let payload = SyncRespBuckets {
+                map_name: req.map_name,
+                path: req.path,
+                buckets,
+            };
+            if or {
+                Message::OrMapSyncRespBuckets { payload }
+            } else {
+                Message::SyncRespBuckets { payload }
+            }
+        }
+        MerkleNode::Leaf(records) if or => {
+            let tombstones: Vec<String> = resp
+                .tombstones
+                .into_iter()
+                .map(RString::into_string)
+                .collect();
+            Message::OrMapSyncRespLeaf {
+                payload: OrMapSyncRespLeaf {
+                    map_name: req.map_name,
+                    path: req.path,
+                    entries: records
+                        .into_iter()
+                        .filter_map(|kr| match kr.state {
+                            RecordState::Or(rs) => Some(OrMapEntry {
+                                key: kr.key.into_string(),
+                                records: rs.into_iter().map(Into::into).collect(),
+                                tombstones: tombstones.clone(),
+                            }),
+                            _ => None,
+                        })
+                        .collect(),
+                    covering_epoch: None,
+                },
+            }
+        }
+        MerkleNode::Leaf(records) => Message::SyncRespLeaf {
+            payload: SyncRespLeaf {
+                map_name: req.map_name,
+                path: req.path,
+                records: records
+                    .into_iter()
+                    .filter_map(|kr| match kr.state {
+                        RecordState::Lww(r) => Some(SyncLeafRecord {
+                            key: kr.key.into_string(),
+                            record: WireLwwRecord::from(r),
+                        }),
+                        _ => None,
+                    })
+                    .collect(),
+            },
+        },
+    };
+    s.reply(&msg).await;
+}
+
+/// `ORMAP_DIFF_REQUEST`: the full state of the asked keys (unknown keys come
+/// back with no records).
+pub async fn diff(fe: &FrontEnd, s: &Session, req: OrMapDiffRequest) {
+    let Some(_permit) = super::admit(fe, s) else {
+        return;
+    };
+    let map: RString = req.map_name.as_str().into();
+    let keys: RVec<RString> = req.keys.iter().map(|k| RString::from(k.as_str())).collect();
+    let read = fe.node.storage.read(map.clone(), keys);
+    let tombs = fe.node.storage.accessor().or_tombstones(map);
+    let (read, tombs) = futures::join!(read, tombs);
+    let (records, tombstones) = match (read, tombs) {
+        (Ok(r), Ok(t)) => (r, t),
+        (Err(e), _) | (_, Err(e)) => return fail(s, "OR-map diff", &req.map_name, &e).await,
+    };
+    let tombstones: Vec<String> = tombstones.into_iter().map(RString::into_string).collect();
+    let entries = records
+        .into_iter()
+        .map(|kr| OrMapEntry {
+            key: kr.key.into_string(),
+            records: match kr.state {
+                RecordState::Or(rs) => rs.into_iter().map(Into::into).collect(),
+                _ => Vec::new(),
+            },
+            tombstones: tombstones.clone(),
+        })
+        .collect();
+    s.reply(&Message::OrMapDiffResponse {
+        payload: OrMapDiffResponse {
+            map_name: req.map_name,
+            entries,
+            covering_epoch: None,
+        },
+    })
+    .await;
+}
+
+/// `ORMAP_PUSH_DIFF`: merges the client's records (OR adds) and tombstones
+/// (OR removes) through the write path. Not answered.
+pub async fn push_diff(fe: &Arc<FrontEnd>, s: &mut Session, req: OrMapPushDiff) {
+    let mut ops = Vec::new();
+    for e in req.entries {
+        for r in e.records {
+            ops.push(ClientOp {
+                id: None,
+                map_name: req.map_name.clone(),
+                key: e.key.clone(),
+                op_type: Some("OR_ADD".into()),
+                record: None,
+                or_record: Some(Some(r)),
+                or_tag: None,
+                write_concern: None,
+                timeout: None,
+            });
+        }
+        for tag in e.tombstones {
+            ops.push(ClientOp {
+                id: None,
+                map_name: req.map_name.clone(),
+                key: e.key.clone(),
+                op_type: Some("OR_REMOVE".into()),
+                record: None,
+                or_record: None,
+                or_tag: Some(Some(tag)),
+                write_concern: None,
+                timeout: None,
+            });
+        }
+    }
+    if ops.is_empty() {
+        return;
+    }
+    write(
+        fe,
+        s,
+        Write {
+            ops,
+            concern: None,
+            timeout: None,
+            shape: Shape::Silent,
+        },
+    )
+    .await;
+}

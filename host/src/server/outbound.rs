@@ -1,0 +1,182 @@
+//! The outbound side of one connection: a bounded queue of frames towards
+//! the client and the connection's kill switch.
+//!
+//! Two ways to queue a frame, for two kinds of senders:
+//!
+//! - [`Outbound::send`]: the connection's own answers (acks, snapshots,
+//!   pongs). It waits for room, so a client that does not read slows down
+//!   only its own request processing (backpressure on that client alone).
+//! - [`Outbound::push`]: frames produced on behalf of *other* parties
+//!   (change events, live-query updates, topic messages). It never waits:
+//!   the storage module's sinks and other connections' publishes MUST NOT
+//!   block. A full queue means the client cannot keep up, so the connection
+//!   is killed (closed at once) and the frame is dropped.
+//! - [`Outbound::offer`]: best-effort frames (`ERROR 429`) that are simply
+//!   dropped when the queue is full.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use tokio::sync::{mpsc, watch};
+
+use crate::metrics::Registry;
+use hangar_core::module::services::MetricsExt;
+
+/// What the writer task takes from the queue.
+#[derive(Debug)]
+pub enum Out {
+    /// One binary frame.
+    Frame(Bytes),
+    /// Send a close frame with this code and reason, then stop.
+    Close(u16, &'static str),
+}
+
+/// A cloneable handle to one connection's outbound queue.
+#[derive(Clone)]
+pub struct Outbound {
+    conn: u64,
+    tx: mpsc::Sender<Out>,
+    kill: Arc<watch::Sender<bool>>,
+    metrics: Arc<Registry>,
+}
+
+impl std::fmt::Debug for Outbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbound")
+            .field("conn", &self.conn)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Outbound {
+    /// A queue of `capacity` frames for connection `conn`; returns the handle,
+    /// the receiving end for the writer task, and a watch on the kill switch.
+    #[must_use]
+    pub fn new(
+        conn: u64,
+        capacity: usize,
+        metrics: Arc<Registry>,
+    ) -> (Self, mpsc::Receiver<Out>, watch::Receiver<bool>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let (kill, killed) = watch::channel(false);
+        (
+            Self {
+                conn,
+                tx,
+                kill: Arc::new(kill),
+                metrics,
+            },
+            rx,
+            killed,
+        )
+    }
+
+    /// The connection this queue belongs to.
+    #[must_use]
+    pub fn conn(&self) -> u64 {
+        self.conn
+    }
+
+    /// Queues one of the connection's own answers, waiting for room.
+    /// Returns false when the connection is gone or killed.
+    pub async fn send(&self, frame: impl Into<Bytes>) -> bool {
+        if self.is_killed() {
+            return false;
+        }
+        let mut killed = self.kill.subscribe();
+        tokio::select! {
+            r = self.tx.send(Out::Frame(frame.into())) => r.is_ok(),
+            _ = killed.wait_for(|k| *k) => false,
+        }
+    }
+
+    /// Queues a frame on behalf of someone else without waiting. A full
+    /// queue kills the connection (it is too slow); returns whether the
+    /// frame was queued.
+    pub fn push(&self, frame: Bytes) -> bool {
+        match self.tx.try_send(Out::Frame(frame)) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if !self.is_killed() {
+                    tracing::warn!(
+                        conn = self.conn,
+                        "client cannot keep up: outbound queue full, disconnecting"
+                    );
+                    self.metrics
+                        .counter("hangar_ws_slow_consumer_disconnects_total", &[], 1.0);
+                    self.kill();
+                }
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Queues a best-effort frame; dropped if the queue is full.
+    pub fn offer(&self, frame: Bytes) -> bool {
+        self.tx.try_send(Out::Frame(frame)).is_ok()
+    }
+
+    /// Asks the writer to send a close frame after what is queued. Waits for
+    /// room like [`Self::send`].
+    pub async fn close(&self, code: u16, reason: &'static str) {
+        let mut killed = self.kill.subscribe();
+        tokio::select! {
+            _ = self.tx.send(Out::Close(code, reason)) => {}
+            _ = killed.wait_for(|k| *k) => {}
+        }
+    }
+
+    /// Closes the connection at once, dropping whatever is queued.
+    pub fn kill(&self) {
+        self.kill.send_replace(true);
+    }
+
+    /// True once the connection was killed.
+    #[must_use]
+    pub fn is_killed(&self) -> bool {
+        *self.kill.borrow()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn t10_push_on_a_full_queue_kills_the_connection_and_never_waits() {
+        let (out, mut rx, killed) = Outbound::new(7, 2, Arc::new(Registry::default()));
+        assert!(out.push(Bytes::from_static(b"a")));
+        assert!(out.push(Bytes::from_static(b"b")));
+        assert!(!*killed.borrow());
+        assert!(
+            !out.push(Bytes::from_static(b"c")),
+            "third frame is refused"
+        );
+        assert!(*killed.borrow(), "a full queue kills the connection");
+        assert!(
+            !out.send(Bytes::from_static(b"d")).await,
+            "killed: send refuses"
+        );
+        assert!(matches!(rx.recv().await, Some(Out::Frame(f)) if f == "a"));
+    }
+
+    #[tokio::test]
+    async fn t11_offer_drops_on_a_full_queue_without_killing() {
+        let (out, _rx, killed) = Outbound::new(1, 1, Arc::new(Registry::default()));
+        assert!(out.offer(Bytes::from_static(b"a")));
+        assert!(!out.offer(Bytes::from_static(b"b")));
+        assert!(!*killed.borrow());
+    }
+
+    #[tokio::test]
+    async fn t12_send_waits_for_room_then_delivers_in_order() {
+        let (out, mut rx, _killed) = Outbound::new(1, 1, Arc::new(Registry::default()));
+        assert!(out.send(Bytes::from_static(b"1")).await);
+        let o2 = out.clone();
+        let h = tokio::spawn(async move { o2.send(Bytes::from_static(b"2")).await });
+        assert!(matches!(rx.recv().await, Some(Out::Frame(f)) if f == "1"));
+        assert!(h.await.unwrap());
+        assert!(matches!(rx.recv().await, Some(Out::Frame(f)) if f == "2"));
+    }
+}

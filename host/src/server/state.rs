@@ -1,0 +1,182 @@
+//! What every connection shares: the node, the fan-out and topic tables,
+//! the limits, id counters, the shutdown signal and the drain tracker.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use hangar_core::module::services::MetricsExt;
+use tokio::sync::{watch, Notify};
+
+use super::auth::Verifier;
+use super::fanout::Fanout;
+use super::limits::InFlight;
+use super::topics::Topics;
+use crate::config::NetworkConfig;
+use crate::factory::Node;
+
+/// Counts live tasks (connections, pending acknowledgements) so shutdown
+/// can wait until the last one ends.
+#[derive(Debug, Default)]
+pub struct Drain {
+    live: AtomicUsize,
+    idle: Notify,
+}
+
+/// Held by a tracked task; dropping it marks the task done.
+#[derive(Debug)]
+pub struct DrainGuard(Arc<Drain>);
+
+impl Drop for DrainGuard {
+    fn drop(&mut self) {
+        if self.0.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+impl Drain {
+    /// Tracks one more task until the guard drops.
+    #[must_use]
+    pub fn guard(self: &Arc<Self>) -> DrainGuard {
+        self.live.fetch_add(1, Ordering::AcqRel);
+        DrainGuard(self.clone())
+    }
+
+    /// Tasks still running.
+    #[must_use]
+    pub fn live(&self) -> usize {
+        self.live.load(Ordering::Acquire)
+    }
+
+    /// Resolves once no tracked task is left.
+    pub async fn wait(&self) {
+        loop {
+            let idle = self.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.live() == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+}
+
+/// The front end's shared state.
+pub struct FrontEnd {
+    /// The node: modules, clock, metrics, config.
+    pub node: Arc<Node>,
+    /// Limits and timings.
+    pub net: NetworkConfig,
+    /// Token checks; `None` when auth is off.
+    pub verifier: Option<Verifier>,
+    /// `SERVER_EVENT` fan-out (also installed as the storage change sink).
+    pub fanout: Arc<Fanout>,
+    /// Pub/sub topics.
+    pub topics: Topics,
+    /// Node-wide in-flight cap.
+    pub in_flight: InFlight,
+    /// Connection tasks and pending acknowledgements.
+    pub drain: Arc<Drain>,
+    /// Becomes true when the node shuts down.
+    pub shutdown: watch::Receiver<bool>,
+    next_conn: AtomicU64,
+    next_sub: AtomicU64,
+    open: AtomicUsize,
+}
+
+impl std::fmt::Debug for FrontEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrontEnd")
+            .field("open", &self.open.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl FrontEnd {
+    /// Shared state for `node`; `shutdown` turns true when it stops.
+    #[must_use]
+    pub fn new(node: Arc<Node>, shutdown: watch::Receiver<bool>) -> Self {
+        let net = node.config.network.clone();
+        Self {
+            verifier: node.config.auth.jwt_secret.as_deref().map(Verifier::new),
+            fanout: Arc::new(Fanout::new(&node.config.node_id)),
+            topics: Topics::default(),
+            in_flight: InFlight::new(net.max_in_flight),
+            drain: Arc::new(Drain::default()),
+            shutdown,
+            next_conn: AtomicU64::new(1),
+            next_sub: AtomicU64::new(1),
+            open: AtomicUsize::new(0),
+            net,
+            node,
+        }
+    }
+
+    /// A fresh connection id (never 0, which origins use for "none").
+    pub fn next_connection_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A fresh live-query subscription id, unique on this node.
+    pub fn next_subscription_id(&self) -> u64 {
+        self.next_sub.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Counts a connection in if there is room; false when the node is at
+    /// `max_connections`.
+    pub fn admit(&self) -> bool {
+        let admitted = self
+            .open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.net.max_connections).then_some(n + 1)
+            })
+            .is_ok();
+        if admitted {
+            self.report_open();
+        }
+        admitted
+    }
+
+    /// Counts a connection out.
+    pub fn release(&self) {
+        self.open.fetch_sub(1, Ordering::AcqRel);
+        self.report_open();
+    }
+
+    fn report_open(&self) {
+        #[allow(clippy::cast_precision_loss)]
+        let n = self.open.load(Ordering::Acquire) as f64;
+        self.node.metrics.gauge("hangar_ws_connections", &[], n);
+    }
+
+    /// True once shutdown began.
+    #[must_use]
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn t10_drain_resolves_when_the_last_guard_drops() {
+        let d = Arc::new(Drain::default());
+        d.wait().await; // nothing tracked: immediate
+        let g1 = d.guard();
+        let g2 = d.guard();
+        let d2 = d.clone();
+        let waiter = tokio::spawn(async move { d2.wait().await });
+        drop(g1);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(!waiter.is_finished(), "one task still live");
+        drop(g2);
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("drained")
+            .unwrap();
+    }
+}

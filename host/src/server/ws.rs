@@ -1,0 +1,425 @@
+//! The WebSocket endpoint: upgrade, then one task per connection.
+//!
+//! ```text
+//! socket ─┬─ reader (this task): auth phase → frames → limits → handlers
+//!         └─ writer task: bounded queue (Outbound) → socket, bursts flushed together
+//! ```
+//!
+//! The reader applies the hostile-input limits in order: the 2 MiB message
+//! cap (in the WebSocket layer, before any byte is buffered past it), the
+//! decoder's depth / length pre-scan, `BATCH` unpacking with its 8,192-item
+//! cap (`ERROR 413`), then the connection's token bucket charged by the real
+//! item count (`ERROR 429`). A bad frame is dropped and the connection
+//! stays open. A connection's errors are logged here and never reach the
+//! accept loop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use futures::stream::{SplitSink, SplitStream};
+use futures::{SinkExt, StreamExt};
+use hangar_core::module::services::MetricsExt;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{timeout, timeout_at, Instant};
+
+use super::handlers::{self, Flow};
+use super::outbound::{Out, Outbound};
+use super::session::Session;
+use super::state::FrontEnd;
+use crate::metrics::Registry;
+use crate::protocol::messages::{AuthAck, AuthFail, AuthRequired};
+use crate::protocol::{
+    decode_batch_item, decode_frame, unpack_batch, Decoded, FrameError, Message, MAX_FRAME_BYTES,
+};
+
+/// Frames written before one flush.
+const FLUSH_BURST: usize = 64;
+/// Protocol version announced in `AUTH_ACK`.
+const PROTOCOL_VERSION: u32 = 1;
+
+/// Keeps a connection counted in until dropped (also when an upgrade fails
+/// and the connection task never runs).
+struct Admitted(Arc<FrontEnd>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
+/// `GET /ws`: upgrades to WebSocket, or refuses with 503 when the node is
+/// shutting down or at its connection cap.
+pub async fn upgrade(ws: WebSocketUpgrade, State(fe): State<Arc<FrontEnd>>) -> Response {
+    let metrics = &fe.node.metrics;
+    if fe.is_shutting_down() {
+        metrics.counter(
+            "hangar_ws_connections_rejected_total",
+            &[("reason", "shutdown")],
+            1.0,
+        );
+        return (StatusCode::SERVICE_UNAVAILABLE, "node is shutting down").into_response();
+    }
+    if !fe.admit() {
+        metrics.counter(
+            "hangar_ws_connections_rejected_total",
+            &[("reason", "max_connections")],
+            1.0,
+        );
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many connections; retry later",
+        )
+            .into_response();
+    }
+    let admitted = Admitted(fe.clone());
+    let guard = fe.drain.guard();
+    ws.max_message_size(MAX_FRAME_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .on_upgrade(move |socket| async move {
+            let fe = admitted.0.clone();
+            run(socket, fe).await;
+            drop(admitted);
+            drop(guard);
+        })
+}
+
+/// Why a connection's reader stopped.
+#[derive(Debug)]
+enum End {
+    ClientClosed,
+    Error(String),
+    Idle,
+    AuthTimeout,
+    AuthFailed,
+    Killed,
+    Shutdown,
+    Handler(u16, &'static str),
+}
+
+async fn run(socket: WebSocket, fe: Arc<FrontEnd>) {
+    let id = fe.next_connection_id();
+    let metrics = fe.node.metrics.clone();
+    metrics.counter("hangar_ws_connections_accepted_total", &[], 1.0);
+    let (out, rx, killed) = Outbound::new(id, fe.net.outbound_queue, metrics.clone());
+    let (sink, mut stream) = socket.split();
+    let writer = tokio::spawn(write_loop(
+        sink,
+        rx,
+        out.clone(),
+        killed.clone(),
+        metrics,
+        Duration::from_millis(fe.net.write_timeout_ms),
+    ));
+    let mut session = Session::new(&fe, id, out.clone());
+    tracing::debug!(conn = id, "client connected");
+
+    let mut end = match &fe.verifier {
+        Some(_) => authenticate(&fe, &mut session, &mut stream, killed.clone()).await,
+        None => None,
+    };
+    if end.is_none() {
+        end = Some(read_loop(&fe, &mut session, &mut stream, killed).await);
+    }
+    let end = end.unwrap_or(End::ClientClosed);
+    match &end {
+        End::Error(e) => tracing::debug!(conn = id, error = %e, "connection error"),
+        End::Killed => tracing::info!(conn = id, "connection closed: too slow"),
+        other => tracing::debug!(conn = id, reason = ?other, "connection ending"),
+    }
+
+    session.close(&fe).await;
+    // Let this connection's pending acknowledgements finish and be sent.
+    let slots = u32::try_from(fe.net.max_in_flight_per_connection).unwrap_or(u32::MAX);
+    let grace = Duration::from_millis(fe.node.config.shutdown_grace_ms);
+    if timeout(grace, session.ack_slots.acquire_many(slots))
+        .await
+        .is_err()
+    {
+        tracing::warn!(conn = id, "pending acknowledgements did not finish in time");
+    }
+    let close = match end {
+        End::Idle => Some((1000, "idle timeout")),
+        End::AuthTimeout => Some((1008, "authentication timeout")),
+        End::AuthFailed => Some((1008, "authentication failed")),
+        End::Shutdown => Some((1001, "server shutting down")),
+        End::Handler(code, reason) => Some((code, reason)),
+        End::ClientClosed => Some((1000, "")),
+        End::Error(_) | End::Killed => None,
+    };
+    match close {
+        Some((code, reason)) => out.close(code, reason).await,
+        None => out.kill(),
+    }
+    drop(session);
+    drop(out);
+    if let Err(e) = writer.await {
+        tracing::error!(conn = id, error = %e, "connection writer task failed");
+    }
+    tracing::debug!(conn = id, "client disconnected");
+}
+
+/// Waits for a valid `AUTH`; every other frame is dropped. `None` when the
+/// client authenticated.
+async fn authenticate(
+    fe: &Arc<FrontEnd>,
+    session: &mut Session,
+    stream: &mut SplitStream<WebSocket>,
+    mut killed: watch::Receiver<bool>,
+) -> Option<End> {
+    let verifier = fe.verifier.as_ref()?;
+    session
+        .reply(&Message::AuthRequired(AuthRequired::default()))
+        .await;
+    let deadline = Instant::now() + Duration::from_millis(fe.net.auth_timeout_ms);
+    let mut shutdown = fe.shutdown.clone();
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = killed.wait_for(|k| *k) => return Some(End::Killed),
+            _ = shutdown.wait_for(|s| *s) => return Some(End::Shutdown),
+            r = timeout_at(deadline, stream.next()) => r,
+        };
+        let frame = match next {
+            Err(_) => {
+                fail_auth(fe, session, "authentication timed out").await;
+                return Some(End::AuthTimeout);
+            }
+            Ok(None) => return Some(End::ClientClosed),
+            Ok(Some(Err(e))) => return Some(End::Error(e.to_string())),
+            Ok(Some(Ok(WsMessage::Binary(b)))) => b,
+            Ok(Some(Ok(WsMessage::Close(_)))) => return Some(End::ClientClosed),
+            Ok(Some(Ok(_))) => continue,
+        };
+        fe.node
+            .metrics
+            .counter("hangar_ws_frames_in_total", &[], 1.0);
+        match decode_frame(&frame) {
+            Ok(Decoded::Message(Message::Auth(auth))) => match verifier.verify(&auth.token) {
+                Ok(p) => {
+                    tracing::debug!(conn = session.id, user = %p.user_id, "authenticated");
+                    let ack = Message::AuthAck(AuthAck {
+                        protocol_version: Some(PROTOCOL_VERSION),
+                        user_id: Some(p.user_id.clone()),
+                        device_id: None,
+                        device_token: None,
+                    });
+                    session.principal = Some(p);
+                    session.reply(&ack).await;
+                    return None;
+                }
+                Err(e) => {
+                    fail_auth(fe, session, &e.to_string()).await;
+                    return Some(End::AuthFailed);
+                }
+            },
+            _ => tracing::debug!(conn = session.id, "frame before authentication dropped"),
+        }
+    }
+}
+
+async fn fail_auth(fe: &FrontEnd, session: &Session, error: &str) {
+    tracing::info!(conn = session.id, error, "authentication failed");
+    fe.node.metrics.counter(
+        "hangar_ws_connections_rejected_total",
+        &[("reason", "auth")],
+        1.0,
+    );
+    session
+        .reply(&Message::AuthFail(AuthFail {
+            error: Some(error.to_string()),
+            code: Some(401),
+        }))
+        .await;
+}
+
+async fn read_loop(
+    fe: &Arc<FrontEnd>,
+    session: &mut Session,
+    stream: &mut SplitStream<WebSocket>,
+    mut killed: watch::Receiver<bool>,
+) -> End {
+    let idle = Duration::from_millis(fe.net.idle_timeout_ms);
+    let mut shutdown = fe.shutdown.clone();
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = killed.wait_for(|k| *k) => return End::Killed,
+            _ = shutdown.wait_for(|s| *s) => return End::Shutdown,
+            r = timeout(idle, stream.next()) => r,
+        };
+        match next {
+            Err(_) => return End::Idle,
+            Ok(None) | Ok(Some(Ok(WsMessage::Close(_)))) => return End::ClientClosed,
+            Ok(Some(Err(e))) => return End::Error(e.to_string()),
+            Ok(Some(Ok(WsMessage::Binary(b)))) => {
+                if let Flow::Close(code, reason) = intake(fe, session, &b).await {
+                    return End::Handler(code, reason);
+                }
+            }
+            // Text frames are not part of the protocol; pings are answered
+            // by the WebSocket layer. Any of them keeps the connection alive.
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+}
+
+/// Cost of a message against the token bucket: its real item count.
+fn cost(m: &Message) -> usize {
+    match m {
+        Message::OpBatch { payload } => payload.ops.len().max(1),
+        _ => 1,
+    }
+}
+
+/// One inbound frame: decode under the limits, charge, dispatch.
+async fn intake(fe: &Arc<FrontEnd>, session: &mut Session, frame: &Bytes) -> Flow {
+    let metrics = &fe.node.metrics;
+    metrics.counter("hangar_ws_frames_in_total", &[], 1.0);
+    let messages = match decode_frame(frame) {
+        Ok(Decoded::Message(Message::Batch(batch))) => match unpack_batch(&batch) {
+            Ok(items) => items
+                .enumerate()
+                .filter_map(|(i, item)| match decode_batch_item(i, item) {
+                    Ok(Decoded::Message(m)) => Some(m),
+                    Ok(Decoded::Unknown { type_name }) => {
+                        tracing::debug!(
+                            conn = session.id,
+                            type_name,
+                            "unknown type in BATCH dropped"
+                        );
+                        None
+                    }
+                    Err(e) => {
+                        tracing::debug!(conn = session.id, error = %e, "bad BATCH item dropped");
+                        None
+                    }
+                })
+                .collect(),
+            Err(e) => {
+                refuse(fe, session, &e);
+                return Flow::Continue;
+            }
+        },
+        Ok(Decoded::Message(m)) => vec![m],
+        Ok(Decoded::Unknown { type_name }) => {
+            tracing::debug!(conn = session.id, type_name, "unknown message type dropped");
+            return Flow::Continue;
+        }
+        Err(e) => {
+            refuse(fe, session, &e);
+            return Flow::Continue;
+        }
+    };
+    let total: usize = messages.iter().map(cost).sum();
+    if !session.bucket.charge(total) {
+        metrics.counter("hangar_ws_rate_limited_total", &[], 1.0);
+        session.error(
+            fe,
+            429,
+            format!(
+                "rate limit exceeded: {total} items refused (limit {} per second, burst {})",
+                fe.net.rate_limit_per_sec, fe.net.rate_limit_burst
+            ),
+        );
+        return Flow::Continue;
+    }
+    for m in messages {
+        if let Flow::Close(code, reason) = handlers::dispatch(fe, session, m).await {
+            return Flow::Close(code, reason);
+        }
+    }
+    Flow::Continue
+}
+
+/// A frame that failed its limits or decoding: dropped; `ERROR 413` for an
+/// oversized `BATCH`.
+fn refuse(fe: &FrontEnd, session: &Session, e: &FrameError) {
+    fe.node
+        .metrics
+        .counter("hangar_ws_frames_dropped_total", &[], 1.0);
+    match e.client_error_code() {
+        Some(code) => {
+            tracing::info!(conn = session.id, error = %e, "frame refused");
+            session.error(fe, code, e.to_string());
+        }
+        None => tracing::debug!(conn = session.id, error = %e, "malformed frame dropped"),
+    }
+}
+
+/// Drains the outbound queue into the socket, flushing bursts together,
+/// until a close is asked for, the connection is killed, or a write fails
+/// or stalls.
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, WsMessage>,
+    mut rx: mpsc::Receiver<Out>,
+    out: Outbound,
+    mut killed: watch::Receiver<bool>,
+    metrics: Arc<Registry>,
+    write_timeout: Duration,
+) {
+    let mut burst = Vec::with_capacity(FLUSH_BURST);
+    loop {
+        let first = tokio::select! {
+            biased;
+            _ = killed.wait_for(|k| *k) => break,
+            m = rx.recv() => m,
+        };
+        let Some(first) = first else { break };
+        burst.push(first);
+        while burst.len() < FLUSH_BURST {
+            match rx.try_recv() {
+                Ok(m) => burst.push(m),
+                Err(_) => break,
+            }
+        }
+        let mut frames = 0u32;
+        let mut closing = false;
+        let work = async {
+            for m in burst.drain(..) {
+                match m {
+                    Out::Frame(b) => {
+                        sink.feed(WsMessage::Binary(b)).await?;
+                        frames += 1;
+                    }
+                    Out::Close(code, reason) => {
+                        sink.feed(WsMessage::Close(Some(CloseFrame {
+                            code,
+                            reason: reason.into(),
+                        })))
+                        .await?;
+                        closing = true;
+                        break;
+                    }
+                }
+            }
+            sink.flush().await
+        };
+        let result = tokio::select! {
+            biased;
+            _ = killed.wait_for(|k| *k) => break,
+            r = timeout(write_timeout, work) => r,
+        };
+        burst.clear();
+        metrics.counter("hangar_ws_frames_out_total", &[], f64::from(frames));
+        match result {
+            Ok(Ok(())) if closing => break,
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(conn = out.conn(), error = %e, "write to client failed");
+                out.kill();
+                break;
+            }
+            Err(_) => {
+                tracing::warn!(conn = out.conn(), "write to client stalled; disconnecting");
+                out.kill();
+                break;
+            }
+        }
+    }
+    let _ = timeout(Duration::from_secs(1), sink.close()).await;
+}
