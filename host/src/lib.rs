@@ -17,6 +17,7 @@
 //! then [`start`] and later [`Running::shutdown`] — or [`run`] with your own
 //! shutdown future.
 
+pub mod bench;
 pub mod config;
 pub mod factory;
 pub mod logging;

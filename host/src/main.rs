@@ -1,4 +1,4 @@
-//! `hangar`: start a node, or inspect a plugin.
+//! `hangar`: start a node, inspect a plugin, or run the load generator.
 //!
 //! Thin on purpose: parse the command line, set up logging, call the library.
 
@@ -33,6 +33,113 @@ enum Command {
     /// Work with plugin files.
     #[command(subcommand)]
     Plugins(PluginsCommand),
+    /// Load generator: drive any TopGun-protocol server with OP_BATCH writes
+    /// and print ops/s and ack latency.
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+struct BenchArgs {
+    /// WebSocket URL of the server.
+    #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
+    url: String,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
+    /// Ops per OP_BATCH.
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// Bytes per value.
+    #[arg(long, default_value_t = 100)]
+    value_size: usize,
+    /// Write concern: MEMORY, APPLIED, REPLICATED or PERSISTED.
+    #[arg(long, default_value = "MEMORY")]
+    concern: String,
+    /// Ack timeout sent with each batch, in ms.
+    #[arg(long, default_value_t = 5_000)]
+    timeout_ms: u64,
+    /// Run for this long (`10s`, `500ms`, `2m`).
+    #[arg(long, conflicts_with = "ops")]
+    duration: Option<String>,
+    /// Stop after this many ops instead.
+    #[arg(long)]
+    ops: Option<u64>,
+    /// JWT for servers that require authentication.
+    #[arg(long)]
+    token: Option<String>,
+    /// Map written to.
+    #[arg(long, default_value = "bench")]
+    map: String,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((s, "s"), |i| (&s[..i], &s[i..]));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("--duration {s:?}: expected a number with ms, s or m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("--duration {s:?}: unit must be ms, s or m")),
+    };
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!("--duration {s:?}: must be positive"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+fn bench(a: &BenchArgs) -> ExitCode {
+    use hangar_host::bench::{BenchConfig, Stop};
+    let Some(concern) = hangar_core::WriteConcern::parse(&a.concern.to_ascii_uppercase()) else {
+        eprintln!(
+            "hangar bench: --concern {:?}: expected MEMORY, APPLIED, REPLICATED or PERSISTED",
+            a.concern
+        );
+        return ExitCode::from(2);
+    };
+    let stop = match (&a.duration, a.ops) {
+        (_, Some(n)) => Stop::Ops(n),
+        (Some(d), None) => match parse_duration(d) {
+            Ok(d) => Stop::Duration(d),
+            Err(e) => {
+                eprintln!("hangar bench: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        (None, None) => Stop::Duration(std::time::Duration::from_secs(10)),
+    };
+    let config = BenchConfig {
+        url: a.url.clone(),
+        connections: a.connections,
+        batch: a.batch,
+        value_size: a.value_size,
+        concern,
+        timeout_ms: a.timeout_ms,
+        stop,
+        token: a.token.clone(),
+        map: a.map.clone(),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("hangar bench: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(hangar_host::bench::run(config)) {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("hangar bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -227,5 +334,6 @@ fn main() -> ExitCode {
         None => serve(&cli.serve),
         Some(Command::Serve(a)) => serve(a),
         Some(Command::Plugins(PluginsCommand::Inspect { file, require })) => inspect(file, require),
+        Some(Command::Bench(a)) => bench(a),
     }
 }
