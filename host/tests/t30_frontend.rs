@@ -289,13 +289,12 @@ async fn t20_writes_for_a_partition_owned_elsewhere_are_forwarded_to_its_owner()
     assert_eq!(results.len(), 2);
     assert!(results.iter().all(|r| r.success), "{results:?}");
     assert_eq!(results[1].achieved_level, WriteConcern::Replicated);
-    let fwd = forwarded.lock();
+    let fwd = forwarded.lock().clone();
     assert_eq!(fwd.len(), 1, "one sub-batch for the one remote owner");
     assert_eq!(fwd[0].0, "node-2");
     assert_eq!(fwd[0].1.ops.len(), 1);
     assert_eq!(fwd[0].1.ops[0].op.key.as_str(), remote_key);
     assert_eq!(fwd[0].1.ops[0].concern, WriteConcern::Replicated);
-    drop(fwd);
     // The local op reached the local storage; the forwarded one did not.
     let read = r
         .node
