@@ -96,6 +96,7 @@ enum End {
     Idle,
     AuthTimeout,
     AuthFailed,
+    TooBig,
     Killed,
     Shutdown,
     Handler(u16, &'static str),
@@ -148,6 +149,7 @@ async fn run(socket: WebSocket, fe: Arc<FrontEnd>) {
         End::AuthFailed => Some((1008, "authentication failed")),
         End::Shutdown => Some((1001, "server shutting down")),
         End::Handler(code, reason) => Some((code, reason)),
+        End::TooBig => Some((1009, "message exceeds the 2 MiB limit")),
         End::ClientClosed => Some((1000, "")),
         End::Error(_) | End::Killed => None,
     };
@@ -190,7 +192,7 @@ async fn authenticate(
                 return Some(End::AuthTimeout);
             }
             Ok(None) => return Some(End::ClientClosed),
-            Ok(Some(Err(e))) => return Some(End::Error(e.to_string())),
+            Ok(Some(Err(e))) => return Some(read_error(fe, e)),
             Ok(Some(Ok(WsMessage::Binary(b)))) => b,
             Ok(Some(Ok(WsMessage::Close(_)))) => return Some(End::ClientClosed),
             Ok(Some(Ok(_))) => continue,
@@ -255,7 +257,7 @@ async fn read_loop(
         match next {
             Err(_) => return End::Idle,
             Ok(None) | Ok(Some(Ok(WsMessage::Close(_)))) => return End::ClientClosed,
-            Ok(Some(Err(e))) => return End::Error(e.to_string()),
+            Ok(Some(Err(e))) => return read_error(fe, e),
             Ok(Some(Ok(WsMessage::Binary(b)))) => {
                 if let Flow::Close(code, reason) = intake(fe, session, &b).await {
                     return End::Handler(code, reason);
@@ -265,6 +267,20 @@ async fn read_loop(
             // by the WebSocket layer. Any of them keeps the connection alive.
             Ok(Some(Ok(_))) => {}
         }
+    }
+}
+
+/// A socket read error: an oversized message (over the 2 MiB cap) is
+/// answered with close code 1009; anything else just ends the connection.
+fn read_error(fe: &FrontEnd, e: axum::Error) -> End {
+    use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+    let text = e.to_string();
+    match e.into_inner().downcast::<WsError>() {
+        Ok(inner) if matches!(*inner, WsError::Capacity(CapacityError::MessageTooLong { .. })) => {
+            fe.node.metrics.counter("hangar_ws_frames_too_large_total", &[], 1.0);
+            End::TooBig
+        }
+        _ => End::Error(text),
     }
 }
 

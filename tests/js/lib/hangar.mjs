@@ -123,9 +123,11 @@ export class Client {
     this.ws.send(Buffer.isBuffer(msg) || msg instanceof Uint8Array ? msg : pack(msg));
   }
 
-  /** The next message matching `type` (and `pred`), within `ms`. */
+  /** The next message of `type` (a name or a list of names) matching
+   * `pred`, within `ms`. */
   expect(type, pred = () => true, ms = 10_000) {
-    const match = (m) => m && m.type === type && pred(m);
+    const types = Array.isArray(type) ? type : [type];
+    const match = (m) => m && types.includes(m.type) && pred(m);
     const i = this.queue.findIndex(match);
     if (i >= 0) return Promise.resolve(this.queue.splice(i, 1)[0]);
     if (this.isClosed) return Promise.reject(new Error(`connection closed; no ${type}`));
