@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use abi_stable::std_types::{ROption, RString, RVec};
 use futures::{SinkExt, StreamExt};
+use hangar_core::config::StorageModuleConfig;
 use hangar_core::config::{ClusterModuleConfig, StorageBackendKind};
 use hangar_core::module::accessor::StorageAccessor;
 use hangar_core::module::cluster::{ClusterDeps, ClusterModule};
@@ -18,9 +19,13 @@ use hangar_core::module::cluster_types::{
     ReplicationRequest,
 };
 use hangar_core::module::partition::PartitionView;
-use hangar_core::module::storage_types::{AckResult, ApplyBatch};
+use hangar_core::module::storage::{StorageDeps, StorageModule};
+use hangar_core::module::storage_types::{
+    AckId, AckResult, ApplyBatch, ChangeSink, KeyRecord, MapInfo, MerkleRequest, MerkleResponse,
+    OpOutcome, QueryRequest, QueryResponse, QuerySink, SearchHit, SearchRequest, SubscriptionId,
+};
 use hangar_core::module::{ready, ModuleFuture, ModuleInfo};
-use hangar_core::{partition_of, ConsistencyLevel, ModuleResult, WriteConcern};
+use hangar_core::{partition_of, ConsistencyLevel, MapKind, ModuleResult, WriteConcern};
 use hangar_host::bench::{self, BenchConfig, Stop};
 use hangar_host::protocol::messages::{ClientOp, OpBatch, WireLwwRecord};
 use hangar_host::protocol::{decode_frame, Decoded, Message, RawMsgpack};
@@ -44,6 +49,10 @@ async fn node(dir: &std::path::Path, modules: Modules) -> Running {
     hangar_host::start(config(dir), modules)
         .await
         .expect("node starts")
+}
+
+async fn node_with(c: HangarConfig, modules: Modules) -> Running {
+    hangar_host::start(c, modules).await.expect("node starts")
 }
 
 type Client =
@@ -347,4 +356,153 @@ async fn t30_shutdown_closes_connections_with_1001_and_then_refuses_new_ones() {
             .is_err(),
         "the port no longer accepts"
     );
+}
+
+/// The default storage module with a gate in front of `await_acks`: the
+/// acknowledgements of a write stay pending until the test opens the gate.
+struct GatedStorage {
+    inner: Arc<dyn StorageModule>,
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+impl StorageModule for GatedStorage {
+    fn info(&self) -> ModuleInfo {
+        self.inner.info()
+    }
+    fn start(&self) -> ModuleFuture<()> {
+        self.inner.start()
+    }
+    fn shutdown(&self) -> ModuleFuture<()> {
+        self.inner.shutdown()
+    }
+    fn apply(&self, b: ApplyBatch) -> ModuleFuture<RVec<OpOutcome>> {
+        self.inner.apply(b)
+    }
+    fn notify_acks(&self, a: RVec<AckId>, l: WriteConcern) {
+        self.inner.notify_acks(a, l);
+    }
+    fn await_acks(&self, a: RVec<AckId>) -> ModuleFuture<RVec<AckResult>> {
+        let gate = self.gate.clone();
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let _pass = gate.acquire().await.expect("gate open");
+            inner.await_acks(a).await
+        })
+    }
+    fn read(&self, m: RString, k: RVec<RString>) -> ModuleFuture<RVec<KeyRecord>> {
+        self.inner.read(m, k)
+    }
+    fn list_maps(&self) -> ModuleFuture<RVec<MapInfo>> {
+        self.inner.list_maps()
+    }
+    fn query(&self, r: QueryRequest) -> ModuleFuture<QueryResponse> {
+        self.inner.query(r)
+    }
+    fn subscribe(
+        &self,
+        id: SubscriptionId,
+        r: QueryRequest,
+        s: Arc<dyn QuerySink>,
+    ) -> ModuleFuture<QueryResponse> {
+        self.inner.subscribe(id, r, s)
+    }
+    fn unsubscribe(&self, id: SubscriptionId) -> bool {
+        self.inner.unsubscribe(id)
+    }
+    fn search(&self, r: SearchRequest) -> ModuleFuture<RVec<SearchHit>> {
+        self.inner.search(r)
+    }
+    fn merkle_root(&self, m: RString, k: MapKind) -> ModuleFuture<u32> {
+        self.inner.merkle_root(m, k)
+    }
+    fn merkle_node(&self, r: MerkleRequest) -> ModuleFuture<MerkleResponse> {
+        self.inner.merkle_node(r)
+    }
+    fn set_change_sink(&self, s: Arc<dyn ChangeSink>) {
+        self.inner.set_change_sink(s);
+    }
+    fn accessor(&self) -> Arc<dyn StorageAccessor> {
+        self.inner.accessor()
+    }
+}
+
+async fn next_of(c: &mut Client, ty: &str) -> Message {
+    loop {
+        let m = next_message(c).await.expect("connection open");
+        if m.type_name() == ty {
+            return m;
+        }
+    }
+}
+
+fn batch_of(id: &str) -> Ws {
+    Ws::Binary(
+        Message::OpBatch {
+            payload: OpBatch {
+                ops: vec![put(id, &format!("key-{id}"))],
+                write_concern: Some("APPLIED".into()),
+                timeout: None,
+            },
+        }
+        .encode()
+        .unwrap()
+        .into(),
+    )
+}
+
+#[tokio::test]
+async fn t40_an_overloaded_node_sheds_requests_with_error_429_and_recovers() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let g2 = gate.clone();
+    let modules = Modules::embedded(
+        move |c: StorageModuleConfig, d: StorageDeps| {
+            Ok(Arc::new(GatedStorage {
+                inner: hangar_storage::create(c, d)?,
+                gate: g2.clone(),
+            }) as Arc<dyn StorageModule>)
+        },
+        hangar_cluster::create,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.network.max_in_flight = 1;
+    let r = node_with(c, modules).await;
+    let mut a = connect(&r).await;
+    let mut b = connect(&r).await;
+    a.send(batch_of("1")).await.unwrap();
+    // Wait until a's write holds the one in-flight permit (its ack is gated).
+    let fe = r.front_end().clone();
+    for _ in 0..500 {
+        if fe.in_flight.available() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(fe.in_flight.available(), 0, "the first write is in flight");
+    b.send(batch_of("2")).await.unwrap();
+    let Message::Error { payload } = next_of(&mut b, "ERROR").await else {
+        unreachable!()
+    };
+    assert_eq!(payload.code, 429, "{}", payload.message);
+    gate.add_permits(1_000);
+    let Message::OpAck { payload } = next_of(&mut a, "OP_ACK").await else {
+        unreachable!()
+    };
+    assert_eq!(payload.last_id, "1");
+    // The permit is back: b's next write goes through.
+    b.send(batch_of("3")).await.unwrap();
+    let Message::OpAck { payload } = next_of(&mut b, "OP_ACK").await else {
+        unreachable!()
+    };
+    assert_eq!(payload.last_id, "3");
+    let metrics = r.node.metrics.render();
+    assert!(
+        metrics.contains("hangar_ws_overload_shed_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("hangar_ws_errors_sent_total{code=\"429\"} 1"),
+        "{metrics}"
+    );
+    r.shutdown().await;
 }

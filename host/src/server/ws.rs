@@ -276,8 +276,15 @@ fn read_error(fe: &FrontEnd, e: axum::Error) -> End {
     use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
     let text = e.to_string();
     match e.into_inner().downcast::<WsError>() {
-        Ok(inner) if matches!(*inner, WsError::Capacity(CapacityError::MessageTooLong { .. })) => {
-            fe.node.metrics.counter("hangar_ws_frames_too_large_total", &[], 1.0);
+        Ok(inner)
+            if matches!(
+                *inner,
+                WsError::Capacity(CapacityError::MessageTooLong { .. })
+            ) =>
+        {
+            fe.node
+                .metrics
+                .counter("hangar_ws_frames_too_large_total", &[], 1.0);
             End::TooBig
         }
         _ => End::Error(text),
