@@ -95,7 +95,7 @@ pub struct Report {
     pub elapsed: Duration,
     /// Ops acknowledged with `success: true`.
     pub acked_ops: u64,
-    /// Ops acknowledged with `success: false` (or refused).
+    /// Ops acknowledged with `success: false`, or shed with an `ERROR`.
     pub failed_ops: u64,
     /// Batches acknowledged.
     pub batches: u64,
@@ -108,11 +108,12 @@ pub struct Report {
 }
 
 impl Report {
-    /// Acknowledged ops per second.
+    /// Successfully acknowledged ops per second (failed and shed ops do
+    /// not count).
     #[must_use]
     pub fn ops_per_sec(&self) -> f64 {
         #[allow(clippy::cast_precision_loss)]
-        let ops = (self.acked_ops + self.failed_ops) as f64;
+        let ops = self.acked_ops as f64;
         ops / self.elapsed.as_secs_f64().max(1e-9)
     }
 }
@@ -148,7 +149,7 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  ran          {:.2}s, {} batches, {} ops acked, {} failed, {} ERROR frames",
+            "  ran          {:.2}s, {} batches, {} ops acked, {} failed or shed, {} ERROR frames",
             self.elapsed.as_secs_f64(),
             self.batches,
             self.acked_ops,
