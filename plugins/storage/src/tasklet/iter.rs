@@ -10,6 +10,12 @@ use std::fmt;
 
 use super::{Deadline, Progress, Tasklet};
 
+/// The per-item step of an [`IterTasklet`]: folds one item into the
+/// accumulator. Implemented by every matching closure.
+pub trait Fold<A, T>: FnMut(&mut A, T) + Send + 'static {}
+
+impl<A, T, F: FnMut(&mut A, T) + Send + 'static> Fold<A, T> for F {}
+
 /// A tasklet folding the items of `I` into an `A` with `F`.
 pub struct IterTasklet<I, A, F> {
     name: String,
@@ -127,7 +133,7 @@ pub fn map<I, U, F>(
     name: impl Into<String>,
     iter: I,
     mut f: F,
-) -> IterTasklet<I, Vec<U>, impl FnMut(&mut Vec<U>, I::Item) + Send + 'static>
+) -> IterTasklet<I, Vec<U>, impl Fold<Vec<U>, I::Item>>
 where
     I: Iterator + Send + 'static,
     U: Send + 'static,
@@ -140,26 +146,21 @@ where
 }
 
 /// Collects the items for which `keep` is true, in order.
-pub fn filter<I, P>(
+pub fn filter<I, T, P>(
     name: impl Into<String>,
     iter: I,
     mut keep: P,
-) -> IterTasklet<I, Vec<I::Item>, impl FnMut(&mut Vec<I::Item>, I::Item) + Send + 'static>
+) -> IterTasklet<I, Vec<T>, impl Fold<Vec<T>, T>>
 where
-    I: Iterator + Send + 'static,
-    I::Item: Send + 'static,
-    P: FnMut(&I::Item) -> bool + Send + 'static,
+    I: Iterator<Item = T> + Send + 'static,
+    T: Send + 'static,
+    P: FnMut(&T) -> bool + Send + 'static,
 {
-    IterTasklet::new(
-        name,
-        iter,
-        Vec::new(),
-        move |out: &mut Vec<I::Item>, item| {
-            if keep(&item) {
-                out.push(item);
-            }
-        },
-    )
+    IterTasklet::new(name, iter, Vec::new(), move |out: &mut Vec<T>, item| {
+        if keep(&item) {
+            out.push(item);
+        }
+    })
 }
 
 /// Calls `f` on every item; the result is the number of items.
@@ -167,7 +168,7 @@ pub fn for_each<I, F>(
     name: impl Into<String>,
     iter: I,
     mut f: F,
-) -> IterTasklet<I, u64, impl FnMut(&mut u64, I::Item) + Send + 'static>
+) -> IterTasklet<I, u64, impl Fold<u64, I::Item>>
 where
     I: Iterator + Send + 'static,
     F: FnMut(I::Item) + Send + 'static,
@@ -185,7 +186,7 @@ pub fn reduce<I, A, F>(
     iter: I,
     init: A,
     f: F,
-) -> IterTasklet<I, A, impl FnMut(&mut A, I::Item) + Send + 'static>
+) -> IterTasklet<I, A, impl Fold<A, I::Item>>
 where
     I: Iterator + Send + 'static,
     A: Send + 'static,

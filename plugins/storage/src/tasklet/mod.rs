@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use hangar_core::error::{ErrorKind, ModuleError};
 
-pub use iter::{filter, for_each, map, reduce, IterTasklet};
+pub use iter::{filter, for_each, map, reduce, Fold, IterTasklet};
 pub use scheduler::{SchedulerConfig, TaskletHandle, TaskletId, TaskletScheduler, TaskletStats};
 
 /// What one step of a tasklet achieved.

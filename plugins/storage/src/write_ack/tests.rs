@@ -13,7 +13,9 @@ use parking_lot::Mutex;
 use proptest::prelude::*;
 use tokio::runtime::Handle;
 
+use super::entry::Reached;
 use super::*;
+use hangar_core::error::ErrorKind;
 
 fn manager() -> WriteAckManager {
     WriteAckManager::new(
