@@ -43,6 +43,18 @@ fn bench(c: &mut Criterion) {
             std::hint::black_box(p.fill(&op, &origin));
         });
     });
+    g.bench_function("acquire+release only", |b| {
+        b.iter(|| {
+            let p = pool.acquire();
+            std::hint::black_box(&*p);
+        });
+    });
+    let mut payload = hangar_storage::event_pool::EventPayload::new();
+    g.bench_function("fill only (one payload, no pool)", |b| {
+        b.iter(|| {
+            std::hint::black_box(payload.fill(&op, &origin));
+        });
+    });
     g.bench_function("clone a new ChangeEvent (baseline)", |b| {
         b.iter(|| {
             let e = ChangeEvent {

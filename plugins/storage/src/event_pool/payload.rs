@@ -204,7 +204,7 @@ fn copy_str(dst: &mut RString, src: &str) {
 
 fn copy_bytes(dst: &mut RVec<u8>, src: &[u8]) {
     dst.clear();
-    dst.extend_from_slice(src);
+    dst.extend_from_copy_slice(src);
 }
 
 fn copy_timestamp(dst: &mut Timestamp, src: &Timestamp) {

@@ -78,7 +78,7 @@ use tokio::time::Instant;
 
 use metrics::Reporter;
 use shards::Inner;
-use waiter::{Batch, Timer};
+use waiter::{Claim, WaitCall};
 
 /// Settings of a [`WriteAckManager`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -199,20 +199,15 @@ impl WriteAckManager {
     /// any ack is still unresolved (the plugin's runtime); if it is dropped
     /// early, its acks stay tracked until a later `wait` or the sweep.
     pub fn wait(&self, acks: &[AckId]) -> impl Future<Output = Vec<AckResult>> + Send + 'static {
-        let now = Instant::now();
-        let batch = Arc::new(Batch::new(acks.len()));
-        let mut timers = Vec::new();
+        let mut call = WaitCall::new(acks.len());
         for (slot, &ack) in acks.iter().enumerate() {
             let slot = u32::try_from(slot).expect("a wait covers fewer than 2^32 acks");
-            if let Some(deadline) = self.inner.claim(ack, slot, &batch, now) {
-                timers.push(Timer {
-                    deadline,
-                    ack,
-                    slot,
-                });
+            match self.inner.claim(ack, slot, &mut call) {
+                Claim::Ready(r) => call.ready(slot, r),
+                Claim::Wait(deadline) => call.timer(deadline, ack, slot),
             }
         }
-        waiter::wait_batch(self.inner.clone(), waiter::AbandonOnDrop(batch), timers)
+        call.finish(&self.inner)
     }
 
     /// Resolves every wait in progress (see the module contract), makes

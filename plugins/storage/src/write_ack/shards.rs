@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use super::entry::{self, Entry, EntryState, Outcome, Reached, IMMEDIATE_BIT, SEQ_MASK};
 use super::metrics::{Label, OutcomeCounters, Reporter};
-use super::waiter::Batch;
+use super::waiter::{Batch, Claim, WaitCall};
 use super::AckConfig;
 
 /// The shared state of a manager.
@@ -172,30 +172,21 @@ impl Inner {
         }
     }
 
-    /// Hands `ack` to slot `slot` of `batch`: fills the slot now when the
-    /// outcome is known, otherwise records the waiter and returns the
-    /// deadline to sleep until. A waiter already recorded is superseded.
-    pub(super) fn claim(
-        &self,
-        ack: AckId,
-        slot: u32,
-        batch: &Arc<Batch>,
-        now: Instant,
-    ) -> Option<Instant> {
+    /// Hands `ack` to slot `slot` of the wait call `call`: gives its result
+    /// now when the outcome is known, otherwise records the call's batch as
+    /// the waiter and returns the deadline to sleep until. A waiter already
+    /// recorded is superseded.
+    pub(super) fn claim(&self, ack: AckId, slot: u32, call: &mut WaitCall) -> Claim {
         if ack == 0 {
-            batch.complete(slot, entry::unknown(ack));
-            return None;
+            return Claim::Ready(entry::unknown(ack));
         }
         if entry::immediate_target(ack).is_some() {
-            batch.complete(slot, entry::success(ack, WriteConcern::Memory));
-            return None;
+            return Claim::Ready(entry::success(ack, WriteConcern::Memory));
         }
         let shard = self.shard(ack);
         let mut map = shard.map.lock();
         let Some(e) = map.entries.get_mut(&ack) else {
-            drop(map);
-            batch.complete(slot, entry::unknown(ack));
-            return None;
+            return Claim::Ready(entry::unknown(ack));
         };
         let deadline = e.deadline;
         let mut superseded = None;
@@ -205,35 +196,32 @@ impl Inner {
                 if let EntryState::Waiting { batch: b, slot: s } = old {
                     superseded = Some((b, s));
                 }
-                if now >= deadline {
+                if call.now() >= deadline {
                     shard
                         .counters
                         .count(e.target, e.reached.achieved(), Label::Timeout);
                     Some(Outcome::Timeout)
                 } else {
                     e.state = EntryState::Waiting {
-                        batch: batch.clone(),
+                        batch: call.batch(),
                         slot,
                     };
                     None
                 }
             }
         };
-        let (result, deadline) = match known {
+        let claim = match known {
             Some(outcome) => {
                 let e = map.entries.remove(&ack).expect("present under the lock");
-                (Some(e.result(ack, &outcome)), None)
+                Claim::Ready(e.result(ack, &outcome))
             }
-            None => (None, Some(deadline)),
+            None => Claim::Wait(deadline),
         };
         drop(map);
         if let Some((old, s)) = superseded {
             old.complete(s, superseded_result(ack));
         }
-        if let Some(r) = result {
-            batch.complete(slot, r);
-        }
-        deadline
+        claim
     }
 
     /// The timer of slot `slot` of `batch` fired: resolves `ack` as timed

@@ -196,6 +196,35 @@ async fn t26_results_come_back_in_the_order_asked() {
     assert!(r.iter().all(|r| r.success));
 }
 
+#[tokio::test]
+async fn t27_results_known_at_once_keep_their_place_before_a_pending_one() {
+    let m = manager();
+    let mem = m.register(Memory, None).unwrap();
+    let done = m.register(Applied, None).unwrap();
+    m.notify(done, Applied);
+    let pending = m.register(Replicated, None).unwrap();
+    let wait = m.wait(&[mem, done, 0, pending]);
+    m.notify_many(&[pending], Applied);
+    m.notify_many(&[pending], Replicated);
+    let r = wait.now_or_never().unwrap();
+    let got: Vec<_> = r.iter().map(|r| (r.ack, r.success)).collect();
+    assert_eq!(
+        got,
+        vec![(mem, true), (done, true), (0, false), (pending, true)]
+    );
+}
+
+#[tokio::test]
+async fn t28_an_ack_listed_twice_in_one_wait_goes_to_its_last_slot() {
+    let m = manager();
+    let id = m.register(Applied, None).unwrap();
+    let wait = m.wait(&[id, id]);
+    m.notify(id, Applied);
+    let r = wait.now_or_never().unwrap();
+    assert!(err(&r[0]).contains("awaited again"), "{}", err(&r[0]));
+    assert!(r[1].success);
+}
+
 #[tokio::test(start_paused = true)]
 async fn t30_a_timeout_resolves_with_the_highest_level_reached() {
     let m = manager();

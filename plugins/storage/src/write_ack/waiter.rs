@@ -1,17 +1,20 @@
-//! One `wait` call: a shared table of results that resolvers fill, and the
-//! future that sleeps until the table is full or the earliest unresolved
-//! deadline passes.
+//! One `wait` call: the results known at once, and for the rest a shared
+//! table that resolvers fill plus the future that sleeps until the table is
+//! full or the earliest unresolved deadline passes.
 //!
-//! A wait call costs one allocation for the table however many acks it
-//! covers, and at most one live timer at a time (the earliest deadline it
-//! still needs); no task is spawned. Each slot is filled exactly once: by the
-//! caller itself when the ack was already resolved, otherwise by whoever
-//! removes the waiting entry from its shard (a notification, `fail`, the
-//! timer of this future, a sweep, or shutdown), which happens once under the
-//! shard's lock.
+//! A wait on acks that are all resolved allocates one vector and touches no
+//! timer. Otherwise it costs one table however many acks it covers, and at
+//! most one live timer at a time (the earliest deadline it still needs); no
+//! task is spawned. Each slot is filled exactly once: by the call itself when
+//! the ack was already resolved, otherwise by whoever removes the waiting
+//! entry from its shard (a notification, `fail`, the timer of this future, a
+//! sweep, or shutdown), which happens once under the shard's lock.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+
+use futures::future::Either;
 
 use hangar_core::module::storage_types::{AckId, AckResult};
 use parking_lot::Mutex;
@@ -80,15 +83,102 @@ impl Batch {
 
 /// An ack of a wait call that was not resolved when the call was made.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Timer {
-    pub(crate) deadline: Instant,
-    pub(crate) ack: AckId,
-    pub(crate) slot: u32,
+struct Timer {
+    deadline: Instant,
+    ack: AckId,
+    slot: u32,
+}
+
+/// What `claim` found for one ack of a wait call.
+pub(crate) enum Claim {
+    /// The result is known now.
+    Ready(AckResult),
+    /// The call's batch waits for it until this deadline.
+    Wait(Instant),
+}
+
+/// A wait call being set up. Results known at once are kept in a plain
+/// vector; the shared batch (and the clock read) is only made when some ack
+/// must be waited for, so a wait on resolved acks allocates one vector and
+/// takes no timer.
+pub(crate) struct WaitCall {
+    n: usize,
+    ready: Vec<AckResult>,
+    batch: Option<Arc<Batch>>,
+    timers: Vec<Timer>,
+    now: Option<Instant>,
+}
+
+impl WaitCall {
+    pub(crate) fn new(n: usize) -> Self {
+        Self {
+            n,
+            ready: Vec::new(),
+            batch: None,
+            timers: Vec::new(),
+            now: None,
+        }
+    }
+
+    /// The time of the call, read once, on first need.
+    pub(crate) fn now(&mut self) -> Instant {
+        *self.now.get_or_insert_with(Instant::now)
+    }
+
+    /// The shared batch, made on first need; the results gathered so far
+    /// (slots `0..k`, in order) move into it.
+    pub(crate) fn batch(&mut self) -> Arc<Batch> {
+        if let Some(b) = &self.batch {
+            return b.clone();
+        }
+        let b = Arc::new(Batch::new(self.n));
+        for (slot, r) in self.ready.drain(..).enumerate() {
+            b.complete(slot as u32, r);
+        }
+        self.batch = Some(b.clone());
+        b
+    }
+
+    /// Slot `slot` (the next one, in order) has its result.
+    pub(crate) fn ready(&mut self, slot: u32, r: AckResult) {
+        match &self.batch {
+            Some(b) => b.complete(slot, r),
+            None => {
+                debug_assert_eq!(slot as usize, self.ready.len());
+                if self.ready.capacity() == 0 {
+                    self.ready.reserve_exact(self.n);
+                }
+                self.ready.push(r);
+            }
+        }
+    }
+
+    /// Slot `slot` waits for `ack` until `deadline`.
+    pub(crate) fn timer(&mut self, deadline: Instant, ack: AckId, slot: u32) {
+        self.timers.push(Timer {
+            deadline,
+            ack,
+            slot,
+        });
+    }
+
+    /// The future of the call.
+    pub(crate) fn finish(
+        self,
+        inner: &Arc<Inner>,
+    ) -> impl Future<Output = Vec<AckResult>> + Send + 'static {
+        match self.batch {
+            None => Either::Left(std::future::ready(self.ready)),
+            Some(batch) => {
+                Either::Right(wait_batch(inner.clone(), AbandonOnDrop(batch), self.timers))
+            }
+        }
+    }
 }
 
 /// Marks its batch abandoned when the wait future is dropped (completed or
 /// not: once completed, nothing refers to the batch any more).
-pub(crate) struct AbandonOnDrop(pub(crate) Arc<Batch>);
+struct AbandonOnDrop(Arc<Batch>);
 
 impl Drop for AbandonOnDrop {
     fn drop(&mut self) {
@@ -98,7 +188,7 @@ impl Drop for AbandonOnDrop {
 
 /// Waits until every slot of `batch` is filled, expiring unresolved acks at
 /// their deadlines, earliest first.
-pub(crate) async fn wait_batch(
+async fn wait_batch(
     inner: Arc<Inner>,
     guard: AbandonOnDrop,
     mut timers: Vec<Timer>,
