@@ -117,7 +117,7 @@ fn scenario(rt: &Runtime, load: Load, records: usize) -> Outcome {
             let map = rt.block_on(handle).expect("the load completes");
             let s = sched.stats();
             let note = format!(
-                "{} slices, mean {:.2?}, max {:.2?}, over budget {}",
+                "{} slices, mean {:.2?}, max {:.2?}, over 2x budget {}",
                 s.iterations,
                 s.total_execution / s.iterations.max(1) as u32,
                 s.max_slice,

@@ -188,7 +188,8 @@ async fn t20_the_scheduler_runs_tasklets_round_robin_one_slice_at_a_time() {
 
 #[tokio::test]
 async fn t21_slice_time_is_measured_and_overruns_are_counted() {
-    /// Takes 3 ms, then 8 ms (over the 5 ms budget), then finishes at once.
+    /// Takes 3 ms, then 10 ms (exactly twice the 5 ms budget: not yet an
+    /// overrun), then 11 ms (an overrun), then finishes at once.
     struct Slow {
         clock: Arc<ManualClock>,
         slices: Vec<Duration>,
@@ -213,14 +214,14 @@ async fn t21_slice_time_is_measured_and_overruns_are_counted() {
     let h = s
         .schedule(Slow {
             clock,
-            slices: vec![8 * MS, 3 * MS],
+            slices: vec![11 * MS, 10 * MS, 3 * MS],
         })
         .unwrap();
     h.await.unwrap();
     let st = s.stats();
-    assert_eq!(st.iterations, 3);
-    assert_eq!(st.total_execution, 11 * MS);
-    assert_eq!(st.max_slice, 8 * MS);
+    assert_eq!(st.iterations, 4);
+    assert_eq!(st.total_execution, 24 * MS);
+    assert_eq!(st.max_slice, 11 * MS);
     assert_eq!(st.overruns, 1);
 }
 

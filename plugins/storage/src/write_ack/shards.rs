@@ -249,19 +249,21 @@ impl Inner {
     /// `now`; returns how many.
     pub(super) fn sweep(&self, now: Instant) -> usize {
         let retention = self.config.retention;
+        // `deadline + retention` at or before `now` (never, if it overflows).
+        let expired = |deadline: Instant| deadline.checked_add(retention).is_some_and(|t| t <= now);
         let mut forgotten = 0;
         for shard in self.shards.iter() {
             let mut deliveries = Vec::new();
             {
                 let mut map = shard.map.lock();
                 match map.min_deadline {
-                    Some(d) if d + retention <= now => {}
+                    Some(d) if expired(d) => {}
                     _ => continue,
                 }
                 let mut min: Option<Instant> = None;
                 let before = map.entries.len();
                 map.entries.retain(|&ack, e| {
-                    if e.deadline + retention > now {
+                    if !expired(e.deadline) {
                         min = Some(min.map_or(e.deadline, |m| m.min(e.deadline)));
                         return true;
                     }
