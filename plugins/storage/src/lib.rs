@@ -9,11 +9,17 @@
 //!   backends, and group commit.
 //! - `search`: full-text search (tokenizer, BM25 inverted index, deferred
 //!   index writer).
+//! - `write_ack`: the write-concern levels and their acknowledgements.
+//! - `tasklet`: long work cut into slices under a time budget.
+//! - `event_pool`: reusable change-event payloads.
 
 pub mod crdt;
+pub mod event_pool;
 pub mod module;
 pub mod persistence;
 pub mod search;
+pub mod tasklet;
+pub mod write_ack;
 
 pub use module::{create, DefaultStorage};
 
