@@ -134,7 +134,9 @@ fn parse(cursor: &str) -> Option<Parts> {
     if version.as_u64()? != FORMAT_VERSION {
         return None;
     }
-    let Value::Binary(bytes) = bytes else { return None };
+    let Value::Binary(bytes) = bytes else {
+        return None;
+    };
     Some(Parts {
         bytes,
         key: key.as_str()?.to_string(),

@@ -43,10 +43,20 @@ pub struct Page {
 
 /// Decodes the query's cursor: the position to start after, and the status.
 #[must_use]
-pub fn resolve_cursor(query: &Query, now_ms: u64, max_age_ms: u64) -> (Option<SortKey>, CursorStatus) {
+pub fn resolve_cursor(
+    query: &Query,
+    now_ms: u64,
+    max_age_ms: u64,
+) -> (Option<SortKey>, CursorStatus) {
     match query.cursor() {
         None => (None, CursorStatus::None),
-        Some(c) => decode_cursor(c, query.filter_hash(), query.sort_hash(), now_ms, max_age_ms),
+        Some(c) => decode_cursor(
+            c,
+            query.filter_hash(),
+            query.sort_hash(),
+            now_ms,
+            max_age_ms,
+        ),
     }
 }
 

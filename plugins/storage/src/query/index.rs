@@ -114,7 +114,12 @@ impl ReverseIndex {
     /// goes from `old` (`None`: absent) to `new` (a map). Returns `false`
     /// when the values are not both maps (or absent), meaning: every
     /// subscription is a candidate.
-    pub(crate) fn candidates(&self, old: Option<&Value>, new: &Value, out: &mut Vec<SubscriptionId>) -> bool {
+    pub(crate) fn candidates(
+        &self,
+        old: Option<&Value>,
+        new: &Value,
+        out: &mut Vec<SubscriptionId>,
+    ) -> bool {
         let Value::Map(new_entries) = new else {
             return false;
         };

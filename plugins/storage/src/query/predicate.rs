@@ -185,8 +185,12 @@ impl Leaf {
             }),
             Test::IsNull => v.is_none_or(Value::is_nil),
             Test::IsNotNull => !v.is_none_or(Value::is_nil),
-            Test::StartsWith(p) => v.and_then(Value::as_str).is_some_and(|s| s.starts_with(p.as_str())),
-            Test::EndsWith(p) => v.and_then(Value::as_str).is_some_and(|s| s.ends_with(p.as_str())),
+            Test::StartsWith(p) => v
+                .and_then(Value::as_str)
+                .is_some_and(|s| s.starts_with(p.as_str())),
+            Test::EndsWith(p) => v
+                .and_then(Value::as_str)
+                .is_some_and(|s| s.ends_with(p.as_str())),
             Test::Contains(n) => contains(v, std::slice::from_ref(n), true),
             Test::ContainsAll(ns) => contains(v, ns, true),
             Test::ContainsAny(ns) => contains(v, ns, false),
@@ -263,7 +267,11 @@ pub(crate) fn parse_predicate(
 ) -> Result<Predicate, QueryError> {
     budget.node(depth)?;
     let Value::Map(node) = v else {
-        return Err(wrong(at, "a predicate node map {op, attribute, value, children}", v));
+        return Err(wrong(
+            at,
+            "a predicate node map {op, attribute, value, children}",
+            v,
+        ));
     };
     let op_v = map_get(node, "op").ok_or_else(|| missing(at, "op"))?;
     let op = op_v
@@ -276,12 +284,21 @@ pub(crate) fn parse_predicate(
                 None | Some(Value::Nil) => &[][..],
                 Some(Value::Array(items)) => items.as_slice(),
                 Some(other) => {
-                    return Err(wrong(&format!("{at}.children"), "an array of predicate nodes", other))
+                    return Err(wrong(
+                        &format!("{at}.children"),
+                        "an array of predicate nodes",
+                        other,
+                    ))
                 }
             };
             let mut parsed = Vec::with_capacity(children.len());
             for (i, c) in children.iter().enumerate() {
-                parsed.push(parse_predicate(c, &format!("{at}.children[{i}]"), depth + 1, budget)?);
+                parsed.push(parse_predicate(
+                    c,
+                    &format!("{at}.children[{i}]"),
+                    depth + 1,
+                    budget,
+                )?);
             }
             Ok(match op {
                 "and" => Predicate::And(parsed),
@@ -290,7 +307,10 @@ pub(crate) fn parse_predicate(
                     if parsed.len() != 1 {
                         return Err(QueryError::Invalid {
                             at: format!("{at}.children"),
-                            problem: format!("`not` takes exactly one child, found {}", parsed.len()),
+                            problem: format!(
+                                "`not` takes exactly one child, found {}",
+                                parsed.len()
+                            ),
                         });
                     }
                     Predicate::Not(Box::new(parsed.remove(0)))
@@ -354,7 +374,11 @@ fn parse_test(
 }
 
 /// Parses a legacy `where` object into an `and` of leaves.
-pub(crate) fn parse_where(v: &Value, at: &str, budget: &mut Budget<'_>) -> Result<Predicate, QueryError> {
+pub(crate) fn parse_where(
+    v: &Value,
+    at: &str,
+    budget: &mut Budget<'_>,
+) -> Result<Predicate, QueryError> {
     let Value::Map(entries) = v else {
         return Err(wrong(at, "a map of field conditions", v));
     };
@@ -366,7 +390,12 @@ pub(crate) fn parse_where(v: &Value, at: &str, budget: &mut Budget<'_>) -> Resul
         let field_at = format!("{at}.{field}");
         let path = FieldPath::parse(field, &field_at)?;
         let ops = match cond {
-            Value::Map(m) if m.iter().any(|(k, _)| k.as_str().is_some_and(|s| s.starts_with('$'))) => m,
+            Value::Map(m)
+                if m.iter()
+                    .any(|(k, _)| k.as_str().is_some_and(|s| s.starts_with('$'))) =>
+            {
+                m
+            }
             _ => {
                 budget.node(1)?;
                 leaves.push(Predicate::Leaf(Leaf {

@@ -177,12 +177,20 @@ impl Subscription {
         }
         if d.is_visible && !d.was_visible {
             if let Some(n) = new {
-                send(ChangeType::Enter, key, Some(self.projection.apply(n).into_owned()));
+                send(
+                    ChangeType::Enter,
+                    key,
+                    Some(self.projection.apply(n).into_owned()),
+                );
             }
         }
         if let Some(k) = &d.promoted {
             if let Some(m) = members.get(&**k) {
-                send(ChangeType::Enter, k, Some(self.projection.apply(&m.value).into_owned()));
+                send(
+                    ChangeType::Enter,
+                    k,
+                    Some(self.projection.apply(&m.value).into_owned()),
+                );
             }
         }
         if d.was_visible && d.is_visible {
@@ -265,7 +273,10 @@ impl QueryRegistry {
         let (after, cursor_status) = resolve_cursor(&query, now_ms, self.options.cursor_max_age_ms);
         let mut hits: HashMap<&str, &Value> = HashMap::new();
         for r in rows {
-            match r.visible_value(now_ms).filter(|v| query.matcher().matches(v)) {
+            match r
+                .visible_value(now_ms)
+                .filter(|v| query.matcher().matches(v))
+            {
                 Some(v) => hits.insert(r.key, v),
                 None => hits.remove(r.key),
             };
@@ -286,8 +297,14 @@ impl QueryRegistry {
         let limit = query.limit();
         let shown = limit.map_or(placed.len(), |l| l.min(placed.len()));
         let has_more = limit.is_some_and(|l| placed.len() > l);
-        let next_cursor = has_more
-            .then(|| encode_cursor(&placed[shown - 1].0, query.filter_hash(), query.sort_hash(), now_ms));
+        let next_cursor = has_more.then(|| {
+            encode_cursor(
+                &placed[shown - 1].0,
+                query.filter_hash(),
+                query.sort_hash(),
+                now_ms,
+            )
+        });
         let page = Page {
             rows: placed[..shown]
                 .iter()
@@ -313,7 +330,12 @@ impl QueryRegistry {
         }
         let window = Window::build(limit, placed.into_iter().map(|(sk, _)| sk));
         let sort_interest = if after.is_some() {
-            query.sort().fields().iter().map(|f| f.path.top().to_string()).collect()
+            query
+                .sort()
+                .fields()
+                .iter()
+                .map(|f| f.path.top().to_string())
+                .collect()
         } else {
             Vec::new()
         };
@@ -404,7 +426,8 @@ impl QueryRegistry {
             }
         }
 
-        let mut cands: Vec<SubscriptionId> = stored.as_ref().map(|s| s.2.clone()).unwrap_or_default();
+        let mut cands: Vec<SubscriptionId> =
+            stored.as_ref().map(|s| s.2.clone()).unwrap_or_default();
         if let Some(n) = new {
             let prev = match &stored {
                 Some((_, sv, _)) => Some(&**sv),
@@ -420,7 +443,9 @@ impl QueryRegistry {
         cands.sort_unstable();
         cands.dedup();
 
-        let key_arc = stored.as_ref().map_or_else(|| Arc::from(key), |s| s.0.clone());
+        let key_arc = stored
+            .as_ref()
+            .map_or_else(|| Arc::from(key), |s| s.0.clone());
         let old_value = stored.map(|s| s.1);
         let new_value = new.map(|v| Arc::new(v.clone()));
         let mut joined = Vec::new();
@@ -429,7 +454,13 @@ impl QueryRegistry {
             let Some(sub) = st.subs.get_mut(&id) else {
                 continue;
             };
-            let d = sub.apply(id, &key_arc, old_value.as_deref(), new_value.as_deref(), &st.members);
+            let d = sub.apply(
+                id,
+                &key_arc,
+                old_value.as_deref(),
+                new_value.as_deref(),
+                &st.members,
+            );
             if d.was_member && !d.is_member {
                 left.push(id);
             } else if d.is_member && !d.was_member {
@@ -452,7 +483,13 @@ impl QueryRegistry {
             }
             None => {
                 if let (Some(n), false) = (new_value, joined.is_empty()) {
-                    st.members.insert(key_arc, Member { subs: joined, value: n });
+                    st.members.insert(
+                        key_arc,
+                        Member {
+                            subs: joined,
+                            value: n,
+                        },
+                    );
                 }
             }
         }
@@ -494,7 +531,10 @@ impl QueryRegistry {
                 }
             }
             placed.sort_unstable();
-            let shown = sub.query.limit().map_or(placed.len(), |l| l.min(placed.len()));
+            let shown = sub
+                .query
+                .limit()
+                .map_or(placed.len(), |l| l.min(placed.len()));
             let now_visible: HashSet<&str> = placed[..shown].iter().map(|sk| &**sk.key()).collect();
             let was_visible: HashSet<&str> = before.iter().map(|k| &**k).collect();
             let send = |change: ChangeType, key: &Arc<str>, value: Option<Value>| {
@@ -514,13 +554,20 @@ impl QueryRegistry {
                 let new_v = &shared[&**sk.key()].1;
                 if was_visible.contains(&**sk.key()) {
                     if let Some(old) = st.members.get(&**sk.key()) {
-                        let (po, pn) = (sub.projection.apply(&old.value), sub.projection.apply(new_v));
+                        let (po, pn) = (
+                            sub.projection.apply(&old.value),
+                            sub.projection.apply(new_v),
+                        );
                         if !identical(&po, &pn) {
                             send(ChangeType::Update, sk.key(), Some(pn.into_owned()));
                         }
                     }
                 } else {
-                    send(ChangeType::Enter, sk.key(), Some(sub.projection.apply(new_v).into_owned()));
+                    send(
+                        ChangeType::Enter,
+                        sk.key(),
+                        Some(sub.projection.apply(new_v).into_owned()),
+                    );
                 }
             }
             for sk in &placed {
@@ -548,7 +595,10 @@ impl QueryRegistry {
     /// decoding values for `on_change` otherwise).
     #[must_use]
     pub fn has_subscriptions(&self, map: &str) -> bool {
-        self.maps.read().get(map).is_some_and(|s| !s.lock().subs.is_empty())
+        self.maps
+            .read()
+            .get(map)
+            .is_some_and(|s| !s.lock().subs.is_empty())
     }
 
     /// The live subscriptions of `map`, in id order.

@@ -244,7 +244,11 @@ fn encode_number(n: Num, out: &mut Vec<u8>) {
     } else {
         approx.to_bits()
     };
-    let ordered = if bits >> 63 == 1 { !bits } else { bits | (1 << 63) };
+    let ordered = if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | (1 << 63)
+    };
     out.extend_from_slice(&ordered.to_be_bytes());
     out.extend_from_slice(&((exact as u128) ^ (1u128 << 127)).to_be_bytes());
 }

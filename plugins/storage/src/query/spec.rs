@@ -132,7 +132,10 @@ impl Query {
 
         let mut budget = Budget { limits, nodes: 0 };
         let (filter, filter_source) = match (predicate, where_) {
-            (Some(p), _) => (Some(parse_predicate(p, "query.predicate", 1, &mut budget)?), p),
+            (Some(p), _) => (
+                Some(parse_predicate(p, "query.predicate", 1, &mut budget)?),
+                p,
+            ),
             (None, Some(w)) => (Some(parse_where(w, "query.where", &mut budget)?), w),
             (None, None) => (None, &Value::Nil),
         };

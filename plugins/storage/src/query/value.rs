@@ -241,8 +241,7 @@ pub fn identical(a: &Value, b: &Value) -> bool {
         }
         (Value::Map(x), Value::Map(y)) => {
             x.len() == y.len()
-                && x
-                    .iter()
+                && x.iter()
                     .zip(y)
                     .all(|((k1, v1), (k2, v2))| identical(k1, k2) && identical(v1, v2))
         }
@@ -325,7 +324,11 @@ pub(crate) fn canonical_hash(v: &Value, h: &mut Fnv64) {
                 Some(i) => h.write_i128(i),
                 None => {
                     let f = v.as_f64().unwrap_or(f64::NAN);
-                    h.write_u64(if f.is_nan() { f64::NAN.to_bits() } else { f.to_bits() });
+                    h.write_u64(if f.is_nan() {
+                        f64::NAN.to_bits()
+                    } else {
+                        f.to_bits()
+                    });
                 }
             }
         }

@@ -171,7 +171,11 @@ fn visible(last: &Option<SortKey>, sk: &SortKey) -> bool {
 }
 
 /// Removes `sk` (a member); returns the row promoted into the window, if any.
-fn remove(set: &mut BTreeSet<SortKey>, last: &mut Option<SortKey>, sk: &SortKey) -> Option<SortKey> {
+fn remove(
+    set: &mut BTreeSet<SortKey>,
+    last: &mut Option<SortKey>,
+    sk: &SortKey,
+) -> Option<SortKey> {
     let was_visible = visible(last, sk);
     set.remove(sk);
     if !was_visible {
@@ -179,7 +183,10 @@ fn remove(set: &mut BTreeSet<SortKey>, last: &mut Option<SortKey>, sk: &SortKey)
     }
     let l = last.clone()?;
     if *sk == l {
-        let succ = set.range((Bound::Excluded(sk), Bound::Unbounded)).next().cloned();
+        let succ = set
+            .range((Bound::Excluded(sk), Bound::Unbounded))
+            .next()
+            .cloned();
         match succ {
             Some(s) => {
                 *last = Some(s.clone());
@@ -191,7 +198,10 @@ fn remove(set: &mut BTreeSet<SortKey>, last: &mut Option<SortKey>, sk: &SortKey)
             }
         }
     } else {
-        let succ = set.range((Bound::Excluded(&l), Bound::Unbounded)).next().cloned();
+        let succ = set
+            .range((Bound::Excluded(&l), Bound::Unbounded))
+            .next()
+            .cloned();
         if let Some(s) = &succ {
             *last = Some(s.clone());
         }

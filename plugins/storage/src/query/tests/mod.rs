@@ -4,6 +4,7 @@
 //! - `t20_predicate`: every predicate op, `where`, visibility rules.
 //! - `t30_sort_cursor`: the comparator, paging, cursor statuses, projection.
 //! - `t50_registry`: live queries: ENTER / UPDATE / LEAVE scenarios.
+//! - `t60_concurrency`: subscribing while a writer runs.
 //! - `t70_props`: property tests (sort encoding vs a reference comparator;
 //!   incremental windows vs re-execution).
 
@@ -11,7 +12,8 @@ mod t10_parse;
 mod t20_predicate;
 mod t30_sort_cursor;
 mod t50_registry;
-
+mod t60_concurrency;
+mod t70_props;
 
 use std::sync::Arc;
 
@@ -54,7 +56,10 @@ pub(super) fn pq(pred: serde_json::Value) -> Query {
 
 /// Owned records, from `(key, json)` pairs.
 pub(super) fn records(pairs: &[(&str, serde_json::Value)]) -> Vec<(String, Value)> {
-    pairs.iter().map(|(k, j)| ((*k).to_string(), v(j.clone()))).collect()
+    pairs
+        .iter()
+        .map(|(k, j)| ((*k).to_string(), v(j.clone())))
+        .collect()
 }
 
 /// Live rows borrowing `recs`.

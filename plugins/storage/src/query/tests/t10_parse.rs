@@ -45,7 +45,10 @@ fn t10_fixture_query_sub_parses_where_operator_sort_array_and_limit() {
 
 #[test]
 fn t10_fixture_group_by_query_is_refused_as_unsupported() {
-    let e = Query::parse(&payload_query(include_bytes!("fixtures/QUERY_SUB_GROUPBY_AGG.msgpack"))).unwrap_err();
+    let e = Query::parse(&payload_query(include_bytes!(
+        "fixtures/QUERY_SUB_GROUPBY_AGG.msgpack"
+    )))
+    .unwrap_err();
     assert!(matches!(e, QueryError::Unsupported { .. }), "{e}");
 }
 
@@ -67,7 +70,10 @@ fn t12_unknown_predicate_op_names_the_op_and_place() {
     ]}}));
     let msg = e.to_string();
     assert!(matches!(e, QueryError::UnknownOperator { .. }));
-    assert!(msg.contains("approx") && msg.contains("query.predicate.children[1].op"), "{msg}");
+    assert!(
+        msg.contains("approx") && msg.contains("query.predicate.children[1].op"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -100,15 +106,42 @@ fn t13_regex_over_the_compiled_size_bound_is_refused() {
 #[test]
 fn t14_wrong_argument_types_are_refused() {
     for (pred, place) in [
-        (json!({"op": "gt", "attribute": "a", "value": [1]}), "query.predicate.value"),
-        (json!({"op": "gt", "attribute": "a", "value": true}), "query.predicate.value"),
-        (json!({"op": "like", "attribute": "a", "value": 5}), "query.predicate.value"),
-        (json!({"op": "in", "attribute": "a", "value": 5}), "query.predicate.value"),
-        (json!({"op": "containsAll", "attribute": "a", "value": "x"}), "query.predicate.value"),
-        (json!({"op": "startsWith", "attribute": "a", "value": null}), "query.predicate.value"),
-        (json!({"op": "between", "attribute": "a", "value": [1]}), "query.predicate.value"),
-        (json!({"op": "eq", "attribute": 3, "value": 1}), "query.predicate.attribute"),
-        (json!({"op": "and", "children": {"op": "eq"}}), "query.predicate.children"),
+        (
+            json!({"op": "gt", "attribute": "a", "value": [1]}),
+            "query.predicate.value",
+        ),
+        (
+            json!({"op": "gt", "attribute": "a", "value": true}),
+            "query.predicate.value",
+        ),
+        (
+            json!({"op": "like", "attribute": "a", "value": 5}),
+            "query.predicate.value",
+        ),
+        (
+            json!({"op": "in", "attribute": "a", "value": 5}),
+            "query.predicate.value",
+        ),
+        (
+            json!({"op": "containsAll", "attribute": "a", "value": "x"}),
+            "query.predicate.value",
+        ),
+        (
+            json!({"op": "startsWith", "attribute": "a", "value": null}),
+            "query.predicate.value",
+        ),
+        (
+            json!({"op": "between", "attribute": "a", "value": [1]}),
+            "query.predicate.value",
+        ),
+        (
+            json!({"op": "eq", "attribute": 3, "value": 1}),
+            "query.predicate.attribute",
+        ),
+        (
+            json!({"op": "and", "children": {"op": "eq"}}),
+            "query.predicate.children",
+        ),
     ] {
         let e = err(json!({ "predicate": pred }));
         assert!(matches!(e, QueryError::WrongType { .. }), "{e}");
@@ -122,10 +155,13 @@ fn t14_missing_members_are_named() {
         (json!({"attribute": "a", "value": 1}), "op"),
         (json!({"op": "eq", "value": 1}), "attribute"),
         (json!({"op": "eq", "attribute": "a"}), "value"),
-        (json!({"op": "between", "attribute": "a", "value": {"from": 1}}), "to"),
+        (
+            json!({"op": "between", "attribute": "a", "value": {"from": 1}}),
+            "to",
+        ),
     ] {
         let e = err(json!({ "predicate": pred }));
-        assert_eq!(e.to_string().contains(member), true, "{e}");
+        assert!(e.to_string().contains(member), "{e}");
         assert!(matches!(e, QueryError::Missing { .. }), "{e}");
     }
 }
@@ -152,7 +188,10 @@ fn t14_empty_path_segments_are_refused() {
 fn t15_unknown_where_operator_is_refused_not_a_silent_non_match() {
     let e = err(json!({"where": {"age": {"$regex": "x"}}}));
     let msg = e.to_string();
-    assert!(msg.contains("$regex") && msg.contains("query.where.age"), "{msg}");
+    assert!(
+        msg.contains("$regex") && msg.contains("query.where.age"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -174,7 +213,10 @@ fn t17_sort_array_and_legacy_object_forms_are_the_same_sort() {
     // Built by hand: serde_json objects sort their keys, and map order is priority here.
     let legacy = rmpv::Value::Map(vec![(
         "sort".into(),
-        rmpv::Value::Map(vec![("score".into(), "desc".into()), ("name".into(), "asc".into())]),
+        rmpv::Value::Map(vec![
+            ("score".into(), "desc".into()),
+            ("name".into(), "asc".into()),
+        ]),
     )]);
     let b = Query::parse(&legacy).unwrap();
     assert_eq!(a.sort(), b.sort());
@@ -211,7 +253,9 @@ fn t19_nesting_depth_and_node_count_are_bounded() {
     let e = err(json!({ "predicate": pred }));
     assert!(matches!(e, QueryError::TooLarge { .. }), "{e}");
 
-    let children: Vec<_> = (0..2000).map(|i| json!({"op": "eq", "attribute": "a", "value": i})).collect();
+    let children: Vec<_> = (0..2000)
+        .map(|i| json!({"op": "eq", "attribute": "a", "value": i}))
+        .collect();
     let e = err(json!({"predicate": {"op": "or", "children": children}}));
     assert!(matches!(e, QueryError::TooLarge { .. }), "{e}");
 }
@@ -222,7 +266,8 @@ fn t19_projection_parses_field_lists_and_refuses_other_shapes() {
     assert!(Projection::parse(Some(&v(json!([])))).unwrap().is_all());
     let p = Projection::parse(Some(&v(json!(["name", "age"])))).unwrap();
     assert_eq!(
-        p.apply(&v(json!({"age": 3, "secret": 1, "name": "x"}))).into_owned(),
+        p.apply(&v(json!({"age": 3, "secret": 1, "name": "x"})))
+            .into_owned(),
         v(json!({"age": 3, "name": "x"}))
     );
     assert!(Projection::parse(Some(&v(json!("name")))).is_err());

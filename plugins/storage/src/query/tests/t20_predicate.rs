@@ -30,8 +30,12 @@ fn t20_eq_compares_numbers_across_int_and_float() {
         ]),
     )]))
     .unwrap();
-    assert!(big.matcher().matches(&Value::Map(vec![("a".into(), Value::from(u64::MAX))])));
-    assert!(!big.matcher().matches(&Value::Map(vec![("a".into(), Value::F64(u64::MAX as f64))])));
+    assert!(big
+        .matcher()
+        .matches(&Value::Map(vec![("a".into(), Value::from(u64::MAX))])));
+    assert!(!big
+        .matcher()
+        .matches(&Value::Map(vec![("a".into(), Value::F64(u64::MAX as f64))])));
 }
 
 #[test]
@@ -53,9 +57,14 @@ fn t20_eq_is_deep_and_map_order_insensitive() {
         "a".into(),
         Value::Map(vec![("y".into(), 2.into()), ("x".into(), 1.into())]),
     )]);
-    assert!(pq(leaf("eq", "a", json!({"x": 1, "y": 2.0}))).matcher().matches(&rec));
+    assert!(pq(leaf("eq", "a", json!({"x": 1, "y": 2.0})))
+        .matcher()
+        .matches(&rec));
     assert!(!pq(leaf("eq", "a", json!({"x": 1}))).matcher().matches(&rec));
-    assert!(m(leaf("eq", "a", json!([1, "b"])), json!({"a": [1.0, "b"]})));
+    assert!(m(
+        leaf("eq", "a", json!([1, "b"])),
+        json!({"a": [1.0, "b"]})
+    ));
 }
 
 #[test]
@@ -113,14 +122,22 @@ fn t23_like_is_anchored_case_insensitive_with_percent_and_underscore() {
     assert!(!m(p, json!({"n": "john12"})));
     assert!(m(leaf("like", "n", json!("a%z")), json!({"n": "a\nb\nz"})));
     assert!(m(leaf("like", "n", json!("_")), json!({"n": "é"})));
-    assert!(!m(leaf("like", "n", json!("straße")), json!({"n": "STRASSE"})));
+    assert!(!m(
+        leaf("like", "n", json!("straße")),
+        json!({"n": "STRASSE"})
+    ));
     assert!(m(leaf("like", "n", json!("ÉTÉ")), json!({"n": "été"})));
 }
 
 #[test]
 fn t23_like_escapes_every_regex_metacharacter() {
-    for lit in ["a.c", "a*", "a+", "a?", "(a)", "[a]", "{1}", "a|b", "^a$", "a\\d", "$"] {
-        assert!(m(leaf("like", "n", json!(lit)), json!({ "n": lit })), "{lit} vs itself");
+    for lit in [
+        "a.c", "a*", "a+", "a?", "(a)", "[a]", "{1}", "a|b", "^a$", "a\\d", "$",
+    ] {
+        assert!(
+            m(leaf("like", "n", json!(lit)), json!({ "n": lit })),
+            "{lit} vs itself"
+        );
     }
     assert!(!m(leaf("like", "n", json!("a.c")), json!({"n": "abc"})));
     assert!(!m(leaf("like", "n", json!("a*")), json!({"n": "aaa"})));
@@ -168,7 +185,10 @@ fn t26_between_accepts_both_shapes_inclusive() {
         assert!(!m(p.clone(), json!({"a": 21})));
         assert!(!m(p, json!({"a": "15"})));
     }
-    assert!(m(leaf("between", "s", json!(["b", "d"])), json!({"s": "c"})));
+    assert!(m(
+        leaf("between", "s", json!(["b", "d"])),
+        json!({"s": "c"})
+    ));
     assert!(!m(leaf("between", "a", json!([20, 10])), json!({"a": 15})));
 }
 
@@ -182,13 +202,22 @@ fn t27_is_null_and_is_not_null_treat_missing_as_null() {
     assert!(!m(not_null.clone(), json!({"b": 1})));
     assert!(!m(not_null.clone(), json!({"a": null})));
     assert!(m(not_null, json!({"a": false})));
-    assert!(m(json!({"op": "isNull", "attribute": "a.b"}), json!({"a": 5})));
+    assert!(m(
+        json!({"op": "isNull", "attribute": "a.b"}),
+        json!({"a": 5})
+    ));
 }
 
 #[test]
 fn t28_starts_with_and_ends_with_are_case_sensitive_strings() {
-    assert!(m(leaf("startsWith", "n", json!("Jo")), json!({"n": "John"})));
-    assert!(!m(leaf("startsWith", "n", json!("jo")), json!({"n": "John"})));
+    assert!(m(
+        leaf("startsWith", "n", json!("Jo")),
+        json!({"n": "John"})
+    ));
+    assert!(!m(
+        leaf("startsWith", "n", json!("jo")),
+        json!({"n": "John"})
+    ));
     assert!(m(leaf("endsWith", "n", json!("hn")), json!({"n": "John"})));
     assert!(!m(leaf("endsWith", "n", json!("1")), json!({"n": 11})));
     assert!(m(leaf("startsWith", "n", json!("")), json!({"n": "x"})));
@@ -198,10 +227,22 @@ fn t28_starts_with_and_ends_with_are_case_sensitive_strings() {
 fn t29_contains_ops_on_strings_are_case_insensitive_substrings() {
     let rec = json!({"t": "The Quick Brown Fox"});
     assert!(m(leaf("contains", "t", json!("quick")), rec.clone()));
-    assert!(m(leaf("containsAll", "t", json!(["QUICK", "fox"])), rec.clone()));
-    assert!(!m(leaf("containsAll", "t", json!(["quick", "dog"])), rec.clone()));
-    assert!(m(leaf("containsAny", "t", json!(["dog", "FOX"])), rec.clone()));
-    assert!(!m(leaf("containsAny", "t", json!(["dog", "cat"])), rec.clone()));
+    assert!(m(
+        leaf("containsAll", "t", json!(["QUICK", "fox"])),
+        rec.clone()
+    ));
+    assert!(!m(
+        leaf("containsAll", "t", json!(["quick", "dog"])),
+        rec.clone()
+    ));
+    assert!(m(
+        leaf("containsAny", "t", json!(["dog", "FOX"])),
+        rec.clone()
+    ));
+    assert!(!m(
+        leaf("containsAny", "t", json!(["dog", "cat"])),
+        rec.clone()
+    ));
     assert!(!m(leaf("containsAny", "t", json!([5])), rec.clone()));
     assert!(m(leaf("containsAll", "t", json!([])), rec.clone()));
     assert!(!m(leaf("containsAny", "t", json!([])), rec));
@@ -212,9 +253,18 @@ fn t29_contains_ops_on_arrays_test_membership() {
     let rec = json!({"tags": ["a", "b", 3]});
     assert!(m(leaf("contains", "tags", json!("a")), rec.clone()));
     assert!(!m(leaf("contains", "tags", json!("A")), rec.clone()));
-    assert!(m(leaf("containsAll", "tags", json!(["a", 3.0])), rec.clone()));
-    assert!(!m(leaf("containsAll", "tags", json!(["a", "z"])), rec.clone()));
-    assert!(m(leaf("containsAny", "tags", json!(["z", "b"])), rec.clone()));
+    assert!(m(
+        leaf("containsAll", "tags", json!(["a", 3.0])),
+        rec.clone()
+    ));
+    assert!(!m(
+        leaf("containsAll", "tags", json!(["a", "z"])),
+        rec.clone()
+    ));
+    assert!(m(
+        leaf("containsAny", "tags", json!(["z", "b"])),
+        rec.clone()
+    ));
     assert!(!m(leaf("containsAny", "missing", json!(["a"])), rec));
 }
 
@@ -237,13 +287,18 @@ fn t2b_dotted_paths_read_nested_maps_and_array_indexes() {
     assert!(m(leaf("eq", "address.city", json!("Oslo")), rec.clone()));
     assert!(m(leaf("gt", "address.geo.lat", json!(59)), rec.clone()));
     assert!(m(leaf("eq", "tags.1", json!("y")), rec.clone()));
-    assert!(!m(leaf("eq", "address.city.name", json!("Oslo")), rec.clone()));
+    assert!(!m(
+        leaf("eq", "address.city.name", json!("Oslo")),
+        rec.clone()
+    ));
     assert!(!m(leaf("eq", "tags.9", json!("y")), rec));
 }
 
 #[test]
 fn t2c_where_scalars_and_operator_objects_all_must_hold() {
-    let query = q(json!({"where": {"status": "active", "age": {"$gte": 18, "$lt": 65}, "role": {"$ne": "bot"}}}));
+    let query = q(
+        json!({"where": {"status": "active", "age": {"$gte": 18, "$lt": 65}, "role": {"$ne": "bot"}}}),
+    );
     let mk = |j| query.matcher().matches(&v(j));
     assert!(mk(json!({"status": "active", "age": 30})));
     assert!(!mk(json!({"status": "active", "age": 30, "role": "bot"})));
@@ -256,7 +311,8 @@ fn t2c_where_scalars_and_operator_objects_all_must_hold() {
 
 #[test]
 fn t2d_predicate_overrides_where() {
-    let query = q(json!({"where": {"a": 1}, "predicate": {"op": "eq", "attribute": "b", "value": 2}}));
+    let query =
+        q(json!({"where": {"a": 1}, "predicate": {"op": "eq", "attribute": "b", "value": 2}}));
     assert!(query.matcher().matches(&v(json!({"a": 0, "b": 2}))));
     assert!(!query.matcher().matches(&v(json!({"a": 1, "b": 0}))));
 }
@@ -291,6 +347,9 @@ fn t2f_tombstones_and_expired_records_never_match() {
         expires_at_ms: Some(1_000),
     };
     assert!(all.matcher().matches_row(&ttl, 999));
-    assert!(all.matcher().matches_row(&ttl, 1_000), "expired only once millis + ttl < now");
+    assert!(
+        all.matcher().matches_row(&ttl, 1_000),
+        "expired only once millis + ttl < now"
+    );
     assert!(!all.matcher().matches_row(&ttl, 1_001));
 }
