@@ -11,6 +11,10 @@
 //!    - an `eq` / `in` leaf on a top-level field under positive polarity can
 //!      only turn true when the field takes the leaf's value: the *equality*
 //!      index, looked up with `new[field]` for each changed field;
+//!    - likewise a `gt gte lt lte between` leaf can only turn true when the
+//!      field's value falls in its span: the *range* index, an interval
+//!      stabbing structure over sort encodings (range leaves on one field
+//!      under the same `and` are intersected first);
 //!    - any other leaf is an *interest* on its top-level field, looked up for
 //!      each changed field (a shallow diff of `old` and `new`);
 //!    - a record creation diffs against the empty record; filters that hold
@@ -28,6 +32,7 @@ use std::sync::Arc;
 use rmpv::Value;
 
 use super::predicate::IndexTerms;
+use super::sort::encode_one;
 use super::value::{map_get, IndexKey};
 use super::SubscriptionId;
 
@@ -35,6 +40,7 @@ use super::SubscriptionId;
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Registration {
     pub equality: Vec<(String, IndexKey)>,
+    pub ranges: Vec<(String, Vec<u8>, Vec<u8>)>,
     pub interest: Vec<String>,
     pub on_create: bool,
 }
@@ -49,8 +55,12 @@ impl Registration {
         interest.extend(extra_interest);
         interest.sort();
         interest.dedup();
+        let mut ranges = terms.ranges;
+        ranges.sort();
+        ranges.dedup();
         Self {
             equality,
+            ranges,
             interest,
             on_create,
         }
@@ -61,6 +71,7 @@ impl Registration {
 #[derive(Debug, Default)]
 pub(crate) struct ReverseIndex {
     equality: HashMap<String, HashMap<IndexKey, Vec<SubscriptionId>>>,
+    ranges: HashMap<String, RangeIndex>,
     interest: HashMap<String, Vec<SubscriptionId>>,
     on_create: Vec<SubscriptionId>,
 }
@@ -76,6 +87,12 @@ impl ReverseIndex {
                     .or_default(),
                 id,
             );
+        }
+        for (f, lo, hi) in &reg.ranges {
+            self.ranges
+                .entry(f.clone())
+                .or_default()
+                .insert(lo.clone(), hi.clone(), id);
         }
         for f in &reg.interest {
             push_unique(self.interest.entry(f.clone()).or_default(), id);
@@ -96,6 +113,14 @@ impl ReverseIndex {
                 }
                 if by_value.is_empty() {
                     self.equality.remove(f);
+                }
+            }
+        }
+        for (f, _, _) in &reg.ranges {
+            if let Some(r) = self.ranges.get_mut(f) {
+                r.remove(id);
+                if r.is_empty() {
+                    self.ranges.remove(f);
                 }
             }
         }
@@ -157,11 +182,100 @@ impl ReverseIndex {
         if let Some(ids) = self.interest.get(field) {
             out.extend_from_slice(ids);
         }
-        if let (Some(by_value), Some(v)) = (self.equality.get(field), new) {
+        let Some(v) = new else { return };
+        if let Some(by_value) = self.equality.get(field) {
             if let Some(ids) = IndexKey::of(v).and_then(|k| by_value.get(&k)) {
                 out.extend_from_slice(ids);
             }
         }
+        if let Some(r) = self.ranges.get(field) {
+            r.stab(&encode_one(v), out);
+        }
+    }
+}
+
+/// Half-open spans `[lo, hi)` of encoded values, each owned by a
+/// subscription, answering "which spans contain x" in O((k + 1) log n).
+///
+/// Spans are kept sorted by `lo` with a segment tree of the largest `hi`
+/// over them; a stab visits only subtrees whose largest `hi` exceeds `x`
+/// among spans with `lo <= x`. Rebuilt on insert and remove (subscription
+/// changes are rare next to record changes).
+#[derive(Debug, Default)]
+pub(crate) struct RangeIndex {
+    spans: Vec<(Vec<u8>, Vec<u8>, SubscriptionId)>,
+    /// Index into `spans` of the largest `hi` per tree node (root at 1).
+    max_hi: Vec<usize>,
+}
+
+impl RangeIndex {
+    pub(crate) fn insert(&mut self, lo: Vec<u8>, hi: Vec<u8>, id: SubscriptionId) {
+        if lo < hi {
+            self.spans.push((lo, hi, id));
+            self.rebuild();
+        }
+    }
+
+    pub(crate) fn remove(&mut self, id: SubscriptionId) {
+        self.spans.retain(|s| s.2 != id);
+        self.rebuild();
+    }
+
+    fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    fn rebuild(&mut self) {
+        self.spans.sort_unstable();
+        self.max_hi = vec![0; 4 * self.spans.len().max(1)];
+        if !self.spans.is_empty() {
+            self.build(1, 0, self.spans.len());
+        }
+    }
+
+    fn build(&mut self, node: usize, l: usize, r: usize) -> usize {
+        let best = if r - l == 1 {
+            l
+        } else {
+            let mid = (l + r) / 2;
+            let a = self.build(2 * node, l, mid);
+            let b = self.build(2 * node + 1, mid, r);
+            if self.spans[a].1 >= self.spans[b].1 {
+                a
+            } else {
+                b
+            }
+        };
+        self.max_hi[node] = best;
+        best
+    }
+
+    pub(crate) fn stab(&self, x: &[u8], out: &mut Vec<SubscriptionId>) {
+        let p = self.spans.partition_point(|s| s.0.as_slice() <= x);
+        if p > 0 {
+            self.visit(1, 0, self.spans.len(), p, x, out);
+        }
+    }
+
+    fn visit(
+        &self,
+        node: usize,
+        l: usize,
+        r: usize,
+        p: usize,
+        x: &[u8],
+        out: &mut Vec<SubscriptionId>,
+    ) {
+        if l >= p || self.spans[self.max_hi[node]].1.as_slice() <= x {
+            return;
+        }
+        if r - l == 1 {
+            out.push(self.spans[l].2);
+            return;
+        }
+        let mid = (l + r) / 2;
+        self.visit(2 * node, l, mid, p, x, out);
+        self.visit(2 * node + 1, mid, r, p, x, out);
     }
 }
 

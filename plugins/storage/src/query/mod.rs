@@ -23,13 +23,13 @@
 mod cursor;
 mod error;
 mod execute;
-mod index;
+pub(crate) mod index;
 mod matcher;
 mod predicate;
 mod registry;
 mod sort;
 mod spec;
-mod value;
+pub(crate) mod value;
 mod window;
 
 #[cfg(test)]

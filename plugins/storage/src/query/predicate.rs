@@ -40,6 +40,7 @@ use regex::{Regex, RegexBuilder};
 use rmpv::Value;
 
 use super::error::{describe, truncate, QueryError};
+use super::sort::{encode_one, type_span};
 use super::spec::QueryLimits;
 use super::value::{loose_eq, map_get, order_cmp, FieldPath, IndexKey};
 
@@ -113,6 +114,9 @@ pub(crate) struct IndexTerms {
     /// `(top-level field, value)`: the leaf can only turn true when the
     /// field takes this value.
     pub equality: Vec<(String, IndexKey)>,
+    /// `(top-level field, [lo, hi))` over the sort encoding: the leaf can
+    /// only turn true when the field's encoded value falls in the span.
+    pub ranges: Vec<(String, Vec<u8>, Vec<u8>)>,
     /// Top-level fields whose change may flip some leaf.
     pub interest: Vec<String>,
 }
@@ -128,41 +132,97 @@ impl Predicate {
         }
     }
 
-    /// Collects index terms. A leaf goes to the equality index only when it
-    /// sits under an even number of `not`s (positive polarity): then the
-    /// filter can only turn from false to true through that leaf turning
-    /// true, which needs the field to take the leaf's value. Everything else
-    /// is an interest term on the leaf's top-level field.
+    /// Collects index terms. A leaf goes to the equality or range index
+    /// only when it reads a top-level field and sits under an even number of
+    /// `not`s (positive polarity): then the filter can only turn from false
+    /// to true through that leaf turning true, which needs the field to take
+    /// the leaf's value (`eq`, `in`) or a value in its span (`gt` `gte` `lt`
+    /// `lte` `between`). Everything else is an interest term on the leaf's
+    /// top-level field.
     pub(crate) fn collect_terms(&self, positive: bool, out: &mut IndexTerms) {
         match self {
+            // Under a positive `and`, every child holds on the new value, so
+            // the range leaves on one field narrow to their intersection.
+            Self::And(ch) if positive => {
+                let mut spans: Vec<(String, Vec<u8>, Vec<u8>)> = Vec::new();
+                for c in ch {
+                    if let Some((f, lo, hi)) = c.as_leaf().and_then(Leaf::span) {
+                        match spans.iter_mut().find(|s| s.0 == f) {
+                            Some(s) => {
+                                s.1 = s.1.clone().max(lo);
+                                s.2 = s.2.clone().min(hi);
+                            }
+                            None => spans.push((f, lo, hi)),
+                        }
+                    } else {
+                        c.collect_terms(true, out);
+                    }
+                }
+                out.ranges.extend(spans);
+            }
             Self::And(ch) | Self::Or(ch) => ch.iter().for_each(|c| c.collect_terms(positive, out)),
             Self::Not(c) => c.collect_terms(!positive, out),
             Self::Leaf(l) => {
-                let field = l.path.top().to_string();
-                if positive && l.path.is_top_level() {
-                    match &l.test {
-                        Test::Eq(v) => {
-                            if let Some(k) = IndexKey::of(v) {
-                                out.equality.push((field, k));
+                if positive {
+                    if let Some(span) = l.span() {
+                        out.ranges.push(span);
+                        return;
+                    }
+                    if l.path.is_top_level() {
+                        match &l.test {
+                            Test::Eq(v) => {
+                                if let Some(k) = IndexKey::of(v) {
+                                    out.equality.push((l.path.top().to_string(), k));
+                                    return;
+                                }
+                            }
+                            Test::In(set) if set.composites.is_empty() => {
+                                for k in &set.scalars {
+                                    out.equality.push((l.path.top().to_string(), k.clone()));
+                                }
                                 return;
                             }
+                            _ => {}
                         }
-                        Test::In(set) if set.composites.is_empty() => {
-                            for k in &set.scalars {
-                                out.equality.push((field.clone(), k.clone()));
-                            }
-                            return;
-                        }
-                        _ => {}
                     }
                 }
-                out.interest.push(field);
+                out.interest.push(l.path.top().to_string());
             }
+        }
+    }
+
+    fn as_leaf(&self) -> Option<&Leaf> {
+        match self {
+            Self::Leaf(l) => Some(l),
+            _ => None,
         }
     }
 }
 
 impl Leaf {
+    /// For an ordering leaf on a top-level field: the field and the
+    /// half-open span `[lo, hi)` of sort encodings of the values it accepts.
+    fn span(&self) -> Option<(String, Vec<u8>, Vec<u8>)> {
+        if !self.path.is_top_level() {
+            return None;
+        }
+        let (lo, hi) = match &self.test {
+            Test::Cmp(op, x) => {
+                let (start, end) = type_span(x);
+                let at = encode_one(x);
+                match op {
+                    CmpOp::Gt => (after(at), end),
+                    CmpOp::Gte => (at, end),
+                    CmpOp::Lt => (start, at),
+                    CmpOp::Lte => (start, after(at)),
+                }
+            }
+            Test::Between(lo, hi) => (encode_one(lo), after(encode_one(hi))),
+            _ => return None,
+        };
+        Some((self.path.top().to_string(), lo, hi))
+    }
+
     fn eval(&self, rec: &Value) -> bool {
         let v = self.path.lookup(rec);
         match &self.test {
@@ -196,6 +256,15 @@ impl Leaf {
             Test::ContainsAny(ns) => contains(v, ns, false),
         }
     }
+}
+
+/// The smallest encoding strictly greater than `enc` and every encoding of
+/// a value equal to it: single-value encodings are prefix-free, so any
+/// greater one differs from `enc` within `enc`'s length and exceeds
+/// `enc ++ [0]`.
+fn after(mut enc: Vec<u8>) -> Vec<u8> {
+    enc.push(0);
+    enc
 }
 
 /// `all` = every needle found, else any needle found.

@@ -24,7 +24,9 @@
 //! - **Visibility.** The caller passes `None` for a tombstone or a
 //!   TTL-expired value (GC expiry is a change to `None`).
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -205,9 +207,33 @@ impl Subscription {
     }
 }
 
+/// Hashes a [`SubscriptionId`] with one multiplication (ids are
+/// registry-assigned, not attacker-chosen, so SipHash buys nothing here).
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+        self.0 = self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type IdMap<V> = HashMap<SubscriptionId, V, BuildHasherDefault<IdHasher>>;
+
 #[derive(Default)]
 struct MapState {
-    subs: HashMap<SubscriptionId, Subscription>,
+    subs: IdMap<Subscription>,
     index: ReverseIndex,
     members: Members,
 }
@@ -215,7 +241,7 @@ struct MapState {
 /// The live-query registry of one node. Thread-safe; one lock per map.
 pub struct QueryRegistry {
     maps: RwLock<HashMap<String, Arc<Mutex<MapState>>>>,
-    owners: Mutex<HashMap<SubscriptionId, String>>,
+    owners: Mutex<IdMap<String>>,
     next_id: AtomicU64,
     options: RegistryOptions,
 }
@@ -241,7 +267,7 @@ impl QueryRegistry {
     pub fn new(options: RegistryOptions) -> Self {
         Self {
             maps: RwLock::new(HashMap::new()),
-            owners: Mutex::new(HashMap::new()),
+            owners: Mutex::new(IdMap::default()),
             next_id: AtomicU64::new(1),
             options,
         }
@@ -249,8 +275,9 @@ impl QueryRegistry {
 
     /// Registers a live query on `map` and returns its initial page.
     ///
-    /// `rows` are the map's records now (distinct keys; a repeated key's
-    /// last version wins). The page honours `query`'s cursor and limit; the
+    /// `rows` are the map's records now, read during this call (see the
+    /// module contract): keys SHOULD be distinct; a repeated key keeps its
+    /// last matching version. The page honours `query`'s cursor and limit; the
     /// live window is exactly the page's rows and then follows every change:
     /// with a limit it stays the first `limit` rows after the cursor, without
     /// one it is every matching row after the cursor.
@@ -271,16 +298,24 @@ impl QueryRegistry {
         let st = &mut *guard;
 
         let (after, cursor_status) = resolve_cursor(&query, now_ms, self.options.cursor_max_age_ms);
-        let mut hits: HashMap<&str, &Value> = HashMap::new();
+        // Matching rows; a repeated key keeps its last matching version.
+        let mut hits: Vec<(&str, &Value)> = Vec::new();
+        let mut seen: HashMap<&str, usize> = HashMap::new();
         for r in rows {
-            match r
+            if let Some(v) = r
                 .visible_value(now_ms)
                 .filter(|v| query.matcher().matches(v))
             {
-                Some(v) => hits.insert(r.key, v),
-                None => hits.remove(r.key),
-            };
+                match seen.entry(r.key) {
+                    Entry::Occupied(e) => hits[*e.get()].1 = v,
+                    Entry::Vacant(e) => {
+                        e.insert(hits.len());
+                        hits.push((r.key, v));
+                    }
+                }
+            }
         }
+        drop(seen);
         let mut placed: Vec<(SortKey, &Value)> = Vec::with_capacity(hits.len());
         for (k, v) in hits {
             let key = st

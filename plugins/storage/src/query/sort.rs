@@ -105,10 +105,7 @@ impl SortSpec {
     /// The sort key of the row (`key`, `value`).
     #[must_use]
     pub fn key_of(&self, key: Arc<str>, value: &Value) -> SortKey {
-        SortKey {
-            bytes: self.encode(value).into(),
-            key,
-        }
+        SortKey::from_parts(self.encode(value).into(), key)
     }
 
     /// The order-preserving encoding of `value`'s sort fields (see the module
@@ -134,9 +131,15 @@ impl SortSpec {
 
 /// A row's position under a [`SortSpec`]: encoded sort values, then the key.
 ///
-/// `Ord` is the query order. Cloning is cheap (two reference counts).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// `Ord` is the query order. Cloning is cheap (two reference counts). The
+/// first 16 bytes of the encoding and the first 8 bytes of the key are kept
+/// inline (zero-padded, big-endian), so most comparisons inside a window's
+/// ordered set decide without following a pointer: the set is walked on
+/// every change and pointer chasing there is cache misses.
+#[derive(Debug, Clone)]
 pub struct SortKey {
+    bytes_prefix: u128,
+    key_prefix: u64,
     bytes: Arc<[u8]>,
     key: Arc<str>,
 }
@@ -145,7 +148,18 @@ impl SortKey {
     /// Rebuilds a sort key from its parts (as carried by a cursor).
     #[must_use]
     pub fn from_parts(bytes: Arc<[u8]>, key: Arc<str>) -> Self {
-        Self { bytes, key }
+        let mut b = [0u8; 16];
+        let n = bytes.len().min(16);
+        b[..n].copy_from_slice(&bytes[..n]);
+        let mut k = [0u8; 8];
+        let m = key.len().min(8);
+        k[..m].copy_from_slice(&key.as_bytes()[..m]);
+        Self {
+            bytes_prefix: u128::from_be_bytes(b),
+            key_prefix: u64::from_be_bytes(k),
+            bytes,
+            key,
+        }
     }
 
     /// The record key.
@@ -161,10 +175,15 @@ impl SortKey {
     }
 }
 
+// Zero padding keeps prefix order consistent with full order: two
+// encodings (or keys) whose padded prefixes differ compare the same way in
+// full; equal prefixes fall back to the full comparison.
 impl Ord for SortKey {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.bytes
-            .cmp(&other.bytes)
+        self.bytes_prefix
+            .cmp(&other.bytes_prefix)
+            .then_with(|| self.bytes.cmp(&other.bytes))
+            .then_with(|| self.key_prefix.cmp(&other.key_prefix))
             .then_with(|| self.key.as_bytes().cmp(other.key.as_bytes()))
     }
 }
@@ -173,6 +192,37 @@ impl PartialOrd for SortKey {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
+}
+
+impl PartialEq for SortKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for SortKey {}
+
+/// The encoding of one value, as a sort field ascending would encode it.
+pub(crate) fn encode_one(v: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(26);
+    encode_value(v, &mut out);
+    out
+}
+
+/// `[start, end)` of every encoding of `v`'s type (numbers or strings), so
+/// a one-sided range like `gt 5` covers numbers only.
+pub(crate) fn type_span(v: &Value) -> (Vec<u8>, Vec<u8>) {
+    let tag = match v {
+        Value::Integer(_) | Value::F32(_) | Value::F64(_) => TAG_NUM,
+        Value::String(_) => TAG_STR,
+        Value::Nil => TAG_NIL,
+        Value::Boolean(_) => TAG_BOOL,
+        Value::Binary(_) => TAG_BIN,
+        Value::Array(_) => TAG_ARRAY,
+        Value::Map(_) => TAG_MAP,
+        Value::Ext(..) => TAG_EXT,
+    };
+    (vec![tag], vec![tag + 1])
 }
 
 const TAG_END: u8 = 0x00;

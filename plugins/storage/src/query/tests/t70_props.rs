@@ -10,6 +10,7 @@ use rmpv::Value;
 use serde_json::json;
 
 use super::{q, Recorder};
+use crate::query::index::RangeIndex;
 use crate::query::value::Num;
 use crate::query::{execute, ChangeType, Projection, Query, QueryRegistry, Row, SubscriptionId};
 
@@ -124,6 +125,43 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------
+// Range index
+// ---------------------------------------------------------------------------
+
+fn bytes() -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(0u8..4, 0..4)
+}
+
+proptest! {
+    #[test]
+    fn t72_range_index_stabs_exactly_the_spans_containing_the_point(
+        spans in proptest::collection::vec((bytes(), bytes()), 0..40),
+        removed in proptest::collection::vec(0u64..40, 0..10),
+        points in proptest::collection::vec(bytes(), 1..20),
+    ) {
+        let mut idx = RangeIndex::default();
+        for (i, (lo, hi)) in spans.iter().enumerate() {
+            idx.insert(lo.clone(), hi.clone(), SubscriptionId(i as u64));
+        }
+        for r in &removed {
+            idx.remove(SubscriptionId(*r));
+        }
+        for x in points {
+            let mut got = Vec::new();
+            idx.stab(&x, &mut got);
+            got.sort();
+            let want: Vec<SubscriptionId> = spans
+                .iter()
+                .enumerate()
+                .filter(|(i, (lo, hi))| !removed.contains(&(*i as u64)) && *lo <= x && x < *hi)
+                .map(|(i, _)| SubscriptionId(i as u64))
+                .collect();
+            prop_assert_eq!(got, want);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Live windows against re-execution
 // ---------------------------------------------------------------------------
 
@@ -138,6 +176,12 @@ const FILTERS: &[&str] = &[
     r#"{"predicate": {"op": "and", "children": [{"op": "eq", "attribute": "flag", "value": true}, {"op": "gte", "attribute": "score", "value": 1}]}}"#,
     r#"{"where": {"note": {"$ne": 1}}}"#,
     r#"{"predicate": {"op": "eq", "attribute": "nested.v", "value": 1}}"#,
+    r#"{"predicate": {"op": "between", "attribute": "score", "value": [1, 3.5]}}"#,
+    r#"{"where": {"score": {"$gte": 2, "$lt": 4}}}"#,
+    r#"{"predicate": {"op": "and", "children": [{"op": "gt", "attribute": "score", "value": 1}, {"op": "lte", "attribute": "score", "value": 4}, {"op": "neq", "attribute": "grp", "value": "c"}]}}"#,
+    r#"{"predicate": {"op": "gt", "attribute": "grp", "value": "a"}}"#,
+    r#"{"predicate": {"op": "or", "children": [{"op": "lt", "attribute": "score", "value": 1}, {"op": "gte", "attribute": "score", "value": 5}]}}"#,
+    r#"{"predicate": {"op": "not", "children": [{"op": "lt", "attribute": "score", "value": 3}]}}"#,
 ];
 
 const SORTS: &[&str] = &[
