@@ -79,8 +79,9 @@ pub struct QueryUpdate {
     pub key: Arc<str>,
     /// What happened.
     pub change: ChangeType,
-    /// The projected value; `None` exactly for LEAVE.
-    pub value: Option<Value>,
+    /// The projected value; `None` exactly for LEAVE. Shared (not copied)
+    /// between all subscriptions that see the whole value.
+    pub value: Option<Arc<Value>>,
 }
 
 /// Where a subscription's updates go. Implemented for every
@@ -153,17 +154,28 @@ impl Subscription {
         Some(sk)
     }
 
+    /// The value this subscription's client sees: shared when unprojected.
+    fn shown(&self, v: &Arc<Value>) -> Arc<Value> {
+        if self.projection.is_all() {
+            v.clone()
+        } else {
+            Arc::new(self.projection.apply(v).into_owned())
+        }
+    }
+
+    /// Applies one change. `old` is the value every holder of `key` was
+    /// last told about; the caller guarantees `old` and `new` differ.
     fn apply(
         &mut self,
         id: SubscriptionId,
         key: &Arc<str>,
-        old: Option<&Value>,
-        new: Option<&Value>,
+        old: Option<&Arc<Value>>,
+        new: Option<&Arc<Value>>,
         members: &Members,
     ) -> Delta {
         let now = new.and_then(|v| self.place(key, v));
         let d = self.window.apply(key, now);
-        let send = |change: ChangeType, k: &Arc<str>, value: Option<Value>| {
+        let send = |change: ChangeType, k: &Arc<str>, value: Option<Arc<Value>>| {
             self.sink.deliver(QueryUpdate {
                 subscription: id,
                 key: k.clone(),
@@ -179,27 +191,23 @@ impl Subscription {
         }
         if d.is_visible && !d.was_visible {
             if let Some(n) = new {
-                send(
-                    ChangeType::Enter,
-                    key,
-                    Some(self.projection.apply(n).into_owned()),
-                );
+                send(ChangeType::Enter, key, Some(self.shown(n)));
             }
         }
         if let Some(k) = &d.promoted {
             if let Some(m) = members.get(&**k) {
-                send(
-                    ChangeType::Enter,
-                    k,
-                    Some(self.projection.apply(&m.value).into_owned()),
-                );
+                send(ChangeType::Enter, k, Some(self.shown(&m.value)));
             }
         }
         if d.was_visible && d.is_visible {
             if let (Some(o), Some(n)) = (old, new) {
-                let (po, pn) = (self.projection.apply(o), self.projection.apply(n));
-                if !identical(&po, &pn) {
-                    send(ChangeType::Update, key, Some(pn.into_owned()));
+                if self.projection.is_all() {
+                    send(ChangeType::Update, key, Some(n.clone()));
+                } else {
+                    let pn = self.projection.apply(n);
+                    if !identical(&self.projection.apply(o), &pn) {
+                        send(ChangeType::Update, key, Some(Arc::new(pn.into_owned())));
+                    }
                 }
             }
         }
@@ -492,8 +500,8 @@ impl QueryRegistry {
             let d = sub.apply(
                 id,
                 &key_arc,
-                old_value.as_deref(),
-                new_value.as_deref(),
+                old_value.as_ref(),
+                new_value.as_ref(),
                 &st.members,
             );
             if d.was_member && !d.is_member {
@@ -572,7 +580,7 @@ impl QueryRegistry {
                 .map_or(placed.len(), |l| l.min(placed.len()));
             let now_visible: HashSet<&str> = placed[..shown].iter().map(|sk| &**sk.key()).collect();
             let was_visible: HashSet<&str> = before.iter().map(|k| &**k).collect();
-            let send = |change: ChangeType, key: &Arc<str>, value: Option<Value>| {
+            let send = |change: ChangeType, key: &Arc<str>, value: Option<Arc<Value>>| {
                 sub.sink.deliver(QueryUpdate {
                     subscription: *id,
                     key: key.clone(),
@@ -594,15 +602,11 @@ impl QueryRegistry {
                             sub.projection.apply(new_v),
                         );
                         if !identical(&po, &pn) {
-                            send(ChangeType::Update, sk.key(), Some(pn.into_owned()));
+                            send(ChangeType::Update, sk.key(), Some(sub.shown(new_v)));
                         }
                     }
                 } else {
-                    send(
-                        ChangeType::Enter,
-                        sk.key(),
-                        Some(sub.projection.apply(new_v).into_owned()),
-                    );
+                    send(ChangeType::Enter, sk.key(), Some(sub.shown(new_v)));
                 }
             }
             for sk in &placed {

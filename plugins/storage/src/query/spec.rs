@@ -327,12 +327,13 @@ fn parse_limit(v: &Value) -> Result<Option<usize>, QueryError> {
 }
 
 /// Which top-level fields of a result value the client receives (the
-/// `fields` member of `QUERY_SUB`, beside `query`).
+/// `fields` member of `QUERY_SUB`, beside `query`), and the hook for
+/// field-level security: intersect the client's projection with the
+/// fields its role may read ([`Projection::intersect`]).
 ///
 /// Projection shapes values only: filtering and sorting always see the whole
 /// record. A projected map keeps the record's entry order. A value that is
-/// not a map is passed through unchanged. An absent, nil or empty list
-/// means the whole value.
+/// not a map is passed through unchanged.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Projection {
     fields: Option<Vec<String>>,
@@ -345,15 +346,26 @@ impl Projection {
         Self { fields: None }
     }
 
-    /// Projection onto `fields` (empty: whole values).
+    /// Projection onto exactly `fields` (an empty list projects maps to `{}`).
     #[must_use]
     pub fn of(fields: Vec<String>) -> Self {
         Self {
-            fields: (!fields.is_empty()).then_some(fields),
+            fields: Some(fields),
         }
     }
 
-    /// Parses the wire `fields` value.
+    /// The fields both projections keep (`all` is the identity).
+    #[must_use]
+    pub fn intersect(&self, other: &Self) -> Self {
+        match (&self.fields, &other.fields) {
+            (None, _) => other.clone(),
+            (_, None) => self.clone(),
+            (Some(a), Some(b)) => Self::of(a.iter().filter(|f| b.contains(f)).cloned().collect()),
+        }
+    }
+
+    /// Parses the wire `fields` value: absent, nil or an empty list mean the
+    /// whole value.
     ///
     /// # Errors
     /// [`QueryError::WrongType`] unless it is nil/absent or an array of strings.
@@ -370,7 +382,11 @@ impl Projection {
                     })?;
                     fields.push(s.to_string());
                 }
-                Ok(Self::of(fields))
+                Ok(if fields.is_empty() {
+                    Self::all()
+                } else {
+                    Self::of(fields)
+                })
             }
             Some(other) => Err(QueryError::WrongType {
                 at: "fields".into(),

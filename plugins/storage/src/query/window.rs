@@ -141,6 +141,21 @@ impl Window {
                 entries,
                 last,
             } => {
+                // Still matching at the same position: the window is unchanged
+                // (the common case of a change to a field the sort ignores).
+                if let (Some(old), Some(n)) = (entries.get(&**key), &now) {
+                    if old == n {
+                        let vis = visible(last, old);
+                        return Delta {
+                            was_member: true,
+                            is_member: true,
+                            was_visible: vis,
+                            is_visible: vis,
+                            promoted: None,
+                            displaced: None,
+                        };
+                    }
+                }
                 let old = entries.remove(&**key);
                 let was_visible = old.as_ref().is_some_and(|o| visible(last, o));
                 let mut promoted = old.as_ref().and_then(|o| remove(set, last, o));

@@ -82,7 +82,7 @@ impl Recorder {
     pub(super) fn take(&self) -> Vec<(ChangeType, String, Option<Value>)> {
         std::mem::take(&mut *self.events.lock())
             .into_iter()
-            .map(|u| (u.change, u.key.to_string(), u.value))
+            .map(|u| (u.change, u.key.to_string(), u.value.map(|v| (*v).clone())))
             .collect()
     }
 }

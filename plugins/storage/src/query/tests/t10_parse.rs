@@ -261,7 +261,7 @@ fn t19_nesting_depth_and_node_count_are_bounded() {
 }
 
 #[test]
-fn t19_projection_parses_field_lists_and_refuses_other_shapes() {
+fn t19_projection_parses_field_lists_refuses_other_shapes_and_intersects_for_fls() {
     assert!(Projection::parse(None).unwrap().is_all());
     assert!(Projection::parse(Some(&v(json!([])))).unwrap().is_all());
     let p = Projection::parse(Some(&v(json!(["name", "age"])))).unwrap();
@@ -271,5 +271,22 @@ fn t19_projection_parses_field_lists_and_refuses_other_shapes() {
         v(json!({"age": 3, "name": "x"}))
     );
     assert!(Projection::parse(Some(&v(json!("name")))).is_err());
+    let rec = v(json!({"a": 1, "b": 2, "c": 3}));
+    let fls = Projection::of(vec!["a".into(), "b".into()]);
+    let asked = Projection::of(vec!["b".into(), "c".into()]);
+    assert_eq!(
+        asked.intersect(&fls).apply(&rec).into_owned(),
+        v(json!({"b": 2}))
+    );
+    assert_eq!(
+        Projection::all().intersect(&fls).apply(&rec).into_owned(),
+        v(json!({"a": 1, "b": 2}))
+    );
+    let nothing = Projection::of(vec!["c".into()]).intersect(&fls);
+    assert_eq!(
+        nothing.apply(&rec).into_owned(),
+        v(json!({})),
+        "an empty intersection shows nothing"
+    );
     assert!(Projection::parse(Some(&v(json!(["a", 1])))).is_err());
 }
