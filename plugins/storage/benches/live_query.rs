@@ -2,17 +2,22 @@
 //! `QueryRegistry::on_change` with 1,000 subscriptions on a 100k-record map.
 //!
 //! Subscriptions (all on map `items`):
-//! - 400 equality queries `where {category: c}` (~100 matching rows each);
+//! - 300 equality queries `where {category: c}` (~100 matching rows each);
+//! - 100 equality queries `where {hot: true}` (the same 100 "hot" rows: a
+//!   dashboard many clients watch);
 //! - 300 range queries `and(gte score a, lt score a+200)` (~200 rows each);
 //! - 300 sorted top-10 queries `where {region: r}, sort score desc, limit 10`
 //!   (2,000 matching rows each, kept in the sliding-window set).
 //!
 //! Change scenarios, each toggling a record between two precomputed values:
-//! - `few`: a field no query references (`note`) changes: only the
-//!   subscriptions whose matching set holds the key are touched (~8);
-//! - `many`: `score` changes: 300 range queries read it (the range index
-//!   narrows them to the ones whose span holds the new score) and the
-//!   record moves inside its region's six top-10 windows;
+//! - `few`: a field no query references (`note`) changes on a random
+//!   record: only the subscriptions whose matching set holds the key are
+//!   touched (~8: its category, its score range, its region's six top-10s);
+//! - `score`: `score` changes on a random record: 300 range queries read it
+//!   (the range index narrows them to those whose span holds the new score)
+//!   and the record moves inside its region's six top-10 sets;
+//! - `many`: `note` changes on a hot record: 100+ subscriptions hold it and
+//!   each gets an UPDATE;
 //! - `other_map`: a write to a map nobody subscribes to.
 //!
 //! First prints p50 / p99 / max from 20,000 timed changes per scenario, with
@@ -29,6 +34,7 @@ use rmpv::Value;
 
 const RECORDS: usize = 100_000;
 const MAP: &str = "items";
+const HOT: usize = 100;
 
 fn mix(mut x: u64) -> u64 {
     x ^= x >> 33;
@@ -41,6 +47,7 @@ fn mix(mut x: u64) -> u64 {
 fn record(i: usize, score: u64, note: u64) -> Value {
     Value::Map(vec![
         ("category".into(), Value::from(i % 1000)),
+        ("hot".into(), Value::from(i < HOT)),
         ("region".into(), Value::from(i % 50)),
         ("score".into(), Value::from(score)),
         ("name".into(), Value::from(format!("item-{i}"))),
@@ -84,8 +91,11 @@ fn build() -> Fixture {
         let rows = keys.iter().zip(&base).map(|(k, v)| Row::live(k, v));
         reg.subscribe(MAP, q, Projection::all(), sink, rows, 0);
     };
-    for c in 0..400 {
+    for c in 0..300 {
         subscribe(parse(&format!(r#"{{"where": {{"category": {c}}}}}"#)));
+    }
+    for _ in 0..100 {
+        subscribe(parse(r#"{"where": {"hot": true}}"#));
     }
     for i in 0..300 {
         let a = i * 333;
@@ -118,22 +128,24 @@ fn build() -> Fixture {
     }
 }
 
-/// Toggles record `i` between its base value and `alt[i]`.
+/// Toggles records (among the first `pool`) between base value and `alt`.
 struct Toggler {
     flipped: Vec<bool>,
     next: usize,
+    pool: usize,
 }
 
 impl Toggler {
-    fn new() -> Self {
+    fn new(pool: usize) -> Self {
         Self {
             flipped: vec![false; RECORDS],
             next: 0,
+            pool,
         }
     }
 
     fn step(&mut self, f: &Fixture, alt: &[Value], map: &str) {
-        let i = (mix(self.next as u64) % RECORDS as u64) as usize;
+        let i = (mix(self.next as u64) % self.pool as u64) as usize;
         self.next += 1;
         let (old, new) = if self.flipped[i] {
             (&alt[i], &f.base[i])
@@ -156,9 +168,9 @@ fn conditions() {
         .unwrap_or_else(|| "unknown".into());
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
     println!(
-        "conditions: cpu {cpu}, {cores} cores, profile {}, single thread, in-memory registry, \
-         counting sink (no I/O), 1000 subscriptions (400 eq / 300 range / 300 top-10 sorted) \
-         on a {RECORDS}-record map",
+        "conditions: cpu {cpu}, {cores} cores (shared), profile {}, single thread, in-memory \
+         registry, counting sink (no I/O), 1000 subscriptions (300 eq category / 100 eq hot / \
+         300 range / 300 top-10 sorted) on a {RECORDS}-record map",
         if cfg!(debug_assertions) {
             "debug"
         } else {
@@ -167,16 +179,27 @@ fn conditions() {
     );
 }
 
-fn percentiles(f: &Fixture, togglers: &mut [Toggler; 3]) {
-    conditions();
-    for ((name, alt, map), t) in [
-        ("few (unreferenced field)", &f.note, MAP),
-        ("many (range-indexed field)", &f.score, MAP),
-        ("other_map (no subscribers)", &f.note, "elsewhere"),
+fn scenarios(f: &Fixture) -> [(&'static str, &[Value], &'static str); 4] {
+    [
+        ("few", &f.note, MAP),
+        ("score", &f.score, MAP),
+        ("many", &f.note, MAP),
+        ("other_map", &f.note, "elsewhere"),
     ]
-    .into_iter()
-    .zip(togglers.iter_mut())
-    {
+}
+
+fn togglers() -> [Toggler; 4] {
+    [
+        Toggler::new(RECORDS),
+        Toggler::new(RECORDS),
+        Toggler::new(HOT),
+        Toggler::new(RECORDS),
+    ]
+}
+
+fn percentiles(f: &Fixture, togglers: &mut [Toggler; 4]) {
+    conditions();
+    for ((name, alt, map), t) in scenarios(f).into_iter().zip(togglers.iter_mut()) {
         for _ in 0..2_000 {
             t.step(f, alt, map);
         }
@@ -193,7 +216,7 @@ fn percentiles(f: &Fixture, togglers: &mut [Toggler; 3]) {
         let pick = |p: f64| samples[((n as f64 * p) as usize).min(n - 1)];
         let mean = samples.iter().sum::<Duration>() / n as u32;
         println!(
-            "{name:28} p50 {:>9.2?}  p99 {:>9.2?}  max {:>9.2?}  mean {:>9.2?}  events/change {:.2}",
+            "{name:10} p50 {:>9.2?}  p99 {:>9.2?}  max {:>9.2?}  mean {:>9.2?}  events/change {:.2}",
             pick(0.50),
             pick(0.99),
             samples[n - 1],
@@ -210,7 +233,7 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1);
-    let mut togglers = [Toggler::new(), Toggler::new(), Toggler::new()];
+    let mut togglers = togglers();
     for _ in 0..repeat {
         percentiles(&f, &mut togglers);
     }
@@ -219,14 +242,7 @@ fn main() {
         .sample_size(50)
         .measurement_time(Duration::from_secs(3));
     let mut g = c.benchmark_group("on_change");
-    for ((name, alt, map), t) in [
-        ("few", &f.note, MAP),
-        ("many", &f.score, MAP),
-        ("other_map", &f.note, "elsewhere"),
-    ]
-    .into_iter()
-    .zip(togglers.iter_mut())
-    {
+    for ((name, alt, map), t) in scenarios(&f).into_iter().zip(togglers.iter_mut()) {
         g.bench_function(name, |b| b.iter(|| t.step(black_box(&f), alt, map)));
     }
     g.finish();
