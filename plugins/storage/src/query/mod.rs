@@ -6,7 +6,8 @@
 //! - `value`: paths, truthiness, equality and ordering of msgpack values.
 //! - `spec`: [`Query`] parsing (`where`, `predicate`, `sort`, `limit`,
 //!   `cursor`), [`QueryLimits`], and [`Projection`] (`fields`).
-//! - `predicate`: the compiled filter tree: parsing, evaluation, index terms.
+//! - `parse`: wire `predicate` / `where` → the compiled filter tree.
+//! - `predicate`: the compiled filter tree: evaluation and index terms.
 //! - `matcher`: [`Matcher`] and [`Row`]: visibility (tombstone, TTL) + filter.
 //! - `sort`: [`SortSpec`] and [`SortKey`], the one comparator for ordering,
 //!   cursors and windows.
@@ -14,6 +15,8 @@
 //! - `execute`: one-shot [`execute`] giving a [`Page`].
 //! - `window`: one subscription's live window (all rows, or a sliding top-N).
 //! - `index`: the per-map reverse index that prunes fan-out.
+//! - `update`: what subscriptions emit ([`QueryUpdate`], [`QuerySink`]).
+//! - `subscription`: one subscription and how a change becomes updates.
 //! - `registry`: [`QueryRegistry`], the live-query registry.
 //!
 //! Values are dynamic msgpack values ([`rmpv::Value`]) decoded from the
@@ -55,10 +58,13 @@ mod error;
 mod execute;
 pub(crate) mod index;
 mod matcher;
+mod parse;
 mod predicate;
 mod registry;
 mod sort;
 mod spec;
+mod subscription;
+mod update;
 pub(crate) mod value;
 mod window;
 
@@ -69,9 +75,8 @@ pub use cursor::{CursorStatus, DEFAULT_CURSOR_MAX_AGE_MS, MAX_CURSOR_LEN};
 pub use error::QueryError;
 pub use execute::{execute, execute_with, Page, ResultRow};
 pub use matcher::{Matcher, Row};
-pub use registry::{
-    ChangeType, QueryRegistry, QuerySink, QueryUpdate, RegistryOptions, Subscribed, SubscriptionId,
-};
+pub use registry::{QueryRegistry, RegistryOptions, Subscribed};
 pub use sort::{Direction, SortField, SortKey, SortSpec};
 pub use spec::{Projection, Query, QueryLimits};
+pub use update::{ChangeType, QuerySink, QueryUpdate, SubscriptionId};
 pub use value::FieldPath;

@@ -26,7 +26,6 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -39,67 +38,10 @@ use super::index::{Member, Members, Registration, ReverseIndex};
 use super::matcher::Row;
 use super::sort::SortKey;
 use super::spec::{Projection, Query};
+use super::subscription::{IdMap, Subscription};
+use super::update::{ChangeType, QuerySink, QueryUpdate, SubscriptionId};
 use super::value::{identical, is_truthy};
-use super::window::{Delta, Window};
-
-/// A live subscription's identity, assigned by the registry (never by the
-/// client: client query ids are only unique per connection).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SubscriptionId(pub u64);
-
-/// How a record's membership in a result window changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ChangeType {
-    /// The record entered the window.
-    Enter,
-    /// The record stayed in the window and its (projected) value changed.
-    Update,
-    /// The record left the window.
-    Leave,
-}
-
-impl ChangeType {
-    /// The wire string: `ENTER`, `UPDATE` or `LEAVE`.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Enter => "ENTER",
-            Self::Update => "UPDATE",
-            Self::Leave => "LEAVE",
-        }
-    }
-}
-
-/// One live-query update, what `QUERY_UPDATE` carries.
-#[derive(Debug, Clone, PartialEq)]
-pub struct QueryUpdate {
-    /// The subscription it is for.
-    pub subscription: SubscriptionId,
-    /// The record key.
-    pub key: Arc<str>,
-    /// What happened.
-    pub change: ChangeType,
-    /// The projected value; `None` exactly for LEAVE. Shared (not copied)
-    /// between all subscriptions that see the whole value.
-    pub value: Option<Arc<Value>>,
-}
-
-/// Where a subscription's updates go. Implemented for every
-/// `Fn(QueryUpdate) + Send + Sync`.
-///
-/// # Contract
-/// `deliver` is called under the registry's per-map lock: it MUST return
-/// promptly and MUST NOT call into the [`QueryRegistry`].
-pub trait QuerySink: Send + Sync {
-    /// Takes one update.
-    fn deliver(&self, update: QueryUpdate);
-}
-
-impl<F: Fn(QueryUpdate) + Send + Sync> QuerySink for F {
-    fn deliver(&self, update: QueryUpdate) {
-        self(update);
-    }
-}
+use super::window::Window;
 
 /// Registry settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,120 +66,6 @@ pub struct Subscribed {
     /// The initial results (`QUERY_RESP`).
     pub page: Page,
 }
-
-struct Subscription {
-    query: Query,
-    projection: Projection,
-    /// Only rows strictly after this position belong (a resumed cursor).
-    after: Option<SortKey>,
-    window: Window,
-    sink: Arc<dyn QuerySink>,
-    registration: Registration,
-    /// Whether positions must be computed for every change (top-N or cursor).
-    positional: bool,
-    no_bytes: Arc<[u8]>,
-}
-
-impl Subscription {
-    /// The row's position if `value` belongs to this subscription's set.
-    fn place(&self, key: &Arc<str>, value: &Value) -> Option<SortKey> {
-        if !self.query.matcher().matches(value) {
-            return None;
-        }
-        if !self.positional {
-            return Some(SortKey::from_parts(self.no_bytes.clone(), key.clone()));
-        }
-        let sk = self.query.sort().key_of(key.clone(), value);
-        if self.after.as_ref().is_some_and(|a| sk <= *a) {
-            return None;
-        }
-        Some(sk)
-    }
-
-    /// The value this subscription's client sees: shared when unprojected.
-    fn shown(&self, v: &Arc<Value>) -> Arc<Value> {
-        if self.projection.is_all() {
-            v.clone()
-        } else {
-            Arc::new(self.projection.apply(v).into_owned())
-        }
-    }
-
-    /// Applies one change. `old` is the value every holder of `key` was
-    /// last told about; the caller guarantees `old` and `new` differ.
-    fn apply(
-        &mut self,
-        id: SubscriptionId,
-        key: &Arc<str>,
-        old: Option<&Arc<Value>>,
-        new: Option<&Arc<Value>>,
-        members: &Members,
-    ) -> Delta {
-        let now = new.and_then(|v| self.place(key, v));
-        let d = self.window.apply(key, now);
-        let send = |change: ChangeType, k: &Arc<str>, value: Option<Arc<Value>>| {
-            self.sink.deliver(QueryUpdate {
-                subscription: id,
-                key: k.clone(),
-                change,
-                value,
-            });
-        };
-        if d.was_visible && !d.is_visible {
-            send(ChangeType::Leave, key, None);
-        }
-        if let Some(k) = &d.displaced {
-            send(ChangeType::Leave, k, None);
-        }
-        if d.is_visible && !d.was_visible {
-            if let Some(n) = new {
-                send(ChangeType::Enter, key, Some(self.shown(n)));
-            }
-        }
-        if let Some(k) = &d.promoted {
-            if let Some(m) = members.get(&**k) {
-                send(ChangeType::Enter, k, Some(self.shown(&m.value)));
-            }
-        }
-        if d.was_visible && d.is_visible {
-            if let (Some(o), Some(n)) = (old, new) {
-                if self.projection.is_all() {
-                    send(ChangeType::Update, key, Some(n.clone()));
-                } else {
-                    let pn = self.projection.apply(n);
-                    if !identical(&self.projection.apply(o), &pn) {
-                        send(ChangeType::Update, key, Some(Arc::new(pn.into_owned())));
-                    }
-                }
-            }
-        }
-        d
-    }
-}
-
-/// Hashes a [`SubscriptionId`] with one multiplication (ids are
-/// registry-assigned, not attacker-chosen, so SipHash buys nothing here).
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-        self.0 = self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-type IdMap<V> = HashMap<SubscriptionId, V, BuildHasherDefault<IdHasher>>;
 
 #[derive(Default)]
 struct MapState {

@@ -21,7 +21,7 @@ use rmpv::Value;
 
 use super::error::{describe, QueryError};
 use super::matcher::Matcher;
-use super::predicate::{parse_predicate, parse_where, Budget};
+use super::parse::{parse_predicate, parse_where, Budget};
 use super::sort::{Direction, SortField, SortSpec};
 use super::value::{canonical_hash, map_get, FieldPath, Fnv64};
 
