@@ -30,10 +30,12 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::hash::fnv1a_utf16;
 
+pub mod keyed;
 pub mod lww;
 pub mod or;
 pub mod value_string;
 
+pub use keyed::KeyedMerkleTree;
 pub use lww::{lww_item_hash, LwwMerkleTree};
 pub use or::{cmp_utf16, or_entry_hash, or_entry_hash_sorted, OrHashInput, OrMerkleTree};
 pub use value_string::{write_value_string, write_value_string_bytes};

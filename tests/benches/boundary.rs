@@ -61,7 +61,9 @@ fn put(i: u64) -> ApplyBatch {
                 map: "bench".into(),
                 key: format!("k{}", i % 1000).into(),
                 op: MapOp::Lww(LwwRecord {
-                    value: ROption::RSome(RawValue::from_msgpack(vec![0xa4, b'v', b'a', b'l', b'u'])),
+                    value: ROption::RSome(RawValue::from_msgpack(vec![
+                        0xa4, b'v', b'a', b'l', b'u',
+                    ])),
                     timestamp: Timestamp::new(1_000_000 + i, 0, "bench"),
                     ttl_ms: ROption::RNone,
                 }),
@@ -109,8 +111,15 @@ fn conditions() -> String {
     format!(
         "{cpu}, {} cores, load average {}, profile {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
-        if cfg!(debug_assertions) { "debug" } else { "release" }
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
     )
 }
 
@@ -146,11 +155,20 @@ fn main() {
         sync_calls(&loaded_c, 10_000);
         apply_calls(&native_s, 5_000).await;
         apply_calls(&loaded_s, 5_000).await;
-        let (a, b) = (sync_calls(&native_c, 200_000), sync_calls(&loaded_c, 200_000));
+        let (a, b) = (
+            sync_calls(&native_c, 200_000),
+            sync_calls(&loaded_c, 200_000),
+        );
         row("partition_view.is_related", &a, &b);
-        let (a, b) = (apply_calls(&native_s, 50_000).await, apply_calls(&loaded_s, 50_000).await);
+        let (a, b) = (
+            apply_calls(&native_s, 50_000).await,
+            apply_calls(&loaded_s, 50_000).await,
+        );
         row("storage.apply (1 LWW put)", &a, &b);
-        let (a, b) = (read_calls(&native_s, 50_000).await, read_calls(&loaded_s, 50_000).await);
+        let (a, b) = (
+            read_calls(&native_s, 50_000).await,
+            read_calls(&loaded_s, 50_000).await,
+        );
         row("storage.read (1 key)", &a, &b);
     });
 }

@@ -5,10 +5,9 @@
 //! and the TTL are deliberately not hashed: one timestamp names one write, so
 //! equal timestamps mean equal records. Tombstones count until pruned.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use super::{leaf_of_key, Buckets, Fnv1aUtf16, LeafMap, MerkleTrie, TriePath};
+use super::{Fnv1aUtf16, KeyedMerkleTree};
 use crate::types::Timestamp;
 
 /// The hash of one LWW item: `fnv1a_utf16("{key}:{millis}:{counter}:{nodeId}")`.
@@ -21,16 +20,14 @@ pub fn lww_item_hash(key: &str, millis: u64, counter: u32, node_id: &str) -> u32
 }
 
 /// A keyed LWW Merkle tree: it remembers each key's item hash, so `update`
-/// and `remove` need only the key and its new timestamp.
+/// and `remove` need only the key and its new timestamp. The read side
+/// (`root`, `buckets`, `keys_in_leaf`, ...) is [`KeyedMerkleTree`]'s.
 ///
 /// Contract: after any sequence of `update`/`remove`, `root()` equals the
 /// wrapping sum of `lww_item_hash` over the keys present with their latest
 /// timestamps, whatever the order of the calls. O(depth) per call.
 #[derive(Debug, Clone, Default)]
-pub struct LwwMerkleTree {
-    trie: MerkleTrie,
-    leaves: LeafMap<HashMap<Box<str>, u32>>,
-}
+pub struct LwwMerkleTree(KeyedMerkleTree);
 
 impl LwwMerkleTree {
     /// An empty tree (root 0).
@@ -41,94 +38,29 @@ impl LwwMerkleTree {
 
     /// Sets `key`'s item to the record written at `ts` (insert or replace).
     pub fn update(&mut self, key: &str, ts: &Timestamp) {
-        let item = lww_item_hash(key, ts.millis, ts.counter, ts.node_id.as_str());
-        let leaf = leaf_of_key(key);
-        let entries = self.leaves.entry(leaf).or_default();
-        match entries.get_mut(key) {
-            Some(old) => {
-                let prev = std::mem::replace(old, item);
-                self.trie.replace(leaf, prev, item);
-            }
-            None => {
-                entries.insert(key.into(), item);
-                self.trie.insert(leaf, item);
-            }
-        }
-    }
-
-    /// Drops `key` (a pruned tombstone); returns whether it was present.
-    pub fn remove(&mut self, key: &str) -> bool {
-        let leaf = leaf_of_key(key);
-        let Some(entries) = self.leaves.get_mut(&leaf) else {
-            return false;
-        };
-        let Some(item) = entries.remove(key) else {
-            return false;
-        };
-        if entries.is_empty() {
-            self.leaves.remove(&leaf);
-        }
-        self.trie.remove(leaf, item);
-        true
-    }
-
-    /// The root hash; 0 when empty.
-    #[must_use]
-    pub fn root(&self) -> u32 {
-        self.trie.root()
-    }
-
-    /// Number of keys in the tree.
-    #[must_use]
-    pub fn len(&self) -> u64 {
-        self.trie.len()
-    }
-
-    /// True when no key is in the tree.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.trie.is_empty()
-    }
-
-    /// The occupied children of the node at `path`; see [`MerkleTrie::buckets`].
-    #[must_use]
-    pub fn buckets(&self, path: &str) -> Buckets {
-        self.trie.buckets(path)
-    }
-
-    /// The hash of the node at `path`; see [`MerkleTrie::node_hash`].
-    #[must_use]
-    pub fn node_hash(&self, path: &str) -> Option<u32> {
-        self.trie.node_hash(path)
-    }
-
-    /// True when `path` is a leaf holding keys.
-    #[must_use]
-    pub fn is_leaf(&self, path: &str) -> bool {
-        self.trie.is_leaf(path)
-    }
-
-    /// The keys in the leaf at `path`, sorted; empty for any other path.
-    #[must_use]
-    pub fn keys_in_leaf(&self, path: &str) -> Vec<&str> {
-        let mut keys: Vec<&str> = TriePath::parse(path)
-            .and_then(TriePath::leaf)
-            .and_then(|l| self.leaves.get(&l))
-            .map(|e| e.keys().map(AsRef::as_ref).collect())
-            .unwrap_or_default();
-        keys.sort_unstable();
-        keys
+        self.0.set(
+            key,
+            lww_item_hash(key, ts.millis, ts.counter, ts.node_id.as_str()),
+        );
     }
 
     /// The item hash stored for `key`, if present.
     #[must_use]
     pub fn item_hash(&self, key: &str) -> Option<u32> {
-        self.leaves.get(&leaf_of_key(key))?.get(key).copied()
+        self.0.hash_of(key)
     }
+}
 
-    /// Forgets every key.
-    pub fn clear(&mut self) {
-        *self = Self::new();
+impl std::ops::Deref for LwwMerkleTree {
+    type Target = KeyedMerkleTree;
+    fn deref(&self) -> &KeyedMerkleTree {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for LwwMerkleTree {
+    fn deref_mut(&mut self) -> &mut KeyedMerkleTree {
+        &mut self.0
     }
 }
 
@@ -136,7 +68,7 @@ impl LwwMerkleTree {
 mod tests {
     use super::*;
     use crate::hash::fnv1a_utf16;
-    use crate::merkle::{key_hash_hex, leaf_path};
+    use crate::merkle::{key_hash_hex, leaf_of_key, leaf_path};
 
     fn ts(m: u64, c: u32, n: &str) -> Timestamp {
         Timestamp::new(m, c, n)

@@ -10,11 +10,10 @@
 //! hash covers the stored tags, not what a read would show).
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use super::value_string::write_value_string_bytes;
-use super::{leaf_of_key, Buckets, Fnv1aUtf16, LeafMap, MerkleTrie, TriePath};
+use super::{Fnv1aUtf16, KeyedMerkleTree};
 use crate::types::OrRecord;
 
 /// Compares strings by their UTF-16 code units, as JavaScript's default
@@ -88,17 +87,15 @@ pub fn or_entry_hash_sorted(key: &str, records: &[OrHashInput<'_>]) -> u32 {
     h.finish()
 }
 
-/// A keyed OR-map Merkle tree: it remembers each key's entry hash.
+/// A keyed OR-map Merkle tree: it remembers each key's entry hash. The read
+/// side (`root`, `buckets`, `entry_hashes`, ...) is [`KeyedMerkleTree`]'s.
 ///
 /// Contract: after any sequence of `update`/`remove`, `root()` equals the
 /// wrapping sum of [`or_entry_hash`] over the keys with at least one record,
 /// whatever the order of the calls. `update` costs the entry hash of that
 /// key (linear in its records) plus O(depth).
 #[derive(Debug, Clone, Default)]
-pub struct OrMerkleTree {
-    trie: MerkleTrie,
-    leaves: LeafMap<HashMap<Box<str>, u32>>,
-}
+pub struct OrMerkleTree(KeyedMerkleTree);
 
 impl OrMerkleTree {
     /// An empty tree (root 0).
@@ -111,109 +108,35 @@ impl OrMerkleTree {
     /// the key, as in the TypeScript tree.
     pub fn update(&mut self, key: &str, records: &[OrRecord]) {
         if records.is_empty() {
-            self.remove(key);
+            self.0.remove(key);
             return;
         }
         let mut inputs: Vec<OrHashInput<'_>> = records.iter().map(Into::into).collect();
-        self.set_entry_hash(key, or_entry_hash(key, &mut inputs));
+        self.0.set(key, or_entry_hash(key, &mut inputs));
     }
 
     /// Sets `key`'s entry hash directly (for owners that compute it).
     pub fn set_entry_hash(&mut self, key: &str, entry: u32) {
-        let leaf = leaf_of_key(key);
-        let entries = self.leaves.entry(leaf).or_default();
-        match entries.get_mut(key) {
-            Some(old) => {
-                let prev = std::mem::replace(old, entry);
-                self.trie.replace(leaf, prev, entry);
-            }
-            None => {
-                entries.insert(key.into(), entry);
-                self.trie.insert(leaf, entry);
-            }
-        }
-    }
-
-    /// Drops `key`; returns whether it was present.
-    pub fn remove(&mut self, key: &str) -> bool {
-        let leaf = leaf_of_key(key);
-        let Some(entries) = self.leaves.get_mut(&leaf) else {
-            return false;
-        };
-        let Some(entry) = entries.remove(key) else {
-            return false;
-        };
-        if entries.is_empty() {
-            self.leaves.remove(&leaf);
-        }
-        self.trie.remove(leaf, entry);
-        true
-    }
-
-    /// The root hash; 0 when empty.
-    #[must_use]
-    pub fn root(&self) -> u32 {
-        self.trie.root()
-    }
-
-    /// Number of keys in the tree.
-    #[must_use]
-    pub fn len(&self) -> u64 {
-        self.trie.len()
-    }
-
-    /// True when no key is in the tree.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.trie.is_empty()
-    }
-
-    /// The occupied children of the node at `path`; see [`MerkleTrie::buckets`].
-    #[must_use]
-    pub fn buckets(&self, path: &str) -> Buckets {
-        self.trie.buckets(path)
-    }
-
-    /// True when `path` is a leaf holding keys.
-    #[must_use]
-    pub fn is_leaf(&self, path: &str) -> bool {
-        self.trie.is_leaf(path)
-    }
-
-    /// The keys in the leaf at `path`, sorted; empty for any other path.
-    #[must_use]
-    pub fn keys_in_leaf(&self, path: &str) -> Vec<&str> {
-        let mut keys: Vec<&str> = self
-            .entry_hashes(path)
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
-        keys.sort_unstable();
-        keys
-    }
-
-    /// The keys of the leaf at `path` with their entry hashes, sorted by key
-    /// (what a peer compares to find differing keys).
-    #[must_use]
-    pub fn entry_hashes(&self, path: &str) -> Vec<(&str, u32)> {
-        let mut out: Vec<(&str, u32)> = TriePath::parse(path)
-            .and_then(TriePath::leaf)
-            .and_then(|l| self.leaves.get(&l))
-            .map(|e| e.iter().map(|(k, h)| (k.as_ref(), *h)).collect())
-            .unwrap_or_default();
-        out.sort_unstable();
-        out
+        self.0.set(key, entry);
     }
 
     /// The entry hash stored for `key`, if present.
     #[must_use]
     pub fn entry_hash(&self, key: &str) -> Option<u32> {
-        self.leaves.get(&leaf_of_key(key))?.get(key).copied()
+        self.0.hash_of(key)
     }
+}
 
-    /// Forgets every key.
-    pub fn clear(&mut self) {
-        *self = Self::new();
+impl std::ops::Deref for OrMerkleTree {
+    type Target = KeyedMerkleTree;
+    fn deref(&self) -> &KeyedMerkleTree {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for OrMerkleTree {
+    fn deref_mut(&mut self) -> &mut KeyedMerkleTree {
+        &mut self.0
     }
 }
 
@@ -298,7 +221,7 @@ mod tests {
     fn t22_no_records_removes_the_key_and_empty_is_zero() {
         let mut t = OrMerkleTree::new();
         t.update("k", &[rec("t", &serde_json::json!(1), 5, 0, "n", None)]);
-        let path = crate::merkle::leaf_path(leaf_of_key("k"));
+        let path = crate::merkle::leaf_path(crate::merkle::leaf_of_key("k"));
         assert!(t.is_leaf(&path));
         assert_eq!(t.keys_in_leaf(&path), vec!["k"]);
         t.update("k", &[]);

@@ -1,48 +1,37 @@
 //! Per-partition Merkle roots, kept current on every change this node
 //! applies as owner, for anti-entropy between replicas.
 //!
-//! An item is one (map, key). Its hash is FNV-1a (UTF-16) of
-//! `map/key:millis:counter:nodeId` for an LWW record, and the wrapping sum of
-//! `map/key:tag` hashes of its live tags for an OR entry. A partition's root is
-//! the wrapping sum of its items' hashes, which equals the root of the
-//! depth-3 sum tree over the same items (every inner node is the sum of its
-//! children), so replicas can compare roots first and descend only on a
-//! mismatch.
+//! An item is one (map, key), named `<len(map)>:<map><key>` (unambiguous
+//! whatever the names contain). Its hash is FNV-1a (UTF-16) of
+//! `<item>:millis:counter:nodeId` for an LWW record, and the wrapping sum of
+//! `<item>:tag` hashes of its live tags for an OR entry. Each partition keeps
+//! a depth-3 [`KeyedMerkleTree`] of its items, so replicas compare roots
+//! first and descend through buckets only where they differ.
 
 use std::collections::HashMap;
 
 use hangar_core::hash::fnv1a_utf16;
+use hangar_core::merkle::KeyedMerkleTree;
 use hangar_core::types::{KeyedOp, MapOp};
 use hangar_core::{partition_of, PARTITION_COUNT};
 use parking_lot::Mutex;
 
 #[derive(Default)]
 struct PartitionTree {
-    /// (map, key) -> item hash.
-    items: HashMap<(String, String), u32>,
-    /// OR tags live per (map, key): tag -> tag hash.
-    or_tags: HashMap<(String, String), HashMap<String, u32>>,
-    root: u32,
+    items: KeyedMerkleTree,
+    /// OR tags live per item: tag -> tag hash.
+    or_tags: HashMap<String, HashMap<String, u32>>,
 }
 
-impl PartitionTree {
-    fn set_item(&mut self, id: (String, String), hash: Option<u32>) {
-        let old = match hash {
-            Some(h) => self.items.insert(id, h),
-            None => self.items.remove(&id),
-        };
-        self.root = self
-            .root
-            .wrapping_sub(old.unwrap_or(0))
-            .wrapping_add(hash.unwrap_or(0));
-    }
+fn item_name(map: &str, key: &str) -> String {
+    format!("{}:{map}{key}", map.len())
 }
 
-/// The Merkle roots of all partitions.
+/// The Merkle trees of all partitions.
 pub struct MerkleTreeManager {
     partitions: Vec<Mutex<PartitionTree>>,
-    /// OR tag -> (partition, map, key), so a remove by tag finds its entry.
-    tag_index: Mutex<HashMap<String, (u32, String, String)>>,
+    /// OR tag -> (partition, item), so a remove by tag finds its entry.
+    tag_index: Mutex<HashMap<String, (u32, String)>>,
 }
 
 impl Default for MerkleTreeManager {
@@ -67,47 +56,40 @@ impl MerkleTreeManager {
     pub fn apply(&self, changes: &[KeyedOp]) {
         for c in changes {
             let p = partition_of(&c.key);
-            let id = (c.map.to_string(), c.key.to_string());
+            let item = item_name(&c.map, &c.key);
             match &c.op {
                 MapOp::Lww(r) => {
                     let t = &r.timestamp;
-                    let h = fnv1a_utf16(&format!(
-                        "{}/{}:{}:{}:{}",
-                        c.map, c.key, t.millis, t.counter, t.node_id
-                    ));
-                    self.partitions[p as usize].lock().set_item(id, Some(h));
+                    let h =
+                        fnv1a_utf16(&format!("{item}:{}:{}:{}", t.millis, t.counter, t.node_id));
+                    self.partitions[p as usize].lock().items.set(&item, h);
                 }
                 MapOp::OrAdd(r) => {
-                    let h = fnv1a_utf16(&format!("{}/{}:{}", c.map, c.key, r.tag));
+                    let h = fnv1a_utf16(&format!("{item}:{}", r.tag));
                     self.tag_index
                         .lock()
-                        .insert(r.tag.to_string(), (p, id.0.clone(), id.1.clone()));
+                        .insert(r.tag.to_string(), (p, item.clone()));
                     let mut tree = self.partitions[p as usize].lock();
-                    let tags = tree.or_tags.entry(id.clone()).or_default();
+                    let tags = tree.or_tags.entry(item.clone()).or_default();
                     tags.insert(r.tag.to_string(), h);
                     let sum = tags.values().fold(0u32, |a, b| a.wrapping_add(*b));
-                    tree.set_item(id, Some(sum));
+                    tree.items.set(&item, sum);
                 }
                 MapOp::OrRemove(tag) => {
-                    let Some((p, map, key)) = self.tag_index.lock().remove(tag.as_str()) else {
+                    let Some((p, item)) = self.tag_index.lock().remove(tag.as_str()) else {
                         continue;
                     };
-                    let id = (map, key);
                     let mut tree = self.partitions[p as usize].lock();
-                    let sum = tree.or_tags.get_mut(&id).map(|tags| {
-                        tags.remove(tag.as_str());
-                        (
-                            tags.is_empty(),
-                            tags.values().fold(0u32, |a, b| a.wrapping_add(*b)),
-                        )
-                    });
-                    match sum {
-                        Some((true, _)) => {
-                            tree.or_tags.remove(&id);
-                            tree.set_item(id, None);
-                        }
-                        Some((false, s)) => tree.set_item(id, Some(s)),
-                        None => {}
+                    let Some(tags) = tree.or_tags.get_mut(&item) else {
+                        continue;
+                    };
+                    tags.remove(tag.as_str());
+                    if tags.is_empty() {
+                        tree.or_tags.remove(&item);
+                        tree.items.remove(&item);
+                    } else {
+                        let sum = tags.values().fold(0u32, |a, b| a.wrapping_add(*b));
+                        tree.items.set(&item, sum);
                     }
                 }
             }
@@ -119,7 +101,7 @@ impl MerkleTreeManager {
     pub fn root(&self, partition: u32) -> u32 {
         self.partitions
             .get(partition as usize)
-            .map_or(0, |t| t.lock().root)
+            .map_or(0, |t| t.lock().items.root())
     }
 }
 

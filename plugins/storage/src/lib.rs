@@ -9,11 +9,20 @@
 //!   backends, and group commit.
 //! - `search`: full-text search (tokenizer, BM25 inverted index, deferred
 //!   index writer).
+//! - `write_ack`: the write-concern levels and their acknowledgements.
+//! - `tasklet`: long work cut into slices under a time budget.
+//! - `event_pool`: reusable change-event payloads.
+//! - `query`: query parsing and evaluation, cursors, and the live-query
+//!   registry.
 
 pub mod crdt;
+pub mod event_pool;
 pub mod module;
 pub mod persistence;
+pub mod query;
 pub mod search;
+pub mod tasklet;
+pub mod write_ack;
 
 pub use module::{create, DefaultStorage};
 
