@@ -5,15 +5,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
-use hangar_core::Timestamp;
 use hdrhistogram::Histogram;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::{BenchConfig, BenchError, Shared};
-use crate::protocol::messages::{Auth, ClientOp, OpBatch, Ping, WireLwwRecord};
-use crate::protocol::{decode_frame, Decoded, Message, RawMsgpack};
+use crate::protocol::messages::{Auth, Ping};
+use crate::protocol::{decode_frame, Decoded, Message};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -111,51 +110,13 @@ impl Client {
         }
     }
 
-    fn batch(&self, config: &BenchConfig, seq: &mut u64, value: &RawMsgpack) -> Message {
-        let node = format!("bench-{}", self.index);
-        let millis = hangar_core::hlc::system_millis();
-        let ops = (0..config.batch)
-            .map(|_| {
-                *seq += 1;
-                ClientOp {
-                    id: Some(seq.to_string()),
-                    map_name: config.map.clone(),
-                    key: format!("k{}-{}", self.index, *seq),
-                    op_type: None,
-                    record: Some(Some(WireLwwRecord {
-                        value: Some(value.clone()),
-                        timestamp: Timestamp::new(
-                            millis,
-                            u32::try_from(*seq % u64::from(u32::MAX)).unwrap_or(0),
-                            node.as_str(),
-                        ),
-                        ttl_ms: None,
-                    })),
-                    or_record: None,
-                    or_tag: None,
-                    write_concern: None,
-                    timeout: None,
-                }
-            })
-            .collect();
-        Message::OpBatch {
-            payload: OpBatch {
-                ops,
-                write_concern: Some(config.concern.as_str().to_string()),
-                timeout: Some(config.timeout_ms),
-            },
-        }
-    }
-
     /// Sends batches until the run stops; returns what it measured.
     pub async fn drive(mut self, shared: Arc<Shared>) -> Result<Stats, BenchError> {
         let config = &shared.config;
-        let value = {
-            let mut v = Vec::with_capacity(config.value_size + 5);
-            rmp::encode::write_bin(&mut v, &vec![0x5a; config.value_size])
-                .expect("writing to a Vec cannot fail");
-            RawMsgpack::from_raw_value(hangar_core::RawValue::from_msgpack(v))
-        };
+        let mut value = Vec::with_capacity(config.value_size + 5);
+        rmp::encode::write_bin(&mut value, &vec![0x5a; config.value_size])
+            .expect("writing to a Vec cannot fail");
+        let mut buf = Vec::new();
         let mut stats = Stats {
             acked_ops: 0,
             failed_ops: 0,
@@ -167,9 +128,12 @@ impl Client {
         let mut seq = 0u64;
         let batch = config.batch as u64;
         while shared.claim(batch) {
-            let msg = self.batch(config, &mut seq, &value);
+            encode_batch(self.index, config, &mut seq, &value, &mut buf);
             let sent = Instant::now();
-            self.send(&msg).await?;
+            self.socket
+                .send(WsMessage::Binary(buf.clone().into()))
+                .await
+                .map_err(|e| conn_err(self.index, format!("send failed: {e}")))?;
             loop {
                 match self.next().await? {
                     Message::OpAck { payload } => {
@@ -207,5 +171,115 @@ impl Client {
         }
         let _ = self.socket.close(None).await;
         Ok(stats)
+    }
+}
+
+/// Encodes one `OP_BATCH` frame straight into `buf` with `rmp` (the
+/// generator must cost the server's machine as little CPU as it can):
+/// `{type, payload: {ops: [{id, mapName, key, record: {value,
+/// timestamp}}], writeConcern, timeout}}`.
+fn encode_batch(
+    index: usize,
+    config: &BenchConfig,
+    seq: &mut u64,
+    value: &[u8],
+    buf: &mut Vec<u8>,
+) {
+    use rmp::encode::{write_array_len, write_map_len, write_str, write_u32, write_u64};
+    let node = format!("bench-{}", index);
+    let millis = hangar_core::hlc::system_millis();
+    buf.clear();
+    let w = &mut *buf;
+    // Writing to a Vec cannot fail.
+    let _ = write_map_len(w, 2);
+    let _ = write_str(w, "type");
+    let _ = write_str(w, "OP_BATCH");
+    let _ = write_str(w, "payload");
+    let _ = write_map_len(w, 3);
+    let _ = write_str(w, "ops");
+    let _ = write_array_len(w, u32::try_from(config.batch).unwrap_or(u32::MAX));
+    let mut key = String::new();
+    for _ in 0..config.batch {
+        *seq += 1;
+        key.clear();
+        let _ = std::fmt::Write::write_fmt(&mut key, format_args!("k{}-{}", index, *seq));
+        let _ = write_map_len(w, 4);
+        let _ = write_str(w, "id");
+        let _ = write_str(w, itoa(*seq).as_str());
+        let _ = write_str(w, "mapName");
+        let _ = write_str(w, &config.map);
+        let _ = write_str(w, "key");
+        let _ = write_str(w, &key);
+        let _ = write_str(w, "record");
+        let _ = write_map_len(w, 2);
+        let _ = write_str(w, "value");
+        w.extend_from_slice(value);
+        let _ = write_str(w, "timestamp");
+        let _ = write_map_len(w, 3);
+        let _ = write_str(w, "millis");
+        let _ = write_u64(w, millis);
+        let _ = write_str(w, "counter");
+        let _ = write_u32(w, u32::try_from(*seq % u64::from(u32::MAX)).unwrap_or(0));
+        let _ = write_str(w, "nodeId");
+        let _ = write_str(w, &node);
+    }
+    let _ = write_str(w, "writeConcern");
+    let _ = write_str(w, config.concern.as_str());
+    let _ = write_str(w, "timeout");
+    let _ = write_u64(w, config.timeout_ms);
+}
+
+/// Decimal digits of `n` without going through `format!`.
+fn itoa(mut n: u64) -> String {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&digits[i..]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::messages::OpBatch;
+
+    #[test]
+    fn t10_the_hand_encoded_batch_decodes_as_the_op_batch_it_claims_to_be() {
+        let config = BenchConfig {
+            batch: 3,
+            map: "m".into(),
+            concern: hangar_core::WriteConcern::Persisted,
+            timeout_ms: 1234,
+            ..BenchConfig::default()
+        };
+        let mut value = Vec::new();
+        rmp::encode::write_bin(&mut value, b"abc").unwrap();
+        let mut buf = Vec::new();
+        let mut seq = 41;
+        encode_batch(7, &config, &mut seq, &value, &mut buf);
+        let Ok(Decoded::Message(Message::OpBatch { payload })) = decode_frame(&buf) else {
+            panic!("not an OP_BATCH")
+        };
+        let OpBatch {
+            ops,
+            write_concern,
+            timeout,
+        } = payload;
+        assert_eq!(write_concern.as_deref(), Some("PERSISTED"));
+        assert_eq!(timeout, Some(1234));
+        assert_eq!(ops.len(), 3);
+        assert_eq!(ops[2].id.as_deref(), Some("44"));
+        assert_eq!(ops[2].key, "k7-44");
+        let rec = ops[0].record.clone().flatten().unwrap();
+        assert_eq!(rec.value.unwrap().as_bytes(), value.as_slice());
+        assert_eq!(rec.timestamp.node_id.as_str(), "bench-7");
+        assert_eq!(itoa(0), "0");
+        assert_eq!(itoa(u64::MAX), u64::MAX.to_string());
     }
 }
