@@ -28,6 +28,18 @@ test('t20 AUTH_REQUIRED on connect; frames before AUTH are dropped; a valid toke
   await c.close();
 });
 
+test('t20b a later AUTH refreshes the principal; an invalid one fails and closes', async () => {
+  const c = await connect(node);
+  await c.expect('AUTH_REQUIRED');
+  c.send({ type: 'AUTH', token: jwt(SECRET, { sub: 'carol', exp: inSeconds(60) }) });
+  assert.equal((await c.expect('AUTH_ACK')).userId, 'carol');
+  c.send({ type: 'AUTH', token: jwt(SECRET, { sub: 'carol2', exp: inSeconds(3600) }) });
+  assert.equal((await c.expect('AUTH_ACK')).userId, 'carol2');
+  c.send({ type: 'AUTH', token: jwt('wrong', { sub: 'mallory', exp: inSeconds(3600) }) });
+  assert.equal((await c.expect('AUTH_FAIL')).code, 401);
+  assert.equal((await c.closed).code, 1008);
+});
+
 for (const [name, token] of [
   ['a wrong signature', () => jwt('not-the-secret', { sub: 'a', exp: inSeconds(3600) })],
   ['an expired token', () => jwt(SECRET, { sub: 'a', exp: inSeconds(-60) })],
