@@ -33,12 +33,14 @@ export const unpack = (buf) => unpackr.unpack(buf);
 
 /**
  * Starts a node. `env` adds environment variables; `config` is TOML text
- * written to a file and passed with --config. Resolves once it printed
- * PORT=<n>. `stop()` kills it and removes its data directory.
+ * written to a file and passed with --config; `dataDir` (kept on stop)
+ * replaces the fresh temporary one. Resolves once it printed PORT=<n>.
+ * `stop()` sends SIGTERM (SIGKILL after 10 s) and removes its temporary
+ * directory.
  */
-export async function startNode({ env = {}, config, args = [] } = {}) {
+export async function startNode({ env = {}, config, args = [], dataDir } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'hangar-js-'));
-  const argv = ['--port', '0', '--data-dir', join(dir, 'data'), ...args];
+  const argv = ['--port', '0', '--data-dir', dataDir ?? join(dir, 'data'), ...args];
   if (config !== undefined) {
     const file = join(dir, 'hangar.toml');
     writeFileSync(file, config);
