@@ -13,12 +13,15 @@ async function keysAfterRestart(backendEnv) {
   try {
     const env = { HANGAR_NO_AUTH: '1', ...backendEnv };
     const first = await startNode({ env, dataDir });
-    const c = await connect(first);
-    c.send({ type: 'OP_BATCH', payload: { ops: [putOp(1, 'p25', 'kept', { v: 1 })], writeConcern: 'PERSISTED' } });
-    const ack = await c.expect('OP_ACK');
-    assert.equal(ack.payload.results[0].success, true, JSON.stringify(ack.payload));
-    await c.close();
-    await first.stop();
+    try {
+      const c = await connect(first);
+      c.send({ type: 'OP_BATCH', payload: { ops: [putOp(1, 'p25', 'kept', { v: 1 })], writeConcern: 'PERSISTED' } });
+      const ack = await c.expect('OP_ACK');
+      assert.equal(ack.payload.results[0].success, true, JSON.stringify(ack.payload));
+      await c.close();
+    } finally {
+      await first.stop();
+    }
     const { code, signal } = await first.exited;
     assert.ok(code === 0 || signal === 'SIGTERM', `clean stop: ${code} ${signal}`);
 
