@@ -413,3 +413,47 @@ fn t32_fast_query_update_and_op_ack_equal_the_serde_encoding() {
         assert_eq!(decode_frame(&b), Ok(Decoded::Message(msg)));
     }
 }
+
+#[test]
+fn t33_fast_query_resp_equals_the_serde_encoding() {
+    use hangar_core::module::storage_types::QueryRow;
+    use hangar_host::protocol::messages::{CursorStatus, QueryResp, QueryResultEntry};
+    let rows: Vec<QueryRow> = (0..40)
+        .map(|i| QueryRow {
+            key: format!("user-{i}").into(),
+            value: raw(&map(vec![
+                ("n", V::from(i)),
+                ("name", "x".repeat(i).into()),
+            ])),
+        })
+        .collect();
+    for (n, cursor, more, status) in [
+        (0, None, false, CursorStatus::None),
+        (3, Some("abc"), true, CursorStatus::Valid),
+        (40, None, false, CursorStatus::Expired),
+        (1, Some("c"), true, CursorStatus::Invalid),
+    ] {
+        let mut b = Vec::new();
+        fast::write_query_resp(&mut b, "q-9", &rows[..n], cursor, more, status);
+        let msg = Message::QueryResp {
+            payload: QueryResp {
+                query_id: "q-9".into(),
+                results: rows[..n]
+                    .iter()
+                    .map(|r| QueryResultEntry {
+                        key: r.key.to_string(),
+                        value: RawMsgpack::from_raw_value(r.value.clone()),
+                    })
+                    .collect(),
+                next_cursor: cursor.map(str::to_string),
+                has_more: Some(more),
+                cursor_status: Some(status),
+                merkle_root_hash: None,
+                error: None,
+                code: None,
+            },
+        };
+        assert_eq!(b, msg.encode().unwrap());
+        assert_eq!(decode_frame(&b), Ok(Decoded::Message(msg)));
+    }
+}

@@ -1,7 +1,8 @@
 //! Hand-written encoders for the hot server-to-client frames.
 //!
 //! `SERVER_EVENT`, `SERVER_BATCH_EVENT`, `QUERY_UPDATE` and `OP_ACK` are sent
-//! once per write per subscriber, so they skip serde: each writes msgpack
+//! once per write per subscriber, and `QUERY_RESP` carries whole result
+//! pages, so they skip serde: each writes msgpack
 //! straight into the caller's buffer from borrowed core values, and record
 //! values are copied in as the raw bytes they are stored as, never decoded.
 //!
@@ -13,7 +14,9 @@
 
 use hangar_core::{KeyedOp, LwwRecord, MapOp, OrRecord, Timestamp, WriteConcern};
 
-use super::messages::{ChangeType, OpResult, ServerEventType};
+use hangar_core::module::storage_types::QueryRow;
+
+use super::messages::{ChangeType, CursorStatus, OpResult, ServerEventType};
 
 fn map_len(out: &mut Vec<u8>, n: usize) {
     match n {
@@ -240,4 +243,47 @@ pub fn write_op_ack(
             }
         }
     }
+}
+
+fn cursor_status(c: CursorStatus) -> &'static str {
+    match c {
+        CursorStatus::Valid => "valid",
+        CursorStatus::Expired => "expired",
+        CursorStatus::Invalid => "invalid",
+        CursorStatus::None => "none",
+    }
+}
+
+/// Appends a successful `QUERY_RESP` frame: the page's rows (values copied
+/// as the stored msgpack bytes), `nextCursor` when given, `hasMore` and
+/// `cursorStatus`.
+pub fn write_query_resp(
+    out: &mut Vec<u8>,
+    query_id: &str,
+    rows: &[QueryRow],
+    next_cursor: Option<&str>,
+    has_more: bool,
+    status: CursorStatus,
+) {
+    envelope(out, "QUERY_RESP");
+    map_len(out, 4 + usize::from(next_cursor.is_some()));
+    str(out, "queryId");
+    str(out, query_id);
+    str(out, "results");
+    array_len(out, rows.len());
+    for r in rows {
+        map_len(out, 2);
+        str(out, "key");
+        str(out, r.key.as_str());
+        str(out, "value");
+        out.extend_from_slice(r.value.as_bytes());
+    }
+    if let Some(c) = next_cursor {
+        str(out, "nextCursor");
+        str(out, c);
+    }
+    str(out, "hasMore");
+    out.push(if has_more { 0xc3 } else { 0xc2 });
+    str(out, "cursorStatus");
+    str(out, cursor_status(status));
 }

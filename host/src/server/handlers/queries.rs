@@ -22,8 +22,7 @@ use parking_lot::Mutex;
 
 use super::status_of;
 use crate::protocol::messages::{
-    ChangeType, CursorStatus, QueryResp, QueryResultEntry, QuerySub, Search, SearchResp,
-    SearchResult,
+    ChangeType, CursorStatus, QueryResp, QuerySub, Search, SearchResp, SearchResult,
 };
 use crate::protocol::{fast, Message, RawMsgpack};
 use crate::server::outbound::Outbound;
@@ -181,26 +180,22 @@ pub async fn subscribe(fe: &FrontEnd, s: &mut Session, q: QuerySub) {
                     map: q.map_name,
                 },
             );
-            let msg = Message::QueryResp {
-                payload: QueryResp {
-                    query_id: q.query_id,
-                    results: resp
-                        .rows
-                        .into_iter()
-                        .map(|r| QueryResultEntry {
-                            key: r.key.into_string(),
-                            value: RawMsgpack::from_raw_value(r.value),
-                        })
-                        .collect(),
-                    next_cursor: resp.next_cursor.map(RString::into_string).into_option(),
-                    has_more: Some(resp.has_more),
-                    cursor_status: Some(cursor(resp.cursor_status)),
-                    merkle_root_hash: None,
-                    error: None,
-                    code: None,
-                },
-            };
-            s.reply(&msg).await;
+            let mut buf = Vec::with_capacity(
+                64 + resp
+                    .rows
+                    .iter()
+                    .map(|r| r.key.len() + r.value.0.len() + 16)
+                    .sum::<usize>(),
+            );
+            fast::write_query_resp(
+                &mut buf,
+                &q.query_id,
+                &resp.rows,
+                resp.next_cursor.as_ref().map(RString::as_str).into_option(),
+                resp.has_more,
+                cursor(resp.cursor_status),
+            );
+            s.out.send(Bytes::from(buf)).await;
             sink.go_live();
         }
         Err(e) => {
