@@ -3,7 +3,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { memoryNode, HANGAR_BIN } from '../lib/hangar.mjs';
+import { memoryNode, startNode, jwt, inSeconds, HANGAR_BIN } from '../lib/hangar.mjs';
 
 const run = promisify(execFile);
 let node;
@@ -35,4 +35,20 @@ test('t99b hangar bench refuses an unknown concern', async () => {
     assert.match(e.stderr, /--concern/);
     return true;
   });
+});
+
+test('t99c hangar bench authenticates with --token and says so when a token is missing', async () => {
+  const secret = 'bench-secret';
+  const secured = await startNode({ env: { JWT_SECRET: secret, STORAGE_BACKEND: 'memory' } });
+  try {
+    const token = jwt(secret, { sub: 'bench', exp: inSeconds(600) });
+    const { stdout } = await run(HANGAR_BIN, ['bench', '--url', secured.url, '--ops', '100', '--batch', '10', '--token', token], { timeout: 60_000 });
+    assert.match(stdout, /100 ops acked, 0 failed or shed/);
+    await assert.rejects(run(HANGAR_BIN, ['bench', '--url', secured.url, '--ops', '10']), (e) => {
+      assert.match(e.stderr, /requires authentication; pass --token/);
+      return true;
+    });
+  } finally {
+    await secured.stop();
+  }
 });
