@@ -1,0 +1,144 @@
+//! One map of the storage manager: its CRDT state behind a per-map lock, and
+//! where its lazy load stands.
+//!
+//! # Invariants
+//!
+//! - Every change to a map's data happens under `MapSlot::state`, and so do
+//!   the persistence enqueue, the query-registry and FTS notifications and
+//!   the change-sink call of that change: for one map, all of them see
+//!   changes in the same order.
+//! - A map's kind never changes: it comes from the backend's catalog for a
+//!   persisted map, else from the first op applied to it.
+//! - `loaded` becomes true once, when the backend's records have all been
+//!   merged (at once for a map the backend does not hold). Reads wait for
+//!   it; writes never do.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use hangar_core::{MapKind, ModuleError};
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use crate::crdt::{LwwMap, OrMap};
+
+/// The CRDT data of a map.
+#[derive(Debug)]
+pub(crate) enum MapData {
+    /// No kind yet: a new map no op has reached.
+    Empty,
+    /// A last-write-wins map.
+    Lww(LwwMap),
+    /// An observed-remove map.
+    Or(OrMap),
+}
+
+impl MapData {
+    /// Empty data of `kind`.
+    pub(crate) fn of_kind(kind: MapKind) -> Self {
+        match kind {
+            MapKind::Lww => Self::Lww(LwwMap::new()),
+            MapKind::Or => Self::Or(OrMap::new()),
+        }
+    }
+
+    /// The map's kind, once it has one.
+    pub(crate) fn kind(&self) -> Option<MapKind> {
+        match self {
+            Self::Empty => None,
+            Self::Lww(_) => Some(MapKind::Lww),
+            Self::Or(_) => Some(MapKind::Or),
+        }
+    }
+
+    /// Keys held: LWW records (tombstones included) or OR keys with records.
+    pub(crate) fn entries(&self) -> usize {
+        match self {
+            Self::Empty => 0,
+            Self::Lww(m) => m.len(),
+            Self::Or(m) => m.size(),
+        }
+    }
+
+    /// Gives the data a kind if it has none yet.
+    pub(crate) fn settle_kind(&mut self, kind: MapKind) {
+        if matches!(self, Self::Empty) {
+            *self = Self::of_kind(kind);
+        }
+    }
+}
+
+/// What the per-map lock guards.
+#[derive(Debug)]
+pub(crate) struct MapState {
+    /// The CRDT.
+    pub(crate) data: MapData,
+    /// True once a record with a TTL was merged: garbage collection scans
+    /// only such maps for expired records.
+    pub(crate) has_ttl: bool,
+}
+
+/// Where a map's lazy load stands. The result of a running load is
+/// published on the watch channel; a failed load goes back to `Needed`, so
+/// the next use retries it.
+#[derive(Debug)]
+pub(crate) enum LoadPhase {
+    /// The backend holds records not merged yet; nobody is loading them.
+    Needed,
+    /// A load runs; its result arrives here.
+    Running(watch::Receiver<Option<Result<(), ModuleError>>>),
+    /// Loaded (or there was nothing to load).
+    Done,
+}
+
+/// One map: name, data, load state.
+#[derive(Debug)]
+pub(crate) struct MapSlot {
+    /// The map's name.
+    pub(crate) name: Arc<str>,
+    /// The data, behind the per-map lock.
+    pub(crate) state: Mutex<MapState>,
+    /// The load's progress (its own lock: never held with `state`).
+    pub(crate) load: Mutex<LoadPhase>,
+    loaded: AtomicBool,
+}
+
+impl MapSlot {
+    /// A slot for a map the backend holds with `kind`: it must be loaded.
+    pub(crate) fn persisted(name: &str, kind: MapKind) -> Self {
+        Self::build(name, MapData::of_kind(kind), false)
+    }
+
+    /// A slot for a map the backend does not hold: loaded from the start.
+    pub(crate) fn fresh(name: &str) -> Self {
+        Self::build(name, MapData::Empty, true)
+    }
+
+    fn build(name: &str, data: MapData, loaded: bool) -> Self {
+        Self {
+            name: Arc::from(name),
+            state: Mutex::new(MapState {
+                data,
+                has_ttl: false,
+            }),
+            load: Mutex::new(if loaded {
+                LoadPhase::Done
+            } else {
+                LoadPhase::Needed
+            }),
+            loaded: AtomicBool::new(loaded),
+        }
+    }
+
+    /// True once the backend's records are merged (a cheap check; the
+    /// authoritative state is `load`).
+    pub(crate) fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+
+    /// Marks the map loaded; the caller holds `state` so that readers that
+    /// see the flag also see every merged record.
+    pub(crate) fn set_loaded(&self) {
+        self.loaded.store(true, Ordering::Release);
+    }
+}
