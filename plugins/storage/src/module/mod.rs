@@ -323,3 +323,6 @@ impl StorageModule for DefaultStorage {
         Arc::new(accessor::Accessor(self.0.clone()))
     }
 }
+
+#[cfg(test)]
+mod tests;
