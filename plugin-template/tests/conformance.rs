@@ -9,11 +9,7 @@ use hangar_core::module::storage_types::{OpStatus, RecordState};
 use hangar_core::types::WriteConcern;
 use hangar_host::plugin::{self, Expectation};
 use hangar_tests::storage_suite::{self, batch, lww};
-use hangar_tests::support::{plugin_file, storage_config, storage_deps};
-
-fn load() -> std::sync::Arc<dyn StorageModule> {
-    load_with(&storage_config("t1"), &storage_deps("t1"))
-}
+use hangar_tests::support::{embedded_storage_config, plugin_file, storage_deps};
 
 fn load_with(
     config: &hangar_core::config::StorageModuleConfig,
@@ -51,7 +47,11 @@ async fn t11_the_template_loads_through_the_host_loader_and_passes_the_suite() {
 
 #[tokio::test]
 async fn t20_oversized_keys_are_rejected_in_place_and_the_rest_applies() {
-    let m = load();
+    let dir = tempfile::tempdir().unwrap();
+    let m = load_with(
+        &embedded_storage_config("t1", dir.path()),
+        &storage_deps("t1"),
+    );
     m.start().await.unwrap();
     let long = "k".repeat(hangar_plugin_template::MAX_KEY_LEN + 1);
     let out = m

@@ -601,3 +601,133 @@ proptest! {
         })?;
     }
 }
+
+/// Keeps the keys a subscription's client holds. Updates may arrive before
+/// `subscribe` returns the first page (the subscription is live from the
+/// snapshot on), so they are buffered until the page is applied, as a host
+/// does.
+/// Ready to apply updates directly, the keys held, updates buffered before.
+type WindowState = (
+    bool,
+    std::collections::BTreeSet<String>,
+    Vec<(ChangeType, String)>,
+);
+
+#[derive(Default)]
+struct Window(Mutex<WindowState>);
+
+impl Window {
+    fn apply(keys: &mut std::collections::BTreeSet<String>, change: ChangeType, key: &str) {
+        match change {
+            ChangeType::Enter => assert!(keys.insert(key.to_string()), "ENTER twice: {key}"),
+            ChangeType::Leave => assert!(keys.remove(key), "LEAVE of an absent key: {key}"),
+            ChangeType::Update => assert!(keys.contains(key), "UPDATE of an absent key: {key}"),
+        }
+    }
+
+    fn first_page(&self, rows: impl IntoIterator<Item = String>) {
+        let mut g = self.0.lock();
+        let (ready, keys, early) = &mut *g;
+        keys.extend(rows);
+        for (c, k) in std::mem::take(early) {
+            Self::apply(keys, c, &k);
+        }
+        *ready = true;
+    }
+}
+
+impl QuerySink for Window {
+    fn deliver(&self, u: &QueryUpdate) {
+        let mut g = self.0.lock();
+        let (ready, keys, early) = &mut *g;
+        if *ready {
+            Self::apply(keys, u.change, &u.key);
+        } else {
+            early.push((u.change, u.key.to_string()));
+        }
+    }
+}
+
+fn hot(map: &str, key: &str, on: bool, millis: u64) -> KeyedOp {
+    KeyedOp {
+        map: map.into(),
+        key: key.into(),
+        op: MapOp::Lww(LwwRecord {
+            value: ROption::RSome(RawValue::encode(&serde_json::json!({"hot": on})).unwrap()),
+            timestamp: Timestamp::new(millis, 0, "w"),
+            ttl_ms: ROption::RNone,
+        }),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t23_a_large_maps_snapshot_is_read_in_slices_and_misses_no_concurrent_change() {
+    let mut c = config();
+    c.tasklet_budget_ms = 1;
+    let (m, _) = module_on(&MemoryStore::new(), c, Arc::default());
+    m.start().await.unwrap();
+    let n = 40_000u64;
+    for start in (0..n).step_by(5_000) {
+        let ops = (start..start + 5_000)
+            .map(|i| hot("big", &format!("k{i:05}"), i % 2 == 0, 10))
+            .collect();
+        apply(&m, ops, WriteConcern::Memory).await;
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (m, stop) = (m.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let k = (i * 7919) % n;
+                apply(
+                    &m,
+                    vec![hot("big", &format!("k{k:05}"), i % 3 == 0, 100 + i)],
+                    WriteConcern::Memory,
+                )
+                .await;
+                i += 1;
+            }
+            i
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let window = Arc::new(Window::default());
+    let query = RawValue::encode(&serde_json::json!({"where": {"hot": true}})).unwrap();
+    let page = m
+        .subscribe(
+            3,
+            QueryRequest {
+                map: "big".into(),
+                query: query.clone(),
+                fields: ROption::RNone,
+            },
+            window.clone(),
+        )
+        .await
+        .unwrap();
+    window.first_page(page.rows.iter().map(|r| r.key.to_string()));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let writes = writer.await.unwrap();
+    assert!(writes > 10, "writes raced the snapshot: {writes}");
+    let slices = m.stats().tasklets.iterations;
+    assert!(slices >= 2, "the snapshot was read in slices: {slices}");
+    let now = m
+        .query(QueryRequest {
+            map: "big".into(),
+            query,
+            fields: ROption::RNone,
+        })
+        .await
+        .unwrap();
+    let fresh: std::collections::BTreeSet<String> =
+        now.rows.iter().map(|r| r.key.to_string()).collect();
+    let held = window.0.lock().1.clone();
+    let diff: Vec<&String> = held.symmetric_difference(&fresh).take(10).collect();
+    assert!(
+        diff.is_empty(),
+        "snapshot + updates = a fresh query; differing keys: {diff:?}"
+    );
+    m.shutdown().await.unwrap();
+}

@@ -96,6 +96,30 @@ pub(crate) struct SinkAdapter {
     pub(crate) sink: Arc<dyn CoreSink>,
 }
 
+thread_local! {
+    /// The last value encoded on this thread. One change reaches every
+    /// subscription that shows the whole value with the same `Arc`, so the
+    /// encoding is done once per change, not once per subscription. The
+    /// cached `Arc` keeps its value alive, so a pointer match is the same
+    /// value.
+    static LAST_ENCODED: std::cell::RefCell<Option<(Arc<Value>, RawValue)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn encode_shared(v: &Arc<Value>) -> RawValue {
+    LAST_ENCODED.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if let Some((cached, raw)) = &*cell {
+            if Arc::ptr_eq(cached, v) {
+                return raw.clone();
+            }
+        }
+        let raw = encode(v);
+        *cell = Some((v.clone(), raw.clone()));
+        raw
+    })
+}
+
 impl QuerySink for SinkAdapter {
     fn deliver(&self, update: QueryUpdate) {
         let change = match update.change {
@@ -106,7 +130,7 @@ impl QuerySink for SinkAdapter {
         self.sink.deliver(&CoreUpdate {
             subscription: update.subscription.0,
             key: RString::from(&*update.key),
-            value: update.value.map(|v| encode(&v)).into(),
+            value: update.value.as_ref().map(encode_shared).into(),
             change,
         });
     }

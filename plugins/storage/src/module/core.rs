@@ -69,6 +69,8 @@ pub(crate) struct Core {
     pub(crate) tasklets: TaskletScheduler,
     pub(crate) pool: ObjectPool<EventPayload>,
     pub(crate) fts: HashMap<String, Arc<IndexWriter>>,
+    /// Runs the full-text writers (kept alive with them).
+    _fts_runtime: Option<Arc<PluginRuntime>>,
     pub(crate) sink: RwLock<Option<Arc<dyn ChangeSink>>>,
     pub(crate) metrics: Metrics,
     pub(crate) backend_label: String,
@@ -126,10 +128,16 @@ impl Core {
         }
         let runtime = PluginRuntime::new(env!("CARGO_PKG_NAME"), config.worker_threads)?;
         let handle = runtime.handle().clone();
+        let fts_runtime = if indexes.is_empty() {
+            None
+        } else {
+            Some(super::fts_runtime::indexing_runtime()?)
+        };
         let fts = indexes
             .into_iter()
             .map(|(map, index)| {
-                let w = IndexWriter::spawn(index, WriterOptions::default(), &handle);
+                let rt = fts_runtime.as_ref().map_or(&handle, |r| r.handle());
+                let w = IndexWriter::spawn(index, WriterOptions::default(), rt);
                 (map, Arc::new(w))
             })
             .collect();
@@ -159,6 +167,7 @@ impl Core {
             tasklets,
             pool,
             fts,
+            _fts_runtime: fts_runtime,
             opener,
             backend_label,
         }))

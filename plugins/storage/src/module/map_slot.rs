@@ -76,6 +76,9 @@ pub(crate) struct MapState {
     /// True once a record with a TTL was merged: garbage collection scans
     /// only such maps for expired records.
     pub(crate) has_ttl: bool,
+    /// Subscriptions whose snapshot is being read in slices: every key
+    /// changed meanwhile is noted in each (see `snapshot`).
+    pub(crate) captures: Vec<super::snapshot::Capture>,
 }
 
 /// Where a map's lazy load stands. The result of a running load is
@@ -120,6 +123,7 @@ impl MapSlot {
             state: Mutex::new(MapState {
                 data,
                 has_ttl: false,
+                captures: Vec::new(),
             }),
             load: Mutex::new(if loaded {
                 LoadPhase::Done

@@ -25,6 +25,7 @@ use rmpv::Value;
 use super::convert::{decode, fields, response, SinkAdapter};
 use super::core::Core;
 use super::map_slot::{MapData, MapSlot};
+use super::snapshot::{apply_captured, Capture, INLINE_ROWS};
 use super::write_path::or_value;
 use crate::query::{self, Projection, Query, Row};
 use crate::search::SearchOptions;
@@ -145,7 +146,8 @@ impl Core {
         Ok(out)
     }
 
-    /// Runs a query once.
+    /// Runs a query once. A large map is read in tasklet slices (see
+    /// `snapshot`); the query then runs outside the map's lock.
     pub(crate) async fn query(
         self: &Arc<Self>,
         request: &QueryRequest,
@@ -160,6 +162,17 @@ impl Core {
                 now,
             )));
         };
+        let large = slot.state.lock().data.entries() > INLINE_ROWS;
+        if large {
+            let rows = self.sliced_snapshot(&slot, now).await?;
+            let page = query::execute(
+                &q,
+                &projection,
+                rows.iter().map(|(k, v)| Row::live(k, v)),
+                now,
+            );
+            return Ok(response(page));
+        }
         let st = slot.state.lock();
         let rows = decoded_rows(&st.data, now);
         let page = query::execute(
@@ -173,8 +186,9 @@ impl Core {
     }
 
     /// Registers a live query under the host's id and returns its first
-    /// page; the snapshot and the registration happen under the map's lock,
-    /// so no change between them is missed or sent twice.
+    /// page. The registration happens under the map's lock together with
+    /// the snapshot (or, for a large map read in slices, with the keys that
+    /// changed while it was read), so no change is missed or sent twice.
     pub(crate) async fn subscribe(
         self: &Arc<Self>,
         id: SubscriptionId,
@@ -186,8 +200,31 @@ impl Core {
         self.ensure_loaded(&slot).await?;
         let now = self.deps.clock.wall_millis();
         let adapter = Arc::new(SinkAdapter { sink });
-        let st = slot.state.lock();
-        let rows = decoded_rows(&st.data, now);
+        let capture: Capture = {
+            let mut st = slot.state.lock();
+            if st.data.entries() <= INLINE_ROWS {
+                let rows = decoded_rows(&st.data, now);
+                let sub = self.registry.subscribe_as(
+                    query::SubscriptionId(id),
+                    &request.map,
+                    q,
+                    projection,
+                    adapter,
+                    rows.iter().map(|(k, v)| Row::live(k, v)),
+                    now,
+                );
+                return Ok(response(sub.page));
+            }
+            let c: Capture = Arc::default();
+            st.captures.push(c.clone());
+            c
+        };
+        let snapshot = self.sliced_snapshot(&slot, now).await;
+        let mut st = slot.state.lock();
+        st.captures.retain(|c| !Arc::ptr_eq(c, &capture));
+        let mut rows = snapshot?;
+        let changed = std::mem::take(&mut *capture.lock());
+        apply_captured(&mut rows, changed, &st.data, now);
         let sub = self.registry.subscribe_as(
             query::SubscriptionId(id),
             &request.map,

@@ -187,7 +187,16 @@ fn apply_one(st: &mut MapState, cx: &mut OpCx<'_>, op: &KeyedOp) -> ModuleResult
     }
     st.data.settle_kind(want);
     let key = op.key.as_str();
-    let MapState { data, has_ttl } = st;
+    let MapState {
+        data,
+        has_ttl,
+        captures,
+    } = st;
+    let touch = |k: &str| {
+        for c in captures.iter() {
+            c.lock().insert(k.to_string());
+        }
+    };
     match (data, &op.op) {
         (MapData::Lww(m), MapOp::Lww(rec)) => {
             let out = m.merge(key, rec);
@@ -195,6 +204,7 @@ fn apply_one(st: &mut MapState, cx: &mut OpCx<'_>, op: &KeyedOp) -> ModuleResult
                 return Ok(None);
             }
             *has_ttl |= rec.ttl_ms.is_some();
+            touch(key);
             cx.wops.push(WriteOp::Put {
                 map: cx.map.to_string(),
                 key: key.to_string(),
@@ -228,12 +238,14 @@ fn apply_one(st: &mut MapState, cx: &mut OpCx<'_>, op: &KeyedOp) -> ModuleResult
                 OrApplyOutcome::Added => {}
                 OrApplyOutcome::Replaced { previous_key, .. } => {
                     if previous_key != key {
+                        touch(&previous_key);
                         cx.wops.push(or_row(cx.map, &previous_key, m));
                         cx.changed(&previous_key, None, or_value(m, &previous_key, cx.now));
                     }
                 }
             }
             *has_ttl |= rec.ttl_ms.is_some();
+            touch(key);
             cx.wops.push(or_row(cx.map, key, m));
             if cx.subs {
                 cx.changed(key, old, or_value(m, key, cx.now));
@@ -257,6 +269,7 @@ fn apply_one(st: &mut MapState, cx: &mut OpCx<'_>, op: &KeyedOp) -> ModuleResult
                 });
             }
             if let Some((k, _)) = &out.removed {
+                touch(k);
                 cx.wops.push(or_row(cx.map, k, m));
                 if cx.subs {
                     cx.changed(k, old, or_value(m, k, cx.now));
