@@ -731,3 +731,42 @@ async fn t23_a_large_maps_snapshot_is_read_in_slices_and_misses_no_concurrent_ch
     );
     m.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t42_gc_skips_replaced_records_and_finds_ttl_records_after_a_restart() {
+    let store = MemoryStore::new();
+    let (m, _) = module_on(&store, config(), Arc::default());
+    m.start().await.unwrap();
+    let t = now();
+    apply(
+        &m,
+        vec![
+            put_ttl("ttl", "replaced", 1, t, Some(100)),
+            put_ttl("ttl", "loaded", 2, t, Some(400)),
+        ],
+        WriteConcern::Memory,
+    )
+    .await;
+    // A newer write without TTL replaces the first record before it expires.
+    apply(
+        &m,
+        vec![put("ttl", "replaced", 3, t + 1)],
+        WriteConcern::Memory,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(
+        m.collect_garbage(false).await.unwrap().expired,
+        0,
+        "nothing expired any more"
+    );
+    assert!(matches!(read(&m, "ttl", "replaced").await, RecordState::Lww(r) if !r.is_tombstone()));
+    m.shutdown().await.unwrap();
+    let (m, _) = module_on(&store, config(), Arc::default());
+    m.start().await.unwrap();
+    let _ = read(&m, "ttl", "loaded").await; // loads the map and its expiry queue
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(m.collect_garbage(false).await.unwrap().expired, 1);
+    assert!(matches!(read(&m, "ttl", "loaded").await, RecordState::Lww(r) if r.is_tombstone()));
+    m.shutdown().await.unwrap();
+}

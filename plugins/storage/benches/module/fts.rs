@@ -147,4 +147,33 @@ pub async fn run() {
             rates[1] / rates[0]
         );
     }
+    // Sustained: long enough for the deferred queue (65 536 documents) to
+    // fill, after which writers index the excess themselves.
+    let long =
+        Duration::from_secs(super::util::env_usize("HANGAR_BENCH_FTS_SUSTAINED_SECS", 20) as u64);
+    let mut rates = Vec::new();
+    for map in ["plain", "docs"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(StorageBackendKind::Memory, dir.path());
+        c.full_text_search.insert(
+            "docs".to_string(),
+            FullTextIndexConfig {
+                fields: vec!["title".into(), "body".into()],
+                ..FullTextIndexConfig::default()
+            },
+        );
+        let m = module(c).await;
+        let (rate, mut lat) = drive(&m, map, 1, long).await;
+        println!(
+            "{:<10} writers  1, sustained {long:?}: {rate:>8.0} ops/s  {}",
+            if map == "docs" { "with FTS" } else { "no FTS" },
+            summary(&mut lat)
+        );
+        rates.push(rate);
+        m.shutdown().await.unwrap();
+    }
+    println!(
+        "           writers  1, sustained: throughput with FTS / without = {:.2}",
+        rates[1] / rates[0]
+    );
 }

@@ -1,7 +1,9 @@
 //! Garbage collection: TTL expiry and tombstone pruning.
 //!
-//! - **Expiry** (every [`GC_INTERVAL`], maps that ever held a TTL record):
-//!   an expired LWW record becomes the tombstone
+//! - **Expiry** (every [`GC_INTERVAL`]): each map keeps a queue of its TTL
+//!   records by expiry time (filled by the write path and the load), so a
+//!   collection costs O(expired · log n), never a scan of the map. An
+//!   expired LWW record becomes the tombstone
 //!   `{millis + ttl, 0, <this node>}` (the legacy rule), an expired OR
 //!   record's tag is removed. Both go through the normal write path with an
 //!   internal origin, so they are persisted, reach live queries (a LEAVE),
@@ -55,37 +57,47 @@ impl Core {
                 continue;
             }
             let ops: Vec<KeyedOp> = {
-                let st = slot.state.lock();
-                if !st.has_ttl {
-                    Vec::new()
-                } else {
+                let mut st = slot.state.lock();
+                let due = st.expiry.take_due(now);
+                let mut ops = Vec::new();
+                for key in due {
                     match &st.data {
-                        MapData::Lww(m) => m
-                            .expired(now)
-                            .into_iter()
-                            .map(|(key, at)| KeyedOp {
-                                map: (&*slot.name).into(),
-                                key: key.into(),
-                                op: MapOp::Lww(LwwRecord {
-                                    value: ROption::RNone,
-                                    timestamp: Timestamp::new(at, 0, node.as_str()),
-                                    ttl_ms: ROption::RNone,
-                                }),
-                            })
-                            .collect(),
-                        MapData::Or(m) => m
-                            .keys()
-                            .flat_map(|k| m.records(k).into_iter().map(move |r| (k, r)))
-                            .filter(|(_, r)| r.is_expired(now))
-                            .map(|(k, r)| KeyedOp {
-                                map: (&*slot.name).into(),
-                                key: k.into(),
-                                op: MapOp::OrRemove(r.tag),
-                            })
-                            .collect(),
-                        MapData::Empty => Vec::new(),
+                        MapData::Lww(m) => {
+                            // Only if the key still holds an expired value:
+                            // a later write may have replaced it.
+                            if let Some(r) = m.get_record(&key) {
+                                if !r.is_tombstone() && r.is_expired(now) {
+                                    let at = r
+                                        .timestamp
+                                        .millis
+                                        .saturating_add(r.ttl_ms.into_option().unwrap_or(0));
+                                    ops.push(KeyedOp {
+                                        map: (&*slot.name).into(),
+                                        key: (&*key).into(),
+                                        op: MapOp::Lww(LwwRecord {
+                                            value: ROption::RNone,
+                                            timestamp: Timestamp::new(at, 0, node.as_str()),
+                                            ttl_ms: ROption::RNone,
+                                        }),
+                                    });
+                                }
+                            }
+                        }
+                        MapData::Or(m) => {
+                            for r in m.records(&key) {
+                                if r.is_expired(now) {
+                                    ops.push(KeyedOp {
+                                        map: (&*slot.name).into(),
+                                        key: (&*key).into(),
+                                        op: MapOp::OrRemove(r.tag),
+                                    });
+                                }
+                            }
+                        }
+                        MapData::Empty => {}
                     }
                 }
+                ops
             };
             if !ops.is_empty() {
                 let batch = ApplyBatch {

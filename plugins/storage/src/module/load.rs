@@ -55,10 +55,12 @@ pub(crate) fn merge_stored(
     match (&mut state.data, entry) {
         (MapData::Lww(m), StoredEntry::Lww(r)) => {
             raise(&r.timestamp, max_ts);
-            if r.ttl_ms.is_some() {
-                state.has_ttl = true;
-            }
             let out = m.merge(key, r);
+            if out.changed {
+                state
+                    .expiry
+                    .push(key, r.timestamp.millis, r.ttl_ms.into_option());
+            }
             if out.changed {
                 if let Some(w) = fts {
                     match r.value.as_ref().into_option() {
@@ -73,10 +75,12 @@ pub(crate) fn merge_stored(
             let mut changed = false;
             for r in records {
                 raise(&r.timestamp, max_ts);
-                if r.ttl_ms.is_some() {
-                    state.has_ttl = true;
+                if m.apply(key, r).changed() {
+                    changed = true;
+                    state
+                        .expiry
+                        .push(key, r.timestamp.millis, r.ttl_ms.into_option());
                 }
-                changed |= m.apply(key, r).changed();
             }
             Ok(changed)
         }

@@ -13,6 +13,8 @@
 //!   merged (at once for a map the backend does not hold). Reads wait for
 //!   it; writes never do.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -68,14 +70,48 @@ impl MapData {
     }
 }
 
+/// The expiry queue of a map's TTL records: `(expires_at_ms, key)`,
+/// earliest first.
+#[derive(Debug, Default)]
+pub(crate) struct Expiry(BinaryHeap<Reverse<(u64, Arc<str>)>>);
+
+impl Expiry {
+    /// Records that `key` holds a record expiring at `millis + ttl`.
+    pub(crate) fn push(&mut self, key: &str, millis: u64, ttl_ms: Option<u64>) {
+        if let Some(ttl) = ttl_ms {
+            self.0
+                .push(Reverse((millis.saturating_add(ttl), Arc::from(key))));
+        }
+    }
+
+    /// Takes the keys of entries expired strictly before `now_ms` (alive at
+    /// exactly `millis + ttl`), each once.
+    pub(crate) fn take_due(&mut self, now_ms: u64) -> Vec<Arc<str>> {
+        let mut due = Vec::new();
+        while let Some(Reverse((at, _))) = self.0.peek() {
+            if *at >= now_ms {
+                break;
+            }
+            if let Some(Reverse((_, key))) = self.0.pop() {
+                due.push(key);
+            }
+        }
+        due.sort_unstable();
+        due.dedup();
+        due
+    }
+}
+
 /// What the per-map lock guards.
 #[derive(Debug)]
 pub(crate) struct MapState {
     /// The CRDT.
     pub(crate) data: MapData,
-    /// True once a record with a TTL was merged: garbage collection scans
-    /// only such maps for expired records.
-    pub(crate) has_ttl: bool,
+    /// When records with a TTL expire: `(millis + ttl, key)` for every TTL
+    /// record merged, earliest first. Garbage collection pops the due
+    /// entries instead of scanning the map; an entry whose record was
+    /// replaced since is skipped then (the check reads the current record).
+    pub(crate) expiry: Expiry,
     /// Subscriptions whose snapshot is being read in slices: every key
     /// changed meanwhile is noted in each (see `snapshot`).
     pub(crate) captures: Vec<super::snapshot::Capture>,
@@ -122,7 +158,7 @@ impl MapSlot {
             name: Arc::from(name),
             state: Mutex::new(MapState {
                 data,
-                has_ttl: false,
+                expiry: Expiry::default(),
                 captures: Vec::new(),
             }),
             load: Mutex::new(if loaded {

@@ -189,7 +189,7 @@ fn apply_one(st: &mut MapState, cx: &mut OpCx<'_>, op: &KeyedOp) -> ModuleResult
     let key = op.key.as_str();
     let MapState {
         data,
-        has_ttl,
+        expiry,
         captures,
     } = st;
     let touch = |k: &str| {
@@ -203,7 +203,7 @@ fn apply_one(st: &mut MapState, cx: &mut OpCx<'_>, op: &KeyedOp) -> ModuleResult
             if !out.changed {
                 return Ok(None);
             }
-            *has_ttl |= rec.ttl_ms.is_some();
+            expiry.push(key, rec.timestamp.millis, rec.ttl_ms.into_option());
             touch(key);
             cx.wops.push(WriteOp::Put {
                 map: cx.map.to_string(),
@@ -244,7 +244,7 @@ fn apply_one(st: &mut MapState, cx: &mut OpCx<'_>, op: &KeyedOp) -> ModuleResult
                     }
                 }
             }
-            *has_ttl |= rec.ttl_ms.is_some();
+            expiry.push(key, rec.timestamp.millis, rec.ttl_ms.into_option());
             touch(key);
             cx.wops.push(or_row(cx.map, key, m));
             if cx.subs {
