@@ -1,9 +1,19 @@
 //! A starting point for a third-party Hangar plugin.
 //!
-//! This template is a storage plugin that wraps Hangar's default storage
-//! module and adds one rule of its own: keys longer than
-//! [`MAX_KEY_LEN`] bytes are rejected with a clear error. Replace the rule
-//! (or the whole delegate) with your own behaviour.
+//! This template is a storage plugin that shows the two usual ways to make
+//! Hangar's storage your own:
+//!
+//! - **Swap the store.** It runs Hangar's default storage module (maps,
+//!   live queries, search, acks...) over a persistence backend of its own,
+//!   [`append_log::AppendLogBackend`] (one append-only, fsynced log file in
+//!   the data directory), through `hangar_storage::create_with_backend`.
+//!   Any type implementing `hangar_storage::persistence::PersistenceBackend`
+//!   that passes its conformance suite works the same way
+//!   (`tests/append_log_conformance.rs` runs it for this one).
+//! - **Add behaviour.** It wraps the module and adds one rule of its own:
+//!   keys longer than [`MAX_KEY_LEN`] bytes are rejected with a clear error.
+//!
+//! Replace either (or the whole delegate) with your own.
 //!
 //! What makes it a plugin:
 //! - `crate-type = ["cdylib", "rlib"]` in `Cargo.toml`;
@@ -33,6 +43,7 @@ use hangar_core::module::storage_types::{
 use hangar_core::module::{ModuleFuture, ModuleInfo};
 use hangar_core::types::{MapKind, WriteConcern};
 use hangar_core::{ModuleError, ModuleResult};
+use hangar_storage::persistence::PersistenceBackend;
 
 /// Longest key this plugin accepts, in bytes.
 pub const MAX_KEY_LEN: usize = 256;
@@ -42,18 +53,32 @@ pub struct TemplateStorage {
     inner: Arc<dyn StorageModule>,
 }
 
-/// The plugin's constructor.
+pub mod append_log;
+
+/// The plugin's constructor: the default module over the append-only log
+/// backend in `config.data_dir` (opened when the module starts), wrapped
+/// with the key-length rule.
 ///
 /// # Errors
-/// Whatever the wrapped default module refuses (an invalid node id).
+/// Whatever the wrapped default module refuses (an invalid node id or
+/// full-text configuration).
 pub fn create(
     config: StorageModuleConfig,
     deps: StorageDeps,
 ) -> ModuleResult<Arc<dyn StorageModule>> {
     tracing::info!(max_key_len = MAX_KEY_LEN, "template storage plugin created");
-    Ok(Arc::new(TemplateStorage {
-        inner: hangar_storage::create(config, deps)?,
-    }))
+    let label = format!("append-only log ({})", config.data_dir.display());
+    let inner = hangar_storage::create_with_backend(
+        config,
+        deps,
+        &label,
+        Arc::new(|c: &StorageModuleConfig| {
+            let backend: Arc<dyn PersistenceBackend> =
+                Arc::new(append_log::AppendLogBackend::open(&c.data_dir)?);
+            Ok(backend)
+        }),
+    )?;
+    Ok(Arc::new(TemplateStorage { inner }))
 }
 
 fn rejected(key: &RString) -> OpOutcome {

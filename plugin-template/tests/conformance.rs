@@ -9,9 +9,12 @@ use hangar_core::module::storage_types::{OpStatus, RecordState};
 use hangar_core::types::WriteConcern;
 use hangar_host::plugin::{self, Expectation};
 use hangar_tests::storage_suite::{self, batch, lww};
-use hangar_tests::support::{plugin_file, storage_config, storage_deps};
+use hangar_tests::support::{embedded_storage_config, plugin_file, storage_deps};
 
-fn load() -> std::sync::Arc<dyn StorageModule> {
+fn load_with(
+    config: &hangar_core::config::StorageModuleConfig,
+    deps: &hangar_core::module::storage::StorageDeps,
+) -> std::sync::Arc<dyn StorageModule> {
     let p = plugin::load(
         &plugin_file("hangar_plugin_template"),
         &Expectation {
@@ -21,25 +24,34 @@ fn load() -> std::sync::Arc<dyn StorageModule> {
     )
     .expect("the template passes the host's checks");
     assert_eq!(p.manifest.name, "hangar-plugin-template");
-    plugin::instantiate_storage(&p, &storage_config("t1"), &storage_deps("t1")).expect("builds")
+    plugin::instantiate_storage(&p, config, deps).expect("builds")
 }
 
 #[tokio::test]
 async fn t10_the_template_passes_the_conformance_suite_in_process() {
-    storage_suite::run("template in-process", &|| {
-        hangar_plugin_template::create(storage_config("t1"), storage_deps("t1")).unwrap()
-    })
+    storage_suite::run(
+        "template in-process",
+        std::sync::Arc::new(|c, d| hangar_plugin_template::create(c, d).unwrap()),
+    )
     .await;
 }
 
 #[tokio::test]
 async fn t11_the_template_loads_through_the_host_loader_and_passes_the_suite() {
-    storage_suite::run("template loaded", &load).await;
+    storage_suite::run(
+        "template loaded",
+        std::sync::Arc::new(|c, d| load_with(&c, &d)),
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn t20_oversized_keys_are_rejected_in_place_and_the_rest_applies() {
-    let m = load();
+    let dir = tempfile::tempdir().unwrap();
+    let m = load_with(
+        &embedded_storage_config("t1", dir.path()),
+        &storage_deps("t1"),
+    );
     m.start().await.unwrap();
     let long = "k".repeat(hangar_plugin_template::MAX_KEY_LEN + 1);
     let out = m

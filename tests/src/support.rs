@@ -68,6 +68,19 @@ pub fn cluster_deps(node: &str) -> ClusterDeps {
     }
 }
 
+/// A storage config for node `node` on the embedded (redb) backend in
+/// `dir`, with a 500 ms write-ack timeout.
+#[must_use]
+pub fn embedded_storage_config(node: &str, dir: &std::path::Path) -> StorageModuleConfig {
+    StorageModuleConfig {
+        node_id: node.to_string(),
+        backend: StorageBackendKind::Embedded,
+        data_dir: dir.to_path_buf(),
+        write_ack_timeout_ms: 500,
+        ..StorageModuleConfig::default()
+    }
+}
+
 /// An in-memory storage config for node `node`.
 #[must_use]
 pub fn storage_config(node: &str) -> StorageModuleConfig {
@@ -145,9 +158,21 @@ pub fn load(crate_name: &str, kind: PluginKind) -> Result<LoadedPlugin, LoadErro
 /// If loading or construction fails.
 #[must_use]
 pub fn loaded_storage(crate_name: &str, node: &str) -> Arc<dyn StorageModule> {
+    loaded_storage_with(crate_name, &storage_config(node), &storage_deps(node))
+}
+
+/// Loads a storage plugin and builds its module from `config` and `deps`.
+///
+/// # Panics
+/// If loading or construction fails.
+#[must_use]
+pub fn loaded_storage_with(
+    crate_name: &str,
+    config: &StorageModuleConfig,
+    deps: &StorageDeps,
+) -> Arc<dyn StorageModule> {
     let p = load(crate_name, PluginKind::Storage).expect("storage plugin loads");
-    plugin::instantiate_storage(&p, &storage_config(node), &storage_deps(node))
-        .expect("storage plugin builds its module")
+    plugin::instantiate_storage(&p, config, deps).expect("storage plugin builds its module")
 }
 
 /// Loads a cluster plugin and builds its module.

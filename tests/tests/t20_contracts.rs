@@ -10,7 +10,8 @@ use hangar_core::abi::{
 };
 use hangar_core::module::storage::StorageModule;
 use hangar_tests::support::{
-    cluster_config, cluster_deps, loaded_cluster, loaded_storage, storage_config, storage_deps,
+    cluster_config, cluster_deps, loaded_cluster, loaded_storage, loaded_storage_with,
+    storage_config, storage_deps,
 };
 use hangar_tests::{cluster_suite, storage_suite};
 
@@ -20,19 +21,32 @@ fn in_process_storage() -> Arc<dyn StorageModule> {
 
 #[tokio::test]
 async fn t10_storage_suite_in_process() {
-    storage_suite::run("in-process", &in_process_storage).await;
+    storage_suite::run(
+        "in-process",
+        Arc::new(|c, d| hangar_storage::create(c, d).expect("builds")),
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn t11_storage_suite_through_the_loaded_plugin() {
-    storage_suite::run("loaded plugin", &|| loaded_storage("hangar_storage", "n1")).await;
+    storage_suite::run(
+        "loaded plugin",
+        Arc::new(|c, d| loaded_storage_with("hangar_storage", &c, &d)),
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn t12_storage_suite_with_the_foreign_path_forced() {
-    storage_suite::run("forced foreign", &|| {
-        storage_from_ffi_forced(storage_to_ffi_forced(in_process_storage()))
-    })
+    storage_suite::run(
+        "forced foreign",
+        Arc::new(|c, d| {
+            storage_from_ffi_forced(storage_to_ffi_forced(
+                hangar_storage::create(c, d).expect("builds"),
+            ))
+        }),
+    )
     .await;
 }
 

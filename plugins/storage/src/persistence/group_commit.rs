@@ -92,8 +92,23 @@ pub enum AckMode {
     UnsafeBeforeCommit,
 }
 
+/// Hears about every group commit, for metrics (commit latency) and for
+/// owners that must react at once to a failure.
+///
+/// # Contract
+/// Called on the writer task, after the commit returned and before the
+/// group's requests are answered: implementations MUST be cheap and MUST NOT
+/// block or call back into the committer.
+pub trait CommitObserver: Send + Sync + 'static {
+    /// Group `group` committed `ops` ops (after coalescing) of `requests`
+    /// requests in `elapsed` (the backend's `commit` call alone).
+    fn committed(&self, group: u64, ops: usize, requests: usize, elapsed: Duration);
+    /// Group `group` failed after `elapsed`; the committer stops (fail-stop).
+    fn failed(&self, group: u64, cause: &PersistenceError, elapsed: Duration);
+}
+
 /// Settings of a [`GroupCommitter`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct GroupCommitConfig {
     /// Most ops in one group (one backend commit). A single request with
     /// more ops is committed alone, unsplit. At least 1.
@@ -108,6 +123,20 @@ pub struct GroupCommitConfig {
     pub queue_capacity_ops: usize,
     /// When to acknowledge; keep [`AckMode::AfterCommit`].
     pub ack_mode: AckMode,
+    /// Told about every commit (none by default).
+    pub observer: Option<Arc<dyn CommitObserver>>,
+}
+
+impl std::fmt::Debug for GroupCommitConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupCommitConfig")
+            .field("max_group_ops", &self.max_group_ops)
+            .field("linger", &self.linger)
+            .field("queue_capacity_ops", &self.queue_capacity_ops)
+            .field("ack_mode", &self.ack_mode)
+            .field("observer", &self.observer.is_some())
+            .finish()
+    }
 }
 
 impl Default for GroupCommitConfig {
@@ -117,6 +146,7 @@ impl Default for GroupCommitConfig {
             linger: Duration::ZERO,
             queue_capacity_ops: 64 * 1024,
             ack_mode: AckMode::AfterCommit,
+            observer: None,
         }
     }
 }
@@ -437,6 +467,14 @@ impl GroupCommitter {
     #[must_use]
     pub fn watermark(&self) -> watch::Receiver<u64> {
         self.shared.watermark.subscribe()
+    }
+
+    /// The sequence number of the last request enqueued (0 before the
+    /// first). Once the watermark reaches it, everything enqueued so far is
+    /// durable: a barrier that costs no request.
+    #[must_use]
+    pub fn last_seq(&self) -> u64 {
+        self.intake.lock().next_seq - 1
     }
 
     /// Ops queued and not yet taken into a group.

@@ -42,7 +42,8 @@ pub use codec::FORMAT_VERSION;
 pub use entry::{LoadedMap, MapInfo, Slot, StoredEntry, WriteBatch, WriteOp};
 pub use error::PersistenceError;
 pub use group_commit::{
-    AckMode, CommitError, CommitStats, Durable, GroupCommitConfig, GroupCommitter, Receipt,
+    AckMode, CommitError, CommitObserver, CommitStats, Durable, GroupCommitConfig, GroupCommitter,
+    Receipt,
 };
 pub use memory::{MemoryBackend, MemoryStore};
 pub use redb_backend::{RedbBackend, RedbOptions, DB_FILE_NAME};

@@ -127,6 +127,28 @@ impl QueryRegistry {
         now_ms: u64,
     ) -> Subscribed {
         let id = SubscriptionId(self.next_id.fetch_add(1, Ordering::Relaxed));
+        self.subscribe_as(id, map, query, projection, sink, rows, now_ms)
+    }
+
+    /// [`Self::subscribe`] under an id the caller chose (the storage module
+    /// takes host-assigned ids). Subscribing an id that is live replaces
+    /// that subscription: it is stopped first, and none of its updates is
+    /// delivered after this returns.
+    ///
+    /// A registry MUST be used either with caller-chosen ids or with
+    /// [`Self::subscribe`]'s own, not both: the two ranges may collide.
+    #[allow(clippy::too_many_arguments)]
+    pub fn subscribe_as<'a>(
+        &self,
+        id: SubscriptionId,
+        map: &str,
+        query: Query,
+        projection: Projection,
+        sink: Arc<dyn QuerySink>,
+        rows: impl IntoIterator<Item = Row<'a>>,
+        now_ms: u64,
+    ) -> Subscribed {
+        self.unsubscribe(id);
         let mut maps = self.maps.write();
         let state = maps.entry(map.to_string()).or_default().clone();
         let mut guard = state.lock();

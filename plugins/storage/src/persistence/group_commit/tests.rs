@@ -271,3 +271,42 @@ async fn t47_ack_waits_for_the_commit_to_return() {
     // negative control: the checker above does see an early ack
     assert!(acked_before_commit_returned(AckMode::UnsafeBeforeCommit).await);
 }
+
+#[derive(Default)]
+struct Observed {
+    committed: parking_lot::Mutex<Vec<(u64, usize, usize)>>,
+    failed: parking_lot::Mutex<Vec<u64>>,
+}
+
+impl CommitObserver for Observed {
+    fn committed(&self, group: u64, ops: usize, requests: usize, _elapsed: Duration) {
+        self.committed.lock().push((group, ops, requests));
+    }
+    fn failed(&self, group: u64, _cause: &PersistenceError, _elapsed: Duration) {
+        self.failed.lock().push(group);
+    }
+}
+
+#[tokio::test]
+async fn t48_the_observer_hears_every_commit_and_the_last_seq_is_a_barrier() {
+    let obs = Arc::new(Observed::default());
+    let r = rig(GroupCommitConfig {
+        observer: Some(obs.clone()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(r.gc.last_seq(), 0);
+    r.gc.enqueue(put("m", "a", 1)).unwrap().await.unwrap();
+    let d =
+        r.gc.enqueue(put("m", "b", 2).put("m", "c", lww(Some(3), 3, None)))
+            .unwrap();
+    assert_eq!(r.gc.last_seq(), d.seq());
+    d.await.unwrap();
+    r.gc.flush().await.unwrap(); // a barrier alone commits nothing: not reported
+    assert_eq!(*obs.committed.lock(), vec![(1, 1, 1), (2, 2, 1)]);
+    assert!(obs.failed.lock().is_empty());
+    r.inst
+        .fail_commits_after(0, crate::persistence::testing::FailureStyle::BeforeWrite);
+    assert!(r.gc.enqueue(put("m", "d", 4)).unwrap().await.is_err());
+    assert_eq!(obs.failed.lock().len(), 1, "the failure is reported once");
+}

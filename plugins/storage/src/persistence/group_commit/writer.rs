@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::{CommitError, GroupCommitConfig, Receipt, Shared, FAILED, RUNNING};
+use super::{CommitError, CommitObserver, GroupCommitConfig, Receipt, Shared, FAILED, RUNNING};
 use crate::persistence::backend::PersistenceBackend;
 use crate::persistence::entry::{WriteBatch, WriteOp};
 use crate::persistence::error::PersistenceError;
@@ -127,7 +127,8 @@ pub(super) async fn writer(
         }
 
         group_no += 1;
-        if let Err(cause) = commit_group(&*backend, &shared, group, group_no).await {
+        let observer = config.observer.as_deref();
+        if let Err(cause) = commit_group(&*backend, &shared, group, group_no, observer).await {
             let cause: Arc<str> = Arc::from(cause.to_string());
             tracing::error!(group = group_no, %cause, "group commit failed; persistence stops (fail-stop)");
             *shared.failure.lock() = Some(Arc::clone(&cause));
@@ -158,6 +159,7 @@ async fn commit_group(
     shared: &Shared,
     group: Vec<Request>,
     group_no: u64,
+    observer: Option<&dyn CommitObserver>,
 ) -> Result<(), PersistenceError> {
     let last_seq = group.last().map_or(0, |r| r.seq);
     let mut ops = Vec::with_capacity(group.iter().map(|r| r.ops.len()).sum());
@@ -168,13 +170,22 @@ async fn commit_group(
     }
     let (ops, dropped) = coalesce(ops);
     let n_ops = ops.len();
+    let started = Instant::now();
     let result = if ops.is_empty() {
         // Only flush barriers: every earlier group is already durable.
         Ok(())
     } else {
         backend.commit(WriteBatch { ops }).await
     };
+    let elapsed = started.elapsed();
     let c = &shared.counters;
+    if let Some(o) = observer {
+        match &result {
+            Ok(()) if n_ops > 0 => o.committed(group_no, n_ops, waiters.len(), elapsed),
+            Ok(()) => {}
+            Err(cause) => o.failed(group_no, cause, elapsed),
+        }
+    }
     match result {
         Ok(()) => {
             shared.watermark.send_replace(last_seq);

@@ -1,5 +1,6 @@
 //! [`InstrumentedBackend`]: wraps any backend to fail commits after a
-//! countdown, hold commits at a gate, and log what was committed.
+//! countdown, hold commits at a gate, and log what was committed; and to
+//! fail or hold map loads (`load_map`), for tests of lazy loading.
 //!
 //! It is the "backend that fails I/O after a countdown" of redb's own
 //! tests, at the level of our trait, so that group commit and the storage
@@ -36,6 +37,9 @@ pub struct InstrumentedBackend {
     log: Mutex<Vec<Vec<WriteOp>>>,
     started: AtomicUsize,
     started_notify: Notify,
+    load_failures: AtomicUsize,
+    load_gate: Arc<tokio::sync::Mutex<()>>,
+    loads: AtomicUsize,
 }
 
 impl InstrumentedBackend {
@@ -49,6 +53,9 @@ impl InstrumentedBackend {
             log: Mutex::new(Vec::new()),
             started: AtomicUsize::new(0),
             started_notify: Notify::new(),
+            load_failures: AtomicUsize::new(0),
+            load_gate: Arc::new(tokio::sync::Mutex::new(())),
+            loads: AtomicUsize::new(0),
         }
     }
 
@@ -74,6 +81,22 @@ impl InstrumentedBackend {
             }
             notified.await;
         }
+    }
+
+    /// Makes the next `n` `load_map` calls fail with a storage error.
+    pub fn fail_next_loads(&self, n: usize) {
+        self.load_failures.store(n, Ordering::Release);
+    }
+
+    /// Holds every `load_map` call until the guard is dropped.
+    pub async fn hold_loads(&self) -> OwnedMutexGuard<()> {
+        Arc::clone(&self.load_gate).lock_owned().await
+    }
+
+    /// How many `load_map` calls were made so far.
+    #[must_use]
+    pub fn loads(&self) -> usize {
+        self.loads.load(Ordering::Acquire)
     }
 
     /// The ops of every commit attempted so far, in order.
@@ -120,7 +143,21 @@ impl PersistenceBackend for InstrumentedBackend {
     }
 
     fn load_map<'a>(&'a self, map: &'a str) -> BoxFuture<'a, PersistResult<LoadedMap>> {
-        self.inner.load_map(map)
+        Box::pin(async move {
+            self.loads.fetch_add(1, Ordering::AcqRel);
+            let _gate = self.load_gate.lock().await;
+            let failed = self
+                .load_failures
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                .is_ok();
+            if failed {
+                return Err(PersistenceError::storage(
+                    "load_map",
+                    "injected read failure",
+                ));
+            }
+            self.inner.load_map(map).await
+        })
     }
 
     fn load_keys<'a>(

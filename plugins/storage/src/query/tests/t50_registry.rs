@@ -537,3 +537,37 @@ fn t5c_scalar_record_values_reach_every_subscription() {
     map.put(&reg, "a", json!(["x", 1]));
     assert_eq!(rec.take(), [ev(Enter, "a", Some(json!(["x", 1])))]);
 }
+
+#[test]
+fn t5d_a_caller_chosen_id_subscribed_twice_replaces_the_first() {
+    let reg = QueryRegistry::default();
+    let mut map = Map::new("m", &[("a", json!({"x": 1}))]);
+    let first = Recorder::new();
+    let id = SubscriptionId(42);
+    let s = reg.subscribe_as(
+        id,
+        "m",
+        q(json!({})),
+        Projection::all(),
+        first.clone(),
+        rows(&map.recs),
+        0,
+    );
+    assert_eq!(s.id, id);
+    let second = Recorder::new();
+    reg.subscribe_as(
+        id,
+        "m",
+        q(json!({"where": {"x": 2}})),
+        Projection::all(),
+        second.clone(),
+        rows(&map.recs),
+        0,
+    );
+    assert_eq!(reg.subscription_count(), 1, "replaced, not added");
+    map.put(&reg, "a", json!({"x": 2}));
+    assert_eq!(first.take(), [], "the replaced subscription hears nothing");
+    assert_eq!(second.take(), [ev(Enter, "a", Some(json!({"x": 2})))]);
+    assert!(reg.unsubscribe(id));
+    assert!(!reg.has_subscriptions("m"));
+}

@@ -1,0 +1,179 @@
+//! Section 5: what full-text indexing costs the write path.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use abi_stable::std_types::RVec;
+use hangar_core::config::{FullTextIndexConfig, StorageBackendKind};
+use hangar_core::module::storage::StorageModule;
+use hangar_core::module::storage_types::SearchRequest;
+use hangar_core::{RawValue, WriteConcern};
+use hangar_storage::DefaultStorage;
+use serde_json::json;
+
+use super::util::{config, module, put, secs, summary, write};
+
+const WORDS: &[&str] = &[
+    "storage",
+    "replica",
+    "cluster",
+    "merkle",
+    "tombstone",
+    "snapshot",
+    "latency",
+    "commit",
+    "partition",
+    "gossip",
+    "quorum",
+    "ledger",
+    "cursor",
+    "window",
+    "ranking",
+    "search",
+    "index",
+    "token",
+    "stemmer",
+    "query",
+    "engine",
+    "buffer",
+    "page",
+    "durable",
+    "fsync",
+    "network",
+    "frame",
+    "socket",
+    "client",
+    "server",
+    "vector",
+    "matrix",
+    "graph",
+    "stream",
+];
+
+fn doc(i: u64) -> RawValue {
+    let mut s = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut body = String::with_capacity(1024);
+    while body.len() < 1000 {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        body.push_str(WORDS[(s % WORDS.len() as u64) as usize]);
+        body.push(' ');
+    }
+    RawValue::encode(&json!({"title": format!("document {i}"), "body": body})).unwrap()
+}
+
+async fn drive(
+    m: &DefaultStorage,
+    map: &str,
+    writers: usize,
+    dur: Duration,
+) -> (f64, Vec<Duration>) {
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..writers)
+        .map(|_| {
+            let (m, next, map) = (m.clone(), next.clone(), map.to_string());
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                while started.elapsed() < dur {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let op = put(&map, &format!("d{i:09}"), doc(i), 1_000 + i);
+                    let t = Instant::now();
+                    write(&m, vec![op], WriteConcern::Memory).await;
+                    lat.push(t.elapsed());
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    (all.len() as f64 / started.elapsed().as_secs_f64(), all)
+}
+
+pub async fn run() {
+    println!(
+        "\n-- 5. full-text search: 1 KiB text documents (title + body), MEMORY concern, memory backend, {:?} per row --",
+        secs()
+    );
+    for writers in [1usize, 4] {
+        let mut rates = Vec::new();
+        for with_fts in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut c = config(StorageBackendKind::Memory, dir.path());
+            let mut fts = BTreeMap::new();
+            fts.insert(
+                "docs".to_string(),
+                FullTextIndexConfig {
+                    fields: vec!["title".into(), "body".into()],
+                    ..FullTextIndexConfig::default()
+                },
+            );
+            c.full_text_search = fts;
+            let m = module(c).await;
+            let map = if with_fts { "docs" } else { "plain" };
+            let (rate, mut lat) = drive(&m, map, writers, secs()).await;
+            let mut note = String::new();
+            if with_fts {
+                let t = Instant::now();
+                let hits = m
+                    .search(SearchRequest {
+                        map: "docs".into(),
+                        query: "merkle".into(),
+                        limit: 5,
+                        min_score: 0.0,
+                        boost: RVec::new(),
+                    })
+                    .await
+                    .unwrap();
+                assert!(!hits.is_empty());
+                note = format!("; indexing caught up {:.1?} after the run", t.elapsed());
+            }
+            println!(
+                "{:<10} writers {writers:>2}: {rate:>8.0} ops/s  {}{note}",
+                if with_fts { "with FTS" } else { "no FTS" },
+                summary(&mut lat)
+            );
+            rates.push(rate);
+            m.shutdown().await.unwrap();
+        }
+        println!(
+            "           writers {writers:>2}: throughput with FTS / without = {:.2}",
+            rates[1] / rates[0]
+        );
+    }
+    // Sustained: long enough for the deferred queue (65 536 documents) to
+    // fill, after which writers index the excess themselves.
+    let long =
+        Duration::from_secs(super::util::env_usize("HANGAR_BENCH_FTS_SUSTAINED_SECS", 20) as u64);
+    let mut rates = Vec::new();
+    for map in ["plain", "docs"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(StorageBackendKind::Memory, dir.path());
+        c.full_text_search.insert(
+            "docs".to_string(),
+            FullTextIndexConfig {
+                fields: vec!["title".into(), "body".into()],
+                ..FullTextIndexConfig::default()
+            },
+        );
+        let m = module(c).await;
+        let (rate, mut lat) = drive(&m, map, 1, long).await;
+        println!(
+            "{:<10} writers  1, sustained {long:?}: {rate:>8.0} ops/s  {}",
+            if map == "docs" { "with FTS" } else { "no FTS" },
+            summary(&mut lat)
+        );
+        rates.push(rate);
+        m.shutdown().await.unwrap();
+    }
+    println!(
+        "           writers  1, sustained: throughput with FTS / without = {:.2}",
+        rates[1] / rates[0]
+    );
+}

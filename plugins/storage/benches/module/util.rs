@@ -1,0 +1,249 @@
+//! Shared bench plumbing: conditions, percentiles, module builders, ops.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use abi_stable::std_types::{ROption, RString, RVec};
+use futures::future::BoxFuture;
+use hangar_core::config::{StorageBackendKind, StorageModuleConfig};
+use hangar_core::hlc::Hlc;
+use hangar_core::module::partition::PartitionView;
+use hangar_core::module::services::NoMetrics;
+use hangar_core::module::storage::{StorageDeps, StorageModule};
+use hangar_core::module::storage_types::{ApplyBatch, Origin, WriteOp};
+use hangar_core::{KeyedOp, LwwRecord, MapOp, RawValue, Timestamp, WriteConcern};
+use hangar_storage::persistence::{
+    LoadedMap, MapInfo, PersistResult, PersistenceBackend, StoredEntry, WriteBatch,
+};
+use hangar_storage::DefaultStorage;
+
+pub const NODE: &str = "bench";
+
+pub fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+pub fn secs() -> Duration {
+    Duration::from_secs(env_usize("HANGAR_BENCH_SECS", 3) as u64)
+}
+
+fn cpu() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown cpu".into())
+}
+
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "n/a".into())
+}
+
+pub fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+pub fn conditions() {
+    println!("== hangar-storage module benchmarks ==");
+    println!(
+        "machine: {}, {} cpus, loadavg {}; build: {}; bench runtime: tokio 2 workers; module runtime: 2 workers",
+        cpu(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        loadavg(),
+        if cfg!(debug_assertions) { "debug" } else { "release" },
+    );
+}
+
+pub fn pct(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// p50 / p99 / max of latencies, formatted.
+pub fn summary(lat: &mut [Duration]) -> String {
+    lat.sort_unstable();
+    format!(
+        "p50 {:>9.1?}  p99 {:>9.1?}  max {:>9.1?}",
+        pct(lat, 0.5),
+        pct(lat, 0.99),
+        lat.last().copied().unwrap_or_default()
+    )
+}
+
+struct AllLocal;
+
+impl PartitionView for AllLocal {
+    fn local_node(&self) -> RString {
+        NODE.into()
+    }
+    fn version(&self) -> u64 {
+        1
+    }
+    fn owner(&self, _p: u32) -> ROption<RString> {
+        ROption::RSome(NODE.into())
+    }
+    fn backups(&self, _p: u32) -> RVec<RString> {
+        RVec::new()
+    }
+    fn is_local_owner(&self, _p: u32) -> bool {
+        true
+    }
+    fn is_related(&self, _p: u32) -> bool {
+        true
+    }
+}
+
+pub fn deps() -> StorageDeps {
+    StorageDeps {
+        clock: Arc::new(Hlc::new(NODE).unwrap()),
+        metrics: Arc::new(NoMetrics),
+        partitions: Arc::new(AllLocal),
+    }
+}
+
+pub fn config(backend: StorageBackendKind, dir: &Path) -> StorageModuleConfig {
+    StorageModuleConfig {
+        node_id: NODE.into(),
+        backend,
+        data_dir: dir.to_path_buf(),
+        write_ack_timeout_ms: 60_000,
+        ..StorageModuleConfig::default()
+    }
+}
+
+/// A started module.
+pub async fn module(config: StorageModuleConfig) -> DefaultStorage {
+    let m = DefaultStorage::new(config, deps()).expect("builds");
+    m.start().await.expect("starts");
+    m
+}
+
+/// A backend that accepts every commit and keeps nothing: what is left in
+/// memory is the module's own state.
+pub struct NullBackend;
+
+impl PersistenceBackend for NullBackend {
+    fn name(&self) -> &'static str {
+        "null"
+    }
+    fn commit(&self, _b: WriteBatch) -> BoxFuture<'_, PersistResult<()>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn load_map<'a>(&'a self, _m: &'a str) -> BoxFuture<'a, PersistResult<LoadedMap>> {
+        Box::pin(async { Ok(LoadedMap::default()) })
+    }
+    fn load_keys<'a>(
+        &'a self,
+        _m: &'a str,
+        _k: &'a [String],
+    ) -> BoxFuture<'a, PersistResult<Vec<(String, StoredEntry)>>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    fn list_keys<'a>(&'a self, _m: &'a str) -> BoxFuture<'a, PersistResult<Vec<String>>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    fn load_or_tombstones<'a>(&'a self, _m: &'a str) -> BoxFuture<'a, PersistResult<Vec<String>>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    fn list_maps(&self) -> BoxFuture<'_, PersistResult<Vec<MapInfo>>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    fn flush(&self) -> BoxFuture<'_, PersistResult<()>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn close(&self) -> BoxFuture<'_, PersistResult<()>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// A started module over [`NullBackend`].
+pub async fn null_module(config: StorageModuleConfig) -> DefaultStorage {
+    let m = DefaultStorage::with_backend(
+        config,
+        deps(),
+        "null",
+        Arc::new(|_| Ok(Arc::new(NullBackend) as Arc<dyn PersistenceBackend>)),
+    )
+    .expect("builds");
+    m.start().await.expect("starts");
+    m
+}
+
+/// A msgpack string of about `size` bytes.
+pub fn value(size: usize, i: u64) -> RawValue {
+    let s = format!("{i:016}");
+    RawValue::encode(&format!(
+        "{s}{}",
+        "x".repeat(size.saturating_sub(s.len() + 3))
+    ))
+    .expect("encodes")
+}
+
+pub fn put(map: &str, key: &str, value: RawValue, millis: u64) -> KeyedOp {
+    KeyedOp {
+        map: map.into(),
+        key: key.into(),
+        op: MapOp::Lww(LwwRecord {
+            value: ROption::RSome(value),
+            timestamp: Timestamp::new(millis, 0, NODE),
+            ttl_ms: ROption::RNone,
+        }),
+    }
+}
+
+pub fn batch(ops: Vec<KeyedOp>, concern: WriteConcern) -> ApplyBatch {
+    ApplyBatch {
+        ops: ops
+            .into_iter()
+            .map(|op| WriteOp {
+                op,
+                concern,
+                timeout_ms: ROption::RNone,
+            })
+            .collect(),
+        origin: Origin::client(1, NODE),
+    }
+}
+
+/// Applies one batch and, for PERSISTED, waits for the durable ack (after
+/// reporting REPLICATED, as the host does on a lone node).
+pub async fn write(m: &DefaultStorage, ops: Vec<KeyedOp>, concern: WriteConcern) {
+    let out = m.apply(batch(ops, concern)).await.expect("apply");
+    if concern >= WriteConcern::Replicated {
+        let ids: RVec<u64> = out.iter().map(|o| o.ack).collect();
+        m.notify_acks(ids.clone(), WriteConcern::Replicated);
+        let acks = m.await_acks(ids).await.expect("await");
+        assert!(acks.iter().all(|a| a.success), "{:?}", acks[0]);
+    }
+}
+
+/// Seeds `n` records of `size`-byte values into `map`, in batches.
+pub async fn seed(m: &DefaultStorage, map: &str, n: usize, size: usize) {
+    for start in (0..n).step_by(10_000) {
+        let ops = (start..(start + 10_000).min(n))
+            .map(|i| put(map, &format!("user:{i:010}"), value(size, i as u64), 1_000))
+            .collect();
+        write(m, ops, WriteConcern::Memory).await;
+    }
+}

@@ -1,0 +1,151 @@
+//! The storage accessor handed to the cluster module (start-up step 4):
+//! replicated and repair writes through the same write path as clients
+//! (same CRDT rules, same fan-out to live queries and the change sink, with
+//! the caller's origin), reads, partition scans, map listing and OR
+//! tombstones.
+
+use std::sync::Arc;
+
+use abi_stable::std_types::{RString, RVec};
+use hangar_core::module::accessor::{ScanCursor, ScanItem, ScanPage, ScanRequest, StorageAccessor};
+use hangar_core::module::storage_types::{KeyRecord, MapInfo, OpStatus, Origin, RecordState};
+use hangar_core::module::ModuleFuture;
+use hangar_core::{partition_of, KeyedOp, ModuleResult};
+
+use super::core::Core;
+use super::map_slot::MapData;
+
+/// The accessor: a handle on the module's core.
+pub(crate) struct Accessor(pub(crate) Arc<Core>);
+
+impl Core {
+    /// One page of the records of `request.partition`, ordered by (map,
+    /// key), every map loaded first. Each key appears once across pages if
+    /// nothing changes meanwhile: a page resumes strictly after its cursor.
+    pub(crate) async fn scan_partition(
+        self: &Arc<Self>,
+        request: &ScanRequest,
+    ) -> ModuleResult<ScanPage> {
+        let limit = request.limit.max(1) as usize;
+        let after = request.after.as_ref().into_option();
+        let mut items: Vec<ScanItem> = Vec::new();
+        let mut more = false;
+        for name in self.manager.names() {
+            if after.is_some_and(|c| name.as_str() < c.map.as_str()) {
+                continue;
+            }
+            let Some(slot) = self.loaded_slot(&name).await? else {
+                continue;
+            };
+            let st = slot.state.lock();
+            let Some(kind) = st.data.kind() else {
+                continue;
+            };
+            let resume = after
+                .filter(|c| c.map.as_str() == name)
+                .map(|c| c.key.as_str());
+            let mut keys: Vec<&str> = match &st.data {
+                MapData::Lww(m) => m.keys().collect(),
+                MapData::Or(m) => m.keys().collect(),
+                MapData::Empty => Vec::new(),
+            };
+            keys.retain(|k| partition_of(k) == request.partition && resume.is_none_or(|r| *k > r));
+            keys.sort_unstable();
+            for k in keys {
+                if items.len() == limit {
+                    more = true;
+                    break;
+                }
+                let state = match &st.data {
+                    MapData::Lww(m) => m
+                        .get_record(k)
+                        .map_or(RecordState::Missing, RecordState::Lww),
+                    MapData::Or(m) => RecordState::Or(m.records(k).into()),
+                    MapData::Empty => RecordState::Missing,
+                };
+                items.push(ScanItem {
+                    map: name.as_str().into(),
+                    kind,
+                    record: KeyRecord {
+                        key: k.into(),
+                        state,
+                    },
+                });
+            }
+            if more {
+                break;
+            }
+        }
+        let next = if more {
+            items.last().map(|i| ScanCursor {
+                map: i.map.clone(),
+                key: i.record.key.clone(),
+            })
+        } else {
+            None
+        };
+        Ok(ScanPage {
+            items: items.into(),
+            next: next.into(),
+        })
+    }
+}
+
+impl StorageAccessor for Accessor {
+    fn apply_replicated(
+        &self,
+        changes: RVec<KeyedOp>,
+        origin: Origin,
+    ) -> ModuleFuture<RVec<OpStatus>> {
+        let core = self.0.clone();
+        self.0
+            .runtime
+            .spawn_call("storage.accessor.apply_replicated", async move {
+                let _g = core.enter("apply_replicated")?;
+                Ok(core
+                    .apply_replicated(changes.into_vec(), origin)
+                    .await?
+                    .into())
+            })
+    }
+
+    fn read(&self, map: RString, keys: RVec<RString>) -> ModuleFuture<RVec<KeyRecord>> {
+        let core = self.0.clone();
+        self.0
+            .runtime
+            .spawn_call("storage.accessor.read", async move {
+                let _g = core.enter("read")?;
+                core.read(&map, &keys).await
+            })
+    }
+
+    fn scan_partition(&self, request: ScanRequest) -> ModuleFuture<ScanPage> {
+        let core = self.0.clone();
+        self.0
+            .runtime
+            .spawn_call("storage.accessor.scan_partition", async move {
+                let _g = core.enter("scan_partition")?;
+                core.scan_partition(&request).await
+            })
+    }
+
+    fn list_maps(&self) -> ModuleFuture<RVec<MapInfo>> {
+        let core = self.0.clone();
+        self.0
+            .runtime
+            .spawn_call("storage.accessor.list_maps", async move {
+                let _g = core.enter("list_maps")?;
+                core.list_maps().await
+            })
+    }
+
+    fn or_tombstones(&self, map: RString) -> ModuleFuture<RVec<RString>> {
+        let core = self.0.clone();
+        self.0
+            .runtime
+            .spawn_call("storage.accessor.or_tombstones", async move {
+                let _g = core.enter("or_tombstones")?;
+                core.or_tombstones(&map).await
+            })
+    }
+}

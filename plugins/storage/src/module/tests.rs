@@ -1,0 +1,134 @@
+//! In-crate tests of the module's internals that the trait cannot reach.
+
+use std::sync::Arc;
+
+use abi_stable::std_types::{ROption, RString};
+use hangar_core::config::{StorageBackendKind, StorageModuleConfig};
+use hangar_core::hlc::Hlc;
+use hangar_core::module::partition::PartitionView;
+use hangar_core::module::services::NoMetrics;
+use hangar_core::module::storage::{StorageDeps, StorageModule};
+use hangar_core::module::storage_types::{ApplyBatch, Origin, WriteOp};
+use hangar_core::{KeyedOp, LwwRecord, MapOp, RawValue, Timestamp, WriteConcern};
+use parking_lot::Mutex;
+
+use super::DefaultStorage;
+use crate::persistence::testing::InstrumentedBackend;
+use crate::persistence::{MemoryBackend, MemoryStore, PersistenceBackend};
+use crate::query::{self, Projection, Query, QueryUpdate};
+
+struct AllLocal;
+
+impl PartitionView for AllLocal {
+    fn local_node(&self) -> RString {
+        "n1".into()
+    }
+    fn version(&self) -> u64 {
+        1
+    }
+    fn owner(&self, _p: u32) -> ROption<RString> {
+        ROption::RSome("n1".into())
+    }
+    fn backups(&self, _p: u32) -> abi_stable::std_types::RVec<RString> {
+        abi_stable::std_types::RVec::new()
+    }
+    fn is_local_owner(&self, _p: u32) -> bool {
+        true
+    }
+    fn is_related(&self, _p: u32) -> bool {
+        true
+    }
+}
+
+fn module(store: &MemoryStore) -> (DefaultStorage, Arc<InstrumentedBackend>) {
+    let inst = Arc::new(InstrumentedBackend::new(Arc::new(MemoryBackend::open(
+        store,
+    ))));
+    let b = inst.clone();
+    let m = DefaultStorage::with_backend(
+        StorageModuleConfig {
+            node_id: "n1".into(),
+            backend: StorageBackendKind::Memory,
+            ..StorageModuleConfig::default()
+        },
+        StorageDeps {
+            clock: Arc::new(Hlc::new("n1").unwrap()),
+            metrics: Arc::new(NoMetrics),
+            partitions: Arc::new(AllLocal),
+        },
+        "test",
+        Arc::new(move |_| Ok(b.clone() as Arc<dyn PersistenceBackend>)),
+    )
+    .unwrap();
+    (m, inst)
+}
+
+fn put(key: &str, n: i64) -> WriteOp {
+    WriteOp {
+        op: KeyedOp {
+            map: "m".into(),
+            key: key.into(),
+            op: MapOp::Lww(LwwRecord {
+                value: ROption::RSome(RawValue::encode(&n).unwrap()),
+                timestamp: Timestamp::new(10, 0, "w"),
+                ttl_ms: ROption::RNone,
+            }),
+        },
+        concern: WriteConcern::Memory,
+        timeout_ms: ROption::RNone,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t10_live_queries_on_a_map_are_refreshed_when_its_load_finishes() {
+    let store = MemoryStore::new();
+    let (m, _) = module(&store);
+    m.start().await.unwrap();
+    m.apply(ApplyBatch {
+        ops: vec![put("a", 1), put("b", 2)].into(),
+        origin: Origin::internal("n1"),
+    })
+    .await
+    .unwrap();
+    m.shutdown().await.unwrap();
+
+    let (m, inst) = module(&store);
+    m.start().await.unwrap();
+    let gate = inst.hold_loads().await;
+    let reader = {
+        let m = m.clone();
+        tokio::spawn(async move { m.read("m".into(), vec![RString::from("a")].into()).await })
+    };
+    while inst.loads() == 0 {
+        tokio::task::yield_now().await;
+    }
+    // A subscription that exists while the map loads (the registry is
+    // shared by every path), holding nothing yet.
+    let seen: Arc<Mutex<Vec<(query::ChangeType, String)>>> = Arc::default();
+    let sink = {
+        let seen = seen.clone();
+        move |u: QueryUpdate| seen.lock().push((u.change, u.key.to_string()))
+    };
+    m.0.registry.subscribe_as(
+        query::SubscriptionId(9),
+        "m",
+        Query::parse(&rmpv::Value::Nil).unwrap(),
+        Projection::all(),
+        Arc::new(sink),
+        std::iter::empty(),
+        0,
+    );
+    drop(gate);
+    reader.await.unwrap().unwrap();
+    let mut got = seen.lock().clone();
+    got.sort_by(|a, b| a.1.cmp(&b.1));
+    assert_eq!(
+        got,
+        [
+            (query::ChangeType::Enter, "a".to_string()),
+            (query::ChangeType::Enter, "b".to_string())
+        ],
+        "the finished load sends what the subscription was missing"
+    );
+    m.shutdown().await.unwrap();
+}

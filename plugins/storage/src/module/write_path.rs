@@ -1,0 +1,533 @@
+//! The write path: one `apply` batch, from the ops to the outcomes and acks.
+//!
+//! Per map touched by the batch, under ONE acquisition of the map's lock,
+//! for each op in batch order:
+//!
+//! 1. kind check (an OR op on an LWW map or the reverse is rejected with
+//!    `ErrorKind::CONFLICT`, naming both kinds);
+//! 2. `clock.update(op timestamp)`; a strict clock's drift refusal rejects
+//!    the op;
+//! 3. CRDT merge; a stale or repeated op is `Unchanged` and goes no further;
+//! 4. the *winning* state goes to the persistence batch (the merged LWW
+//!    record, the key's whole OR row, a tombstone row): never the incoming
+//!    op as such, so a stale op never reaches the disk;
+//! 5. the query registry hears `on_change(map, key, old, new)` with decoded
+//!    values (only when the map has subscriptions: values are decoded once
+//!    per change, and not at all otherwise);
+//! 6. the map's full-text writer, if any, gets the new value (or a removal);
+//! 7. the change sink gets the effective change in a pooled event payload.
+//!
+//! Then, still under the lock, the map's persistence batch is enqueued in
+//! the group committer as one request, so the committer sees a key's states
+//! in the order the map applied them. After the lock: one ack per
+//! non-rejected op is registered (target = the op's concern, timeout = the
+//! op's or the configured default) and notified APPLIED; a PERSISTED ack is
+//! handed to the durability tracker with the request's sequence number (or,
+//! for an op that changed nothing, a barrier on the last sequence enqueued).
+//!
+//! # Writes during a load
+//!
+//! A write to a map whose load has not finished first fetches the stored
+//! entries of its keys (`load_keys`) and merges them, then applies. So the
+//! state it persists is the merge of everything stored for the key and the
+//! write: a stale write cannot overwrite newer stored data even before the
+//! load reached that key, and nothing is lost when the load later merges the
+//! same entries again (merges are idempotent). Known limit: an OR add of a
+//! tag that is tombstoned only on disk is accepted until the load applies
+//! the tombstones, which then remove it (the tombstone row wins on every
+//! later load too).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use abi_stable::std_types::ROption;
+use hangar_core::module::services::ClockService;
+use hangar_core::module::storage_types::{
+    AckId, ApplyBatch, ChangeSink, OpOutcome, OpStatus, Origin, WriteOp as CoreWriteOp,
+};
+use hangar_core::{
+    ErrorKind, KeyedOp, LwwRecord, MapKind, MapOp, ModuleError, ModuleResult, RawValue,
+    WriteConcern,
+};
+use rmpv::Value;
+
+use super::convert::decode;
+use super::core::{Core, Persist};
+use super::load::{advance_clock, merge_stored};
+use super::map_slot::{MapData, MapSlot, MapState};
+use super::metrics::OpCounts;
+use crate::crdt::{OrApplyOutcome, OrMap};
+use crate::persistence::{StoredEntry, WriteBatch, WriteOp};
+use crate::query::QueryRegistry;
+use crate::search::IndexWriter;
+
+fn rejected(e: ModuleError) -> OpOutcome {
+    OpOutcome {
+        status: OpStatus::Rejected,
+        ack: 0,
+        change: ROption::RNone,
+        error: ROption::RSome(e),
+    }
+}
+
+fn kind_name(k: MapKind) -> &'static str {
+    match k {
+        MapKind::Lww => "LWW",
+        MapKind::Or => "OR",
+    }
+}
+
+fn op_name(op: &MapOp) -> &'static str {
+    match op {
+        MapOp::Lww(r) if r.value.is_none() => "LWW remove",
+        MapOp::Lww(_) => "LWW put",
+        MapOp::OrAdd(_) => "OR_ADD",
+        MapOp::OrRemove(_) => "OR_REMOVE",
+    }
+}
+
+/// Names that no backend may store are refused before anything changes.
+fn validate(op: &KeyedOp) -> ModuleResult<()> {
+    if op.map.is_empty() {
+        return Err(ModuleError::invalid(
+            "empty map name; expected a map name of at least one character",
+        ));
+    }
+    let nul = |what: &str, s: &str| {
+        if s.contains('\0') {
+            Err(ModuleError::invalid(format!(
+                "{what} {s:?} contains a NUL character, which cannot be stored"
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    nul("map name", &op.map)?;
+    nul("key", &op.key)?;
+    match &op.op {
+        MapOp::OrAdd(r) => nul("OR tag", &r.tag),
+        MapOp::OrRemove(t) => nul("OR tag", t),
+        MapOp::Lww(_) => Ok(()),
+    }
+}
+
+/// The live value of an OR key as the query engine sees it: the array of
+/// its live values, `None` when it has none.
+pub(crate) fn or_value(m: &OrMap, key: &str, now_ms: u64) -> Option<Value> {
+    let vals = m.get(key, now_ms);
+    if vals.is_empty() {
+        return None;
+    }
+    Some(Value::Array(vals.into_iter().filter_map(decode).collect()))
+}
+
+fn visible_lww(r: &LwwRecord, now_ms: u64) -> Option<&RawValue> {
+    if r.is_expired(now_ms) {
+        return None;
+    }
+    r.value.as_ref().into_option()
+}
+
+fn or_row(map: &str, key: &str, m: &OrMap) -> WriteOp {
+    let records = m.records(key);
+    if records.is_empty() {
+        WriteOp::Delete {
+            map: map.to_string(),
+            key: key.to_string(),
+        }
+    } else {
+        WriteOp::Put {
+            map: map.to_string(),
+            key: key.to_string(),
+            entry: StoredEntry::Or { records },
+        }
+    }
+}
+
+/// What one op needs besides the map's state.
+struct OpCx<'a> {
+    map: &'a str,
+    now: u64,
+    subs: bool,
+    registry: &'a QueryRegistry,
+    fts: Option<&'a IndexWriter>,
+    clock: &'a dyn ClockService,
+    wops: Vec<WriteOp>,
+}
+
+impl OpCx<'_> {
+    fn changed(&self, key: &str, old: Option<Value>, new: Option<Value>) {
+        if self.subs {
+            self.registry
+                .on_change(self.map, key, old.as_ref(), new.as_ref());
+        }
+    }
+}
+
+/// Applies one op to the map's state; `Some(change)` when it changed it.
+fn apply_one(st: &mut MapState, cx: &mut OpCx<'_>, op: &KeyedOp) -> ModuleResult<Option<KeyedOp>> {
+    let want = op.op.map_kind();
+    if let Some(have) = st.data.kind() {
+        if have != want {
+            return Err(ModuleError::new(
+                ErrorKind::CONFLICT,
+                format!(
+                    "map {:?} is an {} map; an {} op needs an {} map",
+                    cx.map,
+                    kind_name(have),
+                    op_name(&op.op),
+                    kind_name(want)
+                ),
+            ));
+        }
+    }
+    if let Some(ts) = op.op.timestamp() {
+        cx.clock.update(ts)?;
+    }
+    st.data.settle_kind(want);
+    let key = op.key.as_str();
+    let MapState {
+        data,
+        expiry,
+        captures,
+    } = st;
+    let touch = |k: &str| {
+        for c in captures.iter() {
+            c.lock().insert(k.to_string());
+        }
+    };
+    match (data, &op.op) {
+        (MapData::Lww(m), MapOp::Lww(rec)) => {
+            let out = m.merge(key, rec);
+            if !out.changed {
+                return Ok(None);
+            }
+            expiry.push(key, rec.timestamp.millis, rec.ttl_ms.into_option());
+            touch(key);
+            cx.wops.push(WriteOp::Put {
+                map: cx.map.to_string(),
+                key: key.to_string(),
+                entry: StoredEntry::Lww(rec.clone()),
+            });
+            let new_raw = visible_lww(rec, cx.now);
+            if cx.subs {
+                let old = out
+                    .previous
+                    .as_ref()
+                    .and_then(|p| visible_lww(p, cx.now))
+                    .and_then(|v| decode(v.as_bytes()));
+                cx.changed(key, old, new_raw.and_then(|v| decode(v.as_bytes())));
+            }
+            if let Some(w) = cx.fts {
+                match new_raw {
+                    Some(v) => w.upsert(key, v.clone()),
+                    None => w.remove(key),
+                }
+            }
+            Ok(Some(op.clone()))
+        }
+        (MapData::Or(m), MapOp::OrAdd(rec)) => {
+            let old = if cx.subs {
+                or_value(m, key, cx.now)
+            } else {
+                None
+            };
+            match m.apply(key, rec) {
+                OrApplyOutcome::Tombstoned | OrApplyOutcome::Stale => return Ok(None),
+                OrApplyOutcome::Added => {}
+                OrApplyOutcome::Replaced { previous_key, .. } => {
+                    if previous_key != key {
+                        touch(&previous_key);
+                        cx.wops.push(or_row(cx.map, &previous_key, m));
+                        cx.changed(&previous_key, None, or_value(m, &previous_key, cx.now));
+                    }
+                }
+            }
+            expiry.push(key, rec.timestamp.millis, rec.ttl_ms.into_option());
+            touch(key);
+            cx.wops.push(or_row(cx.map, key, m));
+            if cx.subs {
+                cx.changed(key, old, or_value(m, key, cx.now));
+            }
+            Ok(Some(op.clone()))
+        }
+        (MapData::Or(m), MapOp::OrRemove(tag)) => {
+            let holder = m.key_of_tag(tag).map(str::to_owned);
+            let old = match (&holder, cx.subs) {
+                (Some(k), true) => or_value(m, k, cx.now),
+                _ => None,
+            };
+            let out = m.apply_tombstone(tag);
+            if !out.newly_tombstoned && out.removed.is_none() {
+                return Ok(None);
+            }
+            if out.newly_tombstoned {
+                cx.wops.push(WriteOp::AddOrTombstone {
+                    map: cx.map.to_string(),
+                    tag: tag.to_string(),
+                });
+            }
+            if let Some((k, _)) = &out.removed {
+                touch(k);
+                cx.wops.push(or_row(cx.map, k, m));
+                if cx.subs {
+                    cx.changed(k, old, or_value(m, k, cx.now));
+                }
+            }
+            Ok(Some(op.clone()))
+        }
+        (data, _) => Err(ModuleError::internal(format!(
+            "map {:?}: kind {:?} settled but the op is {}",
+            cx.map,
+            data.kind(),
+            op_name(&op.op)
+        ))),
+    }
+}
+
+/// The ops of a batch grouped by map, each group in batch order, groups in
+/// order of first appearance.
+fn group_by_map(ops: &[CoreWriteOp]) -> Vec<(&str, Vec<usize>)> {
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (i, w) in ops.iter().enumerate() {
+        let map = w.op.map.as_str();
+        let g = *index.entry(map).or_insert_with(|| {
+            groups.push((map, Vec::new()));
+            groups.len() - 1
+        });
+        groups[g].1.push(i);
+    }
+    groups
+}
+
+/// The persistence side of one group, for ack registration.
+enum Enqueued {
+    Nothing,
+    Seq(u64),
+    Failed(String),
+}
+
+impl Core {
+    /// Applies `batch`; one outcome per op, in order. With `track_acks`, a
+    /// pending ack is registered for each op that was not rejected.
+    ///
+    /// # Errors
+    /// [`ErrorKind::SHUT_DOWN`] before start. Per-op failures are rejected
+    /// outcomes, not errors; after a persistence failure every op is
+    /// rejected with [`ErrorKind::STORAGE`].
+    pub(crate) async fn apply_batch(
+        self: &Arc<Self>,
+        batch: &ApplyBatch,
+        track_acks: bool,
+    ) -> ModuleResult<Vec<OpOutcome>> {
+        let persist = self.persist()?;
+        if let Some(cause) = persist.committer.failure() {
+            let e = ModuleError::storage(format!(
+                "writes are refused since persistence failed ({cause}); restart the node to \
+                 recover from its store (reads keep working)"
+            ));
+            return Ok(batch.ops.iter().map(|_| rejected(e.clone())).collect());
+        }
+        persist.committer.admit().await;
+        let mut out: Vec<Option<OpOutcome>> = vec![None; batch.ops.len()];
+        for (map, idx) in group_by_map(&batch.ops) {
+            self.apply_group(persist, map, &idx, batch, &mut out, track_acks)
+                .await?;
+        }
+        Ok(out
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| rejected(ModuleError::internal("op left unprocessed"))))
+            .collect())
+    }
+
+    async fn apply_group(
+        self: &Arc<Self>,
+        persist: &Persist,
+        map: &str,
+        idx: &[usize],
+        batch: &ApplyBatch,
+        out: &mut [Option<OpOutcome>],
+        track_acks: bool,
+    ) -> ModuleResult<()> {
+        let mut todo = Vec::with_capacity(idx.len());
+        for &i in idx {
+            match validate(&batch.ops[i].op) {
+                Ok(()) => todo.push(i),
+                Err(e) => out[i] = Some(rejected(e)),
+            }
+        }
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let slot = self.manager.slot(map);
+        let fetched = if slot.is_loaded() {
+            None
+        } else {
+            let _ = self.start_load(&slot);
+            let mut keys: Vec<String> = todo
+                .iter()
+                .filter(|&&i| !matches!(batch.ops[i].op.op, MapOp::OrRemove(_)))
+                .map(|&i| batch.ops[i].op.key.to_string())
+                .collect();
+            keys.sort_unstable();
+            keys.dedup();
+            match persist.backend.load_keys(map, &keys).await {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    let e = ModuleError::storage(format!(
+                        "map {map:?} is loading and reading its stored keys failed: {e}"
+                    ));
+                    for i in todo {
+                        out[i] = Some(rejected(e.clone()));
+                    }
+                    return Ok(());
+                }
+            }
+        };
+        let sink = self.sink.read().clone();
+        let (enqueued, changed, counts, kind, size) =
+            self.apply_locked(persist, &slot, &todo, batch, fetched, sink.as_deref(), out);
+        self.metrics.ops(kind, counts);
+        self.metrics.map_size(map, size);
+        if track_acks {
+            for (n, &i) in todo.iter().enumerate() {
+                if let Some(o) = out[i].as_mut() {
+                    if o.status != OpStatus::Rejected {
+                        o.ack = self.register_ack(persist, &batch.ops[i], changed[n], &enqueued)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The part under the map's lock; see the module docs.
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    fn apply_locked(
+        &self,
+        persist: &Persist,
+        slot: &MapSlot,
+        todo: &[usize],
+        batch: &ApplyBatch,
+        fetched: Option<Vec<(String, StoredEntry)>>,
+        sink: Option<&dyn ChangeSink>,
+        out: &mut [Option<OpOutcome>],
+    ) -> (Enqueued, Vec<bool>, OpCounts, Option<MapKind>, usize) {
+        let fts = self.fts_of(&slot.name).map(|w| &**w);
+        let mut st = slot.state.lock();
+        if let Some(entries) = fetched {
+            let mut max_ts = None;
+            for (k, e) in &entries {
+                let _ = merge_stored(&mut st, k, e, fts, &mut max_ts);
+            }
+            advance_clock(&*self.deps.clock, max_ts.as_ref());
+        }
+        let mut cx = OpCx {
+            map: &slot.name,
+            now: self.deps.clock.wall_millis(),
+            subs: self.registry.has_subscriptions(&slot.name),
+            registry: &self.registry,
+            fts,
+            clock: &*self.deps.clock,
+            wops: Vec::new(),
+        };
+        let mut counts = OpCounts::default();
+        let mut changed = Vec::with_capacity(todo.len());
+        for &i in todo {
+            let outcome = match apply_one(&mut st, &mut cx, &batch.ops[i].op) {
+                Ok(Some(change)) => {
+                    counts.applied += 1;
+                    changed.push(true);
+                    if let Some(s) = sink {
+                        let mut payload = self.pool.acquire();
+                        s.on_change(payload.fill(&change, &batch.origin));
+                    }
+                    OpOutcome {
+                        status: OpStatus::Applied,
+                        ack: 0,
+                        change: ROption::RSome(change),
+                        error: ROption::RNone,
+                    }
+                }
+                Ok(None) => {
+                    counts.unchanged += 1;
+                    changed.push(false);
+                    OpOutcome {
+                        status: OpStatus::Unchanged,
+                        ack: 0,
+                        change: ROption::RNone,
+                        error: ROption::RNone,
+                    }
+                }
+                Err(e) => {
+                    counts.rejected += 1;
+                    changed.push(false);
+                    rejected(e)
+                }
+            };
+            out[i] = Some(outcome);
+        }
+        let enqueued = if cx.wops.is_empty() {
+            Enqueued::Nothing
+        } else {
+            match persist.committer.enqueue(WriteBatch { ops: cx.wops }) {
+                Ok(d) => Enqueued::Seq(d.seq()),
+                Err(e) => {
+                    tracing::error!(map = %slot.name, error = %e, "enqueueing applied changes for persistence failed");
+                    Enqueued::Failed(e.to_string())
+                }
+            }
+        };
+        (enqueued, changed, counts, st.data.kind(), st.data.entries())
+    }
+
+    fn register_ack(
+        &self,
+        persist: &Persist,
+        w: &CoreWriteOp,
+        changed: bool,
+        enqueued: &Enqueued,
+    ) -> ModuleResult<AckId> {
+        let timeout = w.timeout_ms.into_option().map(Duration::from_millis);
+        let id = self.acks.register(w.concern, timeout)?;
+        self.acks.notify(id, WriteConcern::Applied);
+        if w.concern == WriteConcern::Persisted {
+            match (changed, enqueued) {
+                (true, Enqueued::Seq(seq)) => persist.durability.track(*seq, id),
+                (true, Enqueued::Failed(msg)) => {
+                    self.acks.fail(id, &format!("Persistence failed: {msg}"));
+                }
+                _ => persist.durability.track(persist.committer.last_seq(), id),
+            }
+        }
+        Ok(id)
+    }
+
+    /// Applies changes a peer replicated (or repair found missing) through
+    /// the same path as client writes, with the given origin; no acks.
+    pub(crate) async fn apply_replicated(
+        self: &Arc<Self>,
+        changes: Vec<KeyedOp>,
+        origin: Origin,
+    ) -> ModuleResult<Vec<OpStatus>> {
+        let batch = ApplyBatch {
+            ops: changes
+                .into_iter()
+                .map(|op| CoreWriteOp {
+                    op,
+                    concern: WriteConcern::FireAndForget,
+                    timeout_ms: ROption::RNone,
+                })
+                .collect(),
+            origin,
+        };
+        Ok(self
+            .apply_batch(&batch, false)
+            .await?
+            .into_iter()
+            .map(|o| o.status)
+            .collect())
+    }
+}
