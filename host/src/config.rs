@@ -49,8 +49,10 @@ pub struct AuthConfig {
 /// Limits and timings of the client front end (`[network]`).
 ///
 /// The defaults are TopGun's: 10 s to authenticate, 60 s idle reaping,
-/// 20 000 ops/s per connection with bursts of 40 000, 256 queued outbound
-/// frames, 32 in-flight write acknowledgements per connection.
+/// 20 000 ops/s per connection with bursts of 40 000, 32 in-flight write
+/// acknowledgements per connection. A client's outbound queue holds up to
+/// 8 192 frames and 16 MiB: bursts of small events (a topic with several
+/// publishers) fit, while memory per slow client stays bounded by bytes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NetworkConfig {
@@ -71,6 +73,9 @@ pub struct NetworkConfig {
     /// Frames queued towards one client; a subscriber whose queue is full
     /// is disconnected as too slow.
     pub outbound_queue: usize,
+    /// Bytes queued towards one client; past this a subscriber is
+    /// disconnected as too slow (one frame larger than it still goes out).
+    pub outbound_queue_bytes: usize,
     /// Most open client connections; more are refused with HTTP 503.
     pub max_connections: usize,
     /// A write to a client socket that stalls this long closes it, in ms.
@@ -86,7 +91,8 @@ impl Default for NetworkConfig {
             rate_limit_burst: 40_000.0,
             max_in_flight: 4_096,
             max_in_flight_per_connection: 32,
-            outbound_queue: 256,
+            outbound_queue: 8_192,
+            outbound_queue_bytes: 16 << 20,
             max_connections: 10_000,
             write_timeout_ms: 30_000,
         }
@@ -297,6 +303,7 @@ impl HangarConfig {
                 n.max_in_flight_per_connection > 0,
             ),
             ("network.outbound_queue", n.outbound_queue > 0),
+            ("network.outbound_queue_bytes", n.outbound_queue_bytes > 0),
             ("network.max_connections", n.max_connections > 0),
             ("network.write_timeout_ms", n.write_timeout_ms > 0),
         ] {

@@ -141,9 +141,9 @@ mod tests {
     async fn t10_events_reach_listeners_of_the_map_but_never_the_writer() {
         let m = Arc::new(Registry::default());
         let f = Fanout::new("node-1");
-        let (a, mut ra, _) = Outbound::new(1, 8, m.clone());
-        let (b, mut rb, _) = Outbound::new(2, 8, m.clone());
-        let (c, mut rc, _) = Outbound::new(3, 8, m);
+        let (a, mut ra, _) = Outbound::new(1, 8, 1 << 20, m.clone());
+        let (b, mut rb, _) = Outbound::new(2, 8, 1 << 20, m.clone());
+        let (c, mut rc, _) = Outbound::new(3, 8, 1 << 20, m);
         f.add("users", &a);
         f.add("users", &b);
         f.add("other", &c);
@@ -169,7 +169,7 @@ mod tests {
     #[test]
     fn t11_a_connection_listens_while_it_holds_any_query_on_the_map() {
         let f = Fanout::new("n");
-        let (a, _ra, _) = Outbound::new(1, 8, Arc::new(Registry::default()));
+        let (a, _ra, _) = Outbound::new(1, 8, 1 << 20, Arc::new(Registry::default()));
         f.add("m", &a);
         f.add("m", &a);
         assert_eq!(f.listeners("m"), 1);

@@ -9,11 +9,18 @@
 //! - [`Outbound::push`]: frames produced on behalf of *other* parties
 //!   (change events, live-query updates, topic messages). It never waits:
 //!   the storage module's sinks and other connections' publishes MUST NOT
-//!   block. A full queue means the client cannot keep up, so the connection
-//!   is killed (closed at once) and the frame is dropped.
+//!   block. A full queue (too many frames, or too many bytes) means the
+//!   client cannot keep up, so the connection is killed (closed at once)
+//!   and the frame is dropped.
+//!
+//! The queue is bounded twice: by frames (the channel) and by bytes (an
+//! atomic tally, decremented by the writer as it takes frames). The byte
+//! bound is what limits memory; the frame bound can then be generous
+//! enough that a healthy client survives a burst of small frames.
 //! - [`Outbound::offer`]: best-effort frames (`ERROR 429`) that are simply
 //!   dropped when the queue is full.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -38,6 +45,8 @@ pub struct Outbound {
     tx: mpsc::Sender<Out>,
     kill: Arc<watch::Sender<bool>>,
     metrics: Arc<Registry>,
+    queued_bytes: Arc<AtomicUsize>,
+    max_bytes: usize,
 }
 
 impl std::fmt::Debug for Outbound {
@@ -49,15 +58,20 @@ impl std::fmt::Debug for Outbound {
 }
 
 impl Outbound {
-    /// A queue of `capacity` frames for connection `conn`; returns the handle,
-    /// the receiving end for the writer task, and a watch on the kill switch.
+    /// A queue of at most `capacity` frames and `max_bytes` bytes (pushed
+    /// frames count against the byte bound; one frame larger than it is
+    /// still accepted into an empty queue) for connection `conn`; returns
+    /// the handle, the receiving end for the writer task, and a watch on the
+    /// kill switch. The writer MUST call [`Self::taken`] for every frame it
+    /// takes.
     #[must_use]
     pub fn new(
         conn: u64,
         capacity: usize,
+        max_bytes: usize,
         metrics: Arc<Registry>,
     ) -> (Self, mpsc::Receiver<Out>, watch::Receiver<bool>) {
-        let (tx, rx) = mpsc::channel(capacity);
+        let (tx, rx) = mpsc::channel(capacity.max(1));
         let (kill, killed) = watch::channel(false);
         (
             Self {
@@ -65,10 +79,35 @@ impl Outbound {
                 tx,
                 kill: Arc::new(kill),
                 metrics,
+                queued_bytes: Arc::new(AtomicUsize::new(0)),
+                max_bytes,
             },
             rx,
             killed,
         )
+    }
+
+    /// Bytes of frames queued and not yet taken by the writer.
+    #[must_use]
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes.load(Ordering::Relaxed)
+    }
+
+    /// The writer took a frame of `len` bytes off the queue.
+    pub fn taken(&self, len: usize) {
+        self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+    }
+
+    /// Reserves `len` bytes of the budget; false when they do not fit (an
+    /// empty queue takes any one frame, so a big frame is never refused
+    /// outright).
+    fn reserve(&self, len: usize) -> bool {
+        let before = self.queued_bytes.fetch_add(len, Ordering::Relaxed);
+        if before > 0 && before + len > self.max_bytes {
+            self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+            return false;
+        }
+        true
     }
 
     /// The connection this queue belongs to.
@@ -83,38 +122,70 @@ impl Outbound {
         if self.is_killed() {
             return false;
         }
+        let frame: Bytes = frame.into();
+        let len = frame.len();
         let mut killed = self.kill.subscribe();
-        tokio::select! {
-            r = self.tx.send(Out::Frame(frame.into())) => r.is_ok(),
+        // Own answers wait for frame room only; their bytes are counted so
+        // that pushes from others see the real backlog.
+        self.queued_bytes.fetch_add(len, Ordering::Relaxed);
+        let sent = tokio::select! {
+            r = self.tx.send(Out::Frame(frame)) => r.is_ok(),
             _ = killed.wait_for(|k| *k) => false,
+        };
+        if !sent {
+            self.taken(len);
         }
+        sent
     }
 
     /// Queues a frame on behalf of someone else without waiting. A full
     /// queue kills the connection (it is too slow); returns whether the
     /// frame was queued.
     pub fn push(&self, frame: Bytes) -> bool {
+        let len = frame.len();
+        if !self.reserve(len) {
+            self.too_slow("bytes");
+            return false;
+        }
         match self.tx.try_send(Out::Frame(frame)) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                if !self.is_killed() {
-                    tracing::warn!(
-                        conn = self.conn,
-                        "client cannot keep up: outbound queue full, disconnecting"
-                    );
-                    self.metrics
-                        .counter("hangar_ws_slow_consumer_disconnects_total", &[], 1.0);
-                    self.kill();
-                }
+                self.taken(len);
+                self.too_slow("frames");
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.taken(len);
+                false
+            }
+        }
+    }
+
+    fn too_slow(&self, bound: &'static str) {
+        if !self.is_killed() {
+            tracing::warn!(
+                conn = self.conn,
+                bound,
+                queued_bytes = self.queued_bytes(),
+                "client cannot keep up: outbound queue full, disconnecting"
+            );
+            self.metrics
+                .counter("hangar_ws_slow_consumer_disconnects_total", &[], 1.0);
+            self.kill();
         }
     }
 
     /// Queues a best-effort frame; dropped if the queue is full.
     pub fn offer(&self, frame: Bytes) -> bool {
-        self.tx.try_send(Out::Frame(frame)).is_ok()
+        let len = frame.len();
+        if !self.reserve(len) {
+            return false;
+        }
+        let ok = self.tx.try_send(Out::Frame(frame)).is_ok();
+        if !ok {
+            self.taken(len);
+        }
+        ok
     }
 
     /// Asks the writer to send a close frame after what is queued. Waits for
@@ -145,7 +216,7 @@ mod tests {
 
     #[tokio::test]
     async fn t10_push_on_a_full_queue_kills_the_connection_and_never_waits() {
-        let (out, mut rx, killed) = Outbound::new(7, 2, Arc::new(Registry::default()));
+        let (out, mut rx, killed) = Outbound::new(7, 2, 1 << 20, Arc::new(Registry::default()));
         assert!(out.push(Bytes::from_static(b"a")));
         assert!(out.push(Bytes::from_static(b"b")));
         assert!(!*killed.borrow());
@@ -163,7 +234,7 @@ mod tests {
 
     #[tokio::test]
     async fn t11_offer_drops_on_a_full_queue_without_killing() {
-        let (out, _rx, killed) = Outbound::new(1, 1, Arc::new(Registry::default()));
+        let (out, _rx, killed) = Outbound::new(1, 1, 1 << 20, Arc::new(Registry::default()));
         assert!(out.offer(Bytes::from_static(b"a")));
         assert!(!out.offer(Bytes::from_static(b"b")));
         assert!(!*killed.borrow());
@@ -171,12 +242,43 @@ mod tests {
 
     #[tokio::test]
     async fn t12_send_waits_for_room_then_delivers_in_order() {
-        let (out, mut rx, _killed) = Outbound::new(1, 1, Arc::new(Registry::default()));
+        let (out, mut rx, _killed) = Outbound::new(1, 1, 1 << 20, Arc::new(Registry::default()));
         assert!(out.send(Bytes::from_static(b"1")).await);
         let o2 = out.clone();
         let h = tokio::spawn(async move { o2.send(Bytes::from_static(b"2")).await });
         assert!(matches!(rx.recv().await, Some(Out::Frame(f)) if f == "1"));
         assert!(h.await.unwrap());
         assert!(matches!(rx.recv().await, Some(Out::Frame(f)) if f == "2"));
+    }
+
+    #[tokio::test]
+    async fn t13_the_byte_bound_kills_before_the_frame_bound_and_taken_frees_room() {
+        let (out, mut rx, killed) = Outbound::new(1, 100, 10, Arc::new(Registry::default()));
+        assert!(
+            out.push(Bytes::from_static(b"0123456789abcdef")),
+            "one frame over the bound fits an empty queue"
+        );
+        assert_eq!(out.queued_bytes(), 16);
+        let Some(Out::Frame(f)) = rx.recv().await else {
+            panic!("frame expected")
+        };
+        out.taken(f.len());
+        assert_eq!(out.queued_bytes(), 0);
+        assert!(out.push(Bytes::from_static(b"123456")));
+        assert!(
+            !out.offer(Bytes::from_static(b"789012")),
+            "offer past the byte bound is dropped"
+        );
+        assert!(!*killed.borrow(), "offer never kills");
+        assert!(
+            !out.push(Bytes::from_static(b"789012")),
+            "push past the byte bound is refused"
+        );
+        assert!(*killed.borrow(), "and kills the connection");
+        assert_eq!(
+            out.queued_bytes(),
+            6,
+            "refused frames leave no tally behind"
+        );
     }
 }

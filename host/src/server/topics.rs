@@ -116,8 +116,8 @@ mod tests {
     async fn t10_publish_reaches_other_subscribers_in_order_not_the_publisher() {
         let m = Arc::new(Registry::default());
         let t = Topics::default();
-        let (a, mut ra, _) = Outbound::new(1, 8, m.clone());
-        let (b, mut rb, _) = Outbound::new(2, 8, m);
+        let (a, mut ra, _) = Outbound::new(1, 8, 1 << 20, m.clone());
+        let (b, mut rb, _) = Outbound::new(2, 8, 1 << 20, m);
         t.subscribe("chat", &a);
         t.subscribe("chat", &a);
         t.subscribe("chat", &b);

@@ -106,7 +106,12 @@ async fn run(socket: WebSocket, fe: Arc<FrontEnd>) {
     let id = fe.next_connection_id();
     let metrics = fe.node.metrics.clone();
     metrics.counter("hangar_ws_connections_accepted_total", &[], 1.0);
-    let (out, rx, killed) = Outbound::new(id, fe.net.outbound_queue, metrics.clone());
+    let (out, rx, killed) = Outbound::new(
+        id,
+        fe.net.outbound_queue,
+        fe.net.outbound_queue_bytes,
+        metrics.clone(),
+    );
     let (sink, mut stream) = socket.split();
     let writer = tokio::spawn(write_loop(
         sink,
@@ -406,6 +411,7 @@ async fn write_loop(
             for m in burst.drain(..) {
                 match m {
                     Out::Frame(b) => {
+                        out.taken(b.len());
                         sink.feed(WsMessage::Binary(b)).await?;
                         frames += 1;
                     }

@@ -72,6 +72,10 @@ export async function startNode({ env = {}, config, args = [], dataDir } = {}) {
       clearTimeout(timer);
       reject(new Error(`hangar exited (${code}) before printing PORT=; stderr:\n${stderr}`));
     });
+    proc.on('error', (err) => {
+      clearTimeout(timer);
+      reject(new Error(`cannot start ${HANGAR_BIN}: ${err.message}`));
+    });
   });
   const exited = new Promise((r) => proc.on('exit', (code, signal) => r({ code, signal })));
   return {
