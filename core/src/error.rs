@@ -112,11 +112,7 @@ impl ModuleError {
     /// [`ErrorKind::PANICKED`], with the panic payload's message if it had one.
     #[must_use]
     pub fn from_panic(context: &str, payload: &(dyn std::any::Any + Send)) -> Self {
-        let msg = payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "non-string panic payload".to_string());
+        let msg = panic_message(payload);
         Self::new(ErrorKind::PANICKED, format!("{context} panicked: {msg}"))
     }
 
@@ -143,3 +139,16 @@ impl std::error::Error for ModuleError {}
 
 /// Result of a module call.
 pub type ModuleResult<T> = Result<T, ModuleError>;
+
+/// The message of a panic payload: `panic!` with a literal gives a `&str`,
+/// with format arguments a `String`; anything else (`panic_any`) is named
+/// as such. Exists so every place that turns a caught panic into an error
+/// or a report says the same thing.
+#[must_use]
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_string())
+}

@@ -221,15 +221,7 @@ pub async fn run(
         let r = tokio::spawn(case(m.clone(), s.clone())).await;
         let _ = m.shutdown().await;
         if let Err(e) = r {
-            let msg = e
-                .try_into_panic()
-                .ok()
-                .and_then(|p| {
-                    p.downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_string()))
-                })
-                .unwrap_or_default();
+            let msg = crate::support::join_error_message(e);
             panic!("[{label}] cluster case {name} failed: {msg}");
         }
         eprintln!("[{label}] cluster case {name}: ok");

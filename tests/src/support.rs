@@ -185,3 +185,14 @@ pub fn loaded_cluster(crate_name: &str, node: &str) -> Arc<dyn ClusterModule> {
     plugin::instantiate_cluster(&p, &cluster_config(node), &cluster_deps(node))
         .expect("cluster plugin builds its module")
 }
+
+/// What a failed test-case task said: its panic message, or that it was
+/// cancelled. The suites re-panic with it, prefixed by the case's name and
+/// the implementation under test, so a failure reads as one line.
+#[must_use]
+pub fn join_error_message(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(payload) => hangar_core::error::panic_message(payload.as_ref()),
+        Err(e) => format!("task did not finish: {e}"),
+    }
+}

@@ -165,15 +165,7 @@ pub async fn run(label: &str, build: Builder) {
         drop(last);
         drop(slot);
         if let Err(e) = r {
-            let msg = e
-                .try_into_panic()
-                .ok()
-                .and_then(|p| {
-                    p.downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_string()))
-                })
-                .unwrap_or_default();
+            let msg = crate::support::join_error_message(e);
             panic!("[{label}] storage case {name} failed: {msg}");
         }
         eprintln!("[{label}] storage case {name}: ok");

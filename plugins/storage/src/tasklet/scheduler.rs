@@ -44,6 +44,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hangar_core::config::StorageModuleConfig;
+use hangar_core::error::panic_message;
 use parking_lot::Mutex;
 use tokio::runtime::Handle;
 use tokio::sync::{oneshot, Notify};
@@ -454,13 +455,6 @@ impl Drop for TaskletScheduler {
 
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| (*s).to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic payload".to_string())
 }
 
 /// What the driver does with a slot after its slice.
