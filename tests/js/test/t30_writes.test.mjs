@@ -3,6 +3,9 @@
 // to the other subscribers of a map, never back to the writer.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { memoryNode, startNode, connect, putOp, ts } from '../lib/hangar.mjs';
 
 const LEVELS = ['FIRE_AND_FORGET', 'MEMORY', 'APPLIED', 'REPLICATED', 'PERSISTED'];
@@ -183,5 +186,64 @@ test('t39b with durable persistence PERSISTED is reached', async () => {
     await c.close();
   } finally {
     await durable.stop();
+  }
+});
+
+test('t39c the storage plugin\'s metrics reach the host\'s /metrics: map size, ops, commits, ack levels, loads', async () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'hangar-js-metrics-'));
+  const env = { HANGAR_NO_AUTH: '1' };
+  const scrape = async (node, until) => {
+    // The ack counter is reported right after the ack resolves: poll briefly.
+    let text = '';
+    for (let i = 0; i < 50; i++) {
+      text = await (await fetch(`${node.http}/metrics`)).text();
+      if (text.includes(until)) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return (re) => {
+      const m = text.match(re);
+      assert.ok(m, `no ${re} in\n${text}`);
+      return Number(m[1]);
+    };
+  };
+  try {
+    const first = await startNode({ env, dataDir });
+    try {
+      const c = await connect(first);
+      const ops = [1, 2, 3].map((i) => putOp(1200 + i, 'w39c', `k${i}`, i));
+      c.send({ type: 'OP_BATCH', payload: { ops, writeConcern: 'PERSISTED', timeout: 5000 } });
+      const ack = await c.expect('OP_ACK');
+      assert.equal(ack.payload.achievedLevel, 'PERSISTED', JSON.stringify(ack.payload));
+      await c.close();
+      const value = await scrape(first, 'achieved="PERSISTED"');
+      assert.equal(value(/^hangar_map_size_items\{map="w39c"\} (\S+)$/m), 3);
+      assert.equal(value(/^hangar_ops_applied_total\{kind="lww",status="applied"\} (\S+)$/m), 3);
+      assert.ok(value(/^hangar_commit_seconds_count (\S+)$/m) >= 1);
+      assert.equal(value(/^hangar_commit_ops_total (\S+)$/m), 3);
+      assert.equal(
+        value(/^hangar_write_acks_total\{requested="PERSISTED",achieved="PERSISTED",outcome="success"\} (\S+)$/m),
+        3,
+      );
+    } finally {
+      await first.stop();
+    }
+    // After a restart the first use of the map loads it from disk: the load
+    // is timed and its size reported.
+    const second = await startNode({ env, dataDir });
+    try {
+      const d = await connect(second);
+      d.send({ type: 'QUERY_SUB', payload: { queryId: 'all', mapName: 'w39c', query: {} } });
+      const resp = await d.expect('QUERY_RESP');
+      assert.equal(resp.payload.results.length, 3, JSON.stringify(resp.payload));
+      await d.close();
+      const value = await scrape(second, 'hangar_map_load_seconds_count{map="w39c"}');
+      assert.equal(value(/^hangar_map_load_seconds_count\{map="w39c"\} (\S+)$/m), 1);
+      assert.equal(value(/^hangar_map_loaded_records_total\{map="w39c"\} (\S+)$/m), 3);
+      assert.equal(value(/^hangar_map_size_items\{map="w39c"\} (\S+)$/m), 3);
+    } finally {
+      await second.stop();
+    }
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
   }
 });
