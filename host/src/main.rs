@@ -11,6 +11,15 @@ use hangar_host::config::HangarConfig;
 use hangar_host::plugin;
 use hangar_host::Modules;
 
+/// jemalloc for the whole process. Built unprefixed, it also takes the
+/// plugins' `malloc`/`free` (they allocate through libc): the node spends a
+/// large share of its time allocating and freeing small buffers across many
+/// threads, where glibc's malloc measured about 30 % slower end to end
+/// (host/BENCHMARKS.md). Only the binary sets it; embedders choose their own.
+#[cfg(all(feature = "jemalloc", target_os = "linux", not(target_env = "musl")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// A Hangar data-grid node.
 #[derive(Parser, Debug)]
 #[command(

@@ -205,3 +205,24 @@ fn libloading_name(crate_name: &str) -> String {
         std::env::consts::DLL_SUFFIX
     )
 }
+
+/// The binary defines and exports `malloc`/`free` (jemalloc, unprefixed), so
+/// by ELF symbol interposition the plugins' libc allocations go to it too.
+/// Without the `jemalloc` feature the binary only imports them from glibc.
+#[cfg(all(feature = "jemalloc", target_os = "linux", not(target_env = "musl")))]
+#[test]
+fn t15_the_binary_exports_its_allocator_to_the_plugins() {
+    use object::{Object, ObjectSymbol};
+    let bytes = std::fs::read(env!("CARGO_BIN_EXE_hangar")).expect("read the binary");
+    let file = object::File::parse(&*bytes).expect("an object file");
+    for name in ["malloc", "free", "calloc", "realloc", "posix_memalign"] {
+        let sym = file
+            .dynamic_symbols()
+            .find(|s| s.name() == Ok(name))
+            .unwrap_or_else(|| panic!("{name} is not in the dynamic symbol table"));
+        assert!(
+            sym.is_definition(),
+            "{name} is imported, not defined: plugins would use glibc's allocator"
+        );
+    }
+}
