@@ -24,6 +24,8 @@
 //! - `fts_runtime`: the low-priority thread full-text indexing runs on.
 //! - `metrics`: metric names and reporting.
 //! - `convert`: core types to and from the engines' types.
+//! - `testing`: a lone node's partition view and deps, and write batches,
+//!   for tests, benches and embedders that run the module without a cluster.
 //!
 //! # Backends and PERSISTED
 //!
@@ -89,6 +91,7 @@ mod map_slot;
 mod metrics;
 mod read_path;
 mod snapshot;
+pub mod testing;
 mod write_path;
 
 pub use gc::{GcReport, GC_INTERVAL, PRUNE_INTERVAL, TOMBSTONE_MAX_AGE_MS};
