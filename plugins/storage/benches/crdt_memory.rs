@@ -14,6 +14,11 @@ use abi_stable::std_types::ROption;
 use hangar_core::{LwwRecord, OrRecord, RawValue, Timestamp};
 use hangar_storage::crdt::{LwwMap, OrMap};
 
+#[path = "common/machine.rs"]
+mod machine;
+
+use machine::{cpu_model, load_average, rss_kb};
+
 struct Counting;
 
 static REQUESTED: AtomicIsize = AtomicIsize::new(0);
@@ -57,30 +62,6 @@ fn heap() -> (isize, isize) {
     )
 }
 
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "n/a".into())
-}
-
-fn rss_kb() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 fn key(i: usize) -> String {
     format!("user:{i:015}") // 20 bytes
 }
@@ -108,7 +89,7 @@ fn main() {
     println!("# crdt_memory");
     println!(
         "conditions: cpu={:?} cores={} loadavg=[{}] profile=bench(release) records={n} key=20B value=10B msgpack nodes={} os={}",
-        cpu_model(),
+        cpu_model().unwrap_or_else(|| "unknown".into()),
         std::thread::available_parallelism().map_or(0, |p| p.get()),
         load_average(),
         NODES.len(),

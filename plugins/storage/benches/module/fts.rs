@@ -1,19 +1,16 @@
 //! Section 5: what full-text indexing costs the write path.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use abi_stable::std_types::RVec;
 use hangar_core::config::{FullTextIndexConfig, StorageBackendKind};
 use hangar_core::module::storage::StorageModule;
 use hangar_core::module::storage_types::SearchRequest;
-use hangar_core::{RawValue, WriteConcern};
-use hangar_storage::DefaultStorage;
+use hangar_core::{KeyedOp, RawValue, WriteConcern};
 use serde_json::json;
 
-use super::util::{config, module, put, secs, summary, write};
+use super::util::{config, drive, module, put, secs, summary};
 
 const WORDS: &[&str] = &[
     "storage",
@@ -65,35 +62,9 @@ fn doc(i: u64) -> RawValue {
     RawValue::encode(&json!({"title": format!("document {i}"), "body": body})).unwrap()
 }
 
-async fn drive(
-    m: &DefaultStorage,
-    map: &str,
-    writers: usize,
-    dur: Duration,
-) -> (f64, Vec<Duration>) {
-    let next = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..writers)
-        .map(|_| {
-            let (m, next, map) = (m.clone(), next.clone(), map.to_string());
-            tokio::spawn(async move {
-                let mut lat = Vec::new();
-                while started.elapsed() < dur {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let op = put(&map, &format!("d{i:09}"), doc(i), 1_000 + i);
-                    let t = Instant::now();
-                    write(&m, vec![op], WriteConcern::Memory).await;
-                    lat.push(t.elapsed());
-                }
-                lat
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    (all.len() as f64 / started.elapsed().as_secs_f64(), all)
+/// The op of document `i` in `map`, for [`drive`].
+fn doc_put(map: &'static str) -> impl Fn(u64) -> KeyedOp + Send + Sync + 'static {
+    move |i| put(map, &format!("d{i:09}"), doc(i), 1_000 + i)
 }
 
 pub async fn run() {
@@ -117,7 +88,8 @@ pub async fn run() {
             c.full_text_search = fts;
             let m = module(c).await;
             let map = if with_fts { "docs" } else { "plain" };
-            let (rate, mut lat) = drive(&m, map, writers, secs()).await;
+            let (rate, mut lat) =
+                drive(&m, writers, WriteConcern::Memory, secs(), doc_put(map)).await;
             let mut note = String::new();
             if with_fts {
                 let t = Instant::now();
@@ -163,7 +135,7 @@ pub async fn run() {
             },
         );
         let m = module(c).await;
-        let (rate, mut lat) = drive(&m, map, 1, long).await;
+        let (rate, mut lat) = drive(&m, 1, WriteConcern::Memory, long, doc_put(map)).await;
         println!(
             "{:<10} writers  1, sustained {long:?}: {rate:>8.0} ops/s  {}",
             if map == "docs" { "with FTS" } else { "no FTS" },

@@ -27,6 +27,8 @@ mod events;
 mod fts;
 mod live;
 mod load;
+#[path = "../common/machine.rs"]
+mod machine;
 mod memory;
 mod util;
 

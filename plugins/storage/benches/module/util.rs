@@ -1,22 +1,24 @@
 //! Shared bench plumbing: conditions, percentiles, module builders, ops.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use abi_stable::std_types::{ROption, RString, RVec};
+use abi_stable::std_types::{ROption, RVec};
 use futures::future::BoxFuture;
 use hangar_core::config::{StorageBackendKind, StorageModuleConfig};
-use hangar_core::hlc::Hlc;
-use hangar_core::module::partition::PartitionView;
 use hangar_core::module::services::NoMetrics;
 use hangar_core::module::storage::{StorageDeps, StorageModule};
-use hangar_core::module::storage_types::{ApplyBatch, Origin, WriteOp};
+use hangar_core::module::storage_types::{ApplyBatch, Origin};
 use hangar_core::{KeyedOp, LwwRecord, MapOp, RawValue, Timestamp, WriteConcern};
+use hangar_storage::module::testing::{self, lone_node_deps};
 use hangar_storage::persistence::{
     LoadedMap, MapInfo, PersistResult, PersistenceBackend, StoredEntry, WriteBatch,
 };
 use hangar_storage::DefaultStorage;
+
+use super::machine;
 
 pub const NODE: &str = "bench";
 
@@ -31,43 +33,18 @@ pub fn secs() -> Duration {
     Duration::from_secs(env_usize("HANGAR_BENCH_SECS", 3) as u64)
 }
 
-fn cpu() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown cpu".into())
-}
-
-pub fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "n/a".into())
-}
-
+/// This process's resident set in KiB; 0 where it cannot be read.
 pub fn rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
+    machine::rss_kb().unwrap_or(0)
 }
 
 pub fn conditions() {
     println!("== hangar-storage module benchmarks ==");
     println!(
         "machine: {}, {} cpus, loadavg {}; build: {}; bench runtime: tokio 2 workers; module runtime: 2 workers",
-        cpu(),
+        machine::cpu_model().unwrap_or_else(|| "unknown cpu".into()),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        loadavg(),
+        machine::load_average(),
         if cfg!(debug_assertions) { "debug" } else { "release" },
     );
 }
@@ -91,35 +68,8 @@ pub fn summary(lat: &mut [Duration]) -> String {
     )
 }
 
-struct AllLocal;
-
-impl PartitionView for AllLocal {
-    fn local_node(&self) -> RString {
-        NODE.into()
-    }
-    fn version(&self) -> u64 {
-        1
-    }
-    fn owner(&self, _p: u32) -> ROption<RString> {
-        ROption::RSome(NODE.into())
-    }
-    fn backups(&self, _p: u32) -> RVec<RString> {
-        RVec::new()
-    }
-    fn is_local_owner(&self, _p: u32) -> bool {
-        true
-    }
-    fn is_related(&self, _p: u32) -> bool {
-        true
-    }
-}
-
 pub fn deps() -> StorageDeps {
-    StorageDeps {
-        clock: Arc::new(Hlc::new(NODE).unwrap()),
-        metrics: Arc::new(NoMetrics),
-        partitions: Arc::new(AllLocal),
-    }
+    lone_node_deps(NODE, Arc::new(NoMetrics))
 }
 
 pub fn config(backend: StorageBackendKind, dir: &Path) -> StorageModuleConfig {
@@ -212,18 +162,9 @@ pub fn put(map: &str, key: &str, value: RawValue, millis: u64) -> KeyedOp {
     }
 }
 
+/// A batch of `ops` with `concern` from a client of the bench node.
 pub fn batch(ops: Vec<KeyedOp>, concern: WriteConcern) -> ApplyBatch {
-    ApplyBatch {
-        ops: ops
-            .into_iter()
-            .map(|op| WriteOp {
-                op,
-                concern,
-                timeout_ms: ROption::RNone,
-            })
-            .collect(),
-        origin: Origin::client(1, NODE),
-    }
+    testing::batch(ops, concern, Origin::client(1, NODE))
 }
 
 /// Applies one batch and, for PERSISTED, waits for the durable ack (after
@@ -236,6 +177,41 @@ pub async fn write(m: &DefaultStorage, ops: Vec<KeyedOp>, concern: WriteConcern)
         let acks = m.await_acks(ids).await.expect("await");
         assert!(acks.iter().all(|a| a.success), "{:?}", acks[0]);
     }
+}
+
+/// Runs `writers` tasks that each apply one op at a time with `concern` for
+/// `dur`; the ops are `op(0)`, `op(1)`, ... from a counter the writers
+/// share, made before each call's clock starts. Returns ops/s and every
+/// latency.
+pub async fn drive(
+    m: &DefaultStorage,
+    writers: usize,
+    concern: WriteConcern,
+    dur: Duration,
+    op: impl Fn(u64) -> KeyedOp + Send + Sync + 'static,
+) -> (f64, Vec<Duration>) {
+    let (next, op) = (Arc::new(AtomicU64::new(0)), Arc::new(op));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..writers)
+        .map(|_| {
+            let (m, next, op) = (m.clone(), next.clone(), op.clone());
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                while started.elapsed() < dur {
+                    let op = op(next.fetch_add(1, Ordering::Relaxed));
+                    let t = Instant::now();
+                    write(&m, vec![op], concern).await;
+                    lat.push(t.elapsed());
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("writer"));
+    }
+    (all.len() as f64 / started.elapsed().as_secs_f64(), all)
 }
 
 /// Seeds `n` records of `size`-byte values into `map`, in batches.

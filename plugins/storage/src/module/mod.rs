@@ -24,6 +24,8 @@
 //! - `fts_runtime`: the low-priority thread full-text indexing runs on.
 //! - `metrics`: metric names and reporting.
 //! - `convert`: core types to and from the engines' types.
+//! - `testing`: a lone node's partition view and deps, and write batches,
+//!   for tests, benches and embedders that run the module without a cluster.
 //!
 //! # Backends and PERSISTED
 //!
@@ -39,14 +41,14 @@
 //! | id | statement | enforced by |
 //! |---|---|---|
 //! | HG-STO-001 | A stale op never overwrites newer data, in memory or on disk (also before the map's load reached the key). | suite `t12`, `t90`, `t91`, `t83` |
-//! | HG-STO-002 | Concurrent first uses of a map share one load. | `tests/module.rs` `t20` |
+//! | HG-STO-002 | Concurrent first uses of a map share one load. | `tests/module/loading.rs` `t20` |
 //! | HG-STO-003 | Writes during a load are applied at once and never lost. | suite `t83`, `t92` |
-//! | HG-STO-004 | A failed load surfaces as `STORAGE` and the next use retries it. | `tests/module.rs` `t21` |
+//! | HG-STO-004 | A failed load surfaces as `STORAGE` and the next use retries it. | `tests/module/loading.rs` `t21` |
 //! | HG-STO-005 | Only related keys load; OR tombstones always load. | suite `t84` |
 //! | HG-STO-006 | PERSISTED is reported only once the op's commit is durable (and every level below it was reached). | suite `t23`, `t24`; HG-PER-010 |
-//! | HG-STO-007 | After a commit failure, writes are refused with `STORAGE`; reads keep working. | `tests/module.rs` `t30` |
+//! | HG-STO-007 | After a commit failure, writes are refused with `STORAGE`; reads keep working. | `tests/module/fail_stop.rs` `t30` |
 //! | HG-STO-008 | A live query's snapshot and registration are atomic; updates follow every affecting change; unsubscribe stops them before it returns. | suite `t60`–`t66` |
-//! | HG-STO-009 | Any order, batching and repetition of the same ops gives the same reads and Merkle roots. | `tests/module.rs` `t60` (property), suite `t35`, `t73` |
+//! | HG-STO-009 | Any order, batching and repetition of the same ops gives the same reads and Merkle roots. | `tests/module/convergence.rs` `t60` (property), suite `t35`, `t73` |
 //! | HG-PER-010 | Every write acknowledged PERSISTED through the module survives SIGKILL with its timestamp. | `tests/crash_module_kill9.rs` `t10` |
 //! | HG-PER-011 | The module crash checker catches APPLIED acks passed off as PERSISTED. | `tests/crash_module_kill9.rs` `t11` |
 //!
@@ -89,6 +91,7 @@ mod map_slot;
 mod metrics;
 mod read_path;
 mod snapshot;
+pub mod testing;
 mod write_path;
 
 pub use gc::{GcReport, GC_INTERVAL, PRUNE_INTERVAL, TOMBSTONE_MAX_AGE_MS};

@@ -4,41 +4,17 @@ use std::sync::Arc;
 
 use abi_stable::std_types::{ROption, RString};
 use hangar_core::config::{StorageBackendKind, StorageModuleConfig};
-use hangar_core::hlc::Hlc;
-use hangar_core::module::partition::PartitionView;
 use hangar_core::module::services::NoMetrics;
-use hangar_core::module::storage::{StorageDeps, StorageModule};
+use hangar_core::module::storage::StorageModule;
 use hangar_core::module::storage_types::{ApplyBatch, Origin, WriteOp};
 use hangar_core::{KeyedOp, LwwRecord, MapOp, RawValue, Timestamp, WriteConcern};
 use parking_lot::Mutex;
 
+use super::testing::lone_node_deps;
 use super::DefaultStorage;
 use crate::persistence::testing::InstrumentedBackend;
 use crate::persistence::{MemoryBackend, MemoryStore, PersistenceBackend};
 use crate::query::{self, Projection, Query, QueryUpdate};
-
-struct AllLocal;
-
-impl PartitionView for AllLocal {
-    fn local_node(&self) -> RString {
-        "n1".into()
-    }
-    fn version(&self) -> u64 {
-        1
-    }
-    fn owner(&self, _p: u32) -> ROption<RString> {
-        ROption::RSome("n1".into())
-    }
-    fn backups(&self, _p: u32) -> abi_stable::std_types::RVec<RString> {
-        abi_stable::std_types::RVec::new()
-    }
-    fn is_local_owner(&self, _p: u32) -> bool {
-        true
-    }
-    fn is_related(&self, _p: u32) -> bool {
-        true
-    }
-}
 
 fn module(store: &MemoryStore) -> (DefaultStorage, Arc<InstrumentedBackend>) {
     let inst = Arc::new(InstrumentedBackend::new(Arc::new(MemoryBackend::open(
@@ -51,11 +27,7 @@ fn module(store: &MemoryStore) -> (DefaultStorage, Arc<InstrumentedBackend>) {
             backend: StorageBackendKind::Memory,
             ..StorageModuleConfig::default()
         },
-        StorageDeps {
-            clock: Arc::new(Hlc::new("n1").unwrap()),
-            metrics: Arc::new(NoMetrics),
-            partitions: Arc::new(AllLocal),
-        },
+        lone_node_deps("n1", Arc::new(NoMetrics)),
         "test",
         Arc::new(move |_| Ok(b.clone() as Arc<dyn PersistenceBackend>)),
     )

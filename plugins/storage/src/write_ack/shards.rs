@@ -143,7 +143,24 @@ impl Inner {
             .flush(self.shards.iter().map(|s| &s.counters), tracked);
     }
 
+    /// `WriteAckManager::notify` at `now`.
     pub(super) fn notify_at(&self, ack: AckId, level: WriteConcern, now: Instant) {
+        self.resolve_at(ack, now, |e| {
+            e.reached.insert(level);
+            (e.reached.achieved() >= e.target).then_some(Outcome::Reached)
+        });
+    }
+
+    /// Settles `ack` at `now` with what `decide` makes of its unresolved
+    /// entry (`None`: not yet), or as timed out once its deadline has
+    /// passed, then delivers any result outside the shard's lock. Immediate
+    /// ids, unknown acks and resolved entries are left alone.
+    fn resolve_at(
+        &self,
+        ack: AckId,
+        now: Instant,
+        decide: impl FnOnce(&mut Entry) -> Option<Outcome>,
+    ) {
         if ack == 0 || ack & IMMEDIATE_BIT != 0 {
             return;
         }
@@ -159,11 +176,10 @@ impl Inner {
             let outcome = if now >= e.deadline {
                 Outcome::Timeout
             } else {
-                e.reached.insert(level);
-                if e.reached.achieved() < e.target {
+                let Some(outcome) = decide(e) else {
                     return;
-                }
-                Outcome::Reached
+                };
+                outcome
             };
             settle(&shard.counters, &mut map.entries, ack, outcome)
         };
@@ -366,28 +382,7 @@ impl Inner {
 
     /// `WriteAckManager::fail` at `now`.
     pub(super) fn fail_at(&self, ack: AckId, message: &str, now: Instant) {
-        if ack == 0 || ack & IMMEDIATE_BIT != 0 {
-            return;
-        }
-        let shard = self.shard(ack);
-        let delivery = {
-            let mut map = shard.map.lock();
-            let Some(e) = map.entries.get(&ack) else {
-                return;
-            };
-            if matches!(e.state, EntryState::Resolved(_)) {
-                return;
-            }
-            let outcome = if now >= e.deadline {
-                Outcome::Timeout
-            } else {
-                Outcome::Failed(RString::from(message))
-            };
-            settle(&shard.counters, &mut map.entries, ack, outcome)
-        };
-        if let Some(d) = delivery {
-            d.deliver();
-        }
+        self.resolve_at(ack, now, |_| Some(Outcome::Failed(RString::from(message))));
     }
 
     /// Sets the shut-down flag and resolves every unresolved entry as shut

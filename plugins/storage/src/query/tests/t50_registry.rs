@@ -63,6 +63,24 @@ fn ev(
     (change, key.to_string(), value.map(v))
 }
 
+/// Scores A 100, B 90, C 80: the map the top-2 window tests slide over.
+fn scores() -> Map {
+    Map::new(
+        "scores",
+        &[
+            ("A", json!({"score": 100})),
+            ("B", json!({"score": 90})),
+            ("C", json!({"score": 80})),
+        ],
+    )
+}
+
+/// The keys of subscription `id`'s window, in order.
+fn window_keys(reg: &QueryRegistry, id: SubscriptionId) -> Vec<String> {
+    let (window, _) = reg.window_of(id).unwrap();
+    window.iter().map(|k| k.to_string()).collect()
+}
+
 fn score_desc_top2() -> Query {
     q(json!({"sort": {"score": "desc"}, "limit": 2}))
 }
@@ -70,14 +88,7 @@ fn score_desc_top2() -> Query {
 #[test]
 fn t50_sliding_window_new_row_displaces_the_last_one() {
     let reg = QueryRegistry::default();
-    let mut map = Map::new(
-        "scores",
-        &[
-            ("A", json!({"score": 100})),
-            ("B", json!({"score": 90})),
-            ("C", json!({"score": 80})),
-        ],
-    );
+    let mut map = scores();
     let (id, rec, page) = map.subscribe(&reg, score_desc_top2(), Projection::all());
     assert_eq!(keys(&page), ["A", "B"]);
     assert!(page.has_more);
@@ -91,12 +102,8 @@ fn t50_sliding_window_new_row_displaces_the_last_one() {
             ev(Enter, "D", Some(json!({"score": 95})))
         ]
     );
-    let (window, matching) = reg.window_of(id).unwrap();
-    assert_eq!(
-        window.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
-        ["A", "D"]
-    );
-    assert_eq!(matching, 4);
+    assert_eq!(window_keys(&reg, id), ["A", "D"]);
+    assert_eq!(reg.window_of(id).unwrap().1, 4);
 }
 
 #[test]
@@ -133,14 +140,7 @@ fn t51_predicate_and_eq_gt_sends_enter_when_an_update_makes_a_record_match() {
 #[test]
 fn t52_a_row_leaving_the_window_promotes_the_next_one() {
     let reg = QueryRegistry::default();
-    let mut map = Map::new(
-        "scores",
-        &[
-            ("A", json!({"score": 100})),
-            ("B", json!({"score": 90})),
-            ("C", json!({"score": 80})),
-        ],
-    );
+    let mut map = scores();
     let (id, rec, _) = map.subscribe(&reg, score_desc_top2(), Projection::all());
     map.put(&reg, "A", json!({"score": 10}));
     assert_eq!(
@@ -170,25 +170,11 @@ fn t52_a_row_leaving_the_window_promotes_the_next_one() {
 #[test]
 fn t52_a_row_moving_inside_the_window_sends_only_update() {
     let reg = QueryRegistry::default();
-    let mut map = Map::new(
-        "scores",
-        &[
-            ("A", json!({"score": 100})),
-            ("B", json!({"score": 90})),
-            ("C", json!({"score": 80})),
-        ],
-    );
+    let mut map = scores();
     let (id, rec, _) = map.subscribe(&reg, score_desc_top2(), Projection::all());
     map.put(&reg, "B", json!({"score": 101}));
     assert_eq!(rec.take(), [ev(Update, "B", Some(json!({"score": 101})))]);
-    let w: Vec<String> = reg
-        .window_of(id)
-        .unwrap()
-        .0
-        .iter()
-        .map(|k| k.to_string())
-        .collect();
-    assert_eq!(w, ["B", "A"]);
+    assert_eq!(window_keys(&reg, id), ["B", "A"]);
     map.put(&reg, "C", json!({"score": 85}));
     assert_eq!(rec.take(), [], "a change outside the window is invisible");
 }
@@ -398,14 +384,7 @@ fn t58_a_resumed_window_holds_rows_after_the_cursor_only() {
         [ev(Leave, "c", None), ev(Enter, "d", Some(json!({"n": 4})))],
         "moved before the cursor"
     );
-    let w: Vec<String> = reg
-        .window_of(id)
-        .unwrap()
-        .0
-        .iter()
-        .map(|k| k.to_string())
-        .collect();
-    assert_eq!(w, ["a", "d"]);
+    assert_eq!(window_keys(&reg, id), ["a", "d"]);
 }
 
 #[test]
@@ -460,6 +439,19 @@ fn t59_deletes_and_falsy_values_leave_and_creations_match_null_filters() {
     assert_eq!(not_red.take(), [ev(Leave, "b", None)]);
 }
 
+/// Subscribes `rec` to everything in map `m`, whose snapshot holds key `a`
+/// with `value`.
+fn subscribe_all_with_a(reg: &QueryRegistry, rec: &Arc<Recorder>, value: &Value) {
+    reg.subscribe(
+        "m",
+        q(json!({})),
+        Projection::all(),
+        rec.clone(),
+        vec![Row::live("a", value)],
+        0,
+    );
+}
+
 #[test]
 fn t5a_a_change_already_in_the_snapshot_is_not_sent_twice() {
     // The writer applied the change, the subscriber's snapshot saw it, and
@@ -468,36 +460,15 @@ fn t5a_a_change_already_in_the_snapshot_is_not_sent_twice() {
     let old = v(json!({"x": 1}));
     let new = v(json!({"x": 2}));
     let rec = Recorder::new();
-    reg.subscribe(
-        "m",
-        q(json!({})),
-        Projection::all(),
-        rec.clone(),
-        vec![Row::live("a", &new)],
-        0,
-    );
+    subscribe_all_with_a(&reg, &rec, &new);
     reg.on_change("m", "a", Some(&old), Some(&new));
     assert_eq!(rec.take(), []);
     // Another subscriber that registered before the change still gets it.
     let reg = QueryRegistry::default();
     let rec1 = Recorder::new();
     let rec2 = Recorder::new();
-    reg.subscribe(
-        "m",
-        q(json!({})),
-        Projection::all(),
-        rec1.clone(),
-        vec![Row::live("a", &old)],
-        0,
-    );
-    reg.subscribe(
-        "m",
-        q(json!({})),
-        Projection::all(),
-        rec2.clone(),
-        vec![Row::live("a", &new)],
-        0,
-    );
+    subscribe_all_with_a(&reg, &rec1, &old);
+    subscribe_all_with_a(&reg, &rec2, &new);
     reg.on_change("m", "a", Some(&old), Some(&new));
     assert_eq!(rec1.take(), [ev(Update, "a", Some(json!({"x": 2})))]);
     assert!(

@@ -1,0 +1,20 @@
+//! The default module's own behaviour beyond the trait contract (which the
+//! conformance suite in `hangar-tests` checks), one concept per file:
+//!
+//! - `config`: configuration errors, and the memory backend across a restart
+//!   (`t10`, `t11`).
+//! - `loading`: lazy loading: one load for concurrent first uses, failed
+//!   loads retried, loads and snapshots in tasklet slices (`t20`-`t23`).
+//! - `fail_stop`: writes refused after a commit failure (`t30`).
+//! - `gc`: TTL expiry, tombstone pruning and the expiry queue (`t40`-`t42`).
+//! - `metrics`: what the module reports (`t50`).
+//! - `convergence`: the convergence law through the whole module (`t60`).
+//! - `support`: the module builders, ops and sinks the tests share.
+
+mod config;
+mod convergence;
+mod fail_stop;
+mod gc;
+mod loading;
+mod metrics;
+mod support;
