@@ -114,17 +114,28 @@ impl Core {
         keys: &[RString],
     ) -> ModuleResult<RVec<KeyRecord>> {
         let Some(slot) = self.loaded_slot(map).await? else {
-            return Ok(keys
-                .iter()
-                .map(|k| KeyRecord {
-                    key: k.clone(),
-                    state: RecordState::Missing,
-                })
-                .collect());
+            return Ok(missing(keys));
         };
+        Ok(self.read_slot(&slot, keys))
+    }
+
+    /// [`Self::read`] without waiting, when no load is needed: the map is
+    /// unknown (every key `Missing`) or already loaded. `None` means a load
+    /// is due and the caller MUST take the async path. Exists so that the
+    /// common read answers on the caller's thread, without a hop to the
+    /// plugin's runtime.
+    pub(crate) fn read_now(&self, map: &str, keys: &[RString]) -> Option<RVec<KeyRecord>> {
+        match self.manager.existing(map) {
+            None => Some(missing(keys)),
+            Some(slot) if slot.is_loaded() => Some(self.read_slot(&slot, keys)),
+            Some(_) => None,
+        }
+    }
+
+    fn read_slot(&self, slot: &MapSlot, keys: &[RString]) -> RVec<KeyRecord> {
         let now = self.deps.clock.wall_millis();
         let st = slot.state.lock();
-        Ok(keys.iter().map(|k| key_record(&st.data, k, now)).collect())
+        keys.iter().map(|k| key_record(&st.data, k, now)).collect()
     }
 
     /// Every map held or persisted, loaded, with its kind and size.
@@ -411,4 +422,13 @@ impl Core {
         tags.sort_unstable();
         Ok(tags.into_iter().map(RString::from).collect())
     }
+}
+
+fn missing(keys: &[RString]) -> RVec<KeyRecord> {
+    keys.iter()
+        .map(|k| KeyRecord {
+            key: k.clone(),
+            state: RecordState::Missing,
+        })
+        .collect()
 }

@@ -104,3 +104,50 @@ async fn t10_live_queries_on_a_map_are_refreshed_when_its_load_finishes() {
     );
     m.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t11_a_read_of_a_loaded_or_unknown_map_is_ready_at_once_an_unloaded_one_loads() {
+    use futures::FutureExt as _;
+    use hangar_core::module::storage_types::RecordState;
+
+    let store = MemoryStore::new();
+    let (m, _) = module(&store);
+    m.start().await.unwrap();
+    m.apply(ApplyBatch {
+        ops: vec![put("a", 1)].into(),
+        origin: Origin::internal("n1"),
+    })
+    .await
+    .unwrap();
+    let keys = || vec![RString::from("a")].into();
+    // Loaded: answered on the caller's thread, no runtime hop.
+    let now = m
+        .read("m".into(), keys())
+        .now_or_never()
+        .expect("a loaded map's read is ready on its first poll")
+        .unwrap();
+    assert!(matches!(now[0].state, RecordState::Lww(_)), "{now:?}");
+    // Unknown: every key missing, also at once.
+    let none = m
+        .read("nobody-wrote-this".into(), keys())
+        .now_or_never()
+        .expect("an unknown map's read is ready on its first poll")
+        .unwrap();
+    assert_eq!(none[0].state, RecordState::Missing);
+    m.shutdown().await.unwrap();
+
+    // After a restart the map is on disk but not loaded: the read waits for
+    // the load (held here), then answers with the stored record.
+    let (m, inst) = module(&store);
+    m.start().await.unwrap();
+    let gate = inst.hold_loads().await;
+    let mut pending = m.read("m".into(), keys());
+    assert!(
+        (&mut pending).now_or_never().is_none(),
+        "a read that needs a load cannot answer before it"
+    );
+    drop(gate);
+    let loaded = pending.await.unwrap();
+    assert!(matches!(loaded[0].state, RecordState::Lww(_)), "{loaded:?}");
+    m.shutdown().await.unwrap();
+}
