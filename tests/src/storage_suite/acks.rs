@@ -9,7 +9,7 @@ use hangar_core::module::storage_types::{ApplyBatch, OpStatus, Origin, WriteOp};
 use hangar_core::types::WriteConcern;
 use serde_json::json;
 
-use super::helpers::{acks_of, apply, lww};
+use super::helpers::{acks_of, apply, apply_durable, lww};
 use super::Ctx;
 
 case_list![
@@ -83,12 +83,11 @@ async fn t22_an_unmet_level_fails_with_the_highest_level_reached(cx: Ctx) {
 
 async fn t23_persisted_succeeds_once_the_commit_is_durable_and_replicated_reported(cx: Ctx) {
     let m = cx.m();
-    let out = apply(
+    let out = apply_durable(
         &m,
         (0..20)
             .map(|i| lww("p", &format!("k{i}"), Some(json!(i)), 100, "n"))
             .collect(),
-        WriteConcern::Persisted,
     )
     .await;
     let ids: RVec<u64> = out.iter().map(|o| o.ack).collect();
@@ -117,18 +116,8 @@ async fn t24_persisted_without_replicated_fails_with_applied(cx: Ctx) {
 
 async fn t25_an_unchanged_op_asking_persisted_succeeds(cx: Ctx) {
     let m = cx.m();
-    let first = apply(
-        &m,
-        vec![lww("p", "k", Some(json!(1)), 100, "n")],
-        WriteConcern::Persisted,
-    )
-    .await;
-    let again = apply(
-        &m,
-        vec![lww("p", "k", Some(json!(1)), 100, "n")],
-        WriteConcern::Persisted,
-    )
-    .await;
+    let first = apply_durable(&m, vec![lww("p", "k", Some(json!(1)), 100, "n")]).await;
+    let again = apply_durable(&m, vec![lww("p", "k", Some(json!(1)), 100, "n")]).await;
     assert_eq!(again[0].status, OpStatus::Unchanged);
     let ids: RVec<u64> = first.iter().chain(&again).map(|o| o.ack).collect();
     m.notify_acks(ids.clone(), WriteConcern::Replicated);

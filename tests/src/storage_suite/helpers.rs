@@ -104,13 +104,28 @@ pub fn or_remove(map: &str, key: &str, tag: &str) -> KeyedOp {
 /// A batch from client connection 7 at one write concern (300 ms timeout).
 #[must_use]
 pub fn batch(ops: Vec<KeyedOp>, concern: WriteConcern) -> ApplyBatch {
+    batch_within(ops, concern, SHORT_ACK_TIMEOUT_MS)
+}
+
+/// Per-op ack timeout of [`batch`] and [`apply`]: short, because the cases
+/// that expect a level NOT to be reached wait it out.
+pub const SHORT_ACK_TIMEOUT_MS: u64 = 300;
+
+/// Per-op ack timeout for cases that expect a durable commit to succeed: a
+/// loaded CI machine's fsync can take longer than [`SHORT_ACK_TIMEOUT_MS`],
+/// and such a case only waits as long as the commit really takes.
+pub const DURABLE_ACK_TIMEOUT_MS: u64 = 20_000;
+
+/// [`batch`] with every op's ack timeout set to `timeout_ms`.
+#[must_use]
+pub fn batch_within(ops: Vec<KeyedOp>, concern: WriteConcern, timeout_ms: u64) -> ApplyBatch {
     ApplyBatch {
         ops: ops
             .into_iter()
             .map(|op| WriteOp {
                 op,
                 concern,
-                timeout_ms: ROption::RSome(300),
+                timeout_ms: ROption::RSome(timeout_ms),
             })
             .collect(),
         origin: Origin::client(7, "suite"),
@@ -127,6 +142,19 @@ pub async fn apply(
         .await
         .expect("apply works")
         .into_vec()
+}
+
+/// Applies `ops` at PERSISTED with [`DURABLE_ACK_TIMEOUT_MS`], for cases
+/// that expect the commit to become durable.
+pub async fn apply_durable(m: &Arc<dyn StorageModule>, ops: Vec<KeyedOp>) -> Vec<OpOutcome> {
+    m.apply(batch_within(
+        ops,
+        WriteConcern::Persisted,
+        DURABLE_ACK_TIMEOUT_MS,
+    ))
+    .await
+    .expect("apply works")
+    .into_vec()
 }
 
 /// Waits for the acks of `outcomes`.

@@ -16,7 +16,8 @@ use hangar_core::{partition_of, ErrorKind};
 use serde_json::json;
 
 use super::helpers::{
-    apply, batch, lww, lww_ttl, lww_value, or_add, or_remove, or_values, qreq, read, read_one, tag,
+    apply, apply_durable, batch, lww, lww_ttl, lww_value, or_add, or_remove, or_values, qreq, read,
+    read_one, tag,
 };
 use super::{Ctx, NODE};
 
@@ -324,12 +325,11 @@ async fn t84_only_keys_related_to_this_node_are_loaded(cx: Ctx) {
 
 async fn t85_persisted_writes_are_there_after_a_restart_with_their_timestamp(cx: Ctx) {
     let m = cx.m();
-    let out = apply(
+    let out = apply_durable(
         &m,
         (0..100)
             .map(|i| lww("dur", &format!("k{i}"), Some(json!(i)), 1_000 + i, "n"))
             .collect(),
-        WriteConcern::Persisted,
     )
     .await;
     let ids: RVec<u64> = out.iter().map(|o| o.ack).collect();
