@@ -38,6 +38,16 @@ pub enum Out {
     Close(u16, &'static str),
 }
 
+/// Why a frame could not be queued without waiting.
+enum Refused {
+    /// The byte bound is reached.
+    Bytes,
+    /// The frame bound is reached.
+    Frames,
+    /// The writer is gone.
+    Closed,
+}
+
 /// A cloneable handle to one connection's outbound queue.
 #[derive(Clone)]
 pub struct Outbound {
@@ -142,26 +152,17 @@ impl Outbound {
     /// queue kills the connection (it is too slow); returns whether the
     /// frame was queued.
     pub fn push(&self, frame: Bytes) -> bool {
-        let len = frame.len();
-        if !self.reserve(len) {
-            self.too_slow("bytes");
-            return false;
-        }
-        match self.tx.try_send(Out::Frame(frame)) {
+        match self.try_queue(frame) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.taken(len);
-                self.too_slow("frames");
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.taken(len);
-                false
-            }
+            Err(Refused::Bytes) => self.too_slow("bytes"),
+            Err(Refused::Frames) => self.too_slow("frames"),
+            Err(Refused::Closed) => false,
         }
     }
 
-    fn too_slow(&self, bound: &'static str) {
+    /// Kills the connection as too slow (once, counted); always false, the
+    /// frame that found the queue full was not queued.
+    fn too_slow(&self, bound: &'static str) -> bool {
         if !self.is_killed() {
             tracing::warn!(
                 conn = self.conn,
@@ -173,19 +174,28 @@ impl Outbound {
                 .counter("hangar_ws_slow_consumer_disconnects_total", &[], 1.0);
             self.kill();
         }
+        false
     }
 
     /// Queues a best-effort frame; dropped if the queue is full.
     pub fn offer(&self, frame: Bytes) -> bool {
+        self.try_queue(frame).is_ok()
+    }
+
+    /// Queues `frame` without waiting if both bounds leave room; a refused
+    /// frame leaves no bytes reserved.
+    fn try_queue(&self, frame: Bytes) -> Result<(), Refused> {
         let len = frame.len();
         if !self.reserve(len) {
-            return false;
+            return Err(Refused::Bytes);
         }
-        let ok = self.tx.try_send(Out::Frame(frame)).is_ok();
-        if !ok {
+        self.tx.try_send(Out::Frame(frame)).map_err(|e| {
             self.taken(len);
-        }
-        ok
+            match e {
+                mpsc::error::TrySendError::Full(_) => Refused::Frames,
+                mpsc::error::TrySendError::Closed(_) => Refused::Closed,
+            }
+        })
     }
 
     /// Asks the writer to send a close frame after what is queued. Waits for

@@ -138,23 +138,21 @@ pub async fn apply(
     ops: Vec<KeyedOp>,
     concern: WriteConcern,
 ) -> Vec<OpOutcome> {
-    m.apply(batch(ops, concern))
-        .await
-        .expect("apply works")
-        .into_vec()
+    apply_batch(m, batch(ops, concern)).await
+}
+
+async fn apply_batch(m: &Arc<dyn StorageModule>, batch: ApplyBatch) -> Vec<OpOutcome> {
+    m.apply(batch).await.expect("apply works").into_vec()
 }
 
 /// Applies `ops` at PERSISTED with [`DURABLE_ACK_TIMEOUT_MS`], for cases
 /// that expect the commit to become durable.
 pub async fn apply_durable(m: &Arc<dyn StorageModule>, ops: Vec<KeyedOp>) -> Vec<OpOutcome> {
-    m.apply(batch_within(
-        ops,
-        WriteConcern::Persisted,
-        DURABLE_ACK_TIMEOUT_MS,
-    ))
+    apply_batch(
+        m,
+        batch_within(ops, WriteConcern::Persisted, DURABLE_ACK_TIMEOUT_MS),
+    )
     .await
-    .expect("apply works")
-    .into_vec()
 }
 
 /// Waits for the acks of `outcomes`.
