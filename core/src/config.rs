@@ -99,8 +99,30 @@ pub struct ClusterModuleConfig {
     pub host: String,
     /// Cluster transport port; 0 binds an ephemeral port (0).
     pub cluster_port: u16,
-    /// Seed peers as `host:port` (empty).
-    pub peers: Vec<String>,
+    /// Cluster id; nodes with another id are refused ("hangar").
+    pub cluster_id: String,
+    /// Seed nodes' cluster addresses as `host:port` (empty). Host names are
+    /// re-resolved periodically, so a headless service name lists every pod.
+    /// Also accepted as `peers`.
+    #[serde(alias = "peers")]
+    pub seed_nodes: Vec<String>,
+    /// Address advertised to peers and in clients' partition map; defaults
+    /// to `host`.
+    pub advertise_host: Option<String>,
+    /// Backups per partition (1).
+    pub backup_count: u32,
+    /// This node's zone label (empty = none).
+    pub zone: String,
+    /// Gossip round interval in ms (200).
+    pub gossip_interval_ms: u64,
+    /// Phi-accrual threshold above which a silent member is suspected (8).
+    pub phi_threshold: u32,
+    /// Time in ms a suspected member stays suspected before it is confirmed
+    /// failed and its partitions are taken over (1 500).
+    pub failure_confirm_ms: u64,
+    /// How long in ms a new node waits for all its seeds before it forms a
+    /// cluster with the nodes it has found (5 000).
+    pub bootstrap_timeout_ms: u64,
     /// Manual peers or Kubernetes DNS (manual).
     pub discovery: Discovery,
     /// Headless service name for Kubernetes discovery.
@@ -113,6 +135,9 @@ pub struct ClusterModuleConfig {
     pub replication_enabled: bool,
     /// Consistency of writes that do not ask for one (EVENTUAL).
     pub default_consistency: ConsistencyLevel,
+    /// Per-map consistency, overriding `default_consistency` for writes to
+    /// that map that do not ask for one (empty).
+    pub map_consistency: BTreeMap<String, ConsistencyLevel>,
     /// Replication tuning.
     pub replication: ReplicationConfig,
     /// WebSocket URL clients use to reach this node, advertised in the
@@ -128,13 +153,22 @@ impl Default for ClusterModuleConfig {
             node_id: "node-1".to_string(),
             host: "localhost".to_string(),
             cluster_port: 0,
-            peers: Vec::new(),
+            cluster_id: "hangar".to_string(),
+            seed_nodes: Vec::new(),
+            advertise_host: None,
+            backup_count: 1,
+            zone: String::new(),
+            gossip_interval_ms: 200,
+            phi_threshold: 8,
+            failure_confirm_ms: 1_500,
+            bootstrap_timeout_ms: 5_000,
             discovery: Discovery::Manual,
             service_name: None,
             discovery_interval_ms: 10_000,
             cluster_tls: None,
             replication_enabled: true,
             default_consistency: ConsistencyLevel::Eventual,
+            map_consistency: BTreeMap::new(),
             replication: ReplicationConfig::default(),
             client_endpoint: None,
             data_dir: None,
@@ -313,7 +347,7 @@ mod tests {
         let back: StorageModuleConfig = decode_config(&encode_config(&s).unwrap()).unwrap();
         assert_eq!(back, s);
         let c = ClusterModuleConfig {
-            peers: vec!["127.0.0.1:9000".into()],
+            seed_nodes: vec!["127.0.0.1:9000".into()],
             ..Default::default()
         };
         let back: ClusterModuleConfig = decode_config(&encode_config(&c).unwrap()).unwrap();

@@ -205,7 +205,9 @@ impl HangarConfig {
     ///
     /// Variables: `HANGAR_NODE_ID`, `HANGAR_HOST`, `HANGAR_PORT`,
     /// `HANGAR_DATA_DIR`, `HANGAR_LOG`, `HANGAR_PLUGIN_DIR`,
-    /// `HANGAR_STORAGE_PLUGIN`, `HANGAR_CLUSTER_PLUGIN`, `STORAGE_BACKEND`
+    /// `HANGAR_STORAGE_PLUGIN`, `HANGAR_CLUSTER_PLUGIN`, `HANGAR_CLUSTER_PORT`,
+    /// `HANGAR_SEED_NODES` (comma-separated `host:port`), `HANGAR_CLUSTER_ID`,
+    /// `HANGAR_ADVERTISE_HOST`, `HANGAR_ZONE`, `STORAGE_BACKEND`
     /// (`embedded`/`redb`, or `memory`/`null`), `JWT_SECRET`, and
     /// `HANGAR_NO_AUTH=1` / `TOPGUN_NO_AUTH=true`, which turn auth off.
     ///
@@ -242,6 +244,23 @@ impl HangarConfig {
         }
         if let Some(v) = get("HANGAR_CLUSTER_PLUGIN") {
             self.plugins.cluster = v;
+        }
+        if let Some(v) = get("HANGAR_CLUSTER_PORT") {
+            self.cluster.cluster_port = v
+                .parse()
+                .map_err(|_| env_err("HANGAR_CLUSTER_PORT", &v, "a port number 0-65535"))?;
+        }
+        if let Some(v) = get("HANGAR_SEED_NODES") {
+            self.cluster.seed_nodes = split_list(&v);
+        }
+        if let Some(v) = get("HANGAR_CLUSTER_ID") {
+            self.cluster.cluster_id = v;
+        }
+        if let Some(v) = get("HANGAR_ADVERTISE_HOST") {
+            self.cluster.advertise_host = Some(v);
+        }
+        if let Some(v) = get("HANGAR_ZONE") {
+            self.cluster.zone = v;
         }
         if let Some(v) = get("STORAGE_BACKEND") {
             self.storage.backend = match v.to_ascii_lowercase().as_str() {
@@ -290,7 +309,10 @@ impl HangarConfig {
         }
         self.cluster.node_id.clone_from(&self.node_id);
         self.storage.node_id.clone_from(&self.node_id);
-        self.storage.data_dir = self.data_dir.join("storage");
+        // State lives under the data directory per node id, so several nodes
+        // started from one working directory never share files.
+        let own = self.data_dir.join(&self.node_id);
+        self.storage.data_dir = own.join("storage");
         let n = &self.network;
         for (key, ok) in [
             ("network.auth_timeout_ms", n.auth_timeout_ms > 0),
@@ -315,7 +337,7 @@ impl HangarConfig {
             }
         }
         if self.cluster.data_dir.is_none() {
-            self.cluster.data_dir = Some(self.data_dir.join("cluster"));
+            self.cluster.data_dir = Some(own.join("cluster"));
         }
         Ok(())
     }
@@ -407,4 +429,14 @@ mod tests {
             .unwrap();
         assert_eq!(c.auth.jwt_secret, None);
     }
+}
+
+/// Splits a comma-separated list, trimming blanks and dropping empty items.
+#[must_use]
+pub fn split_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(ToString::to_string)
+        .collect()
 }

@@ -4,7 +4,8 @@
 //! 1. core services: HLC, metrics;
 //! 2. cluster module, given its config and `{clock, metrics}`;
 //! 3. storage module, given its config and `{clock, metrics, partition view}`;
-//! 4. cross-wiring: the cluster module receives the storage accessor;
+//! 4. cross-wiring: the cluster module receives the storage accessor and
+//!    the host link; the storage module receives the change feed;
 //! 5. the modules start (storage first: the cluster may apply replicated
 //!    changes as soon as it runs), then the network front end.
 //!
@@ -22,9 +23,13 @@ use hangar_core::module::cluster::{ClusterDeps, ClusterModule};
 use hangar_core::module::storage::{StorageDeps, StorageModule};
 use hangar_core::ModuleResult;
 
+use hangar_core::module::local_node::LocalNode;
+use hangar_core::module::storage_types::{ChangeEvent, ChangeSink};
+
 use crate::config::HangarConfig;
 use crate::metrics::Registry;
 use crate::plugin::{self, Expectation, LoadedPlugin};
+use crate::server::link::HostLink;
 
 /// Builds a storage module in-process (embedding).
 pub type StorageFactory = Arc<
@@ -151,6 +156,24 @@ pub struct Node {
     pub storage: Arc<dyn StorageModule>,
     /// The plugins loaded (empty when embedded).
     pub plugins: Vec<LoadedPlugin>,
+    /// The cluster module's handle on this node (forwarded writes, events
+    /// from peers, topology changes).
+    pub link: Arc<HostLink>,
+}
+
+/// The storage module's change sink: every applied change goes to the
+/// cluster module's change feed (Merkle trees, events for other nodes) and
+/// to this node's `SERVER_EVENT` subscribers.
+struct ChangeFeed {
+    cluster: Arc<dyn ClusterModule>,
+    link: Arc<HostLink>,
+}
+
+impl ChangeSink for ChangeFeed {
+    fn on_change(&self, event: &ChangeEvent) {
+        self.cluster.observe_change(event);
+        self.link.deliver_change(event);
+    }
 }
 
 impl fmt::Debug for Node {
@@ -245,10 +268,20 @@ impl Node {
         let si = storage.info();
         tracing::info!(module = %si.name, version = %si.version, "storage module: {}", si.description);
 
-        tracing::info!("step 4: cross-wiring the storage accessor into the cluster module");
+        tracing::info!(
+            "step 4: cross-wiring: storage accessor and host link into the cluster module, change feed into storage"
+        );
         cluster
             .attach_storage(storage.accessor())
             .map_err(|e| StartError::at(Step::CrossWiring, e))?;
+        let link = Arc::new(HostLink::default());
+        cluster
+            .attach_node(link.clone())
+            .map_err(|e| StartError::at(Step::CrossWiring, e))?;
+        storage.set_change_sink(Arc::new(ChangeFeed {
+            cluster: cluster.clone(),
+            link: link.clone(),
+        }));
 
         tracing::info!("step 5: starting the storage module");
         storage
@@ -269,6 +302,7 @@ impl Node {
             cluster,
             storage,
             plugins,
+            link,
         })
     }
 

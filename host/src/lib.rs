@@ -80,9 +80,13 @@ pub async fn start(mut config: HangarConfig, modules: Modules) -> Result<Running
     tracing::info!(host = %config.host, port = config.port, "reserving the client port");
     let bound = server::bind(&config).await?;
     if config.cluster.client_endpoint.is_none() {
-        config.cluster.client_endpoint = Some(bound.ws_url());
+        config.cluster.client_endpoint = Some(match &config.cluster.advertise_host {
+            Some(h) => format!("ws://{h}:{}/ws", bound.addr.port()),
+            None => bound.ws_url(),
+        });
     }
     let node = Arc::new(Node::start(config, modules).await?);
+    node.link.attach_node(&node);
     tracing::info!("step 5: network front end");
     let listening = server::serve(bound, node.clone());
     let addr = listening.addr;

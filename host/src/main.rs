@@ -192,6 +192,19 @@ struct ServeArgs {
     /// Log filter, e.g. `info` or `hangar_host=debug,plugin=debug`.
     #[arg(long)]
     log: Option<String>,
+    /// Cluster transport port (node-to-node traffic and gossip); 0 picks one.
+    #[arg(long)]
+    cluster_port: Option<u16>,
+    /// Seed nodes' cluster addresses, comma-separated `host:port` (host names
+    /// are re-resolved periodically, e.g. a headless service).
+    #[arg(long, value_name = "HOST:PORT,...")]
+    seed_nodes: Option<String>,
+    /// Cluster id; nodes of another cluster are refused.
+    #[arg(long)]
+    cluster_id: Option<String>,
+    /// Address peers and clients reach this node at (in the partition map).
+    #[arg(long)]
+    advertise_host: Option<String>,
 }
 
 fn effective_config(a: &ServeArgs) -> Result<HangarConfig, String> {
@@ -224,6 +237,18 @@ fn effective_config(a: &ServeArgs) -> Result<HangarConfig, String> {
     }
     if let Some(v) = &a.log {
         c.log.clone_from(v);
+    }
+    if let Some(v) = a.cluster_port {
+        c.cluster.cluster_port = v;
+    }
+    if let Some(v) = &a.seed_nodes {
+        c.cluster.seed_nodes = hangar_host::config::split_list(v);
+    }
+    if let Some(v) = &a.cluster_id {
+        c.cluster.cluster_id.clone_from(v);
+    }
+    if let Some(v) = &a.advertise_host {
+        c.cluster.advertise_host = Some(v.clone());
     }
     c.finish().map_err(|e| e.to_string())?;
     Ok(c)

@@ -45,6 +45,7 @@ async fn t10_an_embedded_node_runs_the_default_modules_without_loading_plugins()
                 timeout_ms: ROption::RNone,
             }]),
             origin: Origin::client(1, "node-1"),
+            consistency: abi_stable::std_types::ROption::RNone,
         })
         .await
         .unwrap();

@@ -14,12 +14,15 @@ use hangar_core::config::StorageModuleConfig;
 use hangar_core::config::{ClusterModuleConfig, StorageBackendKind};
 use hangar_core::module::accessor::StorageAccessor;
 use hangar_core::module::cluster::{ClusterDeps, ClusterModule};
+use hangar_core::module::cluster_types::ClusterStatus;
 use hangar_core::module::cluster_types::{
     LockGrant, LockRelease, LockRequest, Member, PartitionMap, RepairReport, ReplicationOutcome,
     ReplicationRequest,
 };
+use hangar_core::module::local_node::{LocalNode, TopicPublish};
 use hangar_core::module::partition::PartitionView;
 use hangar_core::module::storage::{StorageDeps, StorageModule};
+use hangar_core::module::storage_types::ChangeEvent;
 use hangar_core::module::storage_types::{
     AckId, AckResult, ApplyBatch, ChangeSink, KeyRecord, MapInfo, MerkleRequest, MerkleResponse,
     OpOutcome, QueryRequest, QueryResponse, QuerySink, SearchHit, SearchRequest, SubscriptionId,
@@ -97,6 +100,7 @@ fn put(id: &str, key: &str) -> ClientOp {
         or_tag: None,
         write_concern: None,
         timeout: None,
+        consistency: None,
     }
 }
 
@@ -247,6 +251,18 @@ impl ClusterModule for SplitCluster {
     fn repair(&self) -> ModuleFuture<RepairReport> {
         self.inner.repair()
     }
+    fn attach_node(&self, n: Arc<dyn LocalNode>) -> ModuleResult<()> {
+        self.inner.attach_node(n)
+    }
+    fn observe_change(&self, e: &ChangeEvent) {
+        self.inner.observe_change(e);
+    }
+    fn publish_topic(&self, m: TopicPublish) -> ModuleFuture<()> {
+        self.inner.publish_topic(m)
+    }
+    fn status(&self) -> ClusterStatus {
+        self.inner.status()
+    }
 }
 
 #[tokio::test]
@@ -282,6 +298,7 @@ async fn t20_writes_for_a_partition_owned_elsewhere_are_forwarded_to_its_owner()
             ops: vec![put("1", &local_key), put("2", remote_key)],
             write_concern: Some("REPLICATED".into()),
             timeout: Some(2_000),
+            consistency: None,
         },
     };
     c.send(Ws::Binary(batch.encode().unwrap().into()))
@@ -442,6 +459,7 @@ fn batch_of(id: &str) -> Ws {
                 ops: vec![put(id, &format!("key-{id}"))],
                 write_concern: Some("APPLIED".into()),
                 timeout: None,
+                consistency: None,
             },
         }
         .encode()

@@ -72,6 +72,7 @@ fn put(i: u64) -> ApplyBatch {
             timeout_ms: ROption::RNone,
         }]),
         origin: Origin::client(1, "bench"),
+        consistency: abi_stable::std_types::ROption::RNone,
     }
 }
 

@@ -4,6 +4,8 @@
 //!
 //! - [`storage_suite`]: the conformance suite every `StorageModule` must pass.
 //! - [`cluster_suite`]: the conformance suite every `ClusterModule` must pass.
+//! - [`cluster_harness`]: `hangar` processes on loopback forming clusters,
+//!   killed and restarted by multi-process tests, and a WebSocket client.
 //! - [`support`]: deps for tests (clock, metrics, a single-node partition
 //!   view), finding plugin files built by this workspace, loading them.
 //!
@@ -11,6 +13,7 @@
 //! implementations, against the loaded plugins, and with the foreign path
 //! forced; `plugin-template` runs them against its own plugin too.
 
+pub mod cluster_harness;
 pub mod cluster_suite;
 pub mod storage_suite;
 pub mod support;

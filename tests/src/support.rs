@@ -92,12 +92,24 @@ pub fn storage_config(node: &str) -> StorageModuleConfig {
     }
 }
 
-/// A cluster config for node `node`.
+/// A cluster config for a lone node `node`: loopback transport on a free
+/// port, its own fresh state directory (kept after the test, under the
+/// system temp dir).
+///
+/// # Panics
+/// If no temporary directory can be made.
 #[must_use]
 pub fn cluster_config(node: &str) -> ClusterModuleConfig {
+    let dir = tempfile::Builder::new()
+        .prefix("hangar-cluster-")
+        .tempdir()
+        .expect("a temporary directory")
+        .keep();
     ClusterModuleConfig {
         node_id: node.to_string(),
+        host: "127.0.0.1".to_string(),
         client_endpoint: Some("ws://127.0.0.1:1/ws".to_string()),
+        data_dir: Some(dir),
         ..ClusterModuleConfig::default()
     }
 }

@@ -7,7 +7,7 @@ use abi_stable::sabi_trait;
 use abi_stable::std_types::{RArc, RString, RVec};
 
 use super::convert::conversions;
-use super::guard::{await_foreign, guard_future, FfiFut};
+use super::guard::{await_foreign, guard, guard_future, report, FfiFut, FfiResult};
 use crate::module::accessor::{ScanPage, ScanRequest, StorageAccessor};
 use crate::module::storage_types::{KeyRecord, MapInfo, OpStatus, Origin};
 use crate::module::ModuleFuture;
@@ -25,8 +25,12 @@ pub trait FfiStorageAccessor: Send + Sync + Clone {
     /// See [`StorageAccessor::list_maps`].
     fn list_maps(&self) -> FfiFut<RVec<MapInfo>>;
     /// See [`StorageAccessor::or_tombstones`].
-    #[sabi(last_prefix_field)]
     fn or_tombstones(&self, map: RString) -> FfiFut<RVec<RString>>;
+    /// See [`StorageAccessor::durable_barrier`].
+    fn durable_barrier(&self) -> FfiFut<()>;
+    /// See [`StorageAccessor::partitions_changed`].
+    #[sabi(last_prefix_field)]
+    fn partitions_changed(&self, version: u64) -> FfiResult<()>;
 }
 
 /// A storage accessor as it crosses the boundary.
@@ -53,6 +57,15 @@ impl FfiStorageAccessor for StorageAccessorExport {
     }
     fn or_tombstones(&self, map: RString) -> FfiFut<RVec<RString>> {
         guard_future("accessor.or_tombstones", || self.0.or_tombstones(map))
+    }
+    fn durable_barrier(&self) -> FfiFut<()> {
+        guard_future("accessor.durable_barrier", || self.0.durable_barrier())
+    }
+    fn partitions_changed(&self, version: u64) -> FfiResult<()> {
+        guard("accessor.partitions_changed", || {
+            self.0.partitions_changed(version);
+            Ok(())
+        })
     }
 }
 
@@ -84,6 +97,12 @@ impl StorageAccessor for ForeignStorageAccessor {
     }
     fn or_tombstones(&self, map: RString) -> ModuleFuture<RVec<RString>> {
         await_foreign("accessor.or_tombstones", self.0.or_tombstones(map))
+    }
+    fn durable_barrier(&self) -> ModuleFuture<()> {
+        await_foreign("accessor.durable_barrier", self.0.durable_barrier())
+    }
+    fn partitions_changed(&self, version: u64) {
+        report(self.0.partitions_changed(version), || ());
     }
 }
 

@@ -10,16 +10,18 @@ use abi_stable::std_types::{RArc, ROption, RString, RVec};
 use super::accessor::{accessor_from_ffi, accessor_to_ffi, FfiStorageAccessorBox};
 use super::convert::conversions;
 use super::guard::{await_foreign, guard, guard_future, report, FfiFut, FfiResult};
+use super::local_node::{local_node_from_ffi, local_node_to_ffi, FfiLocalNodeBox};
 use super::partition::{partition_view_from_ffi, partition_view_to_ffi, FfiPartitionViewBox};
 use crate::error::ModuleResult;
 use crate::module::accessor::StorageAccessor;
 use crate::module::cluster::ClusterModule;
 use crate::module::cluster_types::{
-    LockGrant, LockRelease, LockRequest, Member, PartitionMap, RepairReport, ReplicationOutcome,
-    ReplicationRequest,
+    ClusterPhase, ClusterStatus, LockGrant, LockRelease, LockRequest, Member, PartitionMap,
+    RepairReport, ReplicationOutcome, ReplicationRequest,
 };
+use crate::module::local_node::{LocalNode, TopicPublish};
 use crate::module::partition::PartitionView;
-use crate::module::storage_types::{AckResult, ApplyBatch};
+use crate::module::storage_types::{AckResult, ApplyBatch, ChangeEvent};
 use crate::module::{ModuleFuture, ModuleInfo};
 use crate::types::ConsistencyLevel;
 
@@ -60,8 +62,16 @@ pub trait FfiClusterModule: Send + Sync + Clone {
     /// See [`ClusterModule::merkle_root`].
     fn merkle_root(&self, partition: u32) -> FfiResult<u32>;
     /// See [`ClusterModule::repair`].
-    #[sabi(last_prefix_field)]
     fn repair(&self) -> FfiFut<RepairReport>;
+    /// See [`ClusterModule::attach_node`].
+    fn attach_node(&self, node: FfiLocalNodeBox) -> FfiResult<()>;
+    /// See [`ClusterModule::observe_change`].
+    fn observe_change(&self, event: &ChangeEvent) -> FfiResult<()>;
+    /// See [`ClusterModule::publish_topic`].
+    fn publish_topic(&self, message: TopicPublish) -> FfiFut<()>;
+    /// See [`ClusterModule::status`].
+    #[sabi(last_prefix_field)]
+    fn status(&self) -> FfiResult<ClusterStatus>;
 }
 
 /// A cluster module as it crosses the boundary.
@@ -126,6 +136,23 @@ impl FfiClusterModule for ClusterExport {
     }
     fn repair(&self) -> FfiFut<RepairReport> {
         guard_future("cluster.repair", || self.0.repair())
+    }
+    fn attach_node(&self, node: FfiLocalNodeBox) -> FfiResult<()> {
+        guard("cluster.attach_node", || {
+            self.0.attach_node(local_node_from_ffi(node))
+        })
+    }
+    fn observe_change(&self, event: &ChangeEvent) -> FfiResult<()> {
+        guard("cluster.observe_change", || {
+            self.0.observe_change(event);
+            Ok(())
+        })
+    }
+    fn publish_topic(&self, message: TopicPublish) -> FfiFut<()> {
+        guard_future("cluster.publish_topic", || self.0.publish_topic(message))
+    }
+    fn status(&self) -> FfiResult<ClusterStatus> {
+        guard("cluster.status", || Ok(self.0.status()))
     }
 }
 
@@ -196,6 +223,27 @@ impl ClusterModule for ForeignCluster {
     }
     fn repair(&self) -> ModuleFuture<RepairReport> {
         await_foreign("cluster.repair", self.0.repair())
+    }
+    fn attach_node(&self, node: Arc<dyn LocalNode>) -> ModuleResult<()> {
+        self.0.attach_node(local_node_to_ffi(node)).into()
+    }
+    fn observe_change(&self, event: &ChangeEvent) {
+        report(self.0.observe_change(event), || ());
+    }
+    fn publish_topic(&self, message: TopicPublish) -> ModuleFuture<()> {
+        await_foreign("cluster.publish_topic", self.0.publish_topic(message))
+    }
+    fn status(&self) -> ClusterStatus {
+        report(self.0.status(), || ClusterStatus {
+            phase: ClusterPhase::Forming,
+            ready: false,
+            cluster_id: RString::new(),
+            leader: ROption::RNone,
+            raft_term: 0,
+            raft_commit_index: 0,
+            table_version: 0,
+            members_alive: 0,
+        })
     }
 }
 

@@ -4,7 +4,7 @@
 //!
 //! Every native trait that crosses the plugin boundary (`StorageModule`,
 //! `ClusterModule`, `PartitionView`, `StorageAccessor`, `ClockService`,
-//! `MetricsSink`, `QuerySink`, `ChangeSink`, `PeerResolver`) has one file
+//! `MetricsSink`, `QuerySink`, `ChangeSink`, `PeerResolver`, `LocalNode`) has one file
 //! here holding:
 //!
 //! - its `#[sabi_trait]` mirror `FfiX` (abi_stable checks its layout when a
@@ -29,6 +29,7 @@ pub mod accessor;
 pub mod cluster;
 pub mod convert;
 pub mod guard;
+pub mod local_node;
 pub mod manifest;
 pub mod partition;
 pub mod root;
@@ -41,6 +42,7 @@ pub use cluster::*;
 pub use guard::{
     await_foreign, guard, guard_future, report, set_boundary_error_hook, FfiFut, FfiResult,
 };
+pub use local_node::*;
 pub use manifest::*;
 pub use partition::*;
 pub use root::*;

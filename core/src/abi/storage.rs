@@ -232,6 +232,10 @@ impl StorageAccessor for FailedAccessor {
     fn or_tombstones(&self, _: RString) -> ModuleFuture<RVec<RString>> {
         ready(Err(self.0.clone()))
     }
+    fn durable_barrier(&self) -> ModuleFuture<()> {
+        ready(Err(self.0.clone()))
+    }
+    fn partitions_changed(&self, _: u64) {}
 }
 
 conversions! {

@@ -87,4 +87,16 @@ pub trait StorageAccessor: Send + Sync + 'static {
     fn list_maps(&self) -> ModuleFuture<RVec<MapInfo>>;
     /// The tombstoned tags of an OR map.
     fn or_tombstones(&self, map: RString) -> ModuleFuture<RVec<RString>>;
+    /// Resolves once every change applied before the call is durable (a
+    /// backup acknowledges PERSISTED replication after it). Resolves at once
+    /// when nothing is persisted (a memory backend).
+    ///
+    /// # Errors
+    /// When persistence failed.
+    fn durable_barrier(&self) -> ModuleFuture<()>;
+    /// The partition table changed (now at `version`): the storage module
+    /// loads, in the background, what it now holds (owner or backup) from
+    /// persistence into the maps it has loaded, and releases from memory what
+    /// it no longer holds (the persisted copy stays). MUST NOT block.
+    fn partitions_changed(&self, version: u64);
 }

@@ -8,12 +8,13 @@ use abi_stable::std_types::{ROption, RString, RVec};
 
 use super::accessor::StorageAccessor;
 use super::cluster_types::{
-    LockGrant, LockRelease, LockRequest, Member, PartitionMap, RepairReport, ReplicationOutcome,
-    ReplicationRequest,
+    ClusterStatus, LockGrant, LockRelease, LockRequest, Member, PartitionMap, RepairReport,
+    ReplicationOutcome, ReplicationRequest,
 };
+use super::local_node::{LocalNode, TopicPublish};
 use super::partition::PartitionView;
 use super::services::{ClockService, MetricsSink};
-use super::storage_types::{AckResult, ApplyBatch};
+use super::storage_types::{AckResult, ApplyBatch, ChangeEvent};
 use super::{ModuleFuture, ModuleInfo};
 use crate::error::ModuleResult;
 use crate::types::ConsistencyLevel;
@@ -50,11 +51,23 @@ pub struct ClusterDeps {
 ///
 /// - `partition_view` MUST be usable before `start` (storage is built before
 ///   the cluster starts); a node that knows no peers owns every partition.
-/// - `attach_storage` is called once, after the storage module exists and
-///   before `start`; replication, reassignment and repair use that accessor.
-/// - `replicate` is called for every change applied on this node as owner;
-///   it resolves when the consistency level is met or fails; EVENTUAL
-///   resolves once the change is queued. With no backups it succeeds at once.
+/// - `attach_storage` and `attach_node` are called once each, after the
+///   storage module exists and before `start`; replication, reassignment and
+///   repair use the accessor; forwarded writes and events from peers go to
+///   the local node.
+/// - `replicate` is called for every change applied on this node as owner of
+///   its key (client writes and forwarded writes); it resolves when the
+///   consistency level is met or fails; EVENTUAL resolves once the change is
+///   queued. With no backups it succeeds at once.
+/// - `forward` sends a write to the owner of its keys and resolves with the
+///   owner's acknowledgements (the full write concern honoured there); it
+///   never answers "not the owner": a write that reached a node that no
+///   longer owns its keys is routed again.
+/// - `observe_change` sees every change applied on this node, whatever its
+///   origin (client, replication, repair, TTL expiry and GC); it MUST NOT
+///   block.
+/// - `status().ready` is false until the node has a committed partition
+///   table; the host reports it and may refuse writes until then.
 /// - Lock fencing tokens MUST strictly increase per name and never go
 ///   backwards, also after a lock went idle and its entry was dropped.
 /// - A lock held by a holder whose TTL ran out is released; `release_holder`
@@ -109,4 +122,19 @@ pub trait ClusterModule: Send + Sync + 'static {
     fn merkle_root(&self, partition: u32) -> u32;
     /// Runs one anti-entropy pass now.
     fn repair(&self) -> ModuleFuture<RepairReport>;
+
+    /// Cross-wiring: the host's local node (forwarded writes, events from
+    /// peers, topology notices).
+    ///
+    /// # Errors
+    /// When called twice or after `start`.
+    fn attach_node(&self, node: Arc<dyn LocalNode>) -> ModuleResult<()>;
+    /// One change applied on this node (the change feed). Non-blocking.
+    fn observe_change(&self, event: &ChangeEvent);
+    /// Publishes a topic message to the subscribers on every node, this one
+    /// included (delivered through [`LocalNode::deliver_topic`] in one order
+    /// per topic). Resolves once the message is sequenced.
+    fn publish_topic(&self, message: TopicPublish) -> ModuleFuture<()>;
+    /// This node's view of the cluster (readiness, leader, versions).
+    fn status(&self) -> ClusterStatus;
 }

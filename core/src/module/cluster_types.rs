@@ -88,8 +88,13 @@ pub struct PartitionMap {
 pub struct ReplicationRequest {
     /// Applied changes (winning records).
     pub changes: RVec<KeyedOp>,
-    /// Consistency wanted; `None` takes the module's default.
+    /// Consistency wanted; `None` takes the module's default (per map,
+    /// then the cluster's).
     pub consistency: ROption<ConsistencyLevel>,
+    /// True when a write of these changes asked for PERSISTED: backups
+    /// acknowledge only once the changes are durable there, so PERSISTED
+    /// means durable on as many replicas as the consistency level needs.
+    pub durable: bool,
 }
 
 /// How replication went.
@@ -149,4 +154,59 @@ pub struct RepairReport {
     pub records_repaired: u64,
     /// Problems met (unreachable replicas, ...).
     pub errors: RVec<RString>,
+}
+
+/// Where this node stands in its cluster.
+#[repr(u8)]
+#[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ClusterPhase {
+    /// Looking for peers or waiting to be admitted; no partition table yet.
+    Forming,
+    /// A member with a committed partition table: serving.
+    Active,
+    /// Handing off and leaving.
+    Leaving,
+    /// Shut down.
+    Stopped,
+}
+
+/// This node's view of its cluster, for `/health` and readiness.
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug, PartialEq, Eq)]
+pub struct ClusterStatus {
+    /// Where this node stands.
+    pub phase: ClusterPhase,
+    /// True when the node can serve writes for every partition it is asked
+    /// about (it has a committed partition table).
+    pub ready: bool,
+    /// The cluster id peers must share.
+    pub cluster_id: RString,
+    /// Node id of the current Raft leader, if known.
+    pub leader: ROption<RString>,
+    /// Raft term this node has seen.
+    pub raft_term: u64,
+    /// Raft commit index this node has seen.
+    pub raft_commit_index: u64,
+    /// Version of the partition table in force here.
+    pub table_version: u64,
+    /// Live members, this node included.
+    pub members_alive: u32,
+}
+
+impl ClusterStatus {
+    /// The status of a node that is alone and owns every partition.
+    #[must_use]
+    pub fn standalone(cluster_id: &str, table_version: u64) -> Self {
+        Self {
+            phase: ClusterPhase::Active,
+            ready: true,
+            cluster_id: cluster_id.into(),
+            leader: ROption::RNone,
+            raft_term: 0,
+            raft_commit_index: 0,
+            table_version,
+            members_alive: 1,
+        }
+    }
 }

@@ -78,6 +78,10 @@ pub struct ApplyBatch {
     pub ops: RVec<WriteOp>,
     /// Who writes.
     pub origin: Origin,
+    /// Replication consistency the writer asked for; `None` takes the
+    /// configured default (per map, then the cluster's). The storage module
+    /// ignores it; the write path hands it to the cluster module.
+    pub consistency: ROption<crate::types::ConsistencyLevel>,
 }
 
 /// What became of one op of an [`ApplyBatch`].

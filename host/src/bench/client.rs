@@ -270,6 +270,7 @@ mod tests {
             ops,
             write_concern,
             timeout,
+            ..
         } = payload;
         assert_eq!(write_concern.as_deref(), Some("PERSISTED"));
         assert_eq!(timeout, Some(1234));

@@ -8,6 +8,7 @@ use abi_stable::std_types::ROption;
 use hangar_core::{KeyedOp, LwwRecord, MapOp, Timestamp, WriteConcern};
 
 use super::messages::{ClientOp, OpBatch, ServerEvent, ServerEventType, WireLwwRecord};
+use hangar_core::ConsistencyLevel;
 
 /// What a [`ClientOp`] asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -42,6 +43,23 @@ pub struct EmptyOpError {
 pub fn parse_write_concern(name: Option<&str>) -> WriteConcern {
     name.and_then(WriteConcern::parse)
         .unwrap_or(WriteConcern::Memory)
+}
+
+/// Parses a write's replication consistency (`EVENTUAL`, `QUORUM`,
+/// `STRONG`, any case); `None` when absent.
+///
+/// # Errors
+/// The text names the value and what is accepted.
+pub fn parse_consistency(name: Option<&str>) -> Result<Option<ConsistencyLevel>, String> {
+    let Some(n) = name else { return Ok(None) };
+    match n.to_ascii_uppercase().as_str() {
+        "EVENTUAL" => Ok(Some(ConsistencyLevel::Eventual)),
+        "QUORUM" => Ok(Some(ConsistencyLevel::Quorum)),
+        "STRONG" => Ok(Some(ConsistencyLevel::Strong)),
+        _ => Err(format!(
+            "consistency {n:?} is not one of EVENTUAL, QUORUM, STRONG"
+        )),
+    }
 }
 
 impl ClientOp {

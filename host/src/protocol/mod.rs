@@ -45,7 +45,7 @@ pub use batch::{
     decode_batch, decode_batch_item, pack_batch_data, split_batch_data, unpack_batch, BatchItems,
     MAX_BATCH_ITEMS,
 };
-pub use convert::{parse_write_concern, ClientOpKind, EmptyOpError};
+pub use convert::{parse_consistency, parse_write_concern, ClientOpKind, EmptyOpError};
 pub use error::{EncodeError, FrameError};
 pub use message::{decode_frame, Decoded, Message};
 pub use raw::RawMsgpack;

@@ -44,10 +44,12 @@ pub mod auth;
 pub mod fanout;
 pub mod handlers;
 pub mod limits;
+pub mod link;
 pub mod outbound;
 pub mod session;
 pub mod state;
 pub mod topics;
+pub mod write_path;
 pub mod ws;
 
 pub use state::FrontEnd;
@@ -64,11 +66,39 @@ pub fn router(fe: Arc<FrontEnd>) -> Router {
 async fn health(State(fe): State<Arc<FrontEnd>>) -> impl IntoResponse {
     let storage = fe.node.storage.info();
     let cluster = fe.node.cluster.info();
+    let st = fe.node.cluster.status();
+    let members: Vec<serde_json::Value> = fe
+        .node
+        .cluster
+        .members()
+        .iter()
+        .map(|m| {
+            json!({
+                "nodeId": m.node_id.as_str(),
+                "status": m.status,
+                "address": m.address.as_str(),
+                "endpoint": m.client_endpoint.as_str(),
+                "local": m.is_local,
+            })
+        })
+        .collect();
     Json(json!({
-        "status": "ok",
+        "status": if st.ready { "ok" } else { "starting" },
         "nodeId": fe.node.config.node_id,
         "storage": {"name": storage.name.as_str(), "version": storage.version.as_str()},
-        "cluster": {"name": cluster.name.as_str(), "version": cluster.version.as_str()},
+        "cluster": {
+            "name": cluster.name.as_str(),
+            "version": cluster.version.as_str(),
+            "clusterId": st.cluster_id.as_str(),
+            "state": st.phase,
+            "ready": st.ready,
+            "leader": st.leader.as_ref().map(|l| l.as_str()).into_option(),
+            "raftTerm": st.raft_term,
+            "raftCommitIndex": st.raft_commit_index,
+            "tableVersion": st.table_version,
+            "membersAlive": st.members_alive,
+            "members": members,
+        },
     }))
 }
 
@@ -165,13 +195,14 @@ impl Listening {
     }
 }
 
-/// Serves the bound port for `node`: installs the `SERVER_EVENT` fan-out as
-/// the storage module's change sink and starts accepting.
+/// Serves the bound port for `node`: attaches the front end to the host link
+/// (from then on `SERVER_EVENT`s and topic messages reach its clients) and
+/// starts accepting.
 #[must_use]
 pub fn serve(bound: Bound, node: Arc<Node>) -> Listening {
     let (stop, stopped) = watch::channel(false);
     let fe = Arc::new(FrontEnd::new(node.clone(), stopped.clone()));
-    node.storage.set_change_sink(fe.fanout.clone());
+    node.link.attach_front(&fe);
     let app = router(fe.clone());
     let mut stopped_http = stopped;
     let task = tokio::spawn(async move {

@@ -7,12 +7,20 @@ use std::sync::Arc;
 use hangar_core::module::services::MetricsExt;
 use tokio::sync::{watch, Notify};
 
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use parking_lot::Mutex;
+
 use super::auth::Verifier;
 use super::fanout::Fanout;
+use super::handlers::partition_to_wire as to_wire;
 use super::limits::InFlight;
+use super::outbound::Outbound;
 use super::topics::Topics;
 use crate::config::NetworkConfig;
 use crate::factory::Node;
+use crate::protocol::Message;
 
 /// Counts live tasks (connections, pending acknowledgements) so shutdown
 /// can wait until the last one ends.
@@ -80,6 +88,9 @@ pub struct FrontEnd {
     pub drain: Arc<Drain>,
     /// Becomes true when the node shuts down.
     pub shutdown: watch::Receiver<bool>,
+    /// Authenticated connections, for messages sent unasked
+    /// (`PARTITION_MAP` when the partition table changes).
+    clients: Mutex<HashMap<u64, Outbound>>,
     next_conn: AtomicU64,
     next_sub: AtomicU64,
     open: AtomicUsize,
@@ -105,6 +116,7 @@ impl FrontEnd {
             in_flight: InFlight::new(net.max_in_flight),
             drain: Arc::new(Drain::default()),
             shutdown,
+            clients: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
             next_sub: AtomicU64::new(1),
             open: AtomicUsize::new(0),
@@ -148,6 +160,36 @@ impl FrontEnd {
         #[allow(clippy::cast_precision_loss)]
         let n = self.open.load(Ordering::Acquire) as f64;
         self.node.metrics.gauge("hangar_ws_connections", &[], n);
+    }
+
+    /// Lists an authenticated connection for unasked messages.
+    pub fn register_client(&self, out: &Outbound) {
+        self.clients.lock().insert(out.conn(), out.clone());
+    }
+
+    /// Forgets a connection (idempotent).
+    pub fn unregister_client(&self, conn: u64) {
+        self.clients.lock().remove(&conn);
+    }
+
+    /// Sends the cluster module's partition map to every authenticated
+    /// connection (the table changed to `version`). Non-blocking: a client
+    /// whose queue is full misses it and gets it on its next request.
+    pub fn push_partition_map(&self, version: u64) {
+        let map = self.node.cluster.partition_map();
+        let msg = Message::PartitionMap {
+            payload: to_wire(&map),
+        };
+        let frame = match msg.encode() {
+            Ok(f) => Bytes::from(f),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot encode PARTITION_MAP");
+                return;
+            }
+        };
+        let clients: Vec<Outbound> = self.clients.lock().values().cloned().collect();
+        let sent = clients.iter().filter(|o| o.push(frame.clone())).count();
+        tracing::debug!(version, sent, "partition map pushed to clients");
     }
 
     /// True once shutdown began.

@@ -129,8 +129,10 @@ async fn run(socket: WebSocket, fe: Arc<FrontEnd>) {
         None => None,
     };
     if end.is_none() {
+        fe.register_client(&out);
         end = Some(read_loop(&fe, &mut session, &mut stream, killed).await);
     }
+    fe.unregister_client(id);
     let end = end.unwrap_or(End::ClientClosed);
     match &end {
         End::Error(e) => tracing::debug!(conn = id, error = %e, "connection error"),

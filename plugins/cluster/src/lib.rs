@@ -3,15 +3,32 @@
 //!
 //! # Layout
 //!
-//! - `module`: [`DefaultCluster`], the `ClusterModule` implementation.
-//! - `partition_table`: the 271-partition table and the partition view.
+//! - `module`: [`DefaultCluster`], the `ClusterModule` implementation: wiring
+//!   and the trait methods only.
+//! - `transport`: node-to-node frames on the cluster port, the handshake
+//!   (cluster id), optional mutual TLS, bounded queues.
+//! - `membership`: gossip membership and failure detection (chitchat).
+//! - `raft`: what is agreed cluster-wide (members, the partition table,
+//!   fencing counters), on openraft.
+//! - `formation`: forming the cluster; committing and installing tables.
+//! - `partition_table`: the 271-partition table, rebalancing, the view.
+//! - `routing`: forwarded writes, change events, topic sequencing.
+//! - `replication`: shipping changes to backups at a consistency level.
+//! - `wire`: what nodes say to each other on each channel.
 //! - `locks`: named locks with TTL leases and fencing tokens.
 //! - `merkle_manager`: per-partition Merkle roots for anti-entropy.
 
+pub mod formation;
 pub mod locks;
+pub mod membership;
 pub mod merkle_manager;
 pub mod module;
 pub mod partition_table;
+pub mod raft;
+pub mod replication;
+pub mod routing;
+pub mod transport;
+pub mod wire;
 
 pub use module::{create, DefaultCluster};
 

@@ -1,7 +1,18 @@
-//! The partition table: 271 partitions, each with an owner and backups,
-//! assigned over the sorted member list (the legacy assignment, kept because
-//! clients and peers compute the same one).
+//! The partition table: 271 partitions, each with an owner and backups.
+//!
+//! A [`Table`] is one versioned assignment. The Raft leader computes the next
+//! one with [`Table::rebalance`] whenever the live member set changes and
+//! commits it through Raft, so every node serves the same version; each node
+//! installs committed tables into its [`PartitionTable`], the view the
+//! storage module and the host read.
+//!
+//! Rebalancing moves as few partitions as possible and never moves data by
+//! itself: a partition whose owner died is taken over by its first live
+//! backup (promotion), ownership is evened out only by swapping an owner
+//! with one of its backups (which holds the data), and only partitions that
+//! are short of copies get new backups.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use abi_stable::std_types::{ROption, RString, RVec};
@@ -9,105 +20,299 @@ use hangar_core::module::cluster_types::{NodeEndpoint, NodeStatus, PartitionInfo
 use hangar_core::module::partition::PartitionView;
 use hangar_core::PARTITION_COUNT;
 use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
 
-/// One assignment of all partitions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Assignment {
-    /// Members, sorted by id.
-    pub members: Vec<String>,
-    /// Owner index into `members`, per partition.
-    pub owners: Vec<usize>,
-    /// Backup indexes into `members`, per partition.
-    pub backups: Vec<Vec<usize>>,
+const N: usize = PARTITION_COUNT as usize;
+
+/// One assignment of all partitions, by node id.
+///
+/// # Invariants
+/// - `owners.len() == backups.len() == 271`;
+/// - a partition's backups never include its owner and never repeat;
+/// - `version` grows with every committed change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Table {
+    /// Version; 1 for the first table of a cluster.
+    pub version: u64,
+    /// Owner per partition.
+    pub owners: Vec<String>,
+    /// Backups per partition, in promotion order.
+    pub backups: Vec<Vec<String>>,
 }
 
-impl Assignment {
-    /// Assigns every partition over `members` with `backup_count` backups:
-    /// `owner = m[i % n]`, backups `m[(i % n + b) % n]` for `b` in
-    /// `1..=backup_count` (fewer when there are fewer other members).
+impl Table {
+    /// The first table of a cluster: round robin over the sorted members,
+    /// `owner = m[p % n]`, backups the next `backup_count` members.
     ///
     /// # Panics
-    /// If `members` is empty (a node always counts itself).
+    /// If `members` is empty.
     #[must_use]
-    pub fn compute(mut members: Vec<String>, backup_count: usize) -> Self {
-        members.sort();
-        members.dedup();
-        assert!(
-            !members.is_empty(),
-            "a partition table needs at least this node"
-        );
-        let n = members.len();
-        let mut owners = Vec::with_capacity(PARTITION_COUNT as usize);
-        let mut backups = Vec::with_capacity(PARTITION_COUNT as usize);
-        for i in 0..PARTITION_COUNT as usize {
-            let o = i % n;
-            owners.push(o);
-            backups.push((1..=backup_count.min(n - 1)).map(|b| (o + b) % n).collect());
+    pub fn initial(members: &[String], backup_count: usize) -> Self {
+        let mut m: Vec<String> = members.to_vec();
+        m.sort();
+        m.dedup();
+        assert!(!m.is_empty(), "a partition table needs at least one member");
+        let n = m.len();
+        let mut owners = Vec::with_capacity(N);
+        let mut backups = Vec::with_capacity(N);
+        for p in 0..N {
+            let o = p % n;
+            owners.push(m[o].clone());
+            backups.push(
+                (1..=backup_count.min(n - 1))
+                    .map(|b| m[(o + b) % n].clone())
+                    .collect(),
+            );
         }
         Self {
-            members,
+            version: 1,
             owners,
             backups,
         }
     }
-}
 
-/// The versioned partition table of this node, shared with the storage
-/// module through [`PartitionView`].
-#[derive(Debug)]
-pub struct PartitionTable {
-    local: String,
-    state: RwLock<(u64, Assignment)>,
-}
-
-impl PartitionTable {
-    /// A table where `local` is the only member: it owns every partition.
-    /// Version 1.
+    /// The next table for the live members `live`, or `None` when this one
+    /// already fits them. See the module doc for the rules.
+    ///
+    /// Partitions none of whose holders is live are given to the least
+    /// loaded live member; their data is gone with their holders (logged by
+    /// the caller from [`Self::orphans`]).
     #[must_use]
-    pub fn single(local: &str) -> Arc<Self> {
-        Arc::new(Self {
-            local: local.to_string(),
-            state: RwLock::new((1, Assignment::compute(vec![local.to_string()], 1))),
+    pub fn rebalance(&self, live: &[String], backup_count: usize) -> Option<Self> {
+        let mut live: Vec<String> = live.to_vec();
+        live.sort();
+        live.dedup();
+        if live.is_empty() {
+            return None;
+        }
+        let is_live = |n: &String| live.binary_search(n).is_ok();
+        let mut owners: Vec<Option<String>> = Vec::with_capacity(N);
+        let mut backups: Vec<Vec<String>> = Vec::with_capacity(N);
+        for p in 0..N {
+            let mut holders: Vec<String> = std::iter::once(&self.owners[p])
+                .chain(&self.backups[p])
+                .filter(|n| is_live(n))
+                .cloned()
+                .collect();
+            holders.dedup();
+            if holders.is_empty() {
+                owners.push(None);
+                backups.push(Vec::new());
+            } else {
+                let o = holders.remove(0);
+                holders.truncate(backup_count);
+                owners.push(Some(o));
+                backups.push(holders);
+            }
+        }
+        // Orphans go to the member owning least.
+        let mut owned: BTreeMap<&String, usize> = live.iter().map(|n| (n, 0)).collect();
+        for o in owners.iter().flatten() {
+            *owned.get_mut(o).expect("owners are live") += 1;
+        }
+        for o in &mut owners {
+            if o.is_none() {
+                let (least, _) = owned
+                    .iter()
+                    .min_by_key(|(n, c)| (**c, (**n).clone()))
+                    .expect("live is not empty");
+                let least: String = (*least).clone();
+                *owned.get_mut(&least).expect("live") += 1;
+                *o = Some(least);
+            }
+        }
+        let mut owners: Vec<String> = owners.into_iter().map(|o| o.expect("set")).collect();
+        // Even out ownership by swapping an owner with a backup that owns at
+        // least two fewer partitions: no data moves, and every swap lowers
+        // the imbalance, so the passes end.
+        let n = live.len();
+        let mut owned: BTreeMap<String, usize> = live.iter().map(|n| (n.clone(), 0)).collect();
+        for o in &owners {
+            *owned.get_mut(o).expect("live") += 1;
+        }
+        for _pass in 0..8 {
+            let mut swapped = false;
+            for p in 0..N {
+                let o = owners[p].clone();
+                let best = backups[p]
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| owned[*b] + 1 < owned[&o])
+                    .min_by_key(|(_, b)| (owned[*b], (*b).clone()))
+                    .map(|(i, b)| (i, b.clone()));
+                if let Some((i, b)) = best {
+                    backups[p][i] = o.clone();
+                    owners[p] = b.clone();
+                    *owned.get_mut(&o).expect("live") -= 1;
+                    *owned.get_mut(&b).expect("live") += 1;
+                    swapped = true;
+                }
+            }
+            if !swapped {
+                break;
+            }
+        }
+        // Partitions short of copies get backups from the least loaded.
+        let want = backup_count.min(n - 1);
+        let mut held: BTreeMap<String, usize> = live.iter().map(|n| (n.clone(), 0)).collect();
+        for p in 0..N {
+            *held.get_mut(&owners[p]).expect("live") += 1;
+            for b in &backups[p] {
+                *held.get_mut(b).expect("live") += 1;
+            }
+        }
+        for p in 0..N {
+            while backups[p].len() < want {
+                let pick = held
+                    .iter()
+                    .filter(|(m, _)| **m != owners[p] && !backups[p].contains(m))
+                    .min_by_key(|(m, c)| (**c, (*m).clone()))
+                    .map(|(m, _)| m.clone());
+                let Some(m) = pick else { break };
+                *held.get_mut(&m).expect("live") += 1;
+                backups[p].push(m);
+            }
+        }
+        if owners == self.owners && backups == self.backups {
+            return None;
+        }
+        Some(Self {
+            version: self.version + 1,
+            owners,
+            backups,
         })
     }
 
-    /// Installs a new assignment; the version increases only when some owner
-    /// changed. Returns the version in force.
-    pub fn install(&self, next: Assignment) -> u64 {
-        let mut st = self.state.write();
-        let owner_changed = (0..PARTITION_COUNT as usize)
-            .any(|p| st.1.members[st.1.owners[p]] != next.members[next.owners[p]]);
-        if owner_changed {
-            st.0 += 1;
-        }
-        st.1 = next;
-        st.0
+    /// Partitions of `self` none of whose holders is in `live`.
+    #[must_use]
+    pub fn orphans(&self, live: &[String]) -> Vec<u32> {
+        (0..N)
+            .filter(|&p| {
+                !std::iter::once(&self.owners[p])
+                    .chain(&self.backups[p])
+                    .any(|h| live.contains(h))
+            })
+            .map(|p| p as u32)
+            .collect()
     }
 
-    /// The client-visible map. `endpoint_of` gives each node's WebSocket URL.
-    pub fn to_map(&self, endpoint_of: impl Fn(&str) -> String, now_ms: u64) -> PartitionMap {
-        let st = self.state.read();
-        let a = &st.1;
+    /// Every node holding some partition, sorted.
+    #[must_use]
+    pub fn nodes(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .owners
+            .iter()
+            .chain(self.backups.iter().flatten())
+            .cloned()
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Checks the invariants; the text says which one a table breaks.
+    ///
+    /// # Errors
+    /// The first broken invariant.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.owners.len() != N || self.backups.len() != N {
+            return Err(format!(
+                "a table has {N} partitions; this one has {} owners and {} backup lists",
+                self.owners.len(),
+                self.backups.len()
+            ));
+        }
+        for p in 0..N {
+            let b = &self.backups[p];
+            if b.contains(&self.owners[p]) {
+                return Err(format!("partition {p}: the owner is also a backup"));
+            }
+            let mut s = b.clone();
+            s.sort();
+            s.dedup();
+            if s.len() != b.len() {
+                return Err(format!("partition {p}: a backup is listed twice"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The table in force on this node, shared with the storage module through
+/// [`PartitionView`]. Before the cluster commits its first table, this node
+/// is treated as the owner of everything (version 0), so a lone node serves
+/// at once.
+#[derive(Debug)]
+pub struct PartitionTable {
+    local: String,
+    table: RwLock<Arc<Table>>,
+}
+
+impl PartitionTable {
+    /// A table where `local` owns every partition, at version 0 (no
+    /// committed table yet).
+    #[must_use]
+    pub fn single(local: &str) -> Arc<Self> {
+        let mut t = Table::initial(&[local.to_string()], 0);
+        t.version = 0;
+        Arc::new(Self {
+            local: local.to_string(),
+            table: RwLock::new(Arc::new(t)),
+        })
+    }
+
+    /// Installs a committed table; older or equal versions are ignored.
+    /// Returns true when `t` was installed.
+    pub fn install(&self, t: Arc<Table>) -> bool {
+        let mut cur = self.table.write();
+        if t.version <= cur.version {
+            return false;
+        }
+        *cur = t;
+        true
+    }
+
+    /// The table in force.
+    #[must_use]
+    pub fn current(&self) -> Arc<Table> {
+        self.table.read().clone()
+    }
+
+    /// The client-visible map. `node` gives each node's endpoint and status
+    /// (nodes it does not know are listed as failed with no endpoint).
+    pub fn to_map(
+        &self,
+        node: impl Fn(&str) -> Option<(String, NodeStatus)>,
+        extra_nodes: &[String],
+        now_ms: u64,
+    ) -> PartitionMap {
+        let t = self.current();
+        let mut ids = t.nodes();
+        ids.extend(extra_nodes.iter().cloned());
+        ids.sort();
+        ids.dedup();
         PartitionMap {
-            version: st.0,
+            version: t.version.max(1),
             partition_count: PARTITION_COUNT,
-            nodes: a
-                .members
+            nodes: ids
                 .iter()
-                .map(|m| NodeEndpoint {
-                    node_id: m.as_str().into(),
-                    websocket: endpoint_of(m).into(),
-                    http: ROption::RNone,
-                    status: NodeStatus::Active,
+                .map(|id| {
+                    let (ws, status) = node(id).unwrap_or((String::new(), NodeStatus::Failed));
+                    NodeEndpoint {
+                        node_id: id.as_str().into(),
+                        websocket: ws.into(),
+                        http: ROption::RNone,
+                        status,
+                    }
                 })
                 .collect(),
             partitions: (0..PARTITION_COUNT)
                 .map(|p| PartitionInfo {
                     partition: p,
-                    owner: a.members[a.owners[p as usize]].as_str().into(),
-                    backups: a.backups[p as usize]
+                    owner: t.owners[p as usize].as_str().into(),
+                    backups: t.backups[p as usize]
                         .iter()
-                        .map(|&b| RString::from(a.members[b].as_str()))
+                        .map(|b| RString::from(b.as_str()))
                         .collect(),
                 })
                 .collect(),
@@ -122,91 +327,39 @@ impl PartitionView for PartitionTable {
     }
 
     fn version(&self) -> u64 {
-        self.state.read().0
+        self.table.read().version
     }
 
     fn owner(&self, partition: u32) -> ROption<RString> {
-        let st = self.state.read();
-        st.1.owners
+        let t = self.table.read();
+        t.owners
             .get(partition as usize)
-            .map(|&o| RString::from(st.1.members[o].as_str()))
+            .map(|o| RString::from(o.as_str()))
             .into()
     }
 
     fn backups(&self, partition: u32) -> RVec<RString> {
-        let st = self.state.read();
-        st.1.backups
+        let t = self.table.read();
+        t.backups
             .get(partition as usize)
-            .map(|b| {
-                b.iter()
-                    .map(|&i| RString::from(st.1.members[i].as_str()))
-                    .collect()
-            })
+            .map(|b| b.iter().map(|n| RString::from(n.as_str())).collect())
             .unwrap_or_default()
     }
 
     fn is_local_owner(&self, partition: u32) -> bool {
-        let st = self.state.read();
-        st.1.owners
+        let t = self.table.read();
+        t.owners
             .get(partition as usize)
-            .is_some_and(|&o| st.1.members[o] == self.local)
+            .is_some_and(|o| *o == self.local)
     }
 
     fn is_related(&self, partition: u32) -> bool {
-        let st = self.state.read();
-        let Some(&o) = st.1.owners.get(partition as usize) else {
-            return false;
-        };
-        st.1.members[o] == self.local
-            || st.1.backups[partition as usize]
-                .iter()
-                .any(|&b| st.1.members[b] == self.local)
+        let t = self.table.read();
+        let p = partition as usize;
+        t.owners.get(p).is_some_and(|o| *o == self.local)
+            || t.backups.get(p).is_some_and(|b| b.contains(&self.local))
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use hangar_core::module::partition::PartitionViewExt;
-
-    #[test]
-    fn t10_a_single_node_owns_every_partition_with_no_backups() {
-        let t = PartitionTable::single("n1");
-        assert_eq!(t.version(), 1);
-        for p in 0..PARTITION_COUNT {
-            assert_eq!(t.owner(p).into_option().unwrap(), "n1");
-            assert!(t.backups(p).is_empty());
-            assert!(t.is_local_owner(p) && t.is_related(p));
-        }
-        assert!(!t.is_related(PARTITION_COUNT));
-        assert!(t.owns_key("hello"));
-    }
-
-    #[test]
-    fn t11_assignment_is_round_robin_over_sorted_members_and_never_self_backup() {
-        let a = Assignment::compute(vec!["c".into(), "a".into(), "b".into()], 1);
-        assert_eq!(a.members, ["a", "b", "c"]);
-        assert_eq!((a.owners[0], a.owners[1], a.owners[3]), (0, 1, 0));
-        assert_eq!(a.backups[0], vec![1]);
-        assert_eq!(a.backups[2], vec![0]);
-        for p in 0..PARTITION_COUNT as usize {
-            assert!(!a.backups[p].contains(&a.owners[p]));
-        }
-    }
-
-    #[test]
-    fn t12_version_moves_only_when_an_owner_changes() {
-        let t = PartitionTable::single("a");
-        assert_eq!(t.install(Assignment::compute(vec!["a".into()], 2)), 1);
-        assert_eq!(
-            t.install(Assignment::compute(vec!["a".into(), "b".into()], 1)),
-            2
-        );
-        assert!(!t.is_local_owner(1) && t.is_related(1), "backup of p1");
-        let m = t.to_map(|n| format!("ws://{n}"), 5);
-        assert_eq!(m.version, 2);
-        assert_eq!(m.partitions.len(), 271);
-        assert_eq!(m.partitions[1].owner, "b");
-        assert_eq!(m.partitions[1].backups.as_slice(), &[RString::from("a")]);
-    }
-}
+mod tests;

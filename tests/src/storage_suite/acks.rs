@@ -138,6 +138,7 @@ async fn t26_each_op_waits_at_most_its_own_timeout(cx: Ctx) {
         .apply(ApplyBatch {
             ops: vec![op("short", 20), op("long", 5_000)].into(),
             origin: Origin::client(1, "suite"),
+            consistency: abi_stable::std_types::ROption::RNone,
         })
         .await
         .expect("apply");

@@ -129,6 +129,7 @@ pub fn batch_within(ops: Vec<KeyedOp>, concern: WriteConcern, timeout_ms: u64) -
             })
             .collect(),
         origin: Origin::client(7, "suite"),
+        consistency: abi_stable::std_types::ROption::RNone,
     }
 }
 

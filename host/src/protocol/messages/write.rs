@@ -74,6 +74,10 @@ pub struct ClientOp {
         skip_serializing_if = "Option::is_none"
     )]
     pub timeout: Option<u64>,
+    /// Replication consistency (`EVENTUAL`, `QUORUM`, `STRONG`); a Hangar
+    /// extension, absent from the TopGun client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<String>,
 }
 
 /// `OP_BATCH` payload (C→S): many writes, one aggregated `OP_ACK`.
@@ -92,6 +96,10 @@ pub struct OpBatch {
         skip_serializing_if = "Option::is_none"
     )]
     pub timeout: Option<u64>,
+    /// Replication consistency for the batch (`EVENTUAL`, `QUORUM`,
+    /// `STRONG`); a Hangar extension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<String>,
 }
 
 /// The outcome of one op in `OP_ACK.results`.

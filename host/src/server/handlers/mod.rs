@@ -30,6 +30,8 @@ mod sync;
 mod topics;
 mod writes;
 
+pub use partition::to_wire as partition_to_wire;
+
 /// What the connection does after a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
@@ -63,7 +65,7 @@ pub async fn dispatch(fe: &Arc<FrontEnd>, s: &mut Session, msg: Message) -> Flow
         Message::LockRelease { payload } => locks::release(fe, s, payload).await,
         Message::TopicSub { payload } => topics::subscribe(fe, s, payload.topic),
         Message::TopicUnsub { payload } => topics::unsubscribe(fe, s, &payload.topic),
-        Message::TopicPub { payload } => topics::publish(fe, s, payload),
+        Message::TopicPub { payload } => topics::publish(fe, s, payload).await,
         Message::PartitionMapRequest { payload } => partition::request(fe, s, payload).await,
         other => {
             tracing::debug!(

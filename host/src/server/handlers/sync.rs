@@ -208,6 +208,7 @@ pub async fn push_diff(fe: &Arc<FrontEnd>, s: &mut Session, req: OrMapPushDiff) 
                 or_tag: None,
                 write_concern: None,
                 timeout: None,
+                consistency: None,
             });
         }
         for tag in e.tombstones {
@@ -221,6 +222,7 @@ pub async fn push_diff(fe: &Arc<FrontEnd>, s: &mut Session, req: OrMapPushDiff) 
                 or_tag: Some(Some(tag)),
                 write_concern: None,
                 timeout: None,
+                consistency: None,
             });
         }
     }
@@ -234,6 +236,7 @@ pub async fn push_diff(fe: &Arc<FrontEnd>, s: &mut Session, req: OrMapPushDiff) 
             ops,
             concern: None,
             timeout: None,
+            consistency: None,
             shape: Shape::Silent,
         },
     )

@@ -1,6 +1,11 @@
-//! `TOPIC_SUB` / `TOPIC_UNSUB` / `TOPIC_PUB` on the node-local topic table
-//! ([`crate::server::topics`]). None of them is answered.
+//! `TOPIC_SUB` / `TOPIC_UNSUB` / `TOPIC_PUB`: subscriptions live in the
+//! node-local topic table ([`crate::server::topics`]); publishing goes
+//! through the cluster module so subscribers on every node get it. None of
+//! them is answered (a failed publish gets an `ERROR`).
 
+use hangar_core::module::local_node::TopicPublish;
+
+use super::status_of;
 use crate::protocol::messages::TopicPub;
 use crate::server::session::Session;
 use crate::server::state::FrontEnd;
@@ -34,17 +39,25 @@ pub fn unsubscribe(fe: &FrontEnd, s: &mut Session, topic: &str) {
     }
 }
 
-/// Publishes to every other subscriber of the topic.
-pub fn publish(fe: &FrontEnd, s: &Session, p: TopicPub) {
+/// Publishes to every other subscriber of the topic, on every node: the
+/// cluster module orders the topic's messages and delivers them back to
+/// this node's subscribers through the host link. Awaited in the reader, so
+/// one connection's messages keep their order.
+pub async fn publish(fe: &FrontEnd, s: &Session, p: TopicPub) {
     let publisher = s
         .principal
         .as_ref()
         .map_or_else(|| s.holder.clone(), |p| p.user_id.clone());
-    fe.topics.publish(
-        &p.topic,
-        s.id,
-        Some(publisher),
-        p.data,
-        fe.node.clock.wall_millis(),
-    );
+    let message = TopicPublish {
+        topic: p.topic.as_str().into(),
+        data: p.data.into_raw_value(),
+        node: fe.node.config.node_id.as_str().into(),
+        connection: s.id,
+        publisher: publisher.into(),
+        timestamp: fe.node.clock.wall_millis(),
+        sequence: 0,
+    };
+    if let Err(e) = fe.node.cluster.publish_topic(message).await {
+        s.error(fe, status_of(&e), format!("topic {}: {e}", p.topic));
+    }
 }

@@ -148,4 +148,22 @@ impl StorageAccessor for Accessor {
                 core.or_tombstones(&map).await
             })
     }
+
+    fn durable_barrier(&self) -> ModuleFuture<()> {
+        let core = self.0.clone();
+        self.0
+            .runtime
+            .spawn_call("storage.accessor.durable_barrier", async move {
+                let _g = core.enter("durable_barrier")?;
+                core.persist()?
+                    .committer
+                    .flush()
+                    .await
+                    .map_err(|e| hangar_core::ModuleError::storage(e.to_string()))
+            })
+    }
+
+    fn partitions_changed(&self, version: u64) {
+        self.0.partitions_changed(version);
+    }
 }

@@ -110,6 +110,7 @@ impl Core {
                         })
                         .collect(),
                     origin: Origin::internal(&node),
+                    consistency: abi_stable::std_types::ROption::RNone,
                 };
                 let out = self.apply_batch(&batch, false).await?;
                 report.expired += out

@@ -89,6 +89,7 @@ mod load;
 mod manager;
 mod map_slot;
 mod metrics;
+mod ownership;
 mod read_path;
 mod snapshot;
 pub mod testing;

@@ -72,5 +72,6 @@ pub fn batch(ops: Vec<KeyedOp>, concern: WriteConcern, origin: Origin) -> ApplyB
             })
             .collect(),
         origin,
+        consistency: abi_stable::std_types::ROption::RNone,
     }
 }

@@ -59,6 +59,7 @@ async fn t10_live_queries_on_a_map_are_refreshed_when_its_load_finishes() {
     m.apply(ApplyBatch {
         ops: vec![put("a", 1), put("b", 2)].into(),
         origin: Origin::internal("n1"),
+        consistency: abi_stable::std_types::ROption::RNone,
     })
     .await
     .unwrap();
@@ -116,6 +117,7 @@ async fn t11_a_read_of_a_loaded_or_unknown_map_is_ready_at_once_an_unloaded_one_
     m.apply(ApplyBatch {
         ops: vec![put("a", 1)].into(),
         origin: Origin::internal("n1"),
+        consistency: abi_stable::std_types::ROption::RNone,
     })
     .await
     .unwrap();

@@ -522,6 +522,7 @@ impl Core {
                 })
                 .collect(),
             origin,
+            consistency: abi_stable::std_types::ROption::RNone,
         };
         Ok(self
             .apply_batch(&batch, false)

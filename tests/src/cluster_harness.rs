@@ -1,0 +1,534 @@
+//! Multi-process cluster harness: `hangar` processes on loopback, on ports
+//! picked free, sharing one data directory (state is kept per node id);
+//! start them together or one by one, `kill -9` them, stop them with
+//! SIGTERM, restart them on the same ports, read their `/health`, and talk
+//! to them as a TopGun client over WebSocket ([`Client`]).
+//!
+//! Every wait is bounded: a test that waits on a cluster that never forms
+//! fails with the nodes' health and the tail of their logs.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use hangar_host::protocol::messages::{ClientOp, OpAck, OpBatch, QuerySub, WireLwwRecord};
+use hangar_host::protocol::{decode_frame, Decoded, Message, RawMsgpack};
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message as Ws;
+
+use crate::support::target_dir;
+
+/// Picks a free loopback port (bind port 0, read it, release it).
+///
+/// # Panics
+/// If no port can be bound.
+#[must_use]
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// One node of the harness.
+#[derive(Debug)]
+pub struct NodeProc {
+    /// Node id.
+    pub id: String,
+    /// Client (WebSocket, HTTP) port.
+    pub port: u16,
+    /// Cluster transport port.
+    pub cluster_port: u16,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+/// A set of `hangar` processes forming (or not) a cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    /// The nodes, by index.
+    pub nodes: Vec<NodeProc>,
+    /// Data directory shared by all nodes.
+    pub dir: PathBuf,
+    config: PathBuf,
+    cluster_id: String,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+/// Settings every node of a harness gets (`[cluster]` in its TOML file).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Cluster id.
+    pub cluster_id: String,
+    /// Extra `[cluster]` lines.
+    pub cluster_toml: String,
+    /// Extra top-level lines (before any table).
+    pub top_toml: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            cluster_id: "test".into(),
+            cluster_toml: String::new(),
+            top_toml: String::new(),
+        }
+    }
+}
+
+impl Cluster {
+    /// `n` nodes (`n1`..), not started, each seeded with every other node.
+    ///
+    /// # Panics
+    /// If the temporary directory cannot be made.
+    #[must_use]
+    pub fn new(n: usize, settings: &Settings) -> Self {
+        let tmp = tempfile::Builder::new()
+            .prefix("hangar-cluster-test-")
+            .tempdir()
+            .expect("temp dir");
+        let dir = tmp.path().to_path_buf();
+        let nodes = (1..=n)
+            .map(|i| NodeProc {
+                id: format!("n{i}"),
+                port: free_port(),
+                cluster_port: free_port(),
+                child: None,
+                log: dir.join(format!("n{i}.log")),
+            })
+            .collect();
+        let config = dir.join(format!("{}.toml", settings.cluster_id));
+        let mut f = File::create(&config).expect("config file");
+        writeln!(
+            f,
+            "host = \"127.0.0.1\"\n{}\n[cluster]\nhost = \"127.0.0.1\"\ncluster_id = \"{}\"\n{}",
+            settings.top_toml, settings.cluster_id, settings.cluster_toml
+        )
+        .expect("write config");
+        Self {
+            nodes,
+            dir,
+            config,
+            cluster_id: settings.cluster_id.clone(),
+            _tmp: Some(tmp),
+        }
+    }
+
+    /// The seed list of node `i`: every other node's cluster address.
+    #[must_use]
+    pub fn seeds_of(&self, i: usize) -> String {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, n)| format!("127.0.0.1:{}", n.cluster_port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Starts node `i` (again) on its ports.
+    ///
+    /// # Panics
+    /// If the binary cannot be spawned.
+    pub fn start(&mut self, i: usize) {
+        let seeds = self.seeds_of(i);
+        self.start_with_seeds(i, &seeds);
+    }
+
+    /// Starts node `i` (again) on its ports with `seeds` (comma-separated
+    /// `host:port`, may be empty).
+    ///
+    /// # Panics
+    /// If the binary cannot be spawned.
+    pub fn start_with_seeds(&mut self, i: usize, seeds: &str) {
+        let bin = target_dir().join("hangar");
+        let n = &mut self.nodes[i];
+        assert!(n.child.is_none(), "{} is already running", n.id);
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&n.log)
+            .expect("log file");
+        let child = Command::new(&bin)
+            .args(["--config"])
+            .arg(&self.config)
+            .args(["--node-id", &n.id])
+            .args(["--port", &n.port.to_string()])
+            .args(["--cluster-port", &n.cluster_port.to_string()])
+            .args(["--seed-nodes", seeds])
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .env_remove("JWT_SECRET")
+            .env_remove("HANGAR_PORT")
+            .env("HANGAR_NO_AUTH", "1")
+            .env("HANGAR_LOG", "info,openraft=warn,chitchat=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+        n.child = Some(child);
+    }
+
+    /// Starts every node at once.
+    pub fn start_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.start(i);
+        }
+    }
+
+    /// `kill -9` node `i`.
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM node `i` and wait (at most `wait`) for it to exit; true when
+    /// it exited with status 0.
+    pub fn stop(&mut self, i: usize, wait: Duration) -> bool {
+        let Some(mut c) = self.nodes[i].child.take() else {
+            return false;
+        };
+        let pid = i32::try_from(c.id()).expect("pid");
+        // SAFETY: sending a signal to a child we spawned and still own.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                return st.success();
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// True while node `i`'s process runs.
+    pub fn is_running(&mut self, i: usize) -> bool {
+        self.nodes[i]
+            .child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Node `i`'s `/health`, or `None` when it does not answer.
+    #[must_use]
+    pub fn health(&self, i: usize) -> Option<Value> {
+        http_get_json(self.nodes[i].port, "/health")
+    }
+
+    /// Node `i`'s `/metrics` text.
+    #[must_use]
+    pub fn metrics(&self, i: usize) -> Option<String> {
+        http_get(self.nodes[i].port, "/metrics")
+    }
+
+    /// WebSocket URL of node `i`.
+    #[must_use]
+    pub fn ws_url(&self, i: usize) -> String {
+        format!("ws://127.0.0.1:{}/ws", self.nodes[i].port)
+    }
+
+    /// Waits until every node in `which` is ready in one cluster: the same
+    /// leader, the same table version, `which.len()` live members each.
+    /// Returns that table version.
+    ///
+    /// # Errors
+    /// After `timeout`, what each node reported and its log tail.
+    pub fn wait_formed(&self, which: &[usize], timeout: Duration) -> Result<u64, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let hs: Vec<Option<Value>> = which.iter().map(|&i| self.health(i)).collect();
+            if let Some(v) = agreed(&hs, which.len()) {
+                return Ok(v);
+            }
+            if Instant::now() > deadline {
+                return Err(self.report(which, &hs));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// What `which` reported, with the tail of their logs.
+    #[must_use]
+    pub fn report(&self, which: &[usize], hs: &[Option<Value>]) -> String {
+        let mut out = String::new();
+        for (k, &i) in which.iter().enumerate() {
+            let n = &self.nodes[i];
+            out.push_str(&format!(
+                "\n--- {} (port {}, cluster port {}): {}\n",
+                n.id,
+                n.port,
+                n.cluster_port,
+                hs.get(k)
+                    .and_then(Clone::clone)
+                    .map_or("no answer".to_string(), |h| h["cluster"].to_string())
+            ));
+            out.push_str(&self.log_tail(i, 25));
+        }
+        out
+    }
+
+    /// The last `lines` lines of node `i`'s log.
+    #[must_use]
+    pub fn log_tail(&self, i: usize, lines: usize) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = File::open(&self.nodes[i].log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        let v: Vec<&str> = s.lines().collect();
+        v[v.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// The cluster id this harness uses.
+    #[must_use]
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    /// The data directory shared by the nodes.
+    #[must_use]
+    pub fn data_dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill9(i);
+        }
+    }
+}
+
+/// The table version every node reports when all of them are ready with
+/// the same leader, table version and `n` live members.
+fn agreed(hs: &[Option<Value>], n: usize) -> Option<u64> {
+    let mut version = None;
+    let mut leader = None;
+    for h in hs {
+        let c = &h.as_ref()?["cluster"];
+        if c["ready"] != Value::Bool(true) || c["membersAlive"].as_u64()? != n as u64 {
+            return None;
+        }
+        let v = c["tableVersion"].as_u64()?;
+        let l = c["leader"].as_str()?.to_string();
+        if *version.get_or_insert(v) != v || *leader.get_or_insert_with(|| l.clone()) != l {
+            return None;
+        }
+        let active = c["members"]
+            .as_array()?
+            .iter()
+            .filter(|m| m["status"] == "ACTIVE")
+            .count();
+        if active != n {
+            return None;
+        }
+    }
+    version
+}
+
+/// GET `path` on loopback `port`; the body on HTTP 200.
+#[must_use]
+pub fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    if !resp.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
+
+fn http_get_json(port: u16, path: &str) -> Option<Value> {
+    serde_json::from_str(&http_get(port, path)?).ok()
+}
+
+/// A TopGun-protocol client of one node.
+pub struct Client {
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    next: u64,
+    /// Messages read while waiting for something else (events, pushed
+    /// partition maps).
+    pub other: Vec<Message>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("next", &self.next).finish()
+    }
+}
+
+/// A last-write-wins put of `value` at `key`, stamped `millis` by `client`.
+#[must_use]
+pub fn put(id: &str, map: &str, key: &str, value: &Value, millis: u64, client: &str) -> ClientOp {
+    ClientOp {
+        id: Some(id.to_string()),
+        map_name: map.to_string(),
+        key: key.to_string(),
+        op_type: None,
+        record: Some(Some(WireLwwRecord {
+            value: Some(RawMsgpack::from_value(
+                &rmpv::ext::to_value(value).expect("json to msgpack"),
+            )),
+            timestamp: hangar_core::Timestamp::new(millis, 0, client),
+            ttl_ms: None,
+        })),
+        or_record: None,
+        or_tag: None,
+        write_concern: None,
+        timeout: None,
+        consistency: None,
+    }
+}
+
+impl Client {
+    /// Connects to `url` (a node without auth).
+    ///
+    /// # Errors
+    /// When the WebSocket cannot be opened.
+    pub async fn connect(url: &str) -> Result<Self, String> {
+        let (ws, _) = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio_tungstenite::connect_async(url),
+        )
+        .await
+        .map_err(|_| format!("{url}: connect timed out"))?
+        .map_err(|e| format!("{url}: {e}"))?;
+        Ok(Self {
+            ws,
+            next: 0,
+            other: Vec::new(),
+        })
+    }
+
+    /// Sends one message.
+    ///
+    /// # Errors
+    /// When the socket is closed.
+    pub async fn send(&mut self, m: &Message) -> Result<(), String> {
+        let bytes = m.encode().map_err(|e| e.to_string())?;
+        self.ws
+            .send(Ws::Binary(bytes.into()))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// The next message, within `timeout`.
+    ///
+    /// # Errors
+    /// On timeout, close or an undecodable frame.
+    pub async fn recv(&mut self, timeout: Duration) -> Result<Message, String> {
+        loop {
+            let f = tokio::time::timeout(timeout, self.ws.next())
+                .await
+                .map_err(|_| format!("no message within {timeout:?}"))?
+                .ok_or("the connection closed")?
+                .map_err(|e| e.to_string())?;
+            if let Ws::Binary(b) = f {
+                return match decode_frame(&b).map_err(|e| e.to_string())? {
+                    Decoded::Message(m) => Ok(m),
+                    other => Err(format!("unexpected frame {other:?}")),
+                };
+            }
+        }
+    }
+
+    /// Waits for the first message `pick` accepts, keeping the others in
+    /// [`Self::other`].
+    ///
+    /// # Errors
+    /// On timeout or close.
+    pub async fn wait_for<T>(
+        &mut self,
+        timeout: Duration,
+        mut pick: impl FnMut(&Message) -> Option<T>,
+    ) -> Result<T, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let m = self.recv(left).await?;
+            if let Some(t) = pick(&m) {
+                return Ok(t);
+            }
+            self.other.push(m);
+        }
+    }
+
+    /// Writes `ops` as one `OP_BATCH` and waits for its `OP_ACK`.
+    ///
+    /// # Errors
+    /// On timeout or close.
+    pub async fn batch(
+        &mut self,
+        ops: Vec<ClientOp>,
+        concern: &str,
+        consistency: Option<&str>,
+        timeout_ms: u64,
+    ) -> Result<OpAck, String> {
+        let last = ops.last().and_then(|o| o.id.clone()).unwrap_or_default();
+        self.send(&Message::OpBatch {
+            payload: OpBatch {
+                ops,
+                write_concern: Some(concern.to_string()),
+                timeout: Some(timeout_ms),
+                consistency: consistency.map(ToString::to_string),
+            },
+        })
+        .await?;
+        self.wait_for(Duration::from_millis(timeout_ms + 10_000), |m| match m {
+            Message::OpAck { payload } if payload.last_id == last => Some(payload.clone()),
+            _ => None,
+        })
+        .await
+    }
+
+    /// A fresh op id.
+    pub fn next_id(&mut self) -> String {
+        self.next += 1;
+        self.next.to_string()
+    }
+
+    /// Subscribes a live query on `map` (the whole map) and returns the keys
+    /// of its first page.
+    ///
+    /// # Errors
+    /// On timeout or close.
+    pub async fn subscribe(&mut self, query_id: &str, map: &str) -> Result<Vec<String>, String> {
+        self.send(&Message::QuerySub {
+            payload: QuerySub {
+                query_id: query_id.to_string(),
+                map_name: map.to_string(),
+                query: rmpv::Value::Map(vec![]),
+                fields: None,
+            },
+        })
+        .await?;
+        let q = query_id.to_string();
+        self.wait_for(Duration::from_secs(10), |m| match m {
+            Message::QueryResp { payload } if payload.query_id == q => {
+                Some(payload.results.iter().map(|r| r.key.clone()).collect())
+            }
+            _ => None,
+        })
+        .await
+    }
+}

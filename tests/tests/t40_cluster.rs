@@ -1,0 +1,275 @@
+//! Multi-process cluster tests: real `hangar` processes on loopback (see
+//! `hangar_tests::cluster_harness`), formed, written to through any node,
+//! killed with `kill -9` and restarted.
+//!
+//! They need the release-less debug binary and plugins that
+//! `cargo test --workspace` builds. Each test bounds its waits.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use hangar_core::{partition_of, PARTITION_COUNT};
+use hangar_host::protocol::Message;
+use hangar_tests::cluster_harness::{put, Client, Cluster, Settings};
+use serde_json::json;
+
+fn fast() -> Settings {
+    Settings {
+        cluster_toml: "gossip_interval_ms = 100\nbootstrap_timeout_ms = 3000\n".into(),
+        ..Settings::default()
+    }
+}
+
+const FORM: Duration = Duration::from_secs(30);
+
+/// Keys of `map` that node `i` holds (as owner or backup), read with a live
+/// query on that node alone.
+async fn keys_on(c: &Cluster, i: usize, map: &str) -> BTreeSet<String> {
+    let mut cl = Client::connect(&c.ws_url(i)).await.expect("connect");
+    cl.subscribe("q", map)
+        .await
+        .expect("query")
+        .into_iter()
+        .collect()
+}
+
+/// A key in each of the 271 partitions.
+fn one_key_per_partition(prefix: &str) -> BTreeMap<u32, String> {
+    let mut out = BTreeMap::new();
+    let mut i = 0u64;
+    while out.len() < PARTITION_COUNT as usize {
+        let k = format!("{prefix}-{i}");
+        out.entry(partition_of(&k)).or_insert(k);
+        i += 1;
+    }
+    out
+}
+
+#[test]
+fn t10_three_nodes_started_at_once_form_one_cluster_every_time() {
+    let runs: usize = std::env::var("HANGAR_FORMATION_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let parallel = 5;
+    let mut done = 0;
+    while done < runs {
+        let batch = parallel.min(runs - done);
+        let mut clusters: Vec<Cluster> = (0..batch)
+            .map(|k| {
+                Cluster::new(
+                    3,
+                    &Settings {
+                        cluster_id: format!("form-{}", done + k),
+                        ..fast()
+                    },
+                )
+            })
+            .collect();
+        for c in &mut clusters {
+            c.start_all();
+        }
+        for (k, c) in clusters.iter().enumerate() {
+            let v = c.wait_formed(&[0, 1, 2], FORM).unwrap_or_else(|e| {
+                panic!(
+                    "run {}: 3 nodes started at once did not form one cluster:{e}",
+                    done + k
+                )
+            });
+            assert!(v >= 1);
+        }
+        done += batch;
+    }
+    eprintln!("{runs} of {runs} runs formed one cluster");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t20_writes_through_any_node_land_on_owner_and_backup_at_quorum() {
+    let mut c = Cluster::new(3, &fast());
+    c.start_all();
+    c.wait_formed(&[0, 1, 2], FORM).expect("formed");
+    let mut cl = Client::connect(&c.ws_url(0)).await.unwrap();
+    let n = 300;
+    let mut ops = Vec::new();
+    for k in 0..n {
+        let id = cl.next_id();
+        ops.push(put(
+            &id,
+            "m",
+            &format!("k{k}"),
+            &json!({"v": k}),
+            1_000 + k,
+            "c1",
+        ));
+    }
+    let ack = cl
+        .batch(ops, "PERSISTED", Some("QUORUM"), 10_000)
+        .await
+        .expect("ack");
+    let results = ack.results.expect("results");
+    let failed: Vec<_> = results.iter().filter(|r| !r.success).collect();
+    assert!(
+        failed.is_empty(),
+        "{} failed, first: {:?}",
+        failed.len(),
+        failed.first()
+    );
+    // Every key is on exactly two nodes: its owner and its backup.
+    let mut copies: BTreeMap<String, usize> = BTreeMap::new();
+    for i in 0..3 {
+        for k in keys_on(&c, i, "m").await {
+            *copies.entry(k).or_default() += 1;
+        }
+    }
+    assert_eq!(copies.len(), n as usize, "every key is somewhere");
+    let wrong: Vec<_> = copies.iter().filter(|(_, &n)| n != 2).collect();
+    assert!(wrong.is_empty(), "keys not on owner + backup: {wrong:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t30_after_kill9_every_partition_takes_writes_within_5s_and_no_quorum_write_is_lost() {
+    let mut c = Cluster::new(3, &fast());
+    c.start_all();
+    c.wait_formed(&[0, 1, 2], FORM).expect("formed");
+    let mut cl = Client::connect(&c.ws_url(0)).await.unwrap();
+    let keys = one_key_per_partition("before");
+    let ops = keys
+        .values()
+        .enumerate()
+        .map(|(i, k)| put(&i.to_string(), "m", k, &json!(i), 10, "c1"))
+        .collect();
+    let ack = cl
+        .batch(ops, "PERSISTED", Some("QUORUM"), 10_000)
+        .await
+        .unwrap();
+    assert!(ack.results.unwrap().iter().all(|r| r.success));
+
+    // Kill the node that is not the client's; then write to every partition
+    // until each is accepted.
+    c.kill9(2);
+    let killed = Instant::now();
+    let probe = one_key_per_partition("after");
+    let mut pending: BTreeMap<u32, String> = probe;
+    let mut round = 0u64;
+    while !pending.is_empty() {
+        assert!(
+            killed.elapsed() < Duration::from_secs(20),
+            "{} partitions still refuse writes 20 s after the kill",
+            pending.len()
+        );
+        round += 1;
+        let ops = pending
+            .values()
+            .map(|k| {
+                put(
+                    &format!("{round}-{k}"),
+                    "m",
+                    k,
+                    &json!(round),
+                    20 + round,
+                    "c1",
+                )
+            })
+            .collect();
+        let ack = cl.batch(ops, "APPLIED", None, 2_000).await.unwrap();
+        let ok: Vec<String> = ack
+            .results
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.success)
+            .map(|r| r.op_id.split_once('-').unwrap().1.to_string())
+            .collect();
+        pending.retain(|_, k| !ok.contains(k));
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let took = killed.elapsed();
+    eprintln!("all {PARTITION_COUNT} partitions writable {took:?} after kill -9");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    // Nothing acknowledged at QUORUM before the kill is missing.
+    let mut held = keys_on(&c, 0, "m").await;
+    held.extend(keys_on(&c, 1, "m").await);
+    let lost: Vec<_> = keys.values().filter(|k| !held.contains(*k)).collect();
+    assert!(lost.is_empty(), "lost QUORUM writes: {lost:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t40_clients_get_the_new_partition_map_unasked_and_a_restarted_node_rejoins() {
+    let mut c = Cluster::new(3, &fast());
+    c.start_all();
+    let v = c.wait_formed(&[0, 1, 2], FORM).expect("formed");
+    let mut cl = Client::connect(&c.ws_url(0)).await.unwrap();
+    // Any request authenticates the session (auth is off) and lists it.
+    cl.batch(
+        vec![put("1", "m", "a", &json!(1), 5, "c")],
+        "APPLIED",
+        None,
+        5_000,
+    )
+    .await
+    .unwrap();
+    c.kill9(1);
+    let map = cl
+        .wait_for(Duration::from_secs(10), |m| match m {
+            Message::PartitionMap { payload } if u64::from(payload.version) > v => {
+                Some(payload.clone())
+            }
+            _ => None,
+        })
+        .await
+        .expect("a PARTITION_MAP pushed after the kill");
+    assert!(
+        map.partitions
+            .iter()
+            .all(|p| p.owner_node_id != "n2" && !p.backup_node_ids.contains(&"n2".to_string())),
+        "the new map assigns nothing to the dead node"
+    );
+    let n1 = map
+        .nodes
+        .iter()
+        .find(|n| n.node_id == "n1")
+        .expect("n1 listed");
+    assert_eq!(n1.endpoints.websocket, c.ws_url(0));
+    c.start(1);
+    c.wait_formed(&[0, 1, 2], FORM).expect("n2 rejoined");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t50_clusters_with_different_ids_never_merge() {
+    let mut a = Cluster::new(
+        2,
+        &Settings {
+            cluster_id: "blue".into(),
+            ..fast()
+        },
+    );
+    a.start_all();
+    a.wait_formed(&[0, 1], FORM).expect("blue formed");
+    // A green node whose seeds are blue's nodes.
+    let mut b = Cluster::new(
+        1,
+        &Settings {
+            cluster_id: "green".into(),
+            ..fast()
+        },
+    );
+    let seeds = format!(
+        "127.0.0.1:{},127.0.0.1:{}",
+        a.nodes[0].cluster_port, a.nodes[1].cluster_port
+    );
+    b.start_with_seeds(0, &seeds);
+    b.wait_formed(&[0], FORM).expect("green formed alone");
+    a.wait_formed(&[0, 1], FORM)
+        .expect("blue still has its two members");
+    let logs = format!(
+        "{}{}{}",
+        a.log_tail(0, 200),
+        a.log_tail(1, 200),
+        b.log_tail(0, 200)
+    );
+    assert!(
+        logs.contains("\"green\"") && logs.contains("\"blue\""),
+        "a refusal naming both cluster ids is logged:\n{logs}"
+    );
+}
