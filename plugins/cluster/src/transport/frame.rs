@@ -192,7 +192,12 @@ fn invalid(msg: String) -> std::io::Error {
 /// Parses one envelope; the body is a slice of `buf`.
 fn parse_envelope(buf: Bytes) -> Result<Frame, String> {
     let mut rd: &[u8] = &buf;
-    let n = rmp::decode::read_array_len(&mut rd).map_err(|e| format!("envelope header: {e}"))?;
+    let n = rmp::decode::read_array_len(&mut rd).map_err(|_| {
+        format!(
+            "expected a msgpack array of 4, found first byte {:#04x}",
+            buf.first().copied().unwrap_or(0)
+        )
+    })?;
     if n != 4 {
         return Err(format!("envelope is an array of {n}, expected 4"));
     }
@@ -217,6 +222,19 @@ impl Decoder for FrameCodec {
     type Error = std::io::Error;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, std::io::Error> {
+        // A TLS record (handshake 0x16 or alert 0x15, version 0x03..) read
+        // as a length prefix is hundreds of MiB: name the real cause.
+        if self.max <= HANDSHAKE_MAX_FRAME_BYTES
+            && src.len() >= 2
+            && matches!(src[0], 0x15 | 0x16)
+            && src[1] == 0x03
+        {
+            return Err(invalid(
+                "received a TLS record instead of a frame: the peer has TLS on and this node \
+                 has it off"
+                    .to_owned(),
+            ));
+        }
         let Some(envelope) = self.inner.decode(src)? else {
             return Ok(None);
         };
@@ -328,6 +346,12 @@ mod tests {
         // A length prefix over the limit fails before the body arrives.
         let mut buf = BytesMut::from(&[0u8, 0, 1, 0][..]);
         assert!(codec.decode(&mut buf).is_err());
+
+        // A TLS record where the handshake's first frame should be.
+        let mut hs = FrameCodec::new(HANDSHAKE_MAX_FRAME_BYTES);
+        let mut buf = BytesMut::from(&[0x16u8, 0x03, 0x01, 0x02, 0x00][..]);
+        let err = hs.decode(&mut buf).unwrap_err().to_string();
+        assert!(err.contains("TLS record"), "{err}");
 
         // A well-framed envelope that is not a 4-array.
         let mut buf = BytesMut::from(&[0u8, 0, 0, 2, 0xc1, 0xc1][..]);

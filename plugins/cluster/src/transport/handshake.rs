@@ -76,8 +76,9 @@ pub(crate) struct Refusal {
     pub code: String,
     /// What was expected and what was found.
     pub reason: String,
-    /// The remote node, when its handshake frame named it.
-    pub node_id: Option<String>,
+    /// The remote node and its advertised address, when its `Hello` named
+    /// them.
+    pub node: Option<(String, String)>,
 }
 
 impl Refusal {
@@ -85,7 +86,7 @@ impl Refusal {
         Self {
             code: code.to_owned(),
             reason,
-            node_id: None,
+            node: None,
         }
     }
 
@@ -101,7 +102,7 @@ impl Refusal {
     /// The dialer's log line; `dropped` frames were queued for the peer.
     pub fn log_dialer(&self, peer: SocketAddr, dropped: usize) {
         let note = if dropped > 0 {
-            format!(" (dropped {dropped} queued frames)")
+            format!(" (queued frames dropped: {dropped})")
         } else {
             String::new()
         };
@@ -112,12 +113,16 @@ impl Refusal {
         }
     }
 
-    /// The acceptor's log line; `peer` is the socket address it came from.
-    pub fn log_acceptor(&self, peer: SocketAddr) {
-        match (&self.node_id, self.code.as_str()) {
-            (_, "tls") => tracing::warn!("TLS handshake with {peer} failed: {}", self.reason),
-            (Some(node), _) => tracing::warn!("refused peer {peer} (node {node}): {}", self.reason),
-            (None, _) => tracing::warn!("refused connection from {peer}: {}", self.reason),
+    /// The acceptor's log line; `from` is the socket address the
+    /// connection came from.
+    pub fn log_acceptor(&self, from: SocketAddr) {
+        match (&self.node, self.code.as_str()) {
+            (_, "tls") => tracing::warn!("TLS handshake with {from} failed: {}", self.reason),
+            (Some((node, addr)), _) => tracing::warn!(
+                "refused peer {addr} (node {node}, connected from {from}): {}",
+                self.reason
+            ),
+            (None, _) => tracing::warn!("refused connection from {from}: {}", self.reason),
         }
     }
 }
@@ -146,11 +151,21 @@ fn closed_reason() -> String {
 }
 
 fn tls_failure(e: &std::io::Error) -> Refusal {
-    let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
-    Refusal::new(
-        "tls",
-        inner.map_or_else(|| e.to_string(), ToString::to_string),
-    )
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        return Refusal::new(
+            "tls",
+            "the peer closed the connection during the TLS handshake (TLS may be off on the peer)"
+                .to_owned(),
+        );
+    }
+    let reason = match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidMessage(m)) => {
+            format!("received a corrupt {m:?} TLS message (the peer may have TLS off)")
+        }
+        Some(tls) => tls.to_string(),
+        None => e.to_string(),
+    };
+    Refusal::new("tls", reason)
 }
 
 fn timed_out(limit: Duration) -> Refusal {
@@ -306,7 +321,7 @@ fn check_hello(frame: &Frame, me: &Identity) -> Result<PeerInfo, Refusal> {
     let hello: Hello = rmp_serde::from_slice(&frame.body)
         .map_err(|e| Refusal::new("handshake", format!("malformed Hello: {e}")))?;
     let named = |mut r: Refusal| {
-        r.node_id = Some(hello.node_id.clone());
+        r.node = Some((hello.node_id.clone(), hello.addr.clone()));
         r
     };
     if hello.version != PROTOCOL_VERSION {
@@ -382,7 +397,8 @@ mod tests {
             "{}",
             r.reason
         );
-        assert_eq!(accepted.unwrap_err().node_id.as_deref(), Some("n2"));
+        let named = accepted.unwrap_err().node.unwrap();
+        assert_eq!(named, ("n2".to_owned(), "127.0.0.1:9081".to_owned()));
     }
 
     #[tokio::test]

@@ -234,7 +234,7 @@ async fn run(shared: Arc<Shared>, peer: Arc<Peer>, mut rx: mpsc::Receiver<Frame>
                         let dropped = drop_queued(&mut rx, &mut carry);
                         tracing::warn!(
                             "cannot connect to peer {addr} after {failed_dials} tries ({reason}); \
-                             dropped {dropped} queued frames"
+                             queued frames dropped: {dropped}"
                         );
                         continue 'idle;
                     }
