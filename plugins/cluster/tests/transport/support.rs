@@ -211,6 +211,7 @@ pub async fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> boo
 pub const HELLO: u8 = 0;
 pub const HELLO_ACK: u8 = 1;
 pub const REFUSED: u8 = 2;
+pub const MESSAGE: u8 = 3;
 pub const REQUEST: u8 = 4;
 pub const RESPONSE: u8 = 5;
 

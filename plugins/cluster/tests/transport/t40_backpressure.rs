@@ -109,3 +109,44 @@ async fn t40_peer_that_never_reads_makes_try_send_full_and_send_wait() {
     assert!(matches!(err, TransportError::Timeout { .. }), "{err:?}");
     peer.abort();
 }
+
+#[tokio::test]
+async fn t40_request_that_timed_out_in_the_queue_is_never_sent() {
+    // A peer whose handshake answer comes late, then reads everything.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slow = listener.local_addr().unwrap();
+    let peer = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut raw = RawPeer::new(tcp);
+        assert_eq!(raw.recv().await.unwrap().0, HELLO);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let ack = HelloAck {
+            node_id: "slow".into(),
+            addr: slow.to_string(),
+        };
+        raw.send(HELLO_ACK, 0, 2, &rmp_serde::to_vec_named(&ack).unwrap())
+            .await;
+        raw.recv().await.unwrap()
+    });
+    let a = start(config("c", "a")).await.unwrap();
+    let err = a
+        .transport
+        .request(
+            slow,
+            Channel::Query,
+            Bytes::from_static(b"late"),
+            Duration::from_millis(50),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, TransportError::Timeout { .. }), "{err:?}");
+    a.transport
+        .send(slow, Channel::Gossip, Bytes::from_static(b"after"))
+        .await
+        .unwrap();
+    let first = peer.await.unwrap();
+    assert_eq!(
+        (first.0, &first.3[..]),
+        (crate::support::MESSAGE, &b"after"[..])
+    );
+}

@@ -103,3 +103,48 @@ async fn t50_request_to_nothing_fails_at_the_first_dial() {
     assert!(matches!(err, TransportError::Connect { .. }), "{err:?}");
     assert!(started.elapsed() < T);
 }
+
+fn free_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn t50_messages_queued_while_the_peer_is_down_arrive_when_it_starts() {
+    logs();
+    let later = free_port();
+    let a = node("c", "a").await;
+    a.transport
+        .send(later, Channel::Gossip, Bytes::from_static(b"early"))
+        .await
+        .unwrap();
+    // A few dials fail and back off meanwhile.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let b = restart_on(later, "b").await;
+    assert!(eventually(T, || b.inbound.message_count() == 1).await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn t50_unreachable_peer_has_its_queue_dropped_after_repeated_failures() {
+    let nobody = free_port();
+    let mut cfg = config("c", "a");
+    cfg.peer_queue_frames = 2;
+    let a = start(cfg).await.unwrap();
+    let send = || {
+        a.transport
+            .try_send(nobody, Channel::Gossip, Bytes::from_static(b"m"))
+    };
+    // One frame taken for the first dial, two in the queue, then full.
+    let mut accepted = 0;
+    while send().is_ok() {
+        accepted += 1;
+        assert!(accepted <= 3, "the queue bound holds");
+        tokio::task::yield_now().await;
+    }
+    assert!(matches!(send(), Err(TransportError::Full { .. })));
+    // Ten failed dials with backoff take about 12 s; then the frames go.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(send(), Ok(()), "the queue was emptied");
+}
