@@ -7,11 +7,13 @@
 //! - `partition_table`: the 271-partition table and the partition view.
 //! - `locks`: named locks with TTL leases and fencing tokens.
 //! - `merkle_manager`: per-partition Merkle roots for anti-entropy.
+//! - `raft`: Raft (openraft) for the member list, partition table and fencing.
 
 pub mod locks;
 pub mod merkle_manager;
 pub mod module;
 pub mod partition_table;
+pub mod raft;
 
 pub use module::{create, DefaultCluster};
 
