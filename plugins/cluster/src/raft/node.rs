@@ -97,6 +97,9 @@ impl ClusterRaft {
                 return Err(e);
             }
         };
+        // The metrics reach the watch only after the core has started: ask
+        // the core itself whether this node came back with Raft state.
+        let initialized = raft.is_initialized().await.unwrap_or(false);
         let metrics = raft.metrics();
         let (status_tx, status_rx) = watch::channel(status_of(&metrics.borrow(), id));
         let status_task = tokio::spawn(publish_status(metrics, status_tx, id));
@@ -112,7 +115,7 @@ impl ClusterRaft {
             state_rx,
             membership_rx,
             status_rx,
-            initialized: AtomicBool::new(false),
+            initialized: AtomicBool::new(initialized),
             shut: AtomicBool::new(false),
             shutdown_lock: tokio::sync::Mutex::new(()),
             status_task,
