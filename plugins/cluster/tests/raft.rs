@@ -487,6 +487,30 @@ async fn t50_add_member_makes_a_voter_with_the_state_and_remove_member_removes_i
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t55_removing_the_leader_hands_over_to_the_rest() {
+    bounded(10, async {
+        let mut c = Cluster::new(3, 1000);
+        c.form(3).await;
+        let old = c.leader(&[0, 1, 2], 3 * SECS).await;
+        fence(&c.node(old), "f").await;
+        let old_id = addr(old).node_id;
+        // Asked on a follower, carried out by the leader on itself.
+        c.node((old + 1) % 3).remove_member(&old_id).await.unwrap();
+        let rest: Vec<usize> = (0..3).filter(|i| *i != old).collect();
+        let new = c.leader(&rest, 3 * SECS).await;
+        assert_ne!(new, old);
+        for i in &rest {
+            let st = c.node(*i).status();
+            assert!(!st.voters.contains(&old_id), "n{i} voters: {:?}", st.voters);
+        }
+        c.stop(old).await;
+        assert_eq!(fence(&c.node(rest[0]), "f").await, 2);
+        c.shutdown_all().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t60_initialize_twice_is_refused_and_an_uninitialized_node_says_so() {
     bounded(10, async {
         let mut c = Cluster::new(2, 1000);
@@ -558,7 +582,12 @@ async fn t70_compacted_log_restores_from_snapshot_and_a_new_member_gets_install_
         c.stop(f).await;
         let back = c.restart(f).await;
         let s = back.state().borrow().clone();
-        assert_eq!(s.fences.get("many"), Some(&40), "restored state: {s:?}");
+        assert_eq!(
+            s.fences.get("many"),
+            Some(&40),
+            "restored fences: {:?}",
+            s.fences
+        );
         assert_eq!(s.table_version(), 1);
 
         // A new member cannot get the purged log: it gets the snapshot.
@@ -611,6 +640,57 @@ async fn t80_open_errors_name_the_problem() {
             .err()
             .expect("snapshot_every 0 must be refused");
         assert!(matches!(err, RaftError::Rejected(ref s) if s.contains("snapshot_every")));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t85_dropping_without_shutdown_releases_the_directory() {
+    bounded(10, async {
+        let dir = tempfile::tempdir().unwrap();
+        let rpc = || {
+            Arc::new(Rpc {
+                net: Arc::new(Net::default()),
+                from: "x".into(),
+            })
+        };
+        let n = ClusterRaft::open(dir.path(), addr(0), rpc(), test_timing(10))
+            .await
+            .unwrap();
+        n.initialize(vec![addr(0)]).await.unwrap();
+        assert_eq!(fence(&n, "d").await, 1);
+        drop(n);
+        let n = ClusterRaft::open(dir.path(), addr(0), rpc(), test_timing(10))
+            .await
+            .expect("the dropped instance lets go of raft.redb");
+        assert_eq!(fence(&n, "d").await, 2);
+        n.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t90_without_quorum_propose_fails_within_its_bound() {
+    bounded(10, async {
+        let mut c = Cluster::new(3, 1000);
+        c.form(3).await;
+        let leader = c.leader(&[0, 1, 2], 3 * SECS).await;
+        for i in (0..3).filter(|i| *i != leader) {
+            c.stop(i).await;
+        }
+        let started = Instant::now();
+        let err = c
+            .node(leader)
+            .propose(Command::NextFence { name: "q".into() })
+            .await
+            .unwrap_err();
+        let took = started.elapsed();
+        assert!(
+            matches!(err, RaftError::Timeout | RaftError::NoLeader),
+            "{err:?}"
+        );
+        assert!(took <= Duration::from_secs(6), "took {took:?}");
+        c.shutdown_all().await;
     })
     .await;
 }

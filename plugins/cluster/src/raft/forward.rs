@@ -176,11 +176,11 @@ impl ClusterRaft {
             {
                 let m = rx.borrow_and_update();
                 match m.current_leader {
-                    Some(l) if l == self.id => {
-                        if m.state == ServerState::Leader {
-                            return Ok(Leader::Me);
-                        }
+                    Some(l) if l == self.id && m.state == ServerState::Leader => {
+                        return Ok(Leader::Me)
                     }
+                    // Named leader, but not in leader state (yet or anymore).
+                    Some(l) if l == self.id => {}
                     Some(l) => {
                         if let Some(n) = m.membership_config.membership().get_node(&l) {
                             return Ok(Leader::Other(n.clone()));

@@ -87,14 +87,17 @@ impl ClusterRaft {
             .map_err(RaftError::Storage)?;
         let id = raft_id(&me.node_id);
         let network = Network { rpc: rpc.clone() };
-        let raft = Raft::new(id, Arc::new(config), network, LogStore::new(db.clone()), sm)
-            .await
-            .map_err(|e| fatal(e).into());
+        let raft = Raft::new(id, Arc::new(config), network, LogStore::new(db.clone()), sm).await;
         let raft = match raft {
             Ok(r) => r,
             Err(e) => {
                 db.close().await;
-                return Err(e);
+                return Err(match fatal(e) {
+                    WireError::Storage(s) => {
+                        RaftError::Storage(format!("{}: {s}", db.path().display()))
+                    }
+                    e => e.into(),
+                });
             }
         };
         // The metrics reach the watch only after the core has started: ask
@@ -263,6 +266,9 @@ impl ClusterRaft {
     }
 }
 
+/// Dropped without `shutdown`: the last `Raft` handle goes with it, which
+/// stops openraft's core and so closes the file (t85 checks the directory
+/// can be opened again).
 impl Drop for ClusterRaft {
     fn drop(&mut self) {
         self.status_task.abort();
