@@ -341,6 +341,30 @@ async fn t20_fences_from_different_nodes_strictly_increase_per_name() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t21_concurrent_fences_from_all_nodes_are_all_distinct() {
+    bounded(10, async {
+        let mut c = Cluster::new(3, 1000);
+        c.form(3).await;
+        c.leader(&[0, 1, 2], 3 * SECS).await;
+        let tasks: Vec<_> = (0..30)
+            .map(|k| {
+                let n = c.node(k % 3);
+                tokio::spawn(async move { fence(&n, "busy").await })
+            })
+            .collect();
+        let mut tokens = Vec::new();
+        for t in tasks {
+            tokens.push(t.await.unwrap());
+        }
+        tokens.sort_unstable();
+        tokens.dedup();
+        assert_eq!(tokens.len(), 30, "a token was issued twice: {tokens:?}");
+        c.shutdown_all().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t30_leader_loss_new_leader_proposals_continue_and_old_leader_catches_up() {
     bounded(10, async {
         let mut c = Cluster::new(3, 1000);

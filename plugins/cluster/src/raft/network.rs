@@ -44,6 +44,9 @@ use super::RaftError;
 ///   a retried forwarded command could be applied twice.
 /// - Any transport failure is an `Err` with text saying what failed and
 ///   where; Raft treats the peer as unreachable for a while.
+/// - It MUST carry bodies of a few MiB: an InstallSnapshot request holds up
+///   to 1 MiB of snapshot (about 2 MiB encoded), an AppendEntries request up
+///   to 64 entries (a partition table entry is some KiB).
 ///
 /// [`ClusterRaft::handle_rpc`]: super::ClusterRaft::handle_rpc
 pub trait RaftRpc: Send + Sync + 'static {

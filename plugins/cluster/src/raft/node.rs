@@ -23,6 +23,11 @@ use super::types::{
 };
 use super::{RaftError, RaftRpc, RaftTiming};
 
+/// Largest snapshot chunk one InstallSnapshot request carries.
+pub(super) const SNAPSHOT_CHUNK_BYTES: u64 = 1 << 20;
+/// Most log entries one AppendEntries request carries.
+pub(super) const MAX_ENTRIES_PER_APPEND: u64 = 64;
+
 /// openraft's metrics, as this crate reads them.
 pub(super) type Metrics = RaftMetrics<RaftNodeId, NodeAddr>;
 
@@ -183,8 +188,8 @@ impl ClusterRaft {
         }
     }
 
-    /// Members from the committed membership: (address, is_voter), by node
-    /// id order of their Raft ids.
+    /// Members from the committed membership: (address, is_voter), ordered
+    /// by Raft id.
     #[must_use]
     pub fn members(&self) -> Vec<(NodeAddr, bool)> {
         let stored = self.membership_rx.borrow();
@@ -319,7 +324,9 @@ fn openraft_config(t: &RaftTiming) -> Result<Config, RaftError> {
         election_timeout_max: t.election_max_ms,
         // One snapshot RPC carries the whole state; give it an election's time.
         install_snapshot_timeout: t.election_max_ms.max(1_000),
-        snapshot_max_chunk_size: 1 << 20,
+        // Bounds on one RPC body (see the `RaftRpc` contract).
+        snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
+        max_payload_entries: MAX_ENTRIES_PER_APPEND,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(t.snapshot_every),
         max_in_snapshot_log_to_keep: t.snapshot_every,
         ..Config::default()
