@@ -215,23 +215,30 @@ async fn run(shared: Arc<Shared>, peer: Arc<Peer>, mut rx: mpsc::Receiver<Frame>
                 }
                 Err(DialError::Refused(refusal)) => {
                     shared.metrics.refused(&refusal.code);
-                    let reason = refusal.describe();
+                    // Drain before failing: a request queued in between
+                    // is then failed too instead of waiting for its timeout.
+                    let dropped = drop_queued(&mut rx, &mut carry);
                     peer.pending.fail_all(&TransportError::Refused {
                         addr,
-                        reason: reason.clone(),
+                        reason: refusal.describe(),
                     });
-                    let dropped = drop_queued(&mut rx, &mut carry);
                     refusal.log_dialer(addr, dropped);
                     continue 'idle;
                 }
                 Err(DialError::Connect(reason)) => {
                     failed_dials += 1;
+                    let give_up = failed_dials >= MAX_FAILED_DIALS;
+                    // Drain before failing, as above.
+                    let dropped = if give_up {
+                        drop_queued(&mut rx, &mut carry)
+                    } else {
+                        0
+                    };
                     peer.pending.fail_all(&TransportError::Connect {
                         addr,
                         reason: reason.clone(),
                     });
-                    if failed_dials >= MAX_FAILED_DIALS {
-                        let dropped = drop_queued(&mut rx, &mut carry);
+                    if give_up {
                         tracing::warn!(
                             "cannot connect to peer {addr} after {failed_dials} tries ({reason}); \
                              queued frames dropped: {dropped}"
