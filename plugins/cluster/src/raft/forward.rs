@@ -84,9 +84,11 @@ impl ClusterRaft {
     /// Makes `node` a voting member: adds it as a learner, waits until it
     /// has caught up with the leader's log, then changes the membership.
     ///
-    /// Any node may call it (it is forwarded to the leader). Idempotent: a
-    /// voter with the same address is left alone; a member whose address
-    /// changed gets the new one.
+    /// Any member may call it (it is forwarded to the leader); a node that
+    /// is not initialized knows no leader and answers
+    /// [`RaftError::NotInitialized`], so a joining node asks a member to add
+    /// it. Idempotent: a voter with the same address is left alone; a member
+    /// whose address changed gets the new one.
     ///
     /// # Errors
     ///

@@ -21,6 +21,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Bui
     }
 }
 
+/// Takes about 8 s: seven of the suite's cases wait 1 s for a purge that an
+/// implementation may run in the background.
 #[test]
 fn t10_openraft_storage_suite() {
     Suite::test_all(Builder).expect("the redb Raft store passes openraft's storage suite");

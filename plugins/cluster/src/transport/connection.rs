@@ -9,7 +9,8 @@
 //! and completes waiting requests from `Response`/`Failure` frames. The
 //! connection ends at the first read or write error, at end of stream, at a
 //! frame that breaks the protocol, or at shutdown; whatever ended it is
-//! returned for the owner's log line.
+//! returned for the owner's log line. The handlers still running for it
+//! are dropped then: their answers could not be delivered.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use bytes::Bytes;
 use futures::stream::{SplitSink, SplitStream};
 use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 use super::endpoint::Shared;
 use super::frame::{Frame, FrameKind};
@@ -49,8 +51,12 @@ pub(crate) async fn run(
     let (answers_tx, answers_rx) = mpsc::channel(cap);
     let pending = outbound.as_ref().map(|o| o.pending);
     let (sink, stream) = conn.split();
+    // Cancelled when this function returns, for whatever reason: the
+    // handlers of this connection's requests stop with it.
+    let scope = shared.shutdown.child_token();
+    let _stop_handlers = scope.clone().drop_guard();
     tokio::select! {
-        why = read_loop(shared, peer, stream, answers_tx, pending) => why,
+        why = read_loop(shared, peer, stream, answers_tx, pending, scope) => why,
         why = write_loop(shared, sink, answers_rx, outbound) => why,
         () = shared.shutdown.cancelled() => "this node is shutting down".to_owned(),
     }
@@ -62,6 +68,7 @@ async fn read_loop(
     mut stream: SplitStream<Conn>,
     answers: mpsc::Sender<Frame>,
     pending: Option<&Pending>,
+    scope: CancellationToken,
 ) -> String {
     let handlers = Arc::new(Semaphore::new(shared.cfg.peer_queue_frames));
     loop {
@@ -105,11 +112,22 @@ async fn read_loop(
                 }));
                 let answers = answers.clone();
                 let max = shared.cfg.max_frame_bytes;
+                let scope = scope.clone();
                 tokio::spawn(async move {
                     let outcome = match made {
-                        Ok(fut) => AssertUnwindSafe(fut).catch_unwind().await,
+                        Ok(fut) => tokio::select! {
+                            // Nobody can receive the answer any more.
+                            () = scope.cancelled() => return,
+                            o = AssertUnwindSafe(fut).catch_unwind() => o,
+                        },
                         Err(panic) => Err(panic),
                     };
+                    if outcome.is_err() {
+                        tracing::error!(
+                            "Inbound::on_request panicked on a {channel:?} request; \
+                             answered with an error"
+                        );
+                    }
                     let answer = answer_frame(id, channel, outcome, max);
                     // The connection may be gone; then the answer is dropped.
                     let _ = answers.send(answer).await;

@@ -12,7 +12,7 @@
 //! with `request_id` 0. `addr` is the sender's advertised transport address
 //! as text (`"127.0.0.1:9081"`, `"[::1]:9081"`). Any first frame other than
 //! `Hello` is refused. Until the handshake completes, frames are limited to
-//! [`HANDSHAKE_MAX_FRAME_BYTES`](super::frame::HANDSHAKE_MAX_FRAME_BYTES);
+//! [`HANDSHAKE_MAX_FRAME_BYTES`];
 //! the caller bounds the time to a complete handshake with
 //! [`HANDSHAKE_TIMEOUT`].
 

@@ -208,6 +208,12 @@ pub struct PeerInfo {
 /// too; the work goes in the returned future, which runs in its own task.
 /// A panic in either is caught, logged, and answered (for a request) as an
 /// error; it does not close the connection.
+///
+/// The future returned by `on_request` is dropped unfinished when its
+/// connection ends or the transport shuts down (the answer could not be
+/// delivered): handlers MUST NOT rely on running to completion, and the
+/// caller sees `Disconnected`, `ShutDown` or `Timeout` and cannot know
+/// whether the work was done.
 pub trait Inbound: Send + Sync + 'static {
     /// A one-way message from `from`.
     fn on_message(&self, from: &PeerInfo, channel: Channel, body: bytes::Bytes);

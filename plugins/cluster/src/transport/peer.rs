@@ -10,7 +10,9 @@
 //! every waiting request fails at once with
 //! [`TransportError::Disconnected`]; if frames remain queued, it redials
 //! after a backoff (50 ms doubling to 2 s, each delay drawn from its upper
-//! half). A failed dial fails the waiting requests with its error. After a
+//! half; it starts over only after a connection that lasted 2 s, so a peer
+//! that drops every connection at once is not redialed in a tight loop).
+//! A failed dial fails the waiting requests with its error. After a
 //! refused handshake, or [`MAX_FAILED_DIALS`] failed dials in a row, the
 //! queued frames are dropped (with one log line) and the task sleeps again
 //! until the next frame, so an unreachable peer holds no memory and costs
@@ -190,7 +192,7 @@ async fn run(shared: Arc<Shared>, peer: Arc<Peer>, mut rx: mpsc::Receiver<Frame>
             match attempt {
                 Ok((conn, info)) => {
                     failed_dials = 0;
-                    backoff = Backoff::new();
+                    let connected_at = tokio::time::Instant::now();
                     tracing::debug!("connected to peer {addr} (node {})", info.node_id);
                     *peer.info.lock() = Some(info.clone());
                     let counted = shared.metrics.connection();
@@ -212,26 +214,38 @@ async fn run(shared: Arc<Shared>, peer: Arc<Peer>, mut rx: mpsc::Receiver<Frame>
                         "connection to peer {addr} (node {}) ended: {why}",
                         info.node_id
                     );
+                    // A connection that breaks right after each handshake
+                    // keeps backing off; one that lived a while starts over.
+                    if connected_at.elapsed() >= BACKOFF_MAX {
+                        backoff = Backoff::new();
+                    }
                 }
                 Err(DialError::Refused(refusal)) => {
                     shared.metrics.refused(&refusal.code);
-                    let reason = refusal.describe();
+                    // Drain before failing: a request queued in between
+                    // is then failed too instead of waiting for its timeout.
+                    let dropped = drop_queued(&mut rx, &mut carry);
                     peer.pending.fail_all(&TransportError::Refused {
                         addr,
-                        reason: reason.clone(),
+                        reason: refusal.describe(),
                     });
-                    let dropped = drop_queued(&mut rx, &mut carry);
                     refusal.log_dialer(addr, dropped);
                     continue 'idle;
                 }
                 Err(DialError::Connect(reason)) => {
                     failed_dials += 1;
+                    let give_up = failed_dials >= MAX_FAILED_DIALS;
+                    // Drain before failing, as above.
+                    let dropped = if give_up {
+                        drop_queued(&mut rx, &mut carry)
+                    } else {
+                        0
+                    };
                     peer.pending.fail_all(&TransportError::Connect {
                         addr,
                         reason: reason.clone(),
                     });
-                    if failed_dials >= MAX_FAILED_DIALS {
-                        let dropped = drop_queued(&mut rx, &mut carry);
+                    if give_up {
                         tracing::warn!(
                             "cannot connect to peer {addr} after {failed_dials} tries ({reason}); \
                              queued frames dropped: {dropped}"

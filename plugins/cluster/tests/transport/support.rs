@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,12 +39,27 @@ pub struct Seen {
 
 /// An `Inbound` that records messages and answers requests:
 /// - body `fail` → `Err("failed on purpose")`;
-/// - body `sleep` → answers after 30 s (a request left pending);
+/// - body `sleep` → answers after 30 s (a request left pending); if the
+///   future is dropped before, `abandoned` counts it;
+/// - body `panic` → the future panics; `panic now` → `on_request` panics
+///   (and `on_message` too, for a message `panic now`);
 /// - anything else → `"<node>/<channel>/<body>"`.
 pub struct Recorder {
     pub node: String,
     pub messages: Mutex<Vec<Seen>>,
     pub requests: Mutex<Vec<Seen>>,
+    pub abandoned: Arc<AtomicUsize>,
+}
+
+/// Counts a handler future dropped before it finished.
+struct Abandon(Option<Arc<AtomicUsize>>);
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        if let Some(n) = self.0.take() {
+            n.fetch_add(1, Ordering::SeqCst);
+        }
+    }
 }
 
 impl Recorder {
@@ -52,6 +68,7 @@ impl Recorder {
             node: node.to_owned(),
             messages: Mutex::new(Vec::new()),
             requests: Mutex::new(Vec::new()),
+            abandoned: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -66,6 +83,7 @@ impl Recorder {
 
 impl Inbound for Recorder {
     fn on_message(&self, from: &PeerInfo, channel: Channel, body: Bytes) {
+        assert!(&body[..] != b"panic now", "on_message panics on purpose");
         self.messages.lock().push(Seen {
             from: from.clone(),
             channel,
@@ -84,12 +102,17 @@ impl Inbound for Recorder {
             channel,
             body: body.clone(),
         });
+        assert!(&body[..] != b"panic now", "on_request panics on purpose");
         let node = self.node.clone();
+        let abandoned = self.abandoned.clone();
         async move {
             match &body[..] {
                 b"fail" => Err("failed on purpose".to_owned()),
+                b"panic" => panic!("the handler future panics on purpose"),
                 b"sleep" => {
+                    let mut guard = Abandon(Some(abandoned));
                     tokio::time::sleep(Duration::from_secs(30)).await;
+                    guard.0 = None;
                     Ok(Bytes::new())
                 }
                 _ => Ok(Bytes::from(format!(

@@ -181,3 +181,40 @@ async fn t11_thousand_concurrent_requests_get_their_own_answers() {
     }
     assert_eq!(b.inbound.requests.lock().len(), 1000);
 }
+
+#[tokio::test]
+async fn t10_handler_panics_are_answered_and_keep_the_connection() {
+    let a = node("c", "a").await;
+    let b = node("c", "b").await;
+    for body in [&b"panic"[..], &b"panic now"[..]] {
+        let err = a
+            .transport
+            .request(b.addr(), Channel::Raft, Bytes::from_static(body), T)
+            .await
+            .unwrap_err();
+        let TransportError::Remote(text) = err else {
+            panic!("expected Remote, got {err:?}");
+        };
+        assert!(text.contains("panicked"), "{text}");
+    }
+    a.transport
+        .send(b.addr(), Channel::Gossip, Bytes::from_static(b"panic now"))
+        .await
+        .unwrap();
+    a.transport
+        .send(b.addr(), Channel::Gossip, Bytes::from_static(b"after"))
+        .await
+        .unwrap();
+    assert!(eventually(T, || b.inbound.message_count() == 1).await);
+    let got = a
+        .transport
+        .request(b.addr(), Channel::Raft, Bytes::from_static(b"ok"), T)
+        .await
+        .unwrap();
+    assert_eq!(&got[..], b"b/raft/ok");
+    assert_eq!(
+        b.transport.connected_peers().len(),
+        1,
+        "one connection all along"
+    );
+}
