@@ -347,13 +347,27 @@ impl fmt::Display for WriteConcern {
 
 /// Replication consistency: how many backups must acknowledge a write.
 #[repr(u8)]
-#[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    StableAbi,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    Default,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ConsistencyLevel {
     /// Queue for backups and return at once.
     #[default]
     Eventual,
-    /// A majority of the backups (`floor(B/2) + 1`).
+    /// A majority of owner + backups (`floor((1 + B) / 2)` backups), so
+    /// that any majority of a partition's replicas holds the write.
     Quorum,
     /// Every backup.
     Strong,

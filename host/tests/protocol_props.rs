@@ -177,6 +177,7 @@ fn client_op() -> impl Strategy<Value = ClientOp> {
                     or_tag,
                     write_concern,
                     timeout,
+                    consistency: None,
                 }
             },
         )
@@ -187,7 +188,7 @@ proptest! {
 
     #[test]
     fn t20_op_batches_round_trip_exactly(ops in prop::collection::vec(client_op(), 0..8), wc in prop::option::of("[A-Z_]{3,16}"), timeout in prop::option::of(any::<u64>())) {
-        let msg = Message::OpBatch { payload: OpBatch { ops, write_concern: wc, timeout } };
+        let msg = Message::OpBatch { payload: OpBatch { ops, write_concern: wc, timeout, consistency: None } };
         let frame = msg.encode().unwrap();
         prop_assert_eq!(decode_frame(&frame), Ok(Decoded::Message(msg.clone())));
         // and every op converts exactly when kind() says it can

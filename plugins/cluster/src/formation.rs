@@ -106,8 +106,8 @@ impl Formation {
             let heard: BTreeSet<SocketAddr> = alive.iter().map(|p| p.addr).collect();
             let seeds_heard = self.seeds.iter().all(|s| heard.contains(s));
             let waited = started.elapsed() >= self.bootstrap_timeout;
-            let stable = self.seeds.is_empty()
-                || stable_since.elapsed() >= self.gossip_interval * 4;
+            let stable =
+                self.seeds.is_empty() || stable_since.elapsed() >= self.gossip_interval * 4;
             let smallest = view.first().is_none_or(|f| *f == self.me.node_id);
             if smallest && stable && (seeds_heard || waited) {
                 let members: Vec<NodeAddr> = alive
@@ -239,7 +239,13 @@ impl Formation {
         let me = &self.me.node_id;
         let owned = t.owners.iter().filter(|o| *o == me).count();
         let backed = t.backups.iter().filter(|b| b.contains(me)).count();
-        tracing::info!(version, owned, backed_up = backed, of = PARTITION_COUNT, "partition table installed");
+        tracing::info!(
+            version,
+            owned,
+            backed_up = backed,
+            of = PARTITION_COUNT,
+            "partition table installed"
+        );
         #[allow(clippy::cast_precision_loss)]
         {
             self.metrics

@@ -146,7 +146,9 @@ impl Socket for LinkSocket {
             let mut buf: &[u8] = &bytes;
             match ChitchatMessage::deserialize(&mut buf) {
                 Ok(msg) => return Ok((from, msg)),
-                Err(e) => tracing::warn!(peer = %from, error = %e, "dropped an undecodable gossip frame"),
+                Err(e) => {
+                    tracing::warn!(peer = %from, error = %e, "dropped an undecodable gossip frame")
+                }
             }
         }
     }

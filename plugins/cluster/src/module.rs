@@ -15,7 +15,7 @@
 //! belongs to a cluster with a table.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -259,12 +259,16 @@ impl Boot {
             }
             None => None,
         };
-        let tls = c.cluster_tls.as_ref().filter(|t| t.enabled).map(|t| TlsFiles {
-            cert_path: t.cert_path.clone(),
-            key_path: t.key_path.clone(),
-            ca_cert_path: t.ca_cert_path.clone().unwrap_or_default(),
-            require_client_cert: true,
-        });
+        let tls = c
+            .cluster_tls
+            .as_ref()
+            .filter(|t| t.enabled)
+            .map(|t| TlsFiles {
+                cert_path: t.cert_path.clone(),
+                key_path: t.key_path.clone(),
+                ca_cert_path: t.ca_cert_path.clone().unwrap_or_default(),
+                require_client_cert: true,
+            });
         let dispatch = Arc::new(Dispatch {
             running: self.running.clone(),
             merkle: self.merkle.clone(),
@@ -291,7 +295,9 @@ impl Boot {
         for s in &seed_strings {
             match tokio::net::lookup_host(s.as_str()).await {
                 Ok(addrs) => seeds.extend(addrs.filter(|a| *a != addr)),
-                Err(e) => tracing::warn!(seed = %s, error = %e, "seed does not resolve yet; gossip retries it"),
+                Err(e) => {
+                    tracing::warn!(seed = %s, error = %e, "seed does not resolve yet; gossip retries it")
+                }
             }
         }
         seeds.sort();
@@ -328,7 +334,11 @@ impl Boot {
         let dir = c
             .data_dir
             .clone()
-            .unwrap_or_else(|| std::path::PathBuf::from("data").join(&c.node_id).join("cluster"))
+            .unwrap_or_else(|| {
+                std::path::PathBuf::from("data")
+                    .join(&c.node_id)
+                    .join("cluster")
+            })
             .join("raft");
         std::fs::create_dir_all(&dir).map_err(|e| {
             ModuleError::new(
@@ -383,24 +393,25 @@ impl Boot {
             node,
             metrics: self.deps.metrics.clone(),
         });
-        let h = &self.handle;
-        let mut tasks = self.tasks.lock();
-        tasks.push(h.spawn(formation.clone().bootstrap()));
-        tasks.push(h.spawn(formation.clone().keep_table()));
-        tasks.push(h.spawn(formation.install_tables()));
-        let locks = self.locks.clone();
-        let clock = self.deps.clock.clone();
-        tasks.push(h.spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tick.tick().await;
-                let expired = locks.sweep(clock.wall_millis());
-                if expired > 0 {
-                    tracing::debug!(expired, "released expired locks");
+        {
+            let h = &self.handle;
+            let mut tasks = self.tasks.lock();
+            tasks.push(h.spawn(formation.clone().bootstrap()));
+            tasks.push(h.spawn(formation.clone().keep_table()));
+            tasks.push(h.spawn(formation.install_tables()));
+            let locks = self.locks.clone();
+            let clock = self.deps.clock.clone();
+            tasks.push(h.spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    let expired = locks.sweep(clock.wall_millis());
+                    if expired > 0 {
+                        tracing::debug!(expired, "released expired locks");
+                    }
                 }
-            }
-        }));
-        drop(tasks);
+            }));
+        }
 
         if seed_strings.is_empty() {
             // Alone: serve once the first table (everything ours) is in.
@@ -631,7 +642,12 @@ impl ClusterModule for DefaultCluster {
             return RVec::from(vec![Member {
                 node_id: self.config.node_id.as_str().into(),
                 address: format!("{}:{}", self.config.host, self.config.cluster_port).into(),
-                client_endpoint: self.config.client_endpoint.clone().unwrap_or_default().into(),
+                client_endpoint: self
+                    .config
+                    .client_endpoint
+                    .clone()
+                    .unwrap_or_default()
+                    .into(),
                 status: NodeStatus::Joining,
                 is_local: true,
             }]);
@@ -653,10 +669,9 @@ impl ClusterModule for DefaultCluster {
                 Member {
                     node_id: a.node_id.as_str().into(),
                     address: a.cluster_addr.as_str().into(),
-                    client_endpoint: p.map_or(a.client_endpoint.as_str(), |p| {
-                        p.client_endpoint.as_str()
-                    })
-                    .into(),
+                    client_endpoint: p
+                        .map_or(a.client_endpoint.as_str(), |p| p.client_endpoint.as_str())
+                        .into(),
                     status,
                     is_local: a.node_id == r.node_id,
                 },
@@ -764,10 +779,12 @@ impl ClusterModule for DefaultCluster {
                     .iter()
                     .filter_map(|(n, res)| res.as_ref().err().map(|e| format!("{n}: {e}")))
                     .collect();
-                why.extend(unreachable.iter().map(|n| format!("{n}: not a live member")));
-                ROption::RSome(
-                    format!("{level:?} not met: {}", why.join("; ")).into(),
-                )
+                why.extend(
+                    unreachable
+                        .iter()
+                        .map(|n| format!("{n}: not a live member")),
+                );
+                ROption::RSome(format!("{level:?} not met: {}", why.join("; ")).into())
             };
             Ok(ReplicationOutcome {
                 success: met,
@@ -848,13 +865,17 @@ impl ClusterModule for DefaultCluster {
         match self.running().cloned() {
             Some(r) => self
                 .runtime
-                .spawn_call("cluster.publish_topic", async move { r.router.publish(message).await }),
+                .spawn_call("cluster.publish_topic", async move {
+                    r.router.publish(message).await
+                }),
             None => match self.node.lock().clone() {
                 Some(n) => {
                     n.deliver_topic(&message);
                     ready(Ok(()))
                 }
-                None => ready(Err(unavailable("cluster.publish_topic: no local node attached"))),
+                None => ready(Err(unavailable(
+                    "cluster.publish_topic: no local node attached",
+                ))),
             },
         }
     }
@@ -903,4 +924,3 @@ impl ClusterModule for DefaultCluster {
         }
     }
 }
-

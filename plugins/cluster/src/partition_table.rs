@@ -183,6 +183,28 @@ impl Table {
         })
     }
 
+    /// Why this table cannot be installed over `expected_version`, if it
+    /// cannot: wrong partition count or a version that does not grow.
+    pub(crate) fn check(&self, expected_version: u64) -> Result<(), String> {
+        let n = PARTITION_COUNT as usize;
+        if self.owners.len() != n || self.backups.len() != n {
+            return Err(format!(
+                "table version {} has {} owners and {} backup lists; expected {n} of each",
+                self.version,
+                self.owners.len(),
+                self.backups.len()
+            ));
+        }
+        if self.version <= expected_version {
+            return Err(format!(
+                "table version {} does not exceed expected_version {expected_version}; \
+                 a new table MUST have a greater version",
+                self.version
+            ));
+        }
+        Ok(())
+    }
+
     /// Partitions of `self` none of whose holders is in `live`.
     #[must_use]
     pub fn orphans(&self, live: &[String]) -> Vec<u32> {

@@ -141,10 +141,9 @@ impl Replicator {
             };
             #[allow(clippy::cast_possible_wrap)]
             q.queued.fetch_add(n as i64, Ordering::Relaxed);
-            let sent = q
-                .tx
-                .send_timeout(item, Duration::from_millis(self.config.ack_timeout_ms))
-                .await;
+            let sent =
+                q.tx.send_timeout(item, Duration::from_millis(self.config.ack_timeout_ms))
+                    .await;
             if sent.is_err() {
                 #[allow(clippy::cast_possible_wrap)]
                 q.queued.fetch_sub(n as i64, Ordering::Relaxed);
@@ -175,8 +174,11 @@ impl Replicator {
         let ok = results.iter().filter(|(_, r)| r.is_ok()).count();
         #[allow(clippy::cast_precision_loss)]
         {
-            self.metrics
-                .counter("hangar_replication_acks_total", &[("result", "ok")], ok as f64);
+            self.metrics.counter(
+                "hangar_replication_acks_total",
+                &[("result", "ok")],
+                ok as f64,
+            );
             self.metrics.counter(
                 "hangar_replication_acks_total",
                 &[("result", "failed")],
@@ -235,7 +237,10 @@ impl Replicator {
     async fn send_batch(&self, node: &str, addr: SocketAddr, items: &[Item]) -> Result<(), String> {
         let durable = items.iter().any(|i| i.durable);
         let body = wire::encode(&Replicate {
-            changes: items.iter().flat_map(|i| i.changes.iter().cloned()).collect(),
+            changes: items
+                .iter()
+                .flat_map(|i| i.changes.iter().cloned())
+                .collect(),
             durable,
         });
         let timeout = Duration::from_millis(self.config.ack_timeout_ms);
@@ -251,8 +256,11 @@ impl Replicator {
             {
                 Ok(reply) => match wire::decode::<ReplicateReply>(&reply, "replication reply") {
                     Ok(r) if !durable || r.durable => {
-                        self.metrics
-                            .counter("hangar_replication_batches_total", &[("backup", node)], 1.0);
+                        self.metrics.counter(
+                            "hangar_replication_batches_total",
+                            &[("backup", node)],
+                            1.0,
+                        );
                         return Ok(());
                     }
                     Ok(_) => last = "the backup did not make the changes durable".into(),

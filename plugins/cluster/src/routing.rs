@@ -61,7 +61,10 @@ fn unavailable(msg: String) -> ModuleError {
 }
 
 fn retryable(e: &TransportError) -> bool {
-    !matches!(e, TransportError::Remote(_) | TransportError::FrameTooLarge { .. })
+    !matches!(
+        e,
+        TransportError::Remote(_) | TransportError::FrameTooLarge { .. }
+    )
 }
 
 impl Router {
@@ -152,8 +155,8 @@ impl Router {
                     .await
                 {
                     Ok(reply) => {
-                        let acks: ForwardReply = wire::decode(&reply, "forward reply")
-                            .map_err(ModuleError::internal)?;
+                        let acks: ForwardReply =
+                            wire::decode(&reply, "forward reply").map_err(ModuleError::internal)?;
                         if acks.len() != batch.ops.len() {
                             return Err(ModuleError::internal(format!(
                                 "node {owner} answered {} results for {} ops",
@@ -242,7 +245,10 @@ impl Router {
                 }
             }
         }
-        Ok(out.into_iter().map(|a| a.expect("every op routed")).collect())
+        Ok(out
+            .into_iter()
+            .map(|a| a.expect("every op routed"))
+            .collect())
     }
 
     /// A forwarded write arrived: run the ops this node owns through the
@@ -264,12 +270,8 @@ impl Router {
                 "routing loop: the write was forwarded {hops} times and no node owns it yet; retry"
             ));
         } else {
-            self.split_forward(
-                batch,
-                hops + 1,
-                Instant::now() + self.default_timeout,
-            )
-            .await
+            self.split_forward(batch, hops + 1, Instant::now() + self.default_timeout)
+                .await
         };
         acks.map(|a| a.iter().map(WireAck::from).collect())
             .map_err(|e| e.to_string())
@@ -302,8 +304,12 @@ impl Router {
     }
 
     fn flush_events(&self) {
-        let batches: Vec<(SocketAddr, Vec<(KeyedOp, Origin)>)> =
-            self.events.lock().drain().filter(|(_, v)| !v.is_empty()).collect();
+        let batches: Vec<(SocketAddr, Vec<(KeyedOp, Origin)>)> = self
+            .events
+            .lock()
+            .drain()
+            .filter(|(_, v)| !v.is_empty())
+            .collect();
         for (addr, changes) in batches {
             let body = wire::encode(&Events { changes });
             if let Err(e) = self.transport.try_send(addr, Channel::Query, body) {
@@ -389,7 +395,10 @@ impl Router {
         }
         let body = wire::encode(&ControlMessage::Topic(Topic::Deliver(vec![message])));
         for addr in targets {
-            if let Err(e) = self.transport.try_send(addr, Channel::Control, body.clone()) {
+            if let Err(e) = self
+                .transport
+                .try_send(addr, Channel::Control, body.clone())
+            {
                 tracing::warn!(peer = %addr, error = %e, "topic message not delivered to a node");
             }
         }

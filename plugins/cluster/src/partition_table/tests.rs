@@ -14,7 +14,10 @@ fn owned_by(t: &Table, n: &str) -> usize {
 fn t10_the_first_table_is_round_robin_and_never_backs_up_its_owner() {
     let t = Table::initial(&names(&["c", "a", "b"]), 1);
     assert_eq!(t.version, 1);
-    assert_eq!((&*t.owners[0], &*t.owners[1], &*t.owners[3]), ("a", "b", "a"));
+    assert_eq!(
+        (&*t.owners[0], &*t.owners[1], &*t.owners[3]),
+        ("a", "b", "a")
+    );
     assert_eq!(t.backups[0], ["b"]);
     assert_eq!(t.backups[2], ["a"]);
     t.validate().unwrap();

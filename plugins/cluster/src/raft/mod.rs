@@ -32,7 +32,7 @@ mod store_suite;
 pub use network::{rpc_kind, RaftRpc};
 pub use node::ClusterRaft;
 pub use types::{
-    raft_id, ClusterState, Command, CommandResponse, NodeAddr, RaftNodeId, RaftStatus, TableRecord,
+    raft_id, ClusterState, Command, CommandResponse, NodeAddr, RaftNodeId, RaftStatus, Table,
 };
 
 /// Raft timing, in milliseconds, and the snapshot interval.

@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::io::Cursor;
 
-use hangar_core::hash::PARTITION_COUNT;
 use serde::{Deserialize, Serialize};
 
 /// openraft node id: a stable 64-bit FNV-1a hash of the Hangar node id string.
@@ -52,41 +51,7 @@ impl std::fmt::Display for NodeAddr {
     }
 }
 
-/// A committed partition table: per partition (`0..271`) the owner and
-/// backups, by node id.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TableRecord {
-    /// Greater than the version of the table it replaced.
-    pub version: u64,
-    /// `owners[p]` owns partition `p`; exactly 271 entries.
-    pub owners: Vec<String>,
-    /// `backups[p]` back partition `p` up; exactly 271 entries.
-    pub backups: Vec<Vec<String>>,
-}
-
-impl TableRecord {
-    /// Why this table cannot be installed over `expected_version`, if it
-    /// cannot: wrong partition count or a version that does not grow.
-    pub(crate) fn check(&self, expected_version: u64) -> Result<(), String> {
-        let n = PARTITION_COUNT as usize;
-        if self.owners.len() != n || self.backups.len() != n {
-            return Err(format!(
-                "table version {} has {} owners and {} backup lists; expected {n} of each",
-                self.version,
-                self.owners.len(),
-                self.backups.len()
-            ));
-        }
-        if self.version <= expected_version {
-            return Err(format!(
-                "table version {} does not exceed expected_version {expected_version}; \
-                 a new table MUST have a greater version",
-                self.version
-            ));
-        }
-        Ok(())
-    }
-}
+pub use crate::partition_table::Table;
 
 /// A decision to commit through Raft.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,7 +67,7 @@ pub enum Command {
         /// The version the proposer based its table on.
         expected_version: u64,
         /// The table to install.
-        table: TableRecord,
+        table: Table,
     },
     /// Returns the next fencing token for `name`: strictly greater than every
     /// token returned before for it.
@@ -133,7 +98,7 @@ pub enum CommandResponse {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterState {
     /// The committed partition table, once one was set.
-    pub table: Option<TableRecord>,
+    pub table: Option<Table>,
     /// Per name, the last fencing token issued.
     pub fences: BTreeMap<String, u64>,
 }
@@ -222,9 +187,10 @@ pub(crate) type StorageError = openraft::StorageError<RaftNodeId>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hangar_core::hash::PARTITION_COUNT;
 
-    fn table(version: u64) -> TableRecord {
-        TableRecord {
+    fn table(version: u64) -> Table {
+        Table {
             version,
             owners: vec!["a".into(); PARTITION_COUNT as usize],
             backups: vec![vec!["b".into()]; PARTITION_COUNT as usize],

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use hangar_cluster::raft::{
     rpc_kind, ClusterRaft, ClusterState, Command, CommandResponse, NodeAddr, RaftRpc, RaftTiming,
-    TableRecord,
+    Table,
 };
 use parking_lot::Mutex;
 use tempfile::TempDir;
@@ -82,8 +82,8 @@ pub(crate) fn addr(i: usize) -> NodeAddr {
     }
 }
 
-pub(crate) fn table(version: u64, owner: &str) -> TableRecord {
-    TableRecord {
+pub(crate) fn table(version: u64, owner: &str) -> Table {
+    Table {
         version,
         owners: vec![owner.to_string(); 271],
         backups: vec![vec![]; 271],
@@ -243,7 +243,7 @@ pub(crate) async fn fence(n: &ClusterRaft, name: &str) -> u64 {
     }
 }
 
-pub(crate) async fn set_table(n: &ClusterRaft, expected: u64, t: TableRecord) -> CommandResponse {
+pub(crate) async fn set_table(n: &ClusterRaft, expected: u64, t: Table) -> CommandResponse {
     n.propose(Command::SetTable {
         expected_version: expected,
         table: t,
