@@ -354,6 +354,16 @@ impl HangarConfig {
     }
 }
 
+/// Splits a comma-separated list, trimming blanks and dropping empty items.
+#[must_use]
+pub fn split_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(ToString::to_string)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -429,14 +439,4 @@ mod tests {
             .unwrap();
         assert_eq!(c.auth.jwt_secret, None);
     }
-}
-
-/// Splits a comma-separated list, trimming blanks and dropping empty items.
-#[must_use]
-pub fn split_list(v: &str) -> Vec<String> {
-    v.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(ToString::to_string)
-        .collect()
 }

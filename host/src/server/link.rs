@@ -46,7 +46,7 @@ impl HostLink {
     /// # Panics
     /// Outside a tokio runtime.
     #[must_use]
-    pub fn new() -> Self {
+    pub fn on_current_runtime() -> Self {
         Self {
             node: OnceLock::new(),
             front: OnceLock::new(),
