@@ -4,6 +4,8 @@
 //! # Layout
 //!
 //! - `mod.rs`: the router, [`bind`] / [`serve`], and [`Listening::stop`].
+//! - `accept`: the accept loop (connection cap, request timeout, accept
+//!   errors) and the process's open-file limit.
 //! - `ws`: upgrade and the per-connection task (reader, limits, writer).
 //! - `session`: one connection's state and its clean-up.
 //! - `outbound`: the bounded queue towards one client and its kill switch.
@@ -40,6 +42,7 @@ use tokio::task::JoinHandle;
 use crate::config::HangarConfig;
 use crate::factory::{Node, StartError, Step};
 
+pub mod accept;
 pub mod auth;
 pub mod fanout;
 pub mod handlers;
@@ -50,6 +53,7 @@ pub mod state;
 pub mod topics;
 pub mod ws;
 
+pub use accept::{raise_fd_limit, FdLimit};
 pub use state::FrontEnd;
 
 /// The router of the node's port.
@@ -122,7 +126,7 @@ pub struct Listening {
     pub addr: SocketAddr,
     fe: Arc<FrontEnd>,
     stop: watch::Sender<bool>,
-    task: JoinHandle<std::io::Result<()>>,
+    task: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Listening {
@@ -155,10 +159,7 @@ impl Listening {
             );
         }
         match tokio::time::timeout(grace, self.task).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => {
-                tracing::error!(error = %e, "network front end stopped with an error")
-            }
+            Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "network front end task failed"),
             Err(_) => tracing::warn!("HTTP server did not stop within the grace period"),
         }
@@ -173,14 +174,12 @@ pub fn serve(bound: Bound, node: Arc<Node>) -> Listening {
     let fe = Arc::new(FrontEnd::new(node.clone(), stopped.clone()));
     node.storage.set_change_sink(fe.fanout.clone());
     let app = router(fe.clone());
-    let mut stopped_http = stopped;
-    let task = tokio::spawn(async move {
-        axum::serve(bound.listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped_http.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let task = tokio::spawn(accept::accept_loop(
+        bound.listener,
+        app,
+        fe.clone(),
+        stopped,
+    ));
     Listening {
         addr: bound.addr,
         fe,

@@ -21,6 +21,7 @@ use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUp
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use hangar_core::module::services::MetricsExt;
@@ -30,7 +31,7 @@ use tokio::time::{timeout, timeout_at, Instant};
 use super::handlers::{self, Flow};
 use super::outbound::{Out, Outbound};
 use super::session::Session;
-use super::state::FrontEnd;
+use super::state::{ConnectionSlot, FrontEnd};
 use crate::metrics::Registry;
 use crate::protocol::messages::{AuthAck, AuthFail, AuthRequired};
 use crate::protocol::{
@@ -41,20 +42,20 @@ use crate::protocol::{
 const FLUSH_BURST: usize = 64;
 /// Protocol version announced in `AUTH_ACK`.
 const PROTOCOL_VERSION: u32 = 1;
-
-/// Keeps a connection counted in until dropped (also when an upgrade fails
-/// and the connection task never runs).
-struct Admitted(Arc<FrontEnd>);
-
-impl Drop for Admitted {
-    fn drop(&mut self) {
-        self.0.release();
-    }
-}
+/// Stands for "never" where a connection has no token to expire.
+const NO_EXPIRY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// `GET /ws`: upgrades to WebSocket, or refuses with 503 when the node is
 /// shutting down or at its connection cap.
-pub async fn upgrade(ws: WebSocketUpgrade, State(fe): State<Arc<FrontEnd>>) -> Response {
+///
+/// The connection keeps the [`ConnectionSlot`] the accept loop took for it
+/// (a request extension); served by another loop (no slot), it takes one
+/// here.
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(fe): State<Arc<FrontEnd>>,
+    slot: Option<Extension<Arc<ConnectionSlot>>>,
+) -> Response {
     let metrics = &fe.node.metrics;
     if fe.is_shutting_down() {
         metrics.counter(
@@ -64,26 +65,30 @@ pub async fn upgrade(ws: WebSocketUpgrade, State(fe): State<Arc<FrontEnd>>) -> R
         );
         return (StatusCode::SERVICE_UNAVAILABLE, "node is shutting down").into_response();
     }
-    if !fe.admit() {
-        metrics.counter(
-            "hangar_ws_connections_rejected_total",
-            &[("reason", "max_connections")],
-            1.0,
-        );
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many connections; retry later",
-        )
-            .into_response();
-    }
-    let admitted = Admitted(fe.clone());
+    let slot = match slot {
+        Some(Extension(slot)) => slot,
+        None => match fe.connection_slot() {
+            Some(slot) => Arc::new(slot),
+            None => {
+                metrics.counter(
+                    "hangar_ws_connections_rejected_total",
+                    &[("reason", "max_connections")],
+                    1.0,
+                );
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many connections; retry later",
+                )
+                    .into_response();
+            }
+        },
+    };
     let guard = fe.drain.guard();
     ws.max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
         .on_upgrade(move |socket| async move {
-            let fe = admitted.0.clone();
             run(socket, fe).await;
-            drop(admitted);
+            drop(slot);
             drop(guard);
         })
 }
@@ -99,6 +104,7 @@ enum End {
     TooBig,
     Killed,
     Shutdown,
+    TokenExpired,
     Handler(u16, &'static str),
 }
 
@@ -124,14 +130,32 @@ async fn run(socket: WebSocket, fe: Arc<FrontEnd>) {
     let mut session = Session::new(&fe, id, out.clone());
     tracing::debug!(conn = id, "client connected");
 
-    let mut end = match &fe.verifier {
-        Some(_) => authenticate(&fe, &mut session, &mut stream, killed.clone()).await,
-        None => None,
+    // Authenticate, serve until the token expires, and again: a connection
+    // never outlives its token (see `auth.rs`).
+    let mut reason = None;
+    let end = loop {
+        if fe.verifier.is_some() {
+            if let Some(end) =
+                authenticate(&fe, &mut session, &mut stream, killed.clone(), reason).await
+            {
+                break end;
+            }
+        }
+        match read_loop(&fe, &mut session, &mut stream, killed.clone()).await {
+            End::TokenExpired => {
+                tracing::info!(conn = id, "token expired; authentication required again");
+                fe.node
+                    .metrics
+                    .counter("hangar_ws_tokens_expired_total", &[], 1.0);
+                session.principal = None;
+                // Nothing flows to a connection without a valid token; the
+                // client subscribes again after its next AUTH_ACK.
+                session.drop_subscriptions(&fe);
+                reason = Some("token expired".to_string());
+            }
+            end => break end,
+        }
     };
-    if end.is_none() {
-        end = Some(read_loop(&fe, &mut session, &mut stream, killed).await);
-    }
-    let end = end.unwrap_or(End::ClientClosed);
     match &end {
         End::Error(e) => tracing::debug!(conn = id, error = %e, "connection error"),
         End::Killed => tracing::info!(conn = id, "connection closed: too slow"),
@@ -156,6 +180,7 @@ async fn run(socket: WebSocket, fe: Arc<FrontEnd>) {
         End::Handler(code, reason) => Some((code, reason)),
         End::TooBig => Some((1009, "message exceeds the 2 MiB limit")),
         End::ClientClosed => Some((1000, "")),
+        End::TokenExpired => Some((1008, "token expired")),
         End::Error(_) | End::Killed => None,
     };
     match close {
@@ -170,17 +195,18 @@ async fn run(socket: WebSocket, fe: Arc<FrontEnd>) {
     tracing::debug!(conn = id, "client disconnected");
 }
 
-/// Waits for a valid `AUTH`; every other frame is dropped. `None` when the
-/// client authenticated.
+/// Sends `AUTH_REQUIRED {reason}` and waits for a valid `AUTH`; every
+/// other frame is dropped. `None` when the client authenticated.
 async fn authenticate(
     fe: &Arc<FrontEnd>,
     session: &mut Session,
     stream: &mut SplitStream<WebSocket>,
     mut killed: watch::Receiver<bool>,
+    reason: Option<String>,
 ) -> Option<End> {
     let verifier = fe.verifier.as_ref()?;
     session
-        .reply(&Message::AuthRequired(AuthRequired::default()))
+        .reply(&Message::AuthRequired(AuthRequired { reason }))
         .await;
     let deadline = Instant::now() + Duration::from_millis(fe.net.auth_timeout_ms);
     let mut shutdown = fe.shutdown.clone();
@@ -252,11 +278,28 @@ async fn read_loop(
 ) -> End {
     let idle = Duration::from_millis(fe.net.idle_timeout_ms);
     let mut shutdown = fe.shutdown.clone();
+    // The token's expiry, re-armed when an AUTH refresh replaced it.
+    let expires_at = |s: &Session| s.principal.as_ref().map(|p| p.expires_at);
+    let mut armed = expires_at(session);
+    let deadline = |s: &Session| {
+        s.principal
+            .as_ref()
+            .map_or(Instant::now() + NO_EXPIRY, |p| {
+                Instant::now() + p.remaining(fe.node.clock.wall_millis())
+            })
+    };
+    let expiry = tokio::time::sleep_until(deadline(session));
+    tokio::pin!(expiry);
     loop {
+        if expires_at(session) != armed {
+            armed = expires_at(session);
+            expiry.as_mut().reset(deadline(session));
+        }
         let next = tokio::select! {
             biased;
             _ = killed.wait_for(|k| *k) => return End::Killed,
             _ = shutdown.wait_for(|s| *s) => return End::Shutdown,
+            () = &mut expiry, if armed.is_some() => return End::TokenExpired,
             r = timeout(idle, stream.next()) => r,
         };
         match next {
