@@ -311,8 +311,18 @@ async fn read_loop(
                     return End::Handler(code, reason);
                 }
             }
-            // Text frames are not part of the protocol; pings are answered
-            // by the WebSocket layer. Any of them keeps the connection alive.
+            Ok(Some(Ok(WsMessage::Text(_)))) => {
+                fe.node
+                    .metrics
+                    .counter("hangar_ws_frames_dropped_total", &[], 1.0);
+                session.error(
+                    fe,
+                    400,
+                    "text frame dropped: every message is one msgpack map in a binary frame",
+                );
+            }
+            // Pings are answered by the WebSocket layer. Any frame keeps the
+            // connection alive.
             Ok(Some(Ok(_))) => {}
         }
     }
@@ -366,7 +376,7 @@ async fn intake(fe: &Arc<FrontEnd>, session: &mut Session, frame: &Bytes) -> Flo
                         None
                     }
                     Err(e) => {
-                        tracing::debug!(conn = session.id, error = %e, "bad BATCH item dropped");
+                        refuse(fe, session, &e);
                         None
                     }
                 })
@@ -407,19 +417,15 @@ async fn intake(fe: &Arc<FrontEnd>, session: &mut Session, frame: &Bytes) -> Flo
     Flow::Continue
 }
 
-/// A frame that failed its limits or decoding: dropped; `ERROR 413` for an
-/// oversized `BATCH`.
+/// A frame that failed its limits or decoding: dropped, and the client is
+/// told what was wrong (`ERROR 400`, or `413` for an oversized `BATCH`);
+/// the connection stays open.
 fn refuse(fe: &FrontEnd, session: &Session, e: &FrameError) {
     fe.node
         .metrics
         .counter("hangar_ws_frames_dropped_total", &[], 1.0);
-    match e.client_error_code() {
-        Some(code) => {
-            tracing::info!(conn = session.id, error = %e, "frame refused");
-            session.error(fe, code, e.to_string());
-        }
-        None => tracing::debug!(conn = session.id, error = %e, "malformed frame dropped"),
-    }
+    tracing::debug!(conn = session.id, error = %e, "frame refused");
+    session.error(fe, e.client_error_code(), e.to_string());
 }
 
 /// Drains the outbound queue into the socket, flushing bursts together,
