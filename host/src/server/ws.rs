@@ -42,6 +42,8 @@ use crate::protocol::{
 const FLUSH_BURST: usize = 64;
 /// Protocol version announced in `AUTH_ACK`.
 const PROTOCOL_VERSION: u32 = 1;
+/// Longest wait for a client's close reply after the node closed.
+const LINGER: Duration = Duration::from_secs(2);
 /// Stands for "never" where a connection has no token to expire.
 const NO_EXPIRY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
@@ -183,16 +185,42 @@ async fn run(socket: WebSocket, fe: Arc<FrontEnd>) {
         End::TokenExpired => Some((1008, "token expired")),
         End::Error(_) | End::Killed => None,
     };
+    let lingering = close.is_some();
     match close {
         Some((code, reason)) => out.close(code, reason).await,
         None => out.kill(),
     }
     drop(session);
     drop(out);
+    if lingering {
+        linger(&mut stream).await;
+    }
     if let Err(e) = writer.await {
         tracing::error!(conn = id, error = %e, "connection writer task failed");
     }
     tracing::debug!(conn = id, "client disconnected");
+}
+
+/// After the close frame was queued: reads, and drops, whatever the client
+/// still sends until its close reply (or the end of the stream), for at
+/// most [`LINGER`].
+///
+/// Without this, the frames the client sent after the reader stopped (on
+/// shutdown, its next writes) stay unread in the socket, and closing a
+/// socket with unread bytes resets it (TCP RST): the client's kernel then
+/// discards what it received but had not read yet, the acknowledgements of
+/// writes already made durable and the close frame included. Frames read
+/// here are not served: the client learns from the close that they were
+/// not acknowledged.
+async fn linger(stream: &mut SplitStream<WebSocket>) {
+    let _ = timeout(LINGER, async {
+        while let Some(Ok(m)) = stream.next().await {
+            if matches!(m, WsMessage::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Sends `AUTH_REQUIRED {reason}` and waits for a valid `AUTH`; every
