@@ -21,9 +21,10 @@
 //! partition map; it serves only once the modules are up ([`serve`]).
 //!
 //! Shutdown ([`Listening::stop`]): stop accepting, tell every connection to
-//! close (close code 1001), wait for in-flight acknowledgements and the
-//! connection tasks (bounded by `shutdown_grace_ms`); the modules shut down
-//! after that.
+//! close; each sends the acknowledgements of its in-flight writes, then its
+//! close frame (code 1001), and reads until the client's close reply so the
+//! socket is not reset under those acknowledgements; wait for the connection
+//! tasks (bounded by `shutdown_grace_ms`); the modules shut down after that.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

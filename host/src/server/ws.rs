@@ -9,8 +9,8 @@
 //! cap (in the WebSocket layer, before any byte is buffered past it), the
 //! decoder's depth / length pre-scan, `BATCH` unpacking with its 8,192-item
 //! cap (`ERROR 413`), then the connection's token bucket charged by the real
-//! item count (`ERROR 429`). A bad frame is dropped and the connection
-//! stays open. A connection's errors are logged here and never reach the
+//! item count (`ERROR 429`). A bad frame is dropped, answered with an
+//! `ERROR` that says what was wrong, and the connection stays open. A connection's errors are logged here and never reach the
 //! accept loop.
 
 use std::sync::Arc;
