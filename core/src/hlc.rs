@@ -321,7 +321,7 @@ mod tests {
         let lax = Hlc::with_options(
             "n",
             HlcOptions {
-                strict: true,
+                strict: false,
                 ..opts
             },
         )
