@@ -54,7 +54,7 @@ use rmpv::Value;
 
 use super::convert::decode;
 use super::core::{Core, Persist};
-use super::load::{advance_clock, merge_stored};
+use super::load::{merge_stored, LoadClock};
 use super::map_slot::{MapData, MapSlot, MapState};
 use super::metrics::OpCounts;
 use crate::crdt::{OrApplyOutcome, OrMap};
@@ -418,11 +418,10 @@ impl Core {
         let fts = self.fts_of(&slot.name).map(|w| &**w);
         let mut st = slot.state.lock();
         if let Some(entries) = fetched {
-            let mut max_ts = None;
+            let mut clock = LoadClock::new(&*self.deps.clock, &slot.name);
             for (k, e) in &entries {
-                let _ = merge_stored(&mut st, k, e, fts, &mut max_ts);
+                let _ = merge_stored(&mut st, k, e, fts, &mut clock);
             }
-            advance_clock(&*self.deps.clock, max_ts.as_ref());
         }
         let mut cx = OpCx {
             map: &slot.name,
