@@ -33,8 +33,8 @@ use hangar_core::module::cluster_types::{
 };
 use hangar_core::module::local_node::{LocalNode, TopicPublish};
 use hangar_core::module::partition::PartitionView;
-use hangar_core::module::storage_types::{AckResult, ApplyBatch, ChangeEvent, Origin, OriginKind};
 use hangar_core::module::services::{MetricsExt, MetricsSink};
+use hangar_core::module::storage_types::{AckResult, ApplyBatch, ChangeEvent, Origin, OriginKind};
 use hangar_core::module::{ready, ModuleFuture, ModuleInfo};
 use hangar_core::{partition_of, ConsistencyLevel, ErrorKind, ModuleError, ModuleResult};
 use hangar_plugin_sdk::PluginRuntime;
@@ -452,10 +452,18 @@ async fn report_status(running: Arc<OnceLock<Arc<Running>>>, metrics: Arc<dyn Me
                 ("suspected", PeerHealth::Suspected),
                 ("failed", PeerHealth::Failed),
             ] {
-                metrics.gauge("hangar_cluster_members", &[("health", label)], count(h) as f64);
+                metrics.gauge(
+                    "hangar_cluster_members",
+                    &[("health", label)],
+                    count(h) as f64,
+                );
             }
             metrics.gauge("hangar_cluster_raft_term", &[], s.term as f64);
-            metrics.gauge("hangar_cluster_raft_commit_index", &[], s.commit_index as f64);
+            metrics.gauge(
+                "hangar_cluster_raft_commit_index",
+                &[],
+                s.commit_index as f64,
+            );
             metrics.gauge(
                 "hangar_cluster_raft_is_leader",
                 &[],
