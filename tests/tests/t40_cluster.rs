@@ -273,3 +273,120 @@ async fn t50_clusters_with_different_ids_never_merge() {
         "a refusal naming both cluster ids is logged:\n{logs}"
     );
 }
+
+/// Writes a CA and one node certificate for 127.0.0.1 signed by it under
+/// `dir` (`<name>-ca.crt`, `<name>.crt`, `<name>.key`); returns the TOML
+/// section that turns cluster TLS on with them.
+fn tls_files(dir: &std::path::Path, name: &str) -> String {
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, format!("{name} CA"));
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let issuer = rcgen::CertifiedIssuer::self_signed(ca, ca_key).unwrap();
+    let mut node = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    node.extended_key_usages = vec![
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = node.signed_by(&key, &issuer).unwrap();
+    let (ca_path, cert_path, key_path) = (
+        dir.join(format!("{name}-ca.crt")),
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    std::fs::write(&ca_path, issuer.pem()).unwrap();
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    format!(
+        "[cluster.cluster_tls]\nenabled = true\ncert_path = {cert_path:?}\nkey_path = {key_path:?}\nca_cert_path = {ca_path:?}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t60_with_mutual_tls_members_talk_and_a_node_with_a_foreign_certificate_is_refused() {
+    let pki = tempfile::tempdir().unwrap();
+    let mut ok = Cluster::new(
+        2,
+        &Settings {
+            cluster_toml: format!("{}{}", fast().cluster_toml, tls_files(pki.path(), "good")),
+            ..fast()
+        },
+    );
+    ok.start_all();
+    ok.wait_formed(&[0, 1], FORM)
+        .expect("two TLS nodes form a cluster");
+    let mut cl = Client::connect(&ok.ws_url(0)).await.unwrap();
+    let ops: Vec<_> = (0..50)
+        .map(|k| {
+            put(
+                &k.to_string(),
+                "m",
+                &format!("k{k}"),
+                &json!({"k": k}),
+                5,
+                "c",
+            )
+        })
+        .collect();
+    let ack = cl
+        .batch(ops, "PERSISTED", Some("STRONG"), 10_000)
+        .await
+        .unwrap();
+    assert!(
+        ack.results.unwrap().iter().all(|r| r.success),
+        "STRONG over TLS"
+    );
+
+    // Same cluster id, but a certificate from another CA.
+    let mut rogue = Cluster::new(
+        1,
+        &Settings {
+            cluster_toml: format!("{}{}", fast().cluster_toml, tls_files(pki.path(), "rogue")),
+            ..fast()
+        },
+    );
+    let seeds = format!(
+        "127.0.0.1:{},127.0.0.1:{}",
+        ok.nodes[0].cluster_port, ok.nodes[1].cluster_port
+    );
+    rogue.start_with_seeds(0, &seeds);
+    rogue
+        .wait_formed(&[0], FORM)
+        .expect("the rogue forms alone");
+    ok.wait_formed(&[0, 1], FORM)
+        .expect("the TLS cluster keeps its two members");
+    std::thread::sleep(Duration::from_millis(500));
+    let logs = format!("{}{}", ok.log_tail(0, 300), rogue.log_tail(0, 300));
+    assert!(
+        logs.contains("TLS handshake"),
+        "a failed TLS handshake is logged:\n{logs}"
+    );
+}
+
+#[test]
+fn t70_seeds_given_as_host_names_are_resolved() {
+    let mut c = Cluster::new(3, &fast());
+    for i in 0..3 {
+        let seeds: Vec<String> = (0..3)
+            .filter(|j| *j != i)
+            .map(|j| format!("localhost:{}", c.nodes[j].cluster_port))
+            .collect();
+        c.start_with_seeds(i, &seeds.join(","));
+    }
+    c.wait_formed(&[0, 1, 2], FORM)
+        .expect("nodes seeded by host name form one cluster");
+}
+
+#[test]
+fn t71_nodes_started_one_by_one_with_pauses_form_one_cluster() {
+    let mut c = Cluster::new(3, &fast());
+    c.start(2);
+    std::thread::sleep(Duration::from_millis(4_000));
+    c.start(0);
+    std::thread::sleep(Duration::from_millis(1_500));
+    c.start(1);
+    c.wait_formed(&[0, 1, 2], FORM)
+        .expect("a late first node and a later second one join the cluster n3 formed");
+}

@@ -295,7 +295,11 @@ impl Boot {
         let mut seeds = Vec::new();
         for s in &seed_strings {
             match tokio::net::lookup_host(s.as_str()).await {
-                Ok(addrs) => seeds.extend(addrs.filter(|a| *a != addr)),
+                // Only addresses of the family this node speaks count as
+                // seeds to hear from ("localhost" also resolves to ::1).
+                Ok(addrs) => {
+                    seeds.extend(addrs.filter(|a| *a != addr && a.is_ipv4() == addr.is_ipv4()));
+                }
                 Err(e) => {
                     tracing::warn!(seed = %s, error = %e, "seed does not resolve yet; gossip retries it")
                 }
