@@ -50,11 +50,13 @@ impl Three {
         let mut starting = Vec::new();
         for i in 0..3 {
             let dir = tempfile::tempdir().expect("temp dir");
-            let mut c = HangarConfig::default();
-            c.node_id = format!("n{}", i + 1);
-            c.host = "127.0.0.1".into();
-            c.port = 0;
-            c.data_dir = dir.path().to_path_buf();
+            let mut c = HangarConfig {
+                node_id: format!("n{}", i + 1),
+                host: "127.0.0.1".into(),
+                port: 0,
+                data_dir: dir.path().to_path_buf(),
+                ..HangarConfig::default()
+            };
             c.auth.jwt_secret = None;
             c.storage.backend = StorageBackendKind::Memory;
             c.cluster.host = "127.0.0.1".into();
