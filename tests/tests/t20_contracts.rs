@@ -134,7 +134,7 @@ fn t21_a_plugins_partition_view_reaches_another_plugin_without_a_host_layer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn t16_cluster_suite_on_three_nodes() {
-    cluster_multi_suite::run("three nodes", Arc::new(|c, d| hangar_cluster::create(c, d))).await;
+    cluster_multi_suite::run("three nodes", Arc::new(hangar_cluster::create)).await;
 }
 
 /// A cluster module that reports every replication as done without
