@@ -19,6 +19,9 @@
 //! - `read_path`: reads, queries, live queries, search, Merkle.
 //! - `snapshot`: query snapshots of large maps in tasklet slices.
 //! - `accessor`: what the cluster module gets.
+//! - `ownership`: loading and releasing partitions when the partition
+//!   table changes.
+//! - `partition_set`: partition bit sets; what each map holds.
 //! - `durability`: PERSISTED acks from the committer's durable watermark.
 //! - `gc`: TTL expiry and tombstone pruning.
 //! - `fts_runtime`: the low-priority thread full-text indexing runs on.
@@ -90,6 +93,7 @@ mod manager;
 mod map_slot;
 mod metrics;
 mod ownership;
+mod partition_set;
 mod read_path;
 mod snapshot;
 pub mod testing;
@@ -184,6 +188,18 @@ impl DefaultStorage {
             acks_waiting_durable: c.persist_opt().map_or(0, |p| p.durability.waiting()),
             subscriptions: c.registry.subscription_count(),
         }
+    }
+
+    /// The latest partition-table version (as passed to
+    /// `StorageAccessor::partitions_changed`) whose changes are applied to
+    /// every loaded map: newly held partitions loaded, released ones
+    /// dropped from memory. 0 before any. It stays behind while a backend
+    /// error keeps a map from being brought in line (the next change
+    /// retries). For tests and diagnostics: poll it to know when an
+    /// ownership change has taken effect.
+    #[must_use]
+    pub fn partitions_applied(&self) -> u64 {
+        self.0.partitions_applied()
     }
 
     /// True once `map`'s load finished (or it needed none); false for a map

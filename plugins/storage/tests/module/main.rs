@@ -9,6 +9,8 @@
 //! - `gc`: TTL expiry, tombstone pruning and the expiry queue (`t40`-`t42`).
 //! - `metrics`: what the module reports (`t50`).
 //! - `convergence`: the convergence law through the whole module (`t60`).
+//! - `ownership`: partition table changes: partitions loaded and released
+//!   in loaded maps (`t70`-`t75`).
 //! - `support`: the module builders, ops and sinks the tests share.
 
 mod config;
@@ -17,4 +19,5 @@ mod fail_stop;
 mod gc;
 mod loading;
 mod metrics;
+mod ownership;
 mod support;
