@@ -14,7 +14,7 @@
 //!   applied: no partition is loaded twice, none is released on the word
 //!   of a table that is no longer current.
 //! - Per loaded map, what its memory reflects is its held set
-//!   ([`MapSlot::held`]). A pass computes `related` (owner or backup, now),
+//!   (`MapSlot::held`). A pass computes `related` (owner or backup, now),
 //!   then, for the map:
 //!   1. **releases** `held − related`: held becomes `held ∩ related`, then
 //!      the keys of every unrelated partition are dropped from memory leaf
@@ -142,7 +142,11 @@ impl Core {
 
     /// Drops from `slot`'s memory every key whose partition is not in
     /// `related`; see the module docs.
-    async fn release(self: &Arc<Self>, slot: &Arc<MapSlot>, related: PartitionSet) -> ModuleResult<()> {
+    async fn release(
+        self: &Arc<Self>,
+        slot: &Arc<MapSlot>,
+        related: PartitionSet,
+    ) -> ModuleResult<()> {
         let persist = self.persist()?;
         {
             let _st = slot.state.lock();
@@ -164,7 +168,8 @@ impl Core {
             .await
             .map_err(ModuleError::from)?;
         let size = slot.state.lock().data.entries();
-        self.metrics.ownership_records(&slot.name, "released", released);
+        self.metrics
+            .ownership_records(&slot.name, "released", released);
         self.metrics.map_size(&slot.name, size);
         tracing::debug!(map = %slot.name, released, "released partitions from memory");
         Ok(())

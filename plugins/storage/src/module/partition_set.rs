@@ -160,7 +160,10 @@ mod tests {
         let all = PartitionSet::all();
         assert_eq!(all.len(), PARTITION_COUNT);
         assert!(all.contains(0) && all.contains(PARTITION_COUNT - 1));
-        assert!(!all.contains(PARTITION_COUNT), "out of range is never a member");
+        assert!(
+            !all.contains(PARTITION_COUNT),
+            "out of range is never a member"
+        );
         let mut a = PartitionSet::EMPTY;
         a.insert(3);
         a.insert(270);

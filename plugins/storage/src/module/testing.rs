@@ -1,8 +1,8 @@
 //! Support for running the module without a cluster: the partition view and
 //! deps of a lone node, a partition view the caller controls, and write
-//! batches built from plain ops. Tests,
-//! benches and embedders that start a [`DefaultStorage`](super::DefaultStorage)
-//! on one node use these instead of each writing their own.
+//! batches built from plain ops. Tests, benches and embedders that start a
+//! [`DefaultStorage`](super::DefaultStorage) on one node use these instead
+//! of each writing their own.
 
 use std::sync::Arc;
 

@@ -59,8 +59,8 @@ use hangar_core::module::storage_types::{
     AckId, ApplyBatch, ChangeSink, OpOutcome, OpStatus, Origin, WriteOp as CoreWriteOp,
 };
 use hangar_core::{
-    partition_of, ErrorKind, KeyedOp, LwwRecord, MapKind, MapOp, ModuleError, ModuleResult, RawValue,
-    WriteConcern,
+    partition_of, ErrorKind, KeyedOp, LwwRecord, MapKind, MapOp, ModuleError, ModuleResult,
+    RawValue, WriteConcern,
 };
 use rmpv::Value;
 
@@ -444,10 +444,14 @@ impl Core {
                 return Some((None, Some(epoch)));
             }
             if let Err(e) = self.persisted_up_to(persist, slot.held.barrier()).await {
-                reject_all(todo, out, &ModuleError::storage(format!(
-                    "map {:?}: waiting for released keys to be persisted failed: {e}",
-                    slot.name
-                )));
+                reject_all(
+                    todo,
+                    out,
+                    &ModuleError::storage(format!(
+                        "map {:?}: waiting for released keys to be persisted failed: {e}",
+                        slot.name
+                    )),
+                );
                 return None;
             }
             (keys, Some(epoch), "holds some of the keys only on disk")

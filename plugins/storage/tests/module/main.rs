@@ -10,7 +10,7 @@
 //! - `metrics`: what the module reports (`t50`).
 //! - `convergence`: the convergence law through the whole module (`t60`).
 //! - `ownership`: partition table changes: partitions loaded and released
-//!   in loaded maps (`t70`-`t75`).
+//!   in loaded maps (`t70`-`t76`).
 //! - `support`: the module builders, ops and sinks the tests share.
 
 mod config;

@@ -24,7 +24,7 @@ use hangar_storage::persistence::{MemoryBackend, MemoryStore, PersistenceBackend
 use hangar_storage::DefaultStorage;
 use parking_lot::Mutex;
 
-use super::support::{apply, config, or_add, put, read, v, Metrics, NODE};
+use super::support::{apply, config, now, or_add, put, read, v, Metrics, NODE};
 
 const MAP: &str = "m";
 
@@ -128,7 +128,7 @@ async fn query_keys(m: &DefaultStorage) -> Vec<String> {
     let page = m
         .query(QueryRequest {
             map: MAP.into(),
-            query: RawValue::from_msgpack(&[]),
+            query: RawValue::from_msgpack(Vec::new()),
             fields: ROption::RNone,
         })
         .await
@@ -160,7 +160,7 @@ async fn subscribe(m: &DefaultStorage) -> (Arc<Updates>, Vec<String>) {
             1,
             QueryRequest {
                 map: MAP.into(),
-                query: RawValue::from_msgpack(&[]),
+                query: RawValue::from_msgpack(Vec::new()),
                 fields: ROption::RNone,
             },
             updates.clone(),
@@ -278,7 +278,10 @@ async fn t72_released_keys_leave_memory_without_leave_events_and_come_back_from_
     );
     let root_even = m.merkle_root(MAP.into(), MapKind::Lww).await.unwrap();
     assert_ne!(root_even, root_all, "released keys leave the Merkle tree");
-    assert_eq!(counter(&metrics, "released"), keys_where(false).len() as f64);
+    assert_eq!(
+        counter(&metrics, "released"),
+        keys_where(false).len() as f64
+    );
     let info = m.list_maps().await.unwrap();
     assert_eq!(info[0].entries, keys_where(true).len() as u64);
 
@@ -324,8 +327,18 @@ async fn t73_writes_made_while_the_change_loads_are_kept_and_stale_ones_refused(
     })
     .await
     .expect("the change reads the backend");
-    let newer = apply(&m, vec![put(MAP, &odd_keys[0], 500, 50)], WriteConcern::Memory).await;
-    let stale = apply(&m, vec![put(MAP, &odd_keys[1], 501, 5)], WriteConcern::Memory).await;
+    let newer = apply(
+        &m,
+        vec![put(MAP, &odd_keys[0], 500, 50)],
+        WriteConcern::Memory,
+    )
+    .await;
+    let stale = apply(
+        &m,
+        vec![put(MAP, &odd_keys[1], 501, 5)],
+        WriteConcern::Memory,
+    )
+    .await;
     assert_eq!(newer[0].status, OpStatus::Applied);
     assert_eq!(
         stale[0].status,
@@ -395,10 +408,18 @@ async fn t75_or_records_and_tombstones_come_back_exactly() {
     let store = MemoryStore::new();
     let view = ControlledView::new(NODE, |_| true);
     let (m, _) = on_memory(&store, view.clone(), Arc::default()).await;
+    // TTL records stamped now, so that garbage collection leaves them be.
+    let t0 = now();
     let mut ops = Vec::new();
     for (i, (k, _)) in keys().iter().enumerate() {
         ops.push(or_add("o", k, i as i64 + 1, 10 + i as u64, None));
-        ops.push(or_add("o", k, 100 + i as i64, 100 + i as u64, Some(3_600_000)));
+        ops.push(or_add(
+            "o",
+            k,
+            100 + i as i64,
+            t0 + i as u64,
+            Some(3_600_000),
+        ));
     }
     apply(&m, ops, WriteConcern::Persisted).await;
     // Remove the first tag of one odd key: its tombstone must survive.
@@ -455,5 +476,44 @@ async fn t75_or_records_and_tombstones_come_back_exactly() {
     };
     let out = apply(&m, vec![readd], WriteConcern::Memory).await;
     assert_eq!(out[0].status, OpStatus::Unchanged);
+    m.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t76_a_write_to_a_released_key_waits_until_its_persisted_copy_is_complete() {
+    let store = MemoryStore::new();
+    let view = ControlledView::new(NODE, |_| true);
+    let (m, inst) = on_memory(&store, view.clone(), Arc::default()).await;
+    seed(&m).await;
+    let k = keys_where(false)[0].clone();
+    // A newer value still on its way to disk when its key is released.
+    let hold = inst.hold().await;
+    let out = apply(&m, vec![put(MAP, &k, 50, 50)], WriteConcern::Memory).await;
+    assert_eq!(out[0].status, OpStatus::Applied);
+    let v2 = view.set_related(even);
+    change(&m, v2).await;
+    assert_eq!(read(&m, MAP, &k).await, RecordState::Missing);
+    // A write older than it but newer than the disk's must not win: it
+    // waits for the commit, then merges what the disk holds.
+    let stale = {
+        let (m, k) = (m.clone(), k.clone());
+        tokio::spawn(
+            async move { apply(&m, vec![put(MAP, &k, 30, 30)], WriteConcern::Memory).await },
+        )
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !stale.is_finished(),
+        "the write waits for the released key's commit"
+    );
+    drop(hold);
+    let stale = tokio::time::timeout(Duration::from_secs(10), stale)
+        .await
+        .expect("the write finishes once the commit is durable")
+        .unwrap();
+    assert_eq!(stale[0].status, OpStatus::Unchanged);
+    let v3 = view.set_related(|_| true);
+    change(&m, v3).await;
+    assert_eq!(value_of(&read(&m, MAP, &k).await), Some(50));
     m.shutdown().await.unwrap();
 }
