@@ -163,7 +163,7 @@ impl MapSlot {
     fn build(name: &str, data: MapData, loaded: bool) -> Self {
         Self {
             held: HeldPartitions::new(if loaded {
-                PartitionSet::all()
+                PartitionSet::ALL
             } else {
                 PartitionSet::EMPTY
             }),

@@ -16,6 +16,8 @@
 //! - `map_slot`: one map (kind, data behind its lock, load state).
 //! - `load`: merging stored records in tasklet slices.
 //! - `write_path`: `apply` (merge, persist, fan out, acks).
+//! - `write_fetch`: the stored entries a write merges first (map loading,
+//!   keys of partitions not held).
 //! - `read_path`: reads, queries, live queries, search, Merkle.
 //! - `snapshot`: query snapshots of large maps in tasklet slices.
 //! - `accessor`: what the cluster module gets.
@@ -98,6 +100,7 @@ mod partition_set;
 mod read_path;
 mod snapshot;
 pub mod testing;
+mod write_fetch;
 mod write_path;
 
 pub use gc::{GcReport, GC_INTERVAL, PRUNE_INTERVAL, TOMBSTONE_MAX_AGE_MS};

@@ -25,29 +25,10 @@
 //! handed to the durability tracker with the request's sequence number (or,
 //! for an op that changed nothing, a barrier on the last sequence enqueued).
 //!
-//! # Writes to keys held only on disk
+//! # Writes to keys not in memory
 //!
-//! Once a map is loaded, its memory holds the persisted records of the
-//! partitions in its held set (see `map_slot`, `ownership`). A write to a
-//! key of another partition (one being loaded after an ownership change,
-//! one released, one never related) fetches the key's stored entry and
-//! merges it first, as during a load (below), so a stale write never
-//! overwrites newer persisted data. Before the fetch it waits until the
-//! persisted copy of what the map released is complete (the held set's
-//! barrier); if a release ran between its check and the map's lock (the
-//! held set's epoch moved), it checks again.
-//!
-//! # Writes during a load
-//!
-//! A write to a map whose load has not finished first fetches the stored
-//! entries of its keys (`load_keys`) and merges them, then applies. So the
-//! state it persists is the merge of everything stored for the key and the
-//! write: a stale write cannot overwrite newer stored data even before the
-//! load reached that key, and nothing is lost when the load later merges the
-//! same entries again (merges are idempotent). Known limit: an OR add of a
-//! tag that is tombstoned only on disk is accepted until the load applies
-//! the tombstones, which then remove it (the tombstone row wins on every
-//! later load too).
+//! Before its ops apply, a group merges the stored entries of keys the
+//! map's memory may lack (see `write_fetch`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -59,8 +40,8 @@ use hangar_core::module::storage_types::{
     AckId, ApplyBatch, ChangeSink, OpOutcome, OpStatus, Origin, WriteOp as CoreWriteOp,
 };
 use hangar_core::{
-    partition_of, ErrorKind, KeyedOp, LwwRecord, MapKind, MapOp, ModuleError, ModuleResult,
-    RawValue, WriteConcern,
+    ErrorKind, KeyedOp, LwwRecord, MapKind, MapOp, ModuleError, ModuleResult, RawValue,
+    WriteConcern,
 };
 use rmpv::Value;
 
@@ -74,7 +55,7 @@ use crate::persistence::{StoredEntry, WriteBatch, WriteOp};
 use crate::query::QueryRegistry;
 use crate::search::IndexWriter;
 
-fn rejected(e: ModuleError) -> OpOutcome {
+pub(crate) fn rejected(e: ModuleError) -> OpOutcome {
     OpOutcome {
         status: OpStatus::Rejected,
         ack: 0,
@@ -99,7 +80,7 @@ fn op_name(op: &MapOp) -> &'static str {
     }
 }
 
-fn reject_all(todo: &[usize], out: &mut [Option<OpOutcome>], e: &ModuleError) {
+pub(crate) fn reject_all(todo: &[usize], out: &mut [Option<OpOutcome>], e: &ModuleError) {
     for &i in todo {
         out[i] = Some(rejected(e.clone()));
     }
@@ -414,84 +395,6 @@ impl Core {
         Ok(())
     }
 
-    /// The stored entries the group's keys need merged before its ops
-    /// apply (see the module docs): every key while the map loads; the keys
-    /// of partitions the map does not hold once it is loaded, after the
-    /// persisted copy of what was released is complete. Also returns the
-    /// map's release epoch the check saw (`None` while it loads). `None`
-    /// when reading failed: every op of the group is then rejected with
-    /// [`ErrorKind::STORAGE`].
-    async fn fetch_unheld(
-        self: &Arc<Self>,
-        persist: &Persist,
-        slot: &Arc<MapSlot>,
-        todo: &[usize],
-        batch: &ApplyBatch,
-        out: &mut [Option<OpOutcome>],
-    ) -> Option<(Option<Vec<(String, StoredEntry)>>, Option<u64>)> {
-        let fetching_key = |i: &usize| !matches!(batch.ops[*i].op.op, MapOp::OrRemove(_));
-        let (mut keys, epoch, why): (Vec<String>, _, _) = if slot.is_loaded() {
-            let epoch = slot.held.epoch();
-            let held = slot.held.get();
-            let keys: Vec<String> = todo
-                .iter()
-                .filter(|i| fetching_key(i))
-                .map(|&i| batch.ops[i].op.key.as_str())
-                .filter(|k| !held.contains(partition_of(k)))
-                .map(str::to_string)
-                .collect();
-            if keys.is_empty() {
-                return Some((None, Some(epoch)));
-            }
-            if let Err(e) = self.persisted_up_to(persist, slot.held.barrier()).await {
-                reject_all(
-                    todo,
-                    out,
-                    &ModuleError::storage(format!(
-                        "map {:?}: waiting for released keys to be persisted failed: {e}",
-                        slot.name
-                    )),
-                );
-                return None;
-            }
-            (keys, Some(epoch), "holds some of the keys only on disk")
-        } else {
-            let _ = self.start_load(slot);
-            let keys = todo
-                .iter()
-                .filter(|i| fetching_key(i))
-                .map(|&i| batch.ops[i].op.key.to_string())
-                .collect();
-            (keys, None, "is loading")
-        };
-        keys.sort_unstable();
-        keys.dedup();
-        match persist.backend.load_keys(&slot.name, &keys).await {
-            Ok(v) => Some((Some(v), epoch)),
-            Err(e) => {
-                let e = ModuleError::storage(format!(
-                    "map {:?} {why} and reading its stored keys failed: {e}",
-                    slot.name
-                ));
-                reject_all(todo, out, &e);
-                None
-            }
-        }
-    }
-
-    /// Resolves once every request up to `seq` is durable (at once when it
-    /// already is).
-    pub(crate) async fn persisted_up_to(
-        &self,
-        persist: &Persist,
-        seq: u64,
-    ) -> Result<(), crate::persistence::CommitError> {
-        if *persist.committer.watermark().borrow() >= seq {
-            return Ok(());
-        }
-        persist.committer.flush().await
-    }
-
     /// The part under the map's lock; see the module docs.
     #[allow(clippy::too_many_arguments, clippy::type_complexity)]
     fn apply_locked(
@@ -501,13 +404,13 @@ impl Core {
         todo: &[usize],
         batch: &ApplyBatch,
         fetched: Option<Vec<(String, StoredEntry)>>,
-        epoch: Option<u64>,
+        epoch: u64,
         sink: Option<&dyn ChangeSink>,
         out: &mut [Option<OpOutcome>],
     ) -> Option<(Enqueued, Vec<bool>, OpCounts, Option<MapKind>, usize)> {
         let fts = self.fts_of(&slot.name).map(|w| &**w);
         let mut st = slot.state.lock();
-        if epoch.is_some_and(|e| e != slot.held.epoch()) {
+        if epoch != slot.held.epoch() {
             return None;
         }
         if let Some(entries) = fetched {
