@@ -42,6 +42,10 @@
 //! - A backend error on a map is logged and leaves that map's held set as
 //!   it was; the next table change retries it. [`Core::partitions_applied`]
 //!   then stays below the version.
+//! - Cost: a load reads the whole map from the backend (`load_map`; the
+//!   backend has no read by partition) and filters it, once per map and
+//!   pass; a release visits every Merkle leaf of the map once. Both run in
+//!   tasklet slices, so a write waits at most one slice.
 //! - Metrics: `hangar_ownership_records_total{map, change}` counts the
 //!   records loaded (`change="loaded"`, entries read for the new
 //!   partitions) and released (`change="released"`, keys dropped).
