@@ -4,6 +4,17 @@
 //! elsewhere into the clock so that later local timestamps order after it.
 //! The branch order of `update` is the TypeScript client's, so that the two
 //! stay comparable.
+//!
+//! # Refusing hostile clocks
+//!
+//! A remote timestamp further ahead of this node's wall clock than the drift
+//! bound is refused and leaves the clock untouched (the default; see
+//! [`HlcOptions::strict`]). Accepting it would move the clock there for good:
+//! every later local timestamp (server-stamped tombstones included) would
+//! carry that time, so honest writers could never again win a merge against
+//! it. A remote node id containing `:` is refused too: timestamps travel as
+//! `millis:counter:nodeId` strings (OR tags) and such an id cannot be parsed
+//! back.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -33,8 +44,8 @@ pub enum HlcError {
     /// Node ids end up in `millis:counter:nodeId` strings, so `:` is refused.
     #[error("invalid node id {0:?}: node ids must be non-empty and must not contain ':'")]
     InvalidNodeId(String),
-    /// Strict mode only: the remote clock is too far ahead of ours.
-    #[error("clock drift: remote timestamp {remote} is {drift_ms} ms ahead of this node's clock; the bound is {max_drift_ms} ms")]
+    /// The remote clock is too far ahead of ours (strict mode, the default).
+    #[error("clock drift: remote timestamp {remote} is {drift_ms} ms ahead of this node's clock; the bound is {max_drift_ms} ms (is the writer's clock wrong?)")]
     DriftExceeded {
         /// The refused timestamp, in string form.
         remote: String,
@@ -69,7 +80,10 @@ pub struct UpdateReport {
 pub struct HlcOptions {
     /// Bound on remote drift ahead of the wall clock.
     pub max_drift_ms: u64,
-    /// Refuse (rather than accept and report) timestamps beyond the bound.
+    /// Refuse timestamps beyond the bound, leaving the clock untouched (the
+    /// default). `false` accepts them, jumps the clock and only reports the
+    /// excess in [`UpdateReport`]: for tests and tools, never for a node
+    /// that takes timestamps from clients or peers.
     pub strict: bool,
     /// Wall clock.
     pub clock: ClockSource,
@@ -79,7 +93,7 @@ impl Default for HlcOptions {
     fn default() -> Self {
         Self {
             max_drift_ms: DEFAULT_MAX_DRIFT_MS,
-            strict: false,
+            strict: true,
             clock: Arc::new(system_millis),
         }
     }
@@ -116,7 +130,7 @@ impl std::fmt::Debug for Hlc {
 }
 
 impl Hlc {
-    /// A clock for `node_id` with default options (60 s drift, not strict).
+    /// A clock for `node_id` with default options (60 s drift bound, strict).
     ///
     /// # Errors
     /// [`HlcError::InvalidNodeId`] when the node id contains `:`.
@@ -168,9 +182,16 @@ impl Hlc {
     /// Folds a remote timestamp into the clock.
     ///
     /// # Errors
-    /// In strict mode, [`HlcError::DriftExceeded`] when `remote` is more than
-    /// the drift bound ahead of the wall clock; the clock is then unchanged.
+    /// The clock is unchanged after any error.
+    /// - [`HlcError::InvalidNodeId`] when `remote.node_id` contains `:`.
+    /// - In strict mode (the default), [`HlcError::DriftExceeded`] when
+    ///   `remote` is more than the drift bound ahead of the wall clock.
     pub fn update(&self, remote: &Timestamp) -> Result<UpdateReport, HlcError> {
+        // Only `:` makes an id unparseable in `millis:counter:nodeId`; an
+        // empty remote id is harmless and older clients may send one.
+        if remote.node_id.contains(':') {
+            return Err(HlcError::InvalidNodeId(remote.node_id.to_string()));
+        }
         let physical = self.wall_millis();
         let drift = remote.millis.saturating_sub(physical);
         let mut report = UpdateReport::default();
@@ -276,19 +297,9 @@ mod tests {
     }
 
     #[test]
-    fn t13_drift_beyond_the_bound_is_reported_or_refused_in_strict_mode() {
+    fn t13_drift_beyond_the_bound_is_refused_by_default_and_only_reported_when_lax() {
         let (_t, opts) = fixed_clock(1000);
-        let lax = Hlc::with_options("n", opts.clone()).unwrap();
-        let r = lax.update(&Timestamp::new(1000 + 70_000, 0, "r")).unwrap();
-        assert_eq!(r.excess_drift_ms, 10_000);
-        let strict = Hlc::with_options(
-            "n",
-            HlcOptions {
-                strict: true,
-                ..opts
-            },
-        )
-        .unwrap();
+        let strict = Hlc::with_options("n", opts.clone()).unwrap();
         let e = strict
             .update(&Timestamp::new(1000 + 70_000, 0, "r"))
             .unwrap_err();
@@ -307,5 +318,48 @@ mod tests {
         assert!(strict
             .update(&Timestamp::new(1000 + 60_000, 0, "r"))
             .is_ok());
+        let lax = Hlc::with_options(
+            "n",
+            HlcOptions {
+                strict: false,
+                ..opts
+            },
+        )
+        .unwrap();
+        let r = lax.update(&Timestamp::new(1000 + 70_000, 0, "r")).unwrap();
+        assert_eq!(r.excess_drift_ms, 10_000);
+    }
+
+    #[test]
+    fn t15_a_far_future_remote_never_moves_the_clock() {
+        let (_t, opts) = fixed_clock(1_000_000);
+        let h = Hlc::with_options("n", opts).unwrap();
+        let before = h.now();
+        for millis in [u64::MAX, 1_000_000 + 3_600_000] {
+            let e = h
+                .update(&Timestamp::new(millis, u32::MAX, "evil"))
+                .unwrap_err();
+            assert!(e.to_string().contains("ahead of this node's clock"), "{e}");
+        }
+        let after = h.now();
+        assert_eq!(
+            (after.millis, after.counter),
+            (before.millis, before.counter + 1)
+        );
+    }
+
+    #[test]
+    fn t16_a_remote_node_id_with_a_colon_is_refused_and_leaves_the_clock() {
+        let (_t, opts) = fixed_clock(1000);
+        let h = Hlc::with_options("n", opts).unwrap();
+        assert_eq!(
+            h.update(&Timestamp::new(1500, 0, "a:b")).unwrap_err(),
+            HlcError::InvalidNodeId("a:b".into())
+        );
+        assert_eq!(*h.state.lock(), (0, 0));
+        assert!(
+            h.update(&Timestamp::new(1500, 0, "")).is_ok(),
+            "an empty id parses back"
+        );
     }
 }

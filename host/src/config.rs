@@ -76,8 +76,12 @@ pub struct NetworkConfig {
     /// Bytes queued towards one client; past this a subscriber is
     /// disconnected as too slow (one frame larger than it still goes out).
     pub outbound_queue_bytes: usize,
-    /// Most open client connections; more are refused with HTTP 503.
+    /// Most open client connections, counting those whose HTTP request or
+    /// WebSocket upgrade is still under way; more are refused (HTTP 503).
     pub max_connections: usize,
+    /// Time a connection has to send a complete HTTP request head (the
+    /// WebSocket upgrade included), in ms; a slower one is closed.
+    pub request_timeout_ms: u64,
     /// A write to a client socket that stalls this long closes it, in ms.
     pub write_timeout_ms: u64,
 }
@@ -94,6 +98,7 @@ impl Default for NetworkConfig {
             outbound_queue: 8_192,
             outbound_queue_bytes: 16 << 20,
             max_connections: 10_000,
+            request_timeout_ms: 10_000,
             write_timeout_ms: 30_000,
         }
     }
@@ -327,6 +332,7 @@ impl HangarConfig {
             ("network.outbound_queue", n.outbound_queue > 0),
             ("network.outbound_queue_bytes", n.outbound_queue_bytes > 0),
             ("network.max_connections", n.max_connections > 0),
+            ("network.request_timeout_ms", n.request_timeout_ms > 0),
             ("network.write_timeout_ms", n.write_timeout_ms > 0),
         ] {
             if !ok {
@@ -352,6 +358,16 @@ impl HangarConfig {
         };
         VersionReq::parse(s).unwrap_or(VersionReq::STAR)
     }
+}
+
+/// Splits a comma-separated list, trimming blanks and dropping empty items.
+#[must_use]
+pub fn split_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(ToString::to_string)
+        .collect()
 }
 
 #[cfg(test)]
@@ -429,14 +445,4 @@ mod tests {
             .unwrap();
         assert_eq!(c.auth.jwt_secret, None);
     }
-}
-
-/// Splits a comma-separated list, trimming blanks and dropping empty items.
-#[must_use]
-pub fn split_list(v: &str) -> Vec<String> {
-    v.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(ToString::to_string)
-        .collect()
 }

@@ -274,7 +274,7 @@ impl Node {
         cluster
             .attach_storage(storage.accessor())
             .map_err(|e| StartError::at(Step::CrossWiring, e))?;
-        let link = Arc::new(HostLink::default());
+        let link = Arc::new(HostLink::on_current_runtime());
         cluster
             .attach_node(link.clone())
             .map_err(|e| StartError::at(Step::CrossWiring, e))?;

@@ -277,6 +277,24 @@ async fn shutdown_signal() {
     }
 }
 
+/// Every client connection holds a file descriptor: lift the soft limit to
+/// the hard one before listening, and say what the node got.
+fn raise_fd_limit() {
+    #[cfg(unix)]
+    match hangar_host::server::raise_fd_limit() {
+        Ok(l) if l.after > l.before => tracing::info!(
+            from = l.before,
+            to = l.after,
+            "raised the open-file limit (RLIMIT_NOFILE) to its hard limit"
+        ),
+        Ok(l) => tracing::info!(limit = l.after, "open-file limit (RLIMIT_NOFILE)"),
+        Err(e) => tracing::warn!(
+            error = %e,
+            "cannot raise the open-file limit (RLIMIT_NOFILE); connections past it are refused"
+        ),
+    }
+}
+
 fn serve(args: &ServeArgs) -> ExitCode {
     let config = match effective_config(args) {
         Ok(c) => c,
@@ -289,6 +307,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
         eprintln!("hangar: {e}");
         return ExitCode::from(2);
     }
+    raise_fd_limit();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {

@@ -415,8 +415,8 @@ fn t40_a_batch_of_8192_items_decodes_and_8193_is_error_413() {
     let over = batch_of(&batch_frame(1, &items));
     let err = decode_batch(&over).unwrap_err();
     assert_eq!(err, FrameError::BatchTooLarge { max: 8192 });
-    assert_eq!(err.client_error_code(), Some(413));
-    assert_eq!(FrameError::MissingType.client_error_code(), None);
+    assert_eq!(err.client_error_code(), 413);
+    assert_eq!(FrameError::MissingType.client_error_code(), 400);
 }
 
 #[test]

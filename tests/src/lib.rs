@@ -4,6 +4,8 @@
 //!
 //! - [`storage_suite`]: the conformance suite every `StorageModule` must pass.
 //! - [`cluster_suite`]: the conformance suite every `ClusterModule` must pass.
+//! - [`cluster_multi_suite`]: the `ClusterModule` suite on three in-process
+//!   hosts forming one cluster.
 //! - [`cluster_harness`]: `hangar` processes on loopback forming clusters,
 //!   killed and restarted by multi-process tests, and a WebSocket client.
 //! - [`support`]: deps for tests (clock, metrics, a single-node partition
@@ -14,6 +16,7 @@
 //! forced; `plugin-template` runs them against its own plugin too.
 
 pub mod cluster_harness;
+pub mod cluster_multi_suite;
 pub mod cluster_suite;
 pub mod storage_suite;
 pub mod support;

@@ -4,16 +4,28 @@
 
 use std::sync::Arc;
 
+use abi_stable::std_types::{ROption, RString, RVec};
 use hangar_core::abi::{
     cluster_from_ffi_forced, cluster_to_ffi_forced, partition_view_to_ffi, storage_from_ffi,
     storage_from_ffi_forced, storage_to_ffi, storage_to_ffi_forced, PartitionViewExport,
 };
+use hangar_core::module::accessor::StorageAccessor;
+use hangar_core::module::cluster::ClusterModule;
+use hangar_core::module::cluster_types::{
+    ClusterStatus, LockGrant, LockRelease, LockRequest, Member, PartitionMap, RepairReport,
+    ReplicationOutcome, ReplicationRequest,
+};
+use hangar_core::module::local_node::{LocalNode, TopicPublish};
+use hangar_core::module::partition::PartitionView;
 use hangar_core::module::storage::StorageModule;
+use hangar_core::module::storage_types::{AckResult, ApplyBatch, ChangeEvent};
+use hangar_core::module::{ready, ModuleFuture, ModuleInfo};
+use hangar_core::{ConsistencyLevel, ModuleResult};
 use hangar_tests::support::{
     cluster_config, cluster_deps, loaded_cluster, loaded_storage, loaded_storage_with,
     storage_config, storage_deps,
 };
-use hangar_tests::{cluster_suite, storage_suite};
+use hangar_tests::{cluster_multi_suite, cluster_suite, storage_suite};
 
 fn in_process_storage() -> Arc<dyn StorageModule> {
     hangar_storage::create(storage_config("n1"), storage_deps("n1")).unwrap()
@@ -118,4 +130,93 @@ fn t21_a_plugins_partition_view_reaches_another_plugin_without_a_host_layer() {
         "the view crosses as the cluster plugin's object, not a host wrapper"
     );
     assert!(ffi.is_related(95).into_result().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn t16_cluster_suite_on_three_nodes() {
+    cluster_multi_suite::run("three nodes", Arc::new(|c, d| hangar_cluster::create(c, d))).await;
+}
+
+/// A cluster module that reports every replication as done without
+/// shipping anything: the three-node suite must catch it.
+struct NoCopies(Arc<dyn ClusterModule>);
+
+impl ClusterModule for NoCopies {
+    fn info(&self) -> ModuleInfo {
+        self.0.info()
+    }
+    fn start(&self) -> ModuleFuture<()> {
+        self.0.start()
+    }
+    fn shutdown(&self) -> ModuleFuture<()> {
+        self.0.shutdown()
+    }
+    fn partition_view(&self) -> Arc<dyn PartitionView> {
+        self.0.partition_view()
+    }
+    fn attach_storage(&self, s: Arc<dyn StorageAccessor>) -> ModuleResult<()> {
+        self.0.attach_storage(s)
+    }
+    fn members(&self) -> RVec<Member> {
+        self.0.members()
+    }
+    fn partition_map(&self) -> PartitionMap {
+        self.0.partition_map()
+    }
+    fn replicate(&self, _r: ReplicationRequest) -> ModuleFuture<ReplicationOutcome> {
+        ready(Ok(ReplicationOutcome {
+            success: true,
+            acked_by: RVec::new(),
+            error: ROption::RNone,
+        }))
+    }
+    fn forward(&self, node: RString, batch: ApplyBatch) -> ModuleFuture<RVec<AckResult>> {
+        self.0.forward(node, batch)
+    }
+    fn read_replica(&self, p: u32, c: ConsistencyLevel) -> ROption<RString> {
+        self.0.read_replica(p, c)
+    }
+    fn lock(&self, r: LockRequest) -> ModuleFuture<LockGrant> {
+        self.0.lock(r)
+    }
+    fn unlock(&self, r: LockRelease) -> ModuleFuture<bool> {
+        self.0.unlock(r)
+    }
+    fn release_holder(&self, h: RString) -> ModuleFuture<u32> {
+        self.0.release_holder(h)
+    }
+    fn merkle_root(&self, p: u32) -> u32 {
+        self.0.merkle_root(p)
+    }
+    fn repair(&self) -> ModuleFuture<RepairReport> {
+        self.0.repair()
+    }
+    fn attach_node(&self, n: Arc<dyn LocalNode>) -> ModuleResult<()> {
+        self.0.attach_node(n)
+    }
+    fn observe_change(&self, e: &ChangeEvent) {
+        self.0.observe_change(e);
+    }
+    fn publish_topic(&self, m: TopicPublish) -> ModuleFuture<()> {
+        self.0.publish_topic(m)
+    }
+    fn status(&self) -> ClusterStatus {
+        self.0.status()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn t17_a_module_that_claims_quorum_without_copies_fails_the_three_node_suite() {
+    let run = tokio::spawn(cluster_multi_suite::run(
+        "no copies",
+        Arc::new(|c, d| {
+            Ok(Arc::new(NoCopies(hangar_cluster::create(c, d)?)) as Arc<dyn ClusterModule>)
+        }),
+    ))
+    .await;
+    let msg = hangar_tests::support::join_error_message(run.expect_err("the suite must fail"));
+    assert!(
+        msg.contains("m20") && msg.contains("does not hold"),
+        "it fails on the missing copy: {msg}"
+    );
 }

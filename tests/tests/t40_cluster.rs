@@ -136,7 +136,7 @@ async fn t30_after_kill9_every_partition_takes_writes_within_5s_and_no_quorum_wr
     let ops = keys
         .values()
         .enumerate()
-        .map(|(i, k)| put(&i.to_string(), "m", k, &json!(i), 10, "c1"))
+        .map(|(i, k)| put(&i.to_string(), "m", k, &json!({ "i": i }), 10, "c1"))
         .collect();
     let ack = cl
         .batch(ops, "PERSISTED", Some("QUORUM"), 10_000)

@@ -2,9 +2,11 @@
 //!
 //! Every variant is a reason to drop the frame and keep the connection: the
 //! TopGun server and client both treat a bad frame as noise, not as a reason
-//! to hang up. The single exception a client is told about is
-//! [`FrameError::BatchTooLarge`], which [`FrameError::client_error_code`] maps
-//! to `ERROR 413`.
+//! to hang up. Unlike TopGun, the client is told: it gets an `ERROR` with the
+//! code [`FrameError::client_error_code`] gives (413 for a BATCH over its
+//! item cap, 400 for the rest) and the error's text, which says what was
+//! wrong and where, so a buggy client is not left guessing why its frames
+//! went unanswered.
 
 /// An inbound frame that could not be turned into a [`super::Message`].
 ///
@@ -129,16 +131,15 @@ pub enum FrameError {
 }
 
 impl FrameError {
-    /// The `ERROR` code the client must be sent for this error, if any.
-    ///
-    /// `Some(413)` for [`FrameError::BatchTooLarge`]; `None` for everything
-    /// else, which the caller drops silently (logging at debug) while keeping
-    /// the connection open, as TopGun does.
+    /// The `ERROR` code the client is sent with this error's text: 413 for
+    /// a frame or BATCH over its limit, 400 for everything else. The
+    /// connection stays open either way.
     #[must_use]
-    pub fn client_error_code(&self) -> Option<u32> {
+    pub fn client_error_code(&self) -> u32 {
         match self {
-            Self::BatchTooLarge { .. } => Some(413),
-            _ => None,
+            Self::BatchTooLarge { .. } | Self::TooLarge { .. } => 413,
+            Self::InBatchItem { source, .. } => source.client_error_code(),
+            _ => 400,
         }
     }
 }

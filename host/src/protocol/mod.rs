@@ -8,8 +8,8 @@
 //! ```text
 //! frame ──decode_frame──▶ Decoded::Message(m)    handle m
 //!                         Decoded::Unknown{..}   drop the frame
-//!                         Err(e)                 drop; if e.client_error_code() is
-//!                                                Some(413), send ERROR 413 first
+//!                         Err(e)                 drop; answer ERROR {e.client_error_code(),
+//!                                                e.to_string()}
 //! Message::Batch(b) ──unpack_batch(b)──▶ items ──decode_batch_item──▶ as above
 //! Message::ClientOp{payload} ──payload.into_keyed_op(|| hlc.now())──▶ KeyedOp
 //! server → client: fast::write_* for SERVER_EVENT, QUERY_UPDATE, OP_ACK;

@@ -23,10 +23,12 @@ use crate::factory::Node;
 use crate::protocol::RawMsgpack;
 
 /// The cluster module's handle on this node.
-#[derive(Default)]
 pub struct HostLink {
     node: OnceLock<Weak<Node>>,
     front: OnceLock<Weak<FrontEnd>>,
+    /// The host's runtime: the cluster plugin polls our futures on its own
+    /// executor, so host work is spawned here and only awaited there.
+    runtime: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for HostLink {
@@ -39,6 +41,19 @@ impl std::fmt::Debug for HostLink {
 }
 
 impl HostLink {
+    /// A link whose work runs on the current tokio runtime.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    #[must_use]
+    pub fn on_current_runtime() -> Self {
+        Self {
+            node: OnceLock::new(),
+            front: OnceLock::new(),
+            runtime: tokio::runtime::Handle::current(),
+        }
+    }
+
     /// Attaches the node (once it exists).
     pub fn attach_node(&self, node: &Arc<Node>) {
         let _ = self.node.set(Arc::downgrade(node));
@@ -68,12 +83,17 @@ impl LocalNode for HostLink {
                 ))
             });
         };
-        boxed(async move {
+        let task = self.runtime.spawn(async move {
             let ops = batch.ops.into_iter().map(Ok).collect();
             let pending =
                 write_path::prepare(&node, ops, &batch.origin, batch.consistency.into_option())
                     .await;
-            Ok(pending.finish(&node).await.into())
+            pending.finish(&node).await
+        });
+        boxed(async move {
+            task.await.map(Into::into).map_err(|e| {
+                ModuleError::internal(format!("the forwarded write's task failed: {e}"))
+            })
         })
     }
 

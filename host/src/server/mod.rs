@@ -4,6 +4,8 @@
 //! # Layout
 //!
 //! - `mod.rs`: the router, [`bind`] / [`serve`], and [`Listening::stop`].
+//! - `accept`: the accept loop (connection cap, request timeout, accept
+//!   errors) and the process's open-file limit.
 //! - `ws`: upgrade and the per-connection task (reader, limits, writer).
 //! - `session`: one connection's state and its clean-up.
 //! - `outbound`: the bounded queue towards one client and its kill switch.
@@ -19,9 +21,10 @@
 //! partition map; it serves only once the modules are up ([`serve`]).
 //!
 //! Shutdown ([`Listening::stop`]): stop accepting, tell every connection to
-//! close (close code 1001), wait for in-flight acknowledgements and the
-//! connection tasks (bounded by `shutdown_grace_ms`); the modules shut down
-//! after that.
+//! close; each sends the acknowledgements of its in-flight writes, then its
+//! close frame (code 1001), and reads until the client's close reply so the
+//! socket is not reset under those acknowledgements; wait for the connection
+//! tasks (bounded by `shutdown_grace_ms`); the modules shut down after that.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,6 +43,7 @@ use tokio::task::JoinHandle;
 use crate::config::HangarConfig;
 use crate::factory::{Node, StartError, Step};
 
+pub mod accept;
 pub mod auth;
 pub mod fanout;
 pub mod handlers;
@@ -52,6 +56,7 @@ pub mod topics;
 pub mod write_path;
 pub mod ws;
 
+pub use accept::{raise_fd_limit, FdLimit};
 pub use state::FrontEnd;
 
 /// The router of the node's port.
@@ -152,7 +157,7 @@ pub struct Listening {
     pub addr: SocketAddr,
     fe: Arc<FrontEnd>,
     stop: watch::Sender<bool>,
-    task: JoinHandle<std::io::Result<()>>,
+    task: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Listening {
@@ -185,10 +190,7 @@ impl Listening {
             );
         }
         match tokio::time::timeout(grace, self.task).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => {
-                tracing::error!(error = %e, "network front end stopped with an error")
-            }
+            Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "network front end task failed"),
             Err(_) => tracing::warn!("HTTP server did not stop within the grace period"),
         }
@@ -204,14 +206,12 @@ pub fn serve(bound: Bound, node: Arc<Node>) -> Listening {
     let fe = Arc::new(FrontEnd::new(node.clone(), stopped.clone()));
     node.link.attach_front(&fe);
     let app = router(fe.clone());
-    let mut stopped_http = stopped;
-    let task = tokio::spawn(async move {
-        axum::serve(bound.listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped_http.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let task = tokio::spawn(accept::accept_loop(
+        bound.listener,
+        app,
+        fe.clone(),
+        stopped,
+    ));
     Listening {
         addr: bound.addr,
         fe,

@@ -82,9 +82,9 @@ impl Session {
         error_to(&self.out, fe, code, message);
     }
 
-    /// Undoes everything the connection set up: live queries, event
-    /// listening, topics, locks.
-    pub async fn close(&mut self, fe: &FrontEnd) {
+    /// Ends the connection's live queries, event listening and topic
+    /// subscriptions: nothing more is pushed to it. Locks are kept.
+    pub fn drop_subscriptions(&mut self, fe: &FrontEnd) {
         for (_, q) in self.queries.drain() {
             fe.node.storage.unsubscribe(q.subscription);
             fe.fanout.remove(&q.map, self.id);
@@ -92,6 +92,12 @@ impl Session {
         for t in self.topics.drain() {
             fe.topics.unsubscribe(&t, self.id);
         }
+    }
+
+    /// Undoes everything the connection set up: live queries, event
+    /// listening, topics, locks.
+    pub async fn close(&mut self, fe: &FrontEnd) {
+        self.drop_subscriptions(fe);
         if self.took_locks {
             match fe
                 .node

@@ -70,6 +70,19 @@ impl Drain {
     }
 }
 
+/// One client connection counted against `max_connections`: taken when the
+/// TCP connection is accepted (so that sockets still sending their HTTP
+/// request count), carried over to the WebSocket task on upgrade, and
+/// counted out when the last holder drops it.
+#[derive(Debug)]
+pub struct ConnectionSlot(Arc<FrontEnd>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
 /// The front end's shared state.
 pub struct FrontEnd {
     /// The node: modules, clock, metrics, config.
@@ -135,8 +148,22 @@ impl FrontEnd {
         self.next_sub.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Counts a connection in if there is room, until the returned slot
+    /// drops; `None` when the node is at `max_connections`.
+    #[must_use]
+    pub fn connection_slot(self: &Arc<Self>) -> Option<ConnectionSlot> {
+        self.admit().then(|| ConnectionSlot(self.clone()))
+    }
+
+    /// Open connections (those still in their HTTP request included).
+    #[must_use]
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
     /// Counts a connection in if there is room; false when the node is at
-    /// `max_connections`.
+    /// `max_connections`. Prefer [`Self::connection_slot`], which counts it
+    /// out again when dropped.
     pub fn admit(&self) -> bool {
         let admitted = self
             .open

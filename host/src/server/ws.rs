@@ -9,8 +9,8 @@
 //! cap (in the WebSocket layer, before any byte is buffered past it), the
 //! decoder's depth / length pre-scan, `BATCH` unpacking with its 8,192-item
 //! cap (`ERROR 413`), then the connection's token bucket charged by the real
-//! item count (`ERROR 429`). A bad frame is dropped and the connection
-//! stays open. A connection's errors are logged here and never reach the
+//! item count (`ERROR 429`). A bad frame is dropped, answered with an
+//! `ERROR` that says what was wrong, and the connection stays open. A connection's errors are logged here and never reach the
 //! accept loop.
 
 use std::sync::Arc;
@@ -21,6 +21,7 @@ use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUp
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use hangar_core::module::services::MetricsExt;
@@ -30,7 +31,7 @@ use tokio::time::{timeout, timeout_at, Instant};
 use super::handlers::{self, Flow};
 use super::outbound::{Out, Outbound};
 use super::session::Session;
-use super::state::FrontEnd;
+use super::state::{ConnectionSlot, FrontEnd};
 use crate::metrics::Registry;
 use crate::protocol::messages::{AuthAck, AuthFail, AuthRequired};
 use crate::protocol::{
@@ -41,20 +42,22 @@ use crate::protocol::{
 const FLUSH_BURST: usize = 64;
 /// Protocol version announced in `AUTH_ACK`.
 const PROTOCOL_VERSION: u32 = 1;
-
-/// Keeps a connection counted in until dropped (also when an upgrade fails
-/// and the connection task never runs).
-struct Admitted(Arc<FrontEnd>);
-
-impl Drop for Admitted {
-    fn drop(&mut self) {
-        self.0.release();
-    }
-}
+/// Longest wait for a client's close reply after the node closed.
+const LINGER: Duration = Duration::from_secs(2);
+/// Stands for "never" where a connection has no token to expire.
+const NO_EXPIRY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// `GET /ws`: upgrades to WebSocket, or refuses with 503 when the node is
 /// shutting down or at its connection cap.
-pub async fn upgrade(ws: WebSocketUpgrade, State(fe): State<Arc<FrontEnd>>) -> Response {
+///
+/// The connection keeps the [`ConnectionSlot`] the accept loop took for it
+/// (a request extension); served by another loop (no slot), it takes one
+/// here.
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(fe): State<Arc<FrontEnd>>,
+    slot: Option<Extension<Arc<ConnectionSlot>>>,
+) -> Response {
     let metrics = &fe.node.metrics;
     if fe.is_shutting_down() {
         metrics.counter(
@@ -64,26 +67,30 @@ pub async fn upgrade(ws: WebSocketUpgrade, State(fe): State<Arc<FrontEnd>>) -> R
         );
         return (StatusCode::SERVICE_UNAVAILABLE, "node is shutting down").into_response();
     }
-    if !fe.admit() {
-        metrics.counter(
-            "hangar_ws_connections_rejected_total",
-            &[("reason", "max_connections")],
-            1.0,
-        );
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many connections; retry later",
-        )
-            .into_response();
-    }
-    let admitted = Admitted(fe.clone());
+    let slot = match slot {
+        Some(Extension(slot)) => slot,
+        None => match fe.connection_slot() {
+            Some(slot) => Arc::new(slot),
+            None => {
+                metrics.counter(
+                    "hangar_ws_connections_rejected_total",
+                    &[("reason", "max_connections")],
+                    1.0,
+                );
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many connections; retry later",
+                )
+                    .into_response();
+            }
+        },
+    };
     let guard = fe.drain.guard();
     ws.max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
         .on_upgrade(move |socket| async move {
-            let fe = admitted.0.clone();
             run(socket, fe).await;
-            drop(admitted);
+            drop(slot);
             drop(guard);
         })
 }
@@ -99,6 +106,7 @@ enum End {
     TooBig,
     Killed,
     Shutdown,
+    TokenExpired,
     Handler(u16, &'static str),
 }
 
@@ -124,16 +132,35 @@ async fn run(socket: WebSocket, fe: Arc<FrontEnd>) {
     let mut session = Session::new(&fe, id, out.clone());
     tracing::debug!(conn = id, "client connected");
 
-    let mut end = match &fe.verifier {
-        Some(_) => authenticate(&fe, &mut session, &mut stream, killed.clone()).await,
-        None => None,
-    };
-    if end.is_none() {
+    // Authenticate, serve until the token expires, and again: a connection
+    // never outlives its token (see `auth.rs`).
+    let mut reason = None;
+    let end = loop {
+        if fe.verifier.is_some() {
+            if let Some(end) =
+                authenticate(&fe, &mut session, &mut stream, killed.clone(), reason).await
+            {
+                break end;
+            }
+        }
         fe.register_client(&out);
-        end = Some(read_loop(&fe, &mut session, &mut stream, killed).await);
-    }
+        match read_loop(&fe, &mut session, &mut stream, killed.clone()).await {
+            End::TokenExpired => {
+                fe.unregister_client(id);
+                tracing::info!(conn = id, "token expired; authentication required again");
+                fe.node
+                    .metrics
+                    .counter("hangar_ws_tokens_expired_total", &[], 1.0);
+                session.principal = None;
+                // Nothing flows to a connection without a valid token; the
+                // client subscribes again after its next AUTH_ACK.
+                session.drop_subscriptions(&fe);
+                reason = Some("token expired".to_string());
+            }
+            end => break end,
+        }
+    };
     fe.unregister_client(id);
-    let end = end.unwrap_or(End::ClientClosed);
     match &end {
         End::Error(e) => tracing::debug!(conn = id, error = %e, "connection error"),
         End::Killed => tracing::info!(conn = id, "connection closed: too slow"),
@@ -158,31 +185,59 @@ async fn run(socket: WebSocket, fe: Arc<FrontEnd>) {
         End::Handler(code, reason) => Some((code, reason)),
         End::TooBig => Some((1009, "message exceeds the 2 MiB limit")),
         End::ClientClosed => Some((1000, "")),
+        End::TokenExpired => Some((1008, "token expired")),
         End::Error(_) | End::Killed => None,
     };
+    let lingering = close.is_some();
     match close {
         Some((code, reason)) => out.close(code, reason).await,
         None => out.kill(),
     }
     drop(session);
     drop(out);
+    if lingering {
+        linger(&mut stream).await;
+    }
     if let Err(e) = writer.await {
         tracing::error!(conn = id, error = %e, "connection writer task failed");
     }
     tracing::debug!(conn = id, "client disconnected");
 }
 
-/// Waits for a valid `AUTH`; every other frame is dropped. `None` when the
-/// client authenticated.
+/// After the close frame was queued: reads, and drops, whatever the client
+/// still sends until its close reply (or the end of the stream), for at
+/// most [`LINGER`].
+///
+/// Without this, the frames the client sent after the reader stopped (on
+/// shutdown, its next writes) stay unread in the socket, and closing a
+/// socket with unread bytes resets it (TCP RST): the client's kernel then
+/// discards what it received but had not read yet, the acknowledgements of
+/// writes already made durable and the close frame included. Frames read
+/// here are not served: the client learns from the close that they were
+/// not acknowledged.
+async fn linger(stream: &mut SplitStream<WebSocket>) {
+    let _ = timeout(LINGER, async {
+        while let Some(Ok(m)) = stream.next().await {
+            if matches!(m, WsMessage::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Sends `AUTH_REQUIRED {reason}` and waits for a valid `AUTH`; every
+/// other frame is dropped. `None` when the client authenticated.
 async fn authenticate(
     fe: &Arc<FrontEnd>,
     session: &mut Session,
     stream: &mut SplitStream<WebSocket>,
     mut killed: watch::Receiver<bool>,
+    reason: Option<String>,
 ) -> Option<End> {
     let verifier = fe.verifier.as_ref()?;
     session
-        .reply(&Message::AuthRequired(AuthRequired::default()))
+        .reply(&Message::AuthRequired(AuthRequired { reason }))
         .await;
     let deadline = Instant::now() + Duration::from_millis(fe.net.auth_timeout_ms);
     let mut shutdown = fe.shutdown.clone();
@@ -254,11 +309,28 @@ async fn read_loop(
 ) -> End {
     let idle = Duration::from_millis(fe.net.idle_timeout_ms);
     let mut shutdown = fe.shutdown.clone();
+    // The token's expiry, re-armed when an AUTH refresh replaced it.
+    let expires_at = |s: &Session| s.principal.as_ref().map(|p| p.expires_at);
+    let mut armed = expires_at(session);
+    let deadline = |s: &Session| {
+        s.principal
+            .as_ref()
+            .map_or(Instant::now() + NO_EXPIRY, |p| {
+                Instant::now() + p.remaining(fe.node.clock.wall_millis())
+            })
+    };
+    let expiry = tokio::time::sleep_until(deadline(session));
+    tokio::pin!(expiry);
     loop {
+        if expires_at(session) != armed {
+            armed = expires_at(session);
+            expiry.as_mut().reset(deadline(session));
+        }
         let next = tokio::select! {
             biased;
             _ = killed.wait_for(|k| *k) => return End::Killed,
             _ = shutdown.wait_for(|s| *s) => return End::Shutdown,
+            () = &mut expiry, if armed.is_some() => return End::TokenExpired,
             r = timeout(idle, stream.next()) => r,
         };
         match next {
@@ -270,8 +342,18 @@ async fn read_loop(
                     return End::Handler(code, reason);
                 }
             }
-            // Text frames are not part of the protocol; pings are answered
-            // by the WebSocket layer. Any of them keeps the connection alive.
+            Ok(Some(Ok(WsMessage::Text(_)))) => {
+                fe.node
+                    .metrics
+                    .counter("hangar_ws_frames_dropped_total", &[], 1.0);
+                session.error(
+                    fe,
+                    400,
+                    "text frame dropped: every message is one msgpack map in a binary frame",
+                );
+            }
+            // Pings are answered by the WebSocket layer. Any frame keeps the
+            // connection alive.
             Ok(Some(Ok(_))) => {}
         }
     }
@@ -325,7 +407,7 @@ async fn intake(fe: &Arc<FrontEnd>, session: &mut Session, frame: &Bytes) -> Flo
                         None
                     }
                     Err(e) => {
-                        tracing::debug!(conn = session.id, error = %e, "bad BATCH item dropped");
+                        refuse(fe, session, &e);
                         None
                     }
                 })
@@ -366,19 +448,15 @@ async fn intake(fe: &Arc<FrontEnd>, session: &mut Session, frame: &Bytes) -> Flo
     Flow::Continue
 }
 
-/// A frame that failed its limits or decoding: dropped; `ERROR 413` for an
-/// oversized `BATCH`.
+/// A frame that failed its limits or decoding: dropped, and the client is
+/// told what was wrong (`ERROR 400`, or `413` for an oversized `BATCH`);
+/// the connection stays open.
 fn refuse(fe: &FrontEnd, session: &Session, e: &FrameError) {
     fe.node
         .metrics
         .counter("hangar_ws_frames_dropped_total", &[], 1.0);
-    match e.client_error_code() {
-        Some(code) => {
-            tracing::info!(conn = session.id, error = %e, "frame refused");
-            session.error(fe, code, e.to_string());
-        }
-        None => tracing::debug!(conn = session.id, error = %e, "malformed frame dropped"),
-    }
+    tracing::debug!(conn = session.id, error = %e, "frame refused");
+    session.error(fe, e.client_error_code(), e.to_string());
 }
 
 /// Drains the outbound queue into the socket, flushing bursts together,

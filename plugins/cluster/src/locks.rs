@@ -8,6 +8,10 @@
 //! node starts above everything it ever issued. Tokens also never fall behind
 //! `wall-clock ms * 1000`, which keeps them increasing across restarts even
 //! without a state directory as long as the clock does not step back.
+//!
+//! A state directory whose ceiling cannot be written is refused when the
+//! manager is built (the error names the file), not at the first lock: a
+//! node that could not persist the ceiling would refuse every lock.
 
 use std::collections::HashMap;
 use std::fs;
@@ -59,11 +63,15 @@ impl TokenAllocator {
                 }
             }
         }
-        Ok(Self {
+        let mut allocator = Self {
             last,
             ceiling: last,
             file,
-        })
+        };
+        // Prove now that the ceiling can be persisted: rewriting the current
+        // one changes nothing on disk but fails as a later block would.
+        allocator.reserve(last)?;
+        Ok(allocator)
     }
 
     fn next(&mut self, now_ms: u64) -> ModuleResult<u64> {
@@ -121,7 +129,9 @@ impl LockManager {
     /// A lock manager; `state_dir` keeps the token ceiling across restarts.
     ///
     /// # Errors
-    /// [`ErrorKind::STORAGE`] when the ceiling file is unreadable or corrupt.
+    /// [`ErrorKind::STORAGE`] naming the ceiling file when it is unreadable
+    /// or corrupt, or cannot be written (the directory cannot be created, is
+    /// read-only, ...): every grant has to persist a ceiling first.
     pub fn new(state_dir: Option<&Path>) -> ModuleResult<Self> {
         Ok(Self {
             state: Mutex::new((HashMap::new(), TokenAllocator::open(state_dir)?)),
@@ -287,6 +297,30 @@ mod tests {
         let m = LockManager::new(Some(dir.path())).unwrap();
         let second = m.acquire(&req("a", "c", 1_000), 1).unwrap().fencing_token;
         assert!(second > first, "{second} <= {first}");
+    }
+
+    #[test]
+    fn t16_a_state_dir_where_the_ceiling_cannot_be_written_is_refused_at_construction() {
+        let dir = tempfile::tempdir().unwrap();
+        // The ceiling reads as absent, but a directory sits where its
+        // temporary file must be written: the write fails whoever runs the
+        // test (root included).
+        let state = dir.path().join("cluster");
+        fs::create_dir_all(state.join(TOKEN_FILE).with_extension("tmp")).unwrap();
+        let e = LockManager::new(Some(&state)).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::STORAGE);
+        assert!(
+            e.message
+                .contains("cannot persist the fencing-token ceiling")
+                && e.message
+                    .contains(&state.join(TOKEN_FILE).display().to_string()),
+            "{e}"
+        );
+        // A writable one is fine, and its first grant is persisted.
+        let ok = dir.path().join("ok");
+        let m = LockManager::new(Some(&ok)).unwrap();
+        assert!(m.acquire(&req("a", "c", 1_000), 5).unwrap().granted);
+        assert!(ok.join(TOKEN_FILE).exists());
     }
 
     #[test]

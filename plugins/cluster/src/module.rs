@@ -33,6 +33,7 @@ use hangar_core::module::cluster_types::{
 };
 use hangar_core::module::local_node::{LocalNode, TopicPublish};
 use hangar_core::module::partition::PartitionView;
+use hangar_core::module::services::{MetricsExt, MetricsSink};
 use hangar_core::module::storage_types::{AckResult, ApplyBatch, ChangeEvent, Origin, OriginKind};
 use hangar_core::module::{ready, ModuleFuture, ModuleInfo};
 use hangar_core::{partition_of, ConsistencyLevel, ErrorKind, ModuleError, ModuleResult};
@@ -363,6 +364,7 @@ impl Boot {
             self.table.clone(),
             node.clone(),
             default_timeout,
+            self.deps.metrics.clone(),
         );
         let replicator = Replicator::new(
             transport.clone(),
@@ -399,6 +401,10 @@ impl Boot {
             tasks.push(h.spawn(formation.clone().bootstrap()));
             tasks.push(h.spawn(formation.clone().keep_table()));
             tasks.push(h.spawn(formation.install_tables()));
+            tasks.push(h.spawn(report_status(
+                self.running.clone(),
+                self.deps.metrics.clone(),
+            )));
             let locks = self.locks.clone();
             let clock = self.deps.clock.clone();
             tasks.push(h.spawn(async move {
@@ -427,6 +433,43 @@ impl Boot {
         }
         tracing::info!(node = %c.node_id, seeds = ?seed_strings, "cluster module started");
         Ok(())
+    }
+}
+
+/// Publishes membership and Raft gauges once a second.
+async fn report_status(running: Arc<OnceLock<Arc<Running>>>, metrics: Arc<dyn MetricsSink>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let Some(r) = running.get() else { continue };
+        let peers = r.membership.peers();
+        let count = |h: PeerHealth| peers.values().filter(|p| p.health == h).count();
+        let s = r.raft.status();
+        #[allow(clippy::cast_precision_loss)]
+        {
+            for (label, h) in [
+                ("alive", PeerHealth::Alive),
+                ("suspected", PeerHealth::Suspected),
+                ("failed", PeerHealth::Failed),
+            ] {
+                metrics.gauge(
+                    "hangar_cluster_members",
+                    &[("health", label)],
+                    count(h) as f64,
+                );
+            }
+            metrics.gauge("hangar_cluster_raft_term", &[], s.term as f64);
+            metrics.gauge(
+                "hangar_cluster_raft_commit_index",
+                &[],
+                s.commit_index as f64,
+            );
+            metrics.gauge(
+                "hangar_cluster_raft_is_leader",
+                &[],
+                if s.is_leader { 1.0 } else { 0.0 },
+            );
+        }
     }
 }
 

@@ -39,7 +39,8 @@ pub const IN_FLIGHT: usize = 4;
 pub fn required_acks(level: ConsistencyLevel, backups: usize) -> usize {
     match level {
         ConsistencyLevel::Eventual => 0,
-        ConsistencyLevel::Quorum => (1 + backups) / 2,
+        // A majority of the 1 + B copies, the owner being one of them.
+        ConsistencyLevel::Quorum => backups.div_ceil(2),
         ConsistencyLevel::Strong => backups,
     }
 }

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use abi_stable::std_types::{ROption, RString, RVec};
 use hangar_core::module::local_node::{LocalNode, TopicPublish};
 use hangar_core::module::partition::PartitionView;
+use hangar_core::module::services::{MetricsExt, MetricsSink};
 use hangar_core::module::storage_types::{AckResult, ApplyBatch, ChangeEvent, Origin, OriginKind};
 use hangar_core::{partition_of, ErrorKind, KeyedOp, ModuleError, ModuleResult};
 use parking_lot::Mutex;
@@ -41,6 +42,7 @@ pub const MAX_HOPS: u8 = 3;
 /// Routes writes, events and topic messages.
 pub struct Router {
     node_id: String,
+    metrics: Arc<dyn MetricsSink>,
     transport: Arc<Transport>,
     membership: Arc<Membership>,
     table: Arc<PartitionTable>,
@@ -77,9 +79,11 @@ impl Router {
         table: Arc<PartitionTable>,
         node: Option<Arc<dyn LocalNode>>,
         default_timeout: Duration,
+        metrics: Arc<dyn MetricsSink>,
     ) -> Arc<Self> {
         let r = Arc::new(Self {
             node_id: node_id.to_string(),
+            metrics,
             transport,
             membership,
             table,
@@ -149,6 +153,12 @@ impl Router {
             }
             if let Some(addr) = self.addr_of(&owner) {
                 let body = wire::encode(&Forward::from_batch(&batch, hops));
+                #[allow(clippy::cast_precision_loss)]
+                self.metrics.counter(
+                    "hangar_cluster_forwarded_ops_total",
+                    &[("direction", "sent")],
+                    batch.ops.len() as f64,
+                );
                 match self
                     .transport
                     .request(addr, Channel::Forward, body, left + Duration::from_secs(1))
@@ -259,6 +269,12 @@ impl Router {
     pub async fn on_forward(self: &Arc<Self>, f: Forward) -> Result<ForwardReply, String> {
         let hops = f.hops;
         let batch = f.into_batch();
+        #[allow(clippy::cast_precision_loss)]
+        self.metrics.counter(
+            "hangar_cluster_forwarded_ops_total",
+            &[("direction", "received")],
+            batch.ops.len() as f64,
+        );
         let mine = batch
             .ops
             .iter()

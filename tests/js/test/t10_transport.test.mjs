@@ -2,7 +2,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Unpackr } from 'msgpackr';
-import { memoryNode, connect, f64, str, map } from '../lib/hangar.mjs';
+import { memoryNode, connect, pack, f64, str, map } from '../lib/hangar.mjs';
 
 let node;
 before(async () => {
@@ -40,9 +40,9 @@ test('t12 integers sent as float64 are accepted where an integer is expected', a
   await c.close();
 });
 
-test('t13 unknown types and malformed frames are dropped and the connection stays open', async () => {
+test('t13 unknown types are dropped; each malformed frame gets an ERROR 400 saying what was wrong; the connection stays open', async () => {
   const c = await connect(node);
-  c.send({ type: 'NO_SUCH_MESSAGE', payload: { x: 1 } });
+  c.send({ type: 'NO_SUCH_MESSAGE', payload: { x: 1 } }); // unknown: dropped without a word
   c.send({ type: 'PING' }); // missing its timestamp: malformed
   c.send(Buffer.from([0xc1])); // reserved marker
   c.send(Buffer.from([0x93, 1, 2, 3])); // an array, not a map
@@ -50,7 +50,31 @@ test('t13 unknown types and malformed frames are dropped and the connection stay
   c.send({ type: 'PING', timestamp: 7, extra: 'ignored', nested: { a: [1, 2] } }); // unknown fields
   const pong = await c.expect('PONG');
   assert.equal(pong.timestamp, 7);
+  const errors = c.take('ERROR').map((e) => e.payload);
+  assert.deepEqual(errors.map((e) => e.code), [400, 400, 400, 400], JSON.stringify(errors));
+  const [missing, reserved, array, text] = errors.map((e) => e.message);
+  assert.match(missing, /PING.*timestamp/);
+  assert.match(reserved, /0xc1/);
+  assert.match(array, /must be a msgpack map/);
+  assert.match(text, /text frame/);
   assert.equal(c.queue.length, 0, `nothing else answered: ${JSON.stringify(c.queue)}`);
+  await c.close();
+});
+
+test('t13b a malformed item of a BATCH gets an ERROR naming the item; the other items are served', async () => {
+  const c = await connect(node);
+  const items = [pack({ type: 'PING', timestamp: 1 }), pack({ type: 'PING' }), pack({ type: 'PING', timestamp: 3 })];
+  const parts = items.flatMap((b) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(b.length);
+    return [len, b];
+  });
+  c.send({ type: 'BATCH', count: 3, data: Buffer.concat(parts) });
+  await c.expect('PONG', (m) => m.timestamp === 3);
+  const [err] = c.take('ERROR');
+  assert.equal(err.payload.code, 400);
+  assert.match(err.payload.message, /BATCH item 1: malformed PING/);
+  assert.equal(c.take('PONG').length, 1, 'item 0 was answered too');
   await c.close();
 });
 

@@ -30,7 +30,7 @@ use parking_lot::RwLock;
 use tokio::sync::watch;
 
 use super::core::Core;
-use super::load::{advance_clock, LoadReport, LoadTasklet};
+use super::load::{LoadReport, LoadTasklet};
 use super::map_slot::{LoadPhase, MapSlot};
 use super::partition_set::PartitionSet;
 use super::read_path::decoded_rows;
@@ -217,17 +217,24 @@ impl Core {
             .collect();
         let tasklet = LoadTasklet::new(
             slot.clone(),
+            self.deps.clock.clone(),
             self.fts_of(&slot.name).cloned(),
             loaded.or_tombstones,
             entries,
         );
-        let (report, max_ts) = self
+        let report = self
             .tasklets
             .schedule(tasklet)
             .map_err(ModuleError::from)?
             .await
             .map_err(ModuleError::from)?;
-        advance_clock(&*self.deps.clock, max_ts.as_ref());
+        if report.refused > 0 {
+            tracing::error!(
+                map = %slot.name,
+                refused = report.refused,
+                "records with timestamps the node's clock refuses were not loaded (see the errors above)"
+            );
+        }
         Ok((report, related))
     }
 }

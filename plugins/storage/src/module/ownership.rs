@@ -58,7 +58,7 @@ use hangar_core::{partition_of, ModuleError, ModuleResult};
 use parking_lot::Mutex;
 
 use super::core::Core;
-use super::load::{advance_clock, LoadTasklet};
+use super::load::LoadTasklet;
 use super::map_slot::{LoadPhase, MapData, MapSlot};
 use super::partition_set::PartitionSet;
 use super::read_path::decoded_rows;
@@ -214,17 +214,24 @@ impl Core {
             .collect();
         let tasklet = LoadTasklet::new(
             slot.clone(),
+            self.deps.clock.clone(),
             self.fts_of(&slot.name).cloned(),
             loaded.or_tombstones,
             entries,
         );
-        let (report, max_ts) = self
+        let report = self
             .tasklets
             .schedule(tasklet)
             .map_err(ModuleError::from)?
             .await
             .map_err(ModuleError::from)?;
-        advance_clock(&*self.deps.clock, max_ts.as_ref());
+        if report.refused > 0 {
+            tracing::error!(
+                map = %slot.name,
+                refused = report.refused,
+                "records with timestamps the node's clock refuses were not loaded (see the errors above)"
+            );
+        }
         let now = self.deps.clock.wall_millis();
         let size = {
             let st = slot.state.lock();

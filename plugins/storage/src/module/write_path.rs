@@ -47,7 +47,7 @@ use rmpv::Value;
 
 use super::convert::decode;
 use super::core::{Core, Persist};
-use super::load::{advance_clock, merge_stored};
+use super::load::{merge_stored, LoadClock};
 use super::map_slot::{MapData, MapSlot, MapState};
 use super::metrics::OpCounts;
 use crate::crdt::{OrApplyOutcome, OrMap};
@@ -414,11 +414,10 @@ impl Core {
             return None;
         }
         if let Some(entries) = fetched {
-            let mut max_ts = None;
+            let mut clock = LoadClock::new(&*self.deps.clock, &slot.name);
             for (k, e) in &entries {
-                let _ = merge_stored(&mut st, k, e, fts, &mut max_ts);
+                let _ = merge_stored(&mut st, k, e, fts, &mut clock);
             }
-            advance_clock(&*self.deps.clock, max_ts.as_ref());
         }
         let mut cx = OpCx {
             map: &slot.name,

@@ -9,10 +9,13 @@
 //! - `gc`: TTL expiry, tombstone pruning and the expiry queue (`t40`-`t42`).
 //! - `metrics`: what the module reports (`t50`).
 //! - `convergence`: the convergence law through the whole module (`t60`).
+//! - `clock`: timestamps the node's clock refuses, on writes, replicated
+//!   changes and loads (`t70`-`t73`).
 //! - `ownership`: partition table changes: partitions loaded and released
-//!   in loaded maps (`t70`-`t76`).
+//!   in loaded maps (`t80`-`t86`).
 //! - `support`: the module builders, ops and sinks the tests share.
 
+mod clock;
 mod config;
 mod convergence;
 mod fail_stop;

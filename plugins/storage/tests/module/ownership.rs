@@ -181,7 +181,7 @@ fn counter(metrics: &Metrics, change: &str) -> f64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn t70_newly_held_partitions_load_into_a_loaded_map_on_redb_and_enter_live_queries() {
+async fn t80_newly_held_partitions_load_into_a_loaded_map_on_redb_and_enter_live_queries() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = StorageModuleConfig {
         backend: StorageBackendKind::Embedded,
@@ -222,7 +222,7 @@ async fn t70_newly_held_partitions_load_into_a_loaded_map_on_redb_and_enter_live
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn t71_a_newer_value_in_memory_is_not_overwritten_by_an_older_persisted_one() {
+async fn t81_a_newer_value_in_memory_is_not_overwritten_by_an_older_persisted_one() {
     let store = MemoryStore::new();
     let (m, _) = on_memory(&store, ControlledView::new(NODE, |_| true), Arc::default()).await;
     seed(&m).await;
@@ -252,7 +252,7 @@ async fn t71_a_newer_value_in_memory_is_not_overwritten_by_an_older_persisted_on
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn t72_released_keys_leave_memory_without_leave_events_and_come_back_from_disk() {
+async fn t82_released_keys_leave_memory_without_leave_events_and_come_back_from_disk() {
     let store = MemoryStore::new();
     let view = ControlledView::new(NODE, |_| true);
     let metrics = Arc::new(Metrics::default());
@@ -306,7 +306,7 @@ async fn t72_released_keys_leave_memory_without_leave_events_and_come_back_from_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn t73_writes_made_while_the_change_loads_are_kept_and_stale_ones_refused() {
+async fn t83_writes_made_while_the_change_loads_are_kept_and_stale_ones_refused() {
     let store = MemoryStore::new();
     let (m, _) = on_memory(&store, ControlledView::new(NODE, |_| true), Arc::default()).await;
     seed(&m).await;
@@ -358,7 +358,7 @@ async fn t73_writes_made_while_the_change_loads_are_kept_and_stale_ones_refused(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn t74_quick_successive_versions_end_in_the_latest_state() {
+async fn t84_quick_successive_versions_end_in_the_latest_state() {
     let store = MemoryStore::new();
     let view = ControlledView::new(NODE, |_| true);
     let metrics = Arc::new(Metrics::default());
@@ -404,7 +404,7 @@ async fn t74_quick_successive_versions_end_in_the_latest_state() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn t75_or_records_and_tombstones_come_back_exactly() {
+async fn t85_or_records_and_tombstones_come_back_exactly() {
     let store = MemoryStore::new();
     let view = ControlledView::new(NODE, |_| true);
     let (m, _) = on_memory(&store, view.clone(), Arc::default()).await;
@@ -480,7 +480,7 @@ async fn t75_or_records_and_tombstones_come_back_exactly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn t76_a_write_to_a_released_key_waits_until_its_persisted_copy_is_complete() {
+async fn t86_a_write_to_a_released_key_waits_until_its_persisted_copy_is_complete() {
     let store = MemoryStore::new();
     let view = ControlledView::new(NODE, |_| true);
     let (m, inst) = on_memory(&store, view.clone(), Arc::default()).await;
