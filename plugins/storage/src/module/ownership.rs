@@ -32,16 +32,20 @@
 //!      the held set and refreshes the map's live queries, which send ENTER
 //!      for the keys that now match, as after a lazy load.
 //! - Writes never wait for a pass: a write to a key outside the held set
-//!   merges the key's stored entry first (see `write_path`), so writes made
+//!   merges the key's stored entry first (see `write_fetch`), so writes made
 //!   during a load are kept and stale ones never reach the disk.
 //! - Maps not loaded yet are left alone: they load with the view current
 //!   then. A map whose lazy load runs is waited for, then evaluated.
 //! - A read answers from memory: a key of a partition this node no longer
 //!   holds reads as `Missing` (its record lives on disk and on its owner;
 //!   the cluster routes reads there).
-//! - A backend error on a map is logged and leaves that map's held set as
-//!   it was; the next table change retries it. [`Core::partitions_applied`]
-//!   then stays below the version.
+//! - A failure on a map (a backend read error, a tasklet refused or
+//!   cancelled at shutdown) is logged; the map's held set stays exact for
+//!   writes (partitions are added only once loaded, removed before their
+//!   keys are dropped), partitions not loaded are retried at the next table
+//!   change, and keys of a release cut short may stay in memory until the
+//!   map's next release. [`Core::partitions_applied`] then stays below the
+//!   version.
 //! - Cost: a load reads the whole map from the backend (`load_map`; the
 //!   backend has no read by partition) and filters it, once per map and
 //!   pass; a release visits every Merkle leaf of the map once. Both run in
