@@ -198,6 +198,23 @@ impl LwwMap {
             .collect()
     }
 
+    /// Drops from memory the records of Merkle leaf `leaf` whose key
+    /// `pick` selects (tombstones included; they leave the Merkle trie too)
+    /// and returns their keys. Not a CRDT operation: the records are not
+    /// deleted, only no longer held here (the storage module releases the
+    /// keys of partitions its node stopped holding, leaf by leaf so that the
+    /// work can be cut into slices).
+    pub fn release_in_leaf(&mut self, leaf: LeafIndex, pick: impl Fn(&str) -> bool) -> Vec<String> {
+        let dropped = self.store.extract_leaf(leaf, |s| pick(s.key()));
+        dropped
+            .into_iter()
+            .map(|slot| {
+                self.trie.remove(leaf, self.item_hash(&slot));
+                slot.key().to_string()
+            })
+            .collect()
+    }
+
     // ---- Merkle -------------------------------------------------------------
 
     /// The Merkle root; 0 when the map is empty.

@@ -159,6 +159,24 @@ impl LwwStore {
         self.buckets.values().flatten()
     }
 
+    /// Removes the slots of one leaf for which `pick` is true and returns
+    /// them.
+    pub(crate) fn extract_leaf(
+        &mut self,
+        leaf: LeafIndex,
+        mut pick: impl FnMut(&LwwSlot) -> bool,
+    ) -> Vec<LwwSlot> {
+        let Some(table) = self.buckets.get_mut(&leaf) else {
+            return Vec::new();
+        };
+        let out: Vec<LwwSlot> = table.extract_if(|s| pick(s)).collect();
+        if table.is_empty() {
+            self.buckets.remove(&leaf);
+        }
+        self.len -= out.len();
+        out
+    }
+
     /// Removes the slots for which `pick` is true and returns them with
     /// their leaf.
     pub(crate) fn extract(

@@ -265,6 +265,32 @@ impl OrMap {
         old
     }
 
+    /// Drops from memory the keys of Merkle leaf `leaf` that `pick`
+    /// selects, with all their records (their tags leave the tag index and
+    /// their entry hashes the Merkle trie), and returns them. Tombstones
+    /// stay: they name tags, not keys. Not a CRDT operation (see
+    /// [`LwwMap::release_in_leaf`](super::LwwMap::release_in_leaf)).
+    pub fn release_in_leaf(&mut self, leaf: LeafIndex, pick: impl Fn(&str) -> bool) -> Vec<String> {
+        let keys: Vec<Arc<str>> = self
+            .leaves
+            .leaf(leaf)
+            .filter(|(k, _)| pick(k))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let Some((_, entry)) = self.leaves.remove(leaf, &key) else {
+                continue;
+            };
+            for s in &entry.records {
+                self.tag_index.remove(&s.tag);
+            }
+            self.trie.remove(leaf, entry.hash);
+            out.push(key.to_string());
+        }
+        out
+    }
+
     // ---- reads ----------------------------------------------------------------
 
     fn entry(&self, key: &str) -> Option<&OrEntry> {

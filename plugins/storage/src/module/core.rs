@@ -74,6 +74,8 @@ pub(crate) struct Core {
     pub(crate) sink: RwLock<Option<Arc<dyn ChangeSink>>>,
     pub(crate) metrics: Metrics,
     pub(crate) backend_label: String,
+    /// Where applying partition table changes stands (see `ownership`).
+    pub(crate) ownership: super::ownership::Ownership,
     persist: OnceLock<Persist>,
     opener: BackendOpener,
     phase: tokio::sync::Mutex<Phase>,
@@ -151,6 +153,7 @@ impl Core {
         let pool = ObjectPool::for_events(PoolConfig::events_from_storage_config(&config));
         Ok(Arc::new(Self {
             metrics: Metrics::new(deps.metrics.clone()),
+            ownership: super::ownership::Ownership::default(),
             manager: StorageManager::default(),
             registry: QueryRegistry::default(),
             sink: RwLock::new(None),

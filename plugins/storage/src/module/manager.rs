@@ -15,7 +15,9 @@
 //!   tasklet scheduler's error) and is not remembered: the next use starts
 //!   a new load.
 //! - When a load finishes, live queries on the map are refreshed against
-//!   its records and its size and load time go to metrics.
+//!   its records and its size and load time go to metrics; the partitions
+//!   it kept become the map's held set (see `ownership` for how they move
+//!   afterwards).
 //! - A map's kind comes from the backend's catalog (read at start) when the
 //!   backend holds it, else from the first op applied to it.
 
@@ -23,14 +25,14 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use hangar_core::module::partition::PartitionViewExt;
-use hangar_core::{ErrorKind, MapKind, ModuleError, ModuleResult};
+use hangar_core::{partition_of, ErrorKind, MapKind, ModuleError, ModuleResult};
 use parking_lot::RwLock;
 use tokio::sync::watch;
 
 use super::core::Core;
 use super::load::{LoadReport, LoadTasklet};
 use super::map_slot::{LoadPhase, MapSlot};
+use super::partition_set::PartitionSet;
 use super::read_path::decoded_rows;
 use crate::persistence::MapInfo as StoredMapInfo;
 use crate::query::Row;
@@ -149,10 +151,11 @@ impl Core {
         let started = Instant::now();
         let result = self.read_and_merge(slot).await;
         match &result {
-            Ok(report) => {
+            Ok((report, related)) => {
                 let now = self.deps.clock.wall_millis();
                 let size = {
                     let st = slot.state.lock();
+                    slot.held.set(*related);
                     slot.set_loaded();
                     if self.registry.has_subscriptions(&slot.name) {
                         let rows = decoded_rows(&st.data, now);
@@ -180,7 +183,12 @@ impl Core {
         }
     }
 
-    async fn read_and_merge(self: &Arc<Self>, slot: &Arc<MapSlot>) -> ModuleResult<LoadReport> {
+    /// Reads and merges the map's related records; returns what it did and
+    /// the partitions it filtered by (what the map then holds).
+    async fn read_and_merge(
+        self: &Arc<Self>,
+        slot: &Arc<MapSlot>,
+    ) -> ModuleResult<(LoadReport, PartitionSet)> {
         let persist = self.persist()?;
         let loaded = persist.backend.load_map(&slot.name).await.map_err(|e| {
             ModuleError::storage(format!(
@@ -201,11 +209,11 @@ impl Core {
                 ));
             }
         }
-        let partitions = &self.deps.partitions;
+        let related = PartitionSet::related(&*self.deps.partitions);
         let entries: Vec<_> = loaded
             .entries
             .into_iter()
-            .filter(|(k, _)| partitions.is_related_key(k))
+            .filter(|(k, _)| related.contains(partition_of(k)))
             .collect();
         let tasklet = LoadTasklet::new(
             slot.clone(),
@@ -227,6 +235,6 @@ impl Core {
                 "records with timestamps the node's clock refuses were not loaded (see the errors above)"
             );
         }
-        Ok(report)
+        Ok((report, related))
     }
 }

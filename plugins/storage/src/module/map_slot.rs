@@ -22,6 +22,7 @@ use hangar_core::{MapKind, ModuleError};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
+use super::partition_set::{HeldPartitions, PartitionSet};
 use crate::crdt::{LwwMap, OrMap};
 
 /// The CRDT data of a map.
@@ -139,6 +140,12 @@ pub(crate) struct MapSlot {
     pub(crate) state: Mutex<MapState>,
     /// The load's progress (its own lock: never held with `state`).
     pub(crate) load: Mutex<LoadPhase>,
+    /// The partitions whose persisted records the data reflects: every
+    /// partition for a map the backend did not hold, the related ones once
+    /// a load finished, then as ownership changes move them (see
+    /// `ownership`). A write to a key outside it first merges the key's
+    /// persisted entry (see `write_path`).
+    pub(crate) held: HeldPartitions,
     loaded: AtomicBool,
 }
 
@@ -155,6 +162,11 @@ impl MapSlot {
 
     fn build(name: &str, data: MapData, loaded: bool) -> Self {
         Self {
+            held: HeldPartitions::new(if loaded {
+                PartitionSet::ALL
+            } else {
+                PartitionSet::EMPTY
+            }),
             name: Arc::from(name),
             state: Mutex::new(MapState {
                 data,

@@ -8,6 +8,7 @@
 //! | `hangar_map_load_seconds` | histogram | `map` | time to load a map (backend read + merge) |
 //! | `hangar_map_loaded_records_total` | counter | `map` | entries read by loads |
 //! | `hangar_map_load_failures_total` | counter | `map` | loads that failed |
+//! | `hangar_ownership_records_total` | counter | `map`, `change` (loaded/released) | records loaded into or dropped from memory by partition table changes |
 //! | `hangar_commit_seconds` | histogram | | one group commit (the backend's `commit` call) |
 //! | `hangar_commit_ops_total` | counter | | ops committed (after coalescing) |
 //! | `hangar_commit_failures_total` | counter | | failed group commits (fail-stop) |
@@ -109,6 +110,18 @@ impl Metrics {
             &[("map", map)],
             entries as f64,
         );
+    }
+
+    /// Records loaded into or released from a map's memory by a change of
+    /// the partition table; `change` is `"loaded"` or `"released"`.
+    pub(crate) fn ownership_records(&self, map: &str, change: &str, records: usize) {
+        if records > 0 {
+            self.sink.counter(
+                "hangar_ownership_records_total",
+                &[("map", map), ("change", change)],
+                records as f64,
+            );
+        }
     }
 
     /// A failed load.

@@ -16,9 +16,14 @@
 //! - `map_slot`: one map (kind, data behind its lock, load state).
 //! - `load`: merging stored records in tasklet slices.
 //! - `write_path`: `apply` (merge, persist, fan out, acks).
+//! - `write_fetch`: the stored entries a write merges first (map loading,
+//!   keys of partitions not held).
 //! - `read_path`: reads, queries, live queries, search, Merkle.
 //! - `snapshot`: query snapshots of large maps in tasklet slices.
 //! - `accessor`: what the cluster module gets.
+//! - `ownership`: loading and releasing partitions when the partition
+//!   table changes.
+//! - `partition_set`: partition bit sets; what each map holds.
 //! - `durability`: PERSISTED acks from the committer's durable watermark.
 //! - `gc`: TTL expiry and tombstone pruning.
 //! - `fts_runtime`: the low-priority thread full-text indexing runs on.
@@ -40,7 +45,7 @@
 //!
 //! | id | statement | enforced by |
 //! |---|---|---|
-//! | HG-STO-001 | A stale op never overwrites newer data, in memory or on disk (also before the map's load reached the key). | suite `t12`, `t90`, `t91`, `t83` |
+//! | HG-STO-001 | A stale op never overwrites newer data, in memory or on disk (also before the map's load reached the key, and for keys held only on disk). | suite `t12`, `t90`, `t91`, `t83`; `tests/module/ownership.rs` `t81`, `t83`, `t86` |
 //! | HG-STO-002 | Concurrent first uses of a map share one load. | `tests/module/loading.rs` `t20` |
 //! | HG-STO-003 | Writes during a load are applied at once and never lost. | suite `t83`, `t92` |
 //! | HG-STO-004 | A failed load surfaces as `STORAGE` and the next use retries it. | `tests/module/loading.rs` `t21` |
@@ -49,6 +54,7 @@
 //! | HG-STO-007 | After a commit failure, writes are refused with `STORAGE`; reads keep working. | `tests/module/fail_stop.rs` `t30` |
 //! | HG-STO-008 | A live query's snapshot and registration are atomic; updates follow every affecting change; unsubscribe stops them before it returns. | suite `t60`–`t66` |
 //! | HG-STO-009 | Any order, batching and repetition of the same ops gives the same reads and Merkle roots. | `tests/module/convergence.rs` `t60` (property), suite `t35`, `t73` |
+//! | HG-STO-010 | After a partition table change is applied, a loaded map holds the related partitions' persisted records (merged by the CRDT rules, live queries refreshed) and none of the others' in memory; released keys stay on disk and send no LEAVE; a later table supersedes an earlier one. | `tests/module/ownership.rs` `t80`–`t86` |
 //! | HG-PER-010 | Every write acknowledged PERSISTED through the module survives SIGKILL with its timestamp. | `tests/crash_module_kill9.rs` `t10` |
 //! | HG-PER-011 | The module crash checker catches APPLIED acks passed off as PERSISTED. | `tests/crash_module_kill9.rs` `t11` |
 //!
@@ -90,9 +96,11 @@ mod manager;
 mod map_slot;
 mod metrics;
 mod ownership;
+mod partition_set;
 mod read_path;
 mod snapshot;
 pub mod testing;
+mod write_fetch;
 mod write_path;
 
 pub use gc::{GcReport, GC_INTERVAL, PRUNE_INTERVAL, TOMBSTONE_MAX_AGE_MS};
@@ -184,6 +192,18 @@ impl DefaultStorage {
             acks_waiting_durable: c.persist_opt().map_or(0, |p| p.durability.waiting()),
             subscriptions: c.registry.subscription_count(),
         }
+    }
+
+    /// The latest partition-table version (as passed to
+    /// `StorageAccessor::partitions_changed`) whose changes are applied to
+    /// every loaded map: newly held partitions loaded, released ones
+    /// dropped from memory. 0 before any. It stays behind while a backend
+    /// error keeps a map from being brought in line (the next change
+    /// retries). For tests and diagnostics: poll it to know when an
+    /// ownership change has taken effect.
+    #[must_use]
+    pub fn partitions_applied(&self) -> u64 {
+        self.0.partitions_applied()
     }
 
     /// True once `map`'s load finished (or it needed none); false for a map

@@ -2,6 +2,11 @@
 //! search and Merkle sync. Every call on a map the backend holds waits for
 //! the map's load first (writes do not; see `manager`).
 //!
+//! Reads answer from memory: a key of a partition this node does not hold
+//! (never related, or released by an ownership change; see `ownership`)
+//! reads as `Missing`, and queries do not see it, although its record may
+//! be on disk and on the nodes that hold it.
+//!
 //! # Query rows
 //!
 //! Queries see each visible record once: for an LWW map, every key whose

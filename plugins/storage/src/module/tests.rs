@@ -153,3 +153,88 @@ async fn t11_a_read_of_a_loaded_or_unknown_map_is_ready_at_once_an_unloaded_one_
     assert!(matches!(loaded[0].state, RecordState::Lww(_)), "{loaded:?}");
     m.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t12_released_keys_leave_the_full_text_index_and_return_with_their_partitions() {
+    use super::testing::ControlledView;
+    use hangar_core::config::FullTextIndexConfig;
+    use hangar_core::module::storage::StorageDeps;
+    use hangar_core::partition_of;
+
+    let view = ControlledView::new("n1", |_| true);
+    let mut config = StorageModuleConfig {
+        node_id: "n1".into(),
+        backend: StorageBackendKind::Memory,
+        ..StorageModuleConfig::default()
+    };
+    config.full_text_search.insert(
+        "m".into(),
+        FullTextIndexConfig {
+            fields: vec!["title".into()],
+            ..Default::default()
+        },
+    );
+    let m = DefaultStorage::new(
+        config,
+        StorageDeps {
+            clock: Arc::new(hangar_core::hlc::Hlc::new("n1").unwrap()),
+            metrics: Arc::new(NoMetrics),
+            partitions: view.clone(),
+        },
+    )
+    .unwrap();
+    m.start().await.unwrap();
+    let keys: Vec<String> = (0..30).map(|i| format!("doc-{i}")).collect();
+    let ops: Vec<WriteOp> = keys
+        .iter()
+        .map(|k| {
+            let mut w = put(k, 0);
+            w.op.op = MapOp::Lww(LwwRecord {
+                value: ROption::RSome(
+                    RawValue::encode(&serde_json::json!({"title": "hangar storage"})).unwrap(),
+                ),
+                timestamp: Timestamp::new(10, 0, "w"),
+                ttl_ms: ROption::RNone,
+            });
+            w
+        })
+        .collect();
+    m.apply(ApplyBatch {
+        ops: ops.into(),
+        origin: Origin::internal("n1"),
+        consistency: ROption::RNone,
+    })
+    .await
+    .unwrap();
+    let indexed = || async {
+        let w = m.0.fts_of("m").unwrap();
+        w.wait_current().await;
+        let n = w.read().len();
+        n
+    };
+    assert_eq!(indexed().await, keys.len());
+    let even = keys.iter().filter(|k| partition_of(k) % 2 == 0).count();
+
+    let settle = |v: u64| {
+        let m = m.clone();
+        async move {
+            m.0.partitions_changed(v);
+            tokio::time::timeout(std::time::Duration::from_secs(10), async {
+                while m.partitions_applied() < v {
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                }
+            })
+            .await
+            .expect("the change is applied within 10 s");
+        }
+    };
+    settle(view.set_related(|p| p % 2 == 0)).await;
+    assert_eq!(indexed().await, even, "released keys leave the index");
+    settle(view.set_related(|_| true)).await;
+    assert_eq!(
+        indexed().await,
+        keys.len(),
+        "reloaded keys are indexed again"
+    );
+    m.shutdown().await.unwrap();
+}

@@ -25,17 +25,10 @@
 //! handed to the durability tracker with the request's sequence number (or,
 //! for an op that changed nothing, a barrier on the last sequence enqueued).
 //!
-//! # Writes during a load
+//! # Writes to keys not in memory
 //!
-//! A write to a map whose load has not finished first fetches the stored
-//! entries of its keys (`load_keys`) and merges them, then applies. So the
-//! state it persists is the merge of everything stored for the key and the
-//! write: a stale write cannot overwrite newer stored data even before the
-//! load reached that key, and nothing is lost when the load later merges the
-//! same entries again (merges are idempotent). Known limit: an OR add of a
-//! tag that is tombstoned only on disk is accepted until the load applies
-//! the tombstones, which then remove it (the tombstone row wins on every
-//! later load too).
+//! Before its ops apply, a group merges the stored entries of keys the
+//! map's memory may lack (see `write_fetch`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -62,7 +55,7 @@ use crate::persistence::{StoredEntry, WriteBatch, WriteOp};
 use crate::query::QueryRegistry;
 use crate::search::IndexWriter;
 
-fn rejected(e: ModuleError) -> OpOutcome {
+pub(crate) fn rejected(e: ModuleError) -> OpOutcome {
     OpOutcome {
         status: OpStatus::Rejected,
         ack: 0,
@@ -84,6 +77,12 @@ fn op_name(op: &MapOp) -> &'static str {
         MapOp::Lww(_) => "LWW put",
         MapOp::OrAdd(_) => "OR_ADD",
         MapOp::OrRemove(_) => "OR_REMOVE",
+    }
+}
+
+pub(crate) fn reject_all(todo: &[usize], out: &mut [Option<OpOutcome>], e: &ModuleError) {
+    for &i in todo {
+        out[i] = Some(rejected(e.clone()));
     }
 }
 
@@ -362,33 +361,26 @@ impl Core {
             return Ok(());
         }
         let slot = self.manager.slot(map);
-        let fetched = if slot.is_loaded() {
-            None
-        } else {
-            let _ = self.start_load(&slot);
-            let mut keys: Vec<String> = todo
-                .iter()
-                .filter(|&&i| !matches!(batch.ops[i].op.op, MapOp::OrRemove(_)))
-                .map(|&i| batch.ops[i].op.key.to_string())
-                .collect();
-            keys.sort_unstable();
-            keys.dedup();
-            match persist.backend.load_keys(map, &keys).await {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    let e = ModuleError::storage(format!(
-                        "map {map:?} is loading and reading its stored keys failed: {e}"
-                    ));
-                    for i in todo {
-                        out[i] = Some(rejected(e.clone()));
-                    }
-                    return Ok(());
-                }
-            }
-        };
         let sink = self.sink.read().clone();
-        let (enqueued, changed, counts, kind, size) =
-            self.apply_locked(persist, &slot, &todo, batch, fetched, sink.as_deref(), out);
+        let (enqueued, changed, counts, kind, size) = loop {
+            let Some((fetched, epoch)) = self.fetch_unheld(persist, &slot, &todo, batch, out).await
+            else {
+                return Ok(());
+            };
+            if let Some(done) = self.apply_locked(
+                persist,
+                &slot,
+                &todo,
+                batch,
+                fetched,
+                epoch,
+                sink.as_deref(),
+                out,
+            ) {
+                break done;
+            }
+            // A release dropped keys after the check: check again.
+        };
         self.metrics.ops(kind, counts);
         self.metrics.map_size(map, size);
         if track_acks {
@@ -412,11 +404,15 @@ impl Core {
         todo: &[usize],
         batch: &ApplyBatch,
         fetched: Option<Vec<(String, StoredEntry)>>,
+        epoch: u64,
         sink: Option<&dyn ChangeSink>,
         out: &mut [Option<OpOutcome>],
-    ) -> (Enqueued, Vec<bool>, OpCounts, Option<MapKind>, usize) {
+    ) -> Option<(Enqueued, Vec<bool>, OpCounts, Option<MapKind>, usize)> {
         let fts = self.fts_of(&slot.name).map(|w| &**w);
         let mut st = slot.state.lock();
+        if epoch != slot.held.epoch() {
+            return None;
+        }
         if let Some(entries) = fetched {
             let mut clock = LoadClock::new(&*self.deps.clock, &slot.name);
             for (k, e) in &entries {
@@ -479,7 +475,7 @@ impl Core {
                 }
             }
         };
-        (enqueued, changed, counts, st.data.kind(), st.data.entries())
+        Some((enqueued, changed, counts, st.data.kind(), st.data.entries()))
     }
 
     fn register_ack(

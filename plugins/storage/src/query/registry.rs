@@ -388,6 +388,43 @@ impl QueryRegistry {
         }
     }
 
+    /// Forgets `keys` of `map` without telling the clients that hold them:
+    /// no LEAVE is sent for them. For keys this node released from memory
+    /// (its partitions moved to other nodes): the records still exist in
+    /// the cluster, so they did not leave any query's result; cluster-wide
+    /// queries are the cluster module's business. A top-N window that loses
+    /// a visible row promotes the next matching row, which gets its ENTER
+    /// as usual. Later changes and refreshes treat a forgotten key as one
+    /// no subscription holds (a returning key gets an ENTER).
+    pub fn forget<'a>(&self, map: &str, keys: impl IntoIterator<Item = &'a str>) {
+        let Some(state) = self.maps.read().get(map).cloned() else {
+            return;
+        };
+        let mut guard = state.lock();
+        let st = &mut *guard;
+        for key in keys {
+            let Some((key_arc, member)) = st.members.remove_entry(key) else {
+                continue;
+            };
+            for id in member.subs {
+                let Some(sub) = st.subs.get_mut(&id) else {
+                    continue;
+                };
+                let d = sub.window.apply(&key_arc, None);
+                if let Some(p) = &d.promoted {
+                    if let Some(m) = st.members.get(&**p) {
+                        sub.sink.deliver(QueryUpdate {
+                            subscription: id,
+                            key: p.clone(),
+                            change: ChangeType::Enter,
+                            value: Some(sub.shown(&m.value)),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
     /// Re-evaluates every subscription of `map` against `rows` (the map's
     /// records after a load) and sends each client the difference between
     /// what it holds and the fresh result: LEAVE for rows gone, ENTER for

@@ -11,6 +11,8 @@
 //! - `convergence`: the convergence law through the whole module (`t60`).
 //! - `clock`: timestamps the node's clock refuses, on writes, replicated
 //!   changes and loads (`t70`-`t73`).
+//! - `ownership`: partition table changes: partitions loaded and released
+//!   in loaded maps (`t80`-`t86`).
 //! - `support`: the module builders, ops and sinks the tests share.
 
 mod clock;
@@ -20,4 +22,5 @@ mod fail_stop;
 mod gc;
 mod loading;
 mod metrics;
+mod ownership;
 mod support;

@@ -542,3 +542,40 @@ fn t5d_a_caller_chosen_id_subscribed_twice_replaces_the_first() {
     assert!(reg.unsubscribe(id));
     assert!(!reg.has_subscriptions("m"));
 }
+
+#[test]
+fn t5e_forgotten_keys_send_no_leave_a_promoted_row_enters_and_a_return_enters() {
+    let reg = QueryRegistry::default();
+    let mut map = scores();
+    let (id, rec, page) = map.subscribe(&reg, score_desc_top2(), Projection::all());
+    assert_eq!(keys(&page), ["A", "B"]);
+    let (all_id, all_rec, _) =
+        map.subscribe(&reg, Query::parse(&Value::Nil).unwrap(), Projection::all());
+
+    // The node releases A: nobody hears a LEAVE for it; the top-2 window
+    // promotes C, which enters.
+    map.recs.retain(|(k, _)| k != "A");
+    reg.forget("scores", ["A"]);
+    assert_eq!(rec.take(), [ev(Enter, "C", Some(json!({"score": 80})))]);
+    assert_eq!(window_keys(&reg, id), ["B", "C"]);
+    assert!(all_rec.take().is_empty(), "no LEAVE for a forgotten key");
+    assert_eq!(reg.window_of(all_id).unwrap().1, 2);
+
+    // A forgotten key that comes back (the node holds it again) enters.
+    map.put(&reg, "A", json!({"score": 100}));
+    assert_eq!(
+        rec.take(),
+        [
+            ev(Leave, "C", None),
+            ev(Enter, "A", Some(json!({"score": 100})))
+        ]
+    );
+    assert_eq!(
+        all_rec.take(),
+        [ev(Enter, "A", Some(json!({"score": 100})))]
+    );
+    // Unknown keys and maps are ignored.
+    reg.forget("scores", ["nobody"]);
+    reg.forget("no-such-map", ["A"]);
+    assert!(rec.take().is_empty() && all_rec.take().is_empty());
+}
