@@ -118,7 +118,7 @@ pub struct ClusterModuleConfig {
     /// Phi-accrual threshold above which a silent member is suspected (8).
     pub phi_threshold: u32,
     /// Time in ms a suspected member stays suspected before it is confirmed
-    /// failed and its partitions are taken over (1 000).
+    /// failed and its partitions are taken over (500).
     pub failure_confirm_ms: u64,
     /// How long in ms a new node waits for all its seeds before it forms a
     /// cluster with the nodes it has found (5 000).
@@ -160,7 +160,7 @@ impl Default for ClusterModuleConfig {
             zone: String::new(),
             gossip_interval_ms: 200,
             phi_threshold: 8,
-            failure_confirm_ms: 1_000,
+            failure_confirm_ms: 500,
             bootstrap_timeout_ms: 5_000,
             discovery: Discovery::Manual,
             service_name: None,
