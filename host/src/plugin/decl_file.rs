@@ -1,0 +1,641 @@
+//! Reads and checks a plugin's declaration from the library FILE, before the
+//! library is opened.
+//!
+//! Opening a shared library runs its ELF constructors, and a declaration
+//! read from the mapped library trusts every pointer in it; so the host
+//! reads the declaration from the bytes of the file instead, as the dynamic
+//! loader would lay them out, and opens the library only once it passed.
+//! A hostile or damaged file is refused with an error; nothing here
+//! dereferences a pointer found in the file.
+//!
+//! # What is checked, in order
+//!
+//! | check | refusal |
+//! |---|---|
+//! | an ELF shared object of this host's class, byte order and machine | [`LoadError::ForeignObject`] |
+//! | the declaration symbol's size is the declaration's | [`LoadError::DeclarationSize`] |
+//! | its bytes lie in the file-backed part of a loadable segment | [`LoadError::DeclarationNotInFile`] |
+//! | magic and layout version | [`LoadError::BadHeader`] |
+//! | each string's pointer has a relocation (or is empty) and its target range lies in the file-backed part of one loadable segment | [`LoadError::DeclarationPointer`] |
+//! | each string is UTF-8 of at most [`MAX_MANIFEST_STRING`] bytes, the unwind flag is 0 or 1 | [`LoadError::DeclarationValue`] |
+//!
+//! # Layout read (declaration version 1, see `hangar_core::abi::manifest`)
+//!
+//! The 32-byte header, then `PluginManifest`: `repr(C)` fields whose
+//! offsets are taken from the core's own types (`offset_of!`), each string
+//! an `RStr` = `(data: *const u8, length: usize)`. In a shared object a
+//! pointer's value is not in the file: the dynamic loader writes it from a
+//! relocation at the pointer's address (`R_*_RELATIVE`: base + addend;
+//! `R_X86_64_64` / `R_AARCH64_ABS64`: symbol + addend; or a packed RELR
+//! entry, whose addend is the word in place). A pointer without one would
+//! be an absolute address in the host's memory, which no honest plugin
+//! holds, so it is refused.
+
+// ELF words are u32 or u64 by class; `.into()` widens them on 32-bit hosts
+// and is the identity on 64-bit ones.
+#![allow(clippy::useless_conversion)]
+
+use std::collections::{HashMap, HashSet};
+use std::mem::{offset_of, size_of};
+use std::path::Path;
+
+use hangar_core::abi::{
+    PluginDeclaration, PluginKind, PluginManifest, DECL_MAGIC, DECL_SYMBOL_PREFIX, DECL_VERSION,
+    ROOT_SYMBOL_PREFIX,
+};
+use object::elf;
+use object::read::elf::{FileHeader, ProgramHeader, Rela, SectionHeader, Sym};
+use object::Endianness;
+use semver::Version;
+
+use super::error::LoadError;
+use super::loader::Manifest;
+
+#[cfg(target_pointer_width = "64")]
+type HostElf = elf::FileHeader64<Endianness>;
+#[cfg(target_pointer_width = "32")]
+type HostElf = elf::FileHeader32<Endianness>;
+
+/// Longest manifest string accepted (bytes). Manifests are one-liners; a
+/// longer string is a damaged or hostile declaration.
+pub const MAX_MANIFEST_STRING: usize = 4096;
+
+const WORD: usize = size_of::<usize>();
+const HEADER_LEN: usize = offset_of!(PluginDeclaration, manifest);
+const MANIFEST_AT: usize = offset_of!(PluginDeclaration, manifest);
+
+/// The string fields of the manifest, by name, at their offset in the
+/// declaration.
+const STRINGS: [(&str, usize); 6] = [
+    ("name", MANIFEST_AT + offset_of!(PluginManifest, name)),
+    ("version", MANIFEST_AT + offset_of!(PluginManifest, version)),
+    (
+        "description",
+        MANIFEST_AT + offset_of!(PluginManifest, description),
+    ),
+    (
+        "abi_version",
+        MANIFEST_AT + offset_of!(PluginManifest, abi_version),
+    ),
+    ("target", MANIFEST_AT + offset_of!(PluginManifest, target)),
+    ("rustc", MANIFEST_AT + offset_of!(PluginManifest, rustc)),
+];
+const KIND_AT: usize = MANIFEST_AT + offset_of!(PluginManifest, kind);
+const UNWIND_AT: usize = MANIFEST_AT + offset_of!(PluginManifest, panic_unwind);
+
+// An `RStr` is two words, pointer first (checked at run time in the tests).
+const _: () = assert!(size_of::<abi_stable::std_types::RStr<'static>>() == 2 * WORD);
+
+/// A declaration read from a file, and the symbols the loader needs next.
+#[derive(Debug, Clone)]
+pub struct FileDeclaration {
+    /// The declaration symbol that was read (`hangar_plugin_decl_<crate>`).
+    pub symbol: String,
+    /// The abi_stable root-module symbol that goes with it.
+    pub root_symbol: String,
+    /// What the file holds under that root symbol.
+    pub root: RootSymbol,
+    /// The manifest, copied out of the file.
+    pub manifest: Manifest,
+    /// The ABI version from the declaration's numeric header.
+    pub abi_version: Version,
+}
+
+/// The abi_stable root-module symbol as found in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootSymbol {
+    /// Not exported.
+    Missing,
+    /// Exported, but not a `LibHeader` in the file: why.
+    Malformed(String),
+    /// Exported with a `LibHeader`'s size, its bytes in the file.
+    Present,
+}
+
+/// Where an address range lies in the file.
+enum Placement<'d> {
+    /// In the file-backed part of one loadable segment: these bytes.
+    Bytes(&'d [u8]),
+    /// In a segment's zero-filled tail (`.bss`): not in the file.
+    ZeroFill,
+    /// Starts in a segment but runs past its end.
+    PastEnd { segment_end: u64 },
+    /// In no loadable segment.
+    Unmapped,
+}
+
+#[derive(Clone, Copy)]
+struct Segment {
+    vaddr: u64,
+    memsz: u64,
+    offset: u64,
+    filesz: u64,
+}
+
+/// The parsed pieces of an ELF shared object that the checks use.
+struct Image<'d> {
+    data: &'d [u8],
+    endian: Endianness,
+    header: &'d HostElf,
+    sections: object::read::elf::SectionTable<'d, HostElf>,
+    segments: Vec<Segment>,
+    /// Exported (defined, global or weak) dynamic symbols: name -> (value, size).
+    exports: HashMap<String, (u64, u64)>,
+}
+
+fn foreign(path: &Path, detail: impl Into<String>) -> LoadError {
+    LoadError::ForeignObject {
+        path: path.to_path_buf(),
+        detail: detail.into(),
+    }
+}
+
+impl<'d> Image<'d> {
+    fn parse(path: &Path, data: &'d [u8]) -> Result<Self, LoadError> {
+        let header = HostElf::parse(data).map_err(|e| {
+            foreign(
+                path,
+                format!(
+                    "not an ELF file of this host's class ({}-bit): {e}",
+                    WORD * 8
+                ),
+            )
+        })?;
+        let endian = header
+            .endian()
+            .map_err(|e| foreign(path, format!("unknown byte order: {e}")))?;
+        if endian != Endianness::default() {
+            return Err(foreign(
+                path,
+                format!(
+                    "byte order is {endian:?}; this host is {:?}",
+                    Endianness::default()
+                ),
+            ));
+        }
+        let machine = header.e_machine(endian);
+        let host_machine = host_machine();
+        if Some(machine) != host_machine {
+            return Err(foreign(
+                path,
+                format!("machine is ELF e_machine {machine:?}; this host is {host_machine:?}"),
+            ));
+        }
+        let kind = header.e_type(endian);
+        if kind != elf::ET_DYN {
+            return Err(foreign(
+                path,
+                format!("ELF type {kind:?}; expected a shared object (ET_DYN)"),
+            ));
+        }
+        let mut segments = Vec::new();
+        for ph in header
+            .program_headers(endian, data)
+            .map_err(|e| foreign(path, format!("bad program headers: {e}")))?
+        {
+            if ph.p_type(endian) != elf::PT_LOAD {
+                continue;
+            }
+            let s = Segment {
+                vaddr: ph.p_vaddr(endian).into(),
+                memsz: ph.p_memsz(endian).into(),
+                offset: ph.p_offset(endian).into(),
+                filesz: ph.p_filesz(endian).into(),
+            };
+            let file_end = s.offset.checked_add(s.filesz);
+            if file_end.is_none_or(|end| end > data.len() as u64)
+                || s.filesz > s.memsz
+                || s.vaddr.checked_add(s.memsz).is_none()
+            {
+                return Err(foreign(
+                    path,
+                    format!(
+                        "a loadable segment (file offset {:#x}, {} bytes in the file, {} in memory) does not fit the {}-byte file",
+                        s.offset,
+                        s.filesz,
+                        s.memsz,
+                        data.len()
+                    ),
+                ));
+            }
+            segments.push(s);
+        }
+        let sections = header
+            .sections(endian, data)
+            .map_err(|e| foreign(path, format!("bad section headers: {e}")))?;
+        let dynsyms = sections
+            .symbols(endian, data, elf::SHT_DYNSYM)
+            .map_err(|e| foreign(path, format!("bad dynamic symbol table: {e}")))?;
+        let mut exports = HashMap::new();
+        for sym in dynsyms.iter() {
+            let bind = sym.st_bind();
+            if sym.is_undefined(endian)
+                || sym.st_shndx(endian).is_special() && sym.st_shndx(endian) != elf::SHN_ABS
+                || (bind != elf::STB_GLOBAL && bind != elf::STB_WEAK)
+            {
+                continue;
+            }
+            let Ok(name) = dynsyms.symbol_name(endian, sym) else {
+                continue;
+            };
+            let Ok(name) = std::str::from_utf8(name) else {
+                continue;
+            };
+            exports.insert(
+                name.to_string(),
+                (sym.st_value(endian).into(), sym.st_size(endian).into()),
+            );
+        }
+        Ok(Self {
+            data,
+            endian,
+            header,
+            sections,
+            segments,
+            exports,
+        })
+    }
+
+    fn place(&self, addr: u64, len: u64) -> Placement<'d> {
+        let Some(seg) = self
+            .segments
+            .iter()
+            .find(|s| addr >= s.vaddr && addr - s.vaddr < s.memsz)
+        else {
+            return Placement::Unmapped;
+        };
+        let rel = addr - seg.vaddr;
+        if rel >= seg.filesz {
+            return Placement::ZeroFill;
+        }
+        if len > seg.filesz - rel {
+            return Placement::PastEnd {
+                segment_end: seg.vaddr + seg.filesz,
+            };
+        }
+        // Both fit in `usize`: the segment was checked against the file's length.
+        let start = (seg.offset + rel) as usize;
+        Placement::Bytes(&self.data[start..start + len as usize])
+    }
+
+    /// The run-time value of the pointer stored at `slot`, from the dynamic
+    /// relocations; `Err` says why it has none that this host accepts.
+    fn relocations_in(&self, from: u64, to: u64) -> Result<Relocs, String> {
+        let mut relocs = Relocs::default();
+        let is_mips64el = self.header.is_mips64el(self.endian);
+        let dynsyms = self
+            .sections
+            .symbols(self.endian, self.data, elf::SHT_DYNSYM)
+            .map_err(|e| format!("bad dynamic symbol table: {e}"))?;
+        for section in self.sections.iter() {
+            if let Some((relas, _)) = section
+                .rela(self.endian, self.data)
+                .map_err(|e| format!("bad relocation section: {e}"))?
+            {
+                for r in relas {
+                    let at: u64 = r.r_offset(self.endian).into();
+                    if at < from || at >= to {
+                        continue;
+                    }
+                    let ty = r.r_type(self.endian, is_mips64el);
+                    let addend: i64 = r.r_addend(self.endian).into();
+                    let sym = r.r_sym(self.endian, is_mips64el);
+                    let value = match reloc_class(ty) {
+                        RelocClass::Relative => Ok(addend as u64),
+                        RelocClass::Absolute => dynsyms
+                            .symbol(object::SymbolIndex(sym as usize))
+                            .ok()
+                            .filter(|s| !s.is_undefined(self.endian))
+                            .map(|s| {
+                                let base: u64 = s.st_value(self.endian).into();
+                                base.wrapping_add(addend as u64)
+                            })
+                            .ok_or_else(|| {
+                                format!("its relocation refers to symbol #{sym}, which this library does not define")
+                            }),
+                        RelocClass::Other => Err(format!(
+                            "its relocation is of type {ty:?}, not a data-pointer relocation"
+                        )),
+                    };
+                    relocs.rela.insert(at, value);
+                }
+            }
+            if let Some(relrs) = section
+                .relr(self.endian, self.data)
+                .map_err(|e| format!("bad RELR section: {e}"))?
+            {
+                for at in relrs {
+                    let at: u64 = at.into();
+                    if at >= from && at < to {
+                        relocs.relr.insert(at);
+                    }
+                }
+            }
+        }
+        Ok(relocs)
+    }
+}
+
+#[derive(Default)]
+struct Relocs {
+    /// Slot address -> its value (or why it is refused).
+    rela: HashMap<u64, Result<u64, String>>,
+    /// Slots relocated by RELR: value = base + the word in place.
+    relr: HashSet<u64>,
+}
+
+enum RelocClass {
+    Relative,
+    Absolute,
+    Other,
+}
+
+fn reloc_class(ty: elf::RelocationType) -> RelocClass {
+    match host_machine() {
+        Some(elf::EM_X86_64) if ty == elf::R_X86_64_RELATIVE => RelocClass::Relative,
+        Some(elf::EM_X86_64) if ty == elf::R_X86_64_64 => RelocClass::Absolute,
+        Some(elf::EM_AARCH64) if ty == elf::R_AARCH64_RELATIVE => RelocClass::Relative,
+        Some(elf::EM_AARCH64) if ty == elf::R_AARCH64_ABS64 => RelocClass::Absolute,
+        _ => RelocClass::Other,
+    }
+}
+
+/// The ELF machine of this host, for the machines the relocation reader
+/// knows; `None` elsewhere (every file is then refused as foreign).
+fn host_machine() -> Option<elf::Machine> {
+    if cfg!(target_arch = "x86_64") {
+        Some(elf::EM_X86_64)
+    } else if cfg!(target_arch = "aarch64") {
+        Some(elf::EM_AARCH64)
+    } else {
+        None
+    }
+}
+
+fn word_at(bytes: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; WORD];
+    w.copy_from_slice(&bytes[at..at + WORD]);
+    usize::from_ne_bytes(w) as u64
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+}
+
+/// The crate name a plugin file is named after (`libfoo_bar.so` -> `foo_bar`).
+fn file_crate_name(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    let name = name.strip_suffix(std::env::consts::DLL_SUFFIX)?;
+    let name = name
+        .strip_prefix(std::env::consts::DLL_PREFIX)
+        .unwrap_or(name);
+    Some(name.replace('-', "_"))
+}
+
+/// Finds, reads and checks the plugin declaration in the bytes `data` of
+/// the file `path` (named in every error). Pure: no library is opened and
+/// nothing in `data` is executed or dereferenced, so it is safe on any
+/// bytes (the fuzz target and the property test feed it random ones).
+///
+/// # Errors
+/// [`LoadError::ForeignObject`], [`LoadError::NotAPlugin`],
+/// [`LoadError::AmbiguousDeclaration`], [`LoadError::DeclarationSize`],
+/// [`LoadError::DeclarationNotInFile`], [`LoadError::BadHeader`],
+/// [`LoadError::DeclarationPointer`], [`LoadError::DeclarationValue`]: the
+/// first check that fails (see the module docs).
+pub fn read_declaration(path: &Path, data: &[u8]) -> Result<FileDeclaration, LoadError> {
+    let image = Image::parse(path, data)?;
+    let mut decls: Vec<&String> = image
+        .exports
+        .keys()
+        .filter(|s| s.starts_with(DECL_SYMBOL_PREFIX))
+        .collect();
+    decls.sort();
+    let symbol = match decls.as_slice() {
+        [] => {
+            return Err(LoadError::NotAPlugin {
+                path: path.to_path_buf(),
+                detail: format!(" among {} exported symbols", image.exports.len()),
+            })
+        }
+        [one] => (*one).clone(),
+        many => {
+            // A plugin that links another plugin crate as a library re-exports
+            // that crate's declaration too; the file's own crate decides.
+            let own = file_crate_name(path).map(|c| format!("{DECL_SYMBOL_PREFIX}{c}"));
+            match many.iter().find(|s| Some(s.as_str()) == own.as_deref()) {
+                Some(s) => (*s).clone(),
+                None => {
+                    return Err(LoadError::AmbiguousDeclaration {
+                        path: path.to_path_buf(),
+                        found: many.iter().map(|s| (*s).clone()).collect(),
+                    })
+                }
+            }
+        }
+    };
+    let (addr, size) = image.exports[&symbol];
+    let expected = size_of::<PluginDeclaration>();
+    if size < HEADER_LEN as u64 {
+        return Err(LoadError::DeclarationSize {
+            path: path.to_path_buf(),
+            symbol,
+            size,
+            expected: expected as u64,
+        });
+    }
+    let at = |detail: String| LoadError::DeclarationNotInFile {
+        path: path.to_path_buf(),
+        symbol: symbol.clone(),
+        detail,
+    };
+    let header = match image.place(addr, HEADER_LEN as u64) {
+        Placement::Bytes(b) => b,
+        other => return Err(at(describe(&other, addr, HEADER_LEN as u64))),
+    };
+    if header[..16] != DECL_MAGIC {
+        return Err(LoadError::BadHeader {
+            path: path.to_path_buf(),
+            detail: format!("magic is {:?}, expected {:?}", &header[..16], DECL_MAGIC),
+        });
+    }
+    let decl_version = u32_at(header, 16);
+    if decl_version != DECL_VERSION {
+        return Err(LoadError::BadHeader {
+            path: path.to_path_buf(),
+            detail: format!(
+                "declaration layout version {decl_version}, this host reads version {DECL_VERSION}"
+            ),
+        });
+    }
+    if size != expected as u64 {
+        return Err(LoadError::DeclarationSize {
+            path: path.to_path_buf(),
+            symbol,
+            size,
+            expected: expected as u64,
+        });
+    }
+    let bytes = match image.place(addr, expected as u64) {
+        Placement::Bytes(b) => b,
+        other => return Err(at(describe(&other, addr, expected as u64))),
+    };
+    let abi_version = Version::new(
+        u64::from(u32_at(bytes, 20)),
+        u64::from(u32_at(bytes, 24)),
+        u64::from(u32_at(bytes, 28)),
+    );
+    let relocs = image
+        .relocations_in(addr, addr + expected as u64)
+        .map_err(|detail| LoadError::DeclarationPointer {
+            path: path.to_path_buf(),
+            field: "(all)".to_string(),
+            detail,
+        })?;
+    let mut strings: Vec<String> = Vec::with_capacity(STRINGS.len());
+    for (field, off) in STRINGS {
+        strings.push(read_string(path, &image, &relocs, bytes, addr, field, off)?);
+    }
+    let kind = bytes[KIND_AT];
+    let panic_unwind = match bytes[UNWIND_AT] {
+        0 => false,
+        1 => true,
+        other => {
+            return Err(LoadError::DeclarationValue {
+                path: path.to_path_buf(),
+                field: "panic_unwind".to_string(),
+                detail: format!("byte {other:#x}; a bool is 0 or 1"),
+            })
+        }
+    };
+    let [name, version, description, _abi_string, target, rustc] =
+        <[String; 6]>::try_from(strings).expect("six manifest strings");
+    let root_symbol = format!(
+        "{ROOT_SYMBOL_PREFIX}{}",
+        &symbol[DECL_SYMBOL_PREFIX.len()..]
+    );
+    let root = match image.exports.get(&root_symbol) {
+        None => RootSymbol::Missing,
+        Some(&(raddr, rsize)) => {
+            let want = size_of::<abi_stable::library::LibHeader>() as u64;
+            if rsize != want {
+                RootSymbol::Malformed(format!(
+                    "root symbol `{root_symbol}` is {rsize} bytes; expected {want} (an abi_stable LibHeader)"
+                ))
+            } else {
+                match image.place(raddr, rsize) {
+                    Placement::Bytes(_) => RootSymbol::Present,
+                    other => RootSymbol::Malformed(format!(
+                        "root symbol `{root_symbol}` is not in the file: {}",
+                        describe(&other, raddr, rsize)
+                    )),
+                }
+            }
+        }
+    };
+    Ok(FileDeclaration {
+        root,
+        root_symbol,
+        symbol,
+        manifest: Manifest {
+            name,
+            kind: PluginKind::from_u8(kind),
+            version,
+            description,
+            // The numeric header is what the checks use; report that.
+            abi_version: abi_version.to_string(),
+            target,
+            rustc,
+            panic_unwind,
+        },
+        abi_version,
+    })
+}
+
+fn describe(p: &Placement<'_>, addr: u64, len: u64) -> String {
+    match p {
+        Placement::Bytes(_) => "in the file".to_string(),
+        Placement::ZeroFill => format!(
+            "address {addr:#x} lies in zero-filled memory (.bss), not in the file"
+        ),
+        Placement::PastEnd { segment_end } => format!(
+            "{len} bytes at {addr:#x} run past the end of their segment's file data at {segment_end:#x}"
+        ),
+        Placement::Unmapped => format!("address {addr:#x} lies in no loadable segment"),
+    }
+}
+
+fn read_string(
+    path: &Path,
+    image: &Image<'_>,
+    relocs: &Relocs,
+    decl: &[u8],
+    decl_addr: u64,
+    field: &str,
+    off: usize,
+) -> Result<String, LoadError> {
+    let pointer_err = |detail: String| LoadError::DeclarationPointer {
+        path: path.to_path_buf(),
+        field: field.to_string(),
+        detail,
+    };
+    let value_err = |detail: String| LoadError::DeclarationValue {
+        path: path.to_path_buf(),
+        field: field.to_string(),
+        detail,
+    };
+    let in_place = word_at(decl, off);
+    let len = word_at(decl, off + WORD);
+    if len == 0 {
+        // An empty RStr holds a dangling pointer that is never read.
+        return Ok(String::new());
+    }
+    if len > MAX_MANIFEST_STRING as u64 {
+        return Err(value_err(format!(
+            "length {len} bytes; at most {MAX_MANIFEST_STRING} are accepted"
+        )));
+    }
+    let slot = decl_addr + off as u64;
+    let target = match relocs.rela.get(&slot) {
+        Some(Ok(v)) => *v,
+        Some(Err(why)) => return Err(pointer_err(why.clone())),
+        None if relocs.relr.contains(&slot) => in_place,
+        None => {
+            return Err(pointer_err(format!(
+                "no relocation for the pointer at {slot:#x}: its value {in_place:#x} would be an absolute address in the host's memory"
+            )))
+        }
+    };
+    let bytes = match image.place(target, len) {
+        Placement::Bytes(b) => b,
+        other => {
+            return Err(pointer_err(format!(
+                "points to {}",
+                describe(&other, target, len)
+            )))
+        }
+    };
+    String::from_utf8(bytes.to_vec()).map_err(|e| value_err(format!("not UTF-8: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use abi_stable::std_types::RStr;
+
+    #[test]
+    fn t10_an_rstr_is_pointer_then_length() {
+        let s = RStr::from_str("abc");
+        // SAFETY: RStr is repr(C) of two words (asserted at compile time).
+        let words: [usize; 2] = unsafe { std::mem::transmute(s) };
+        assert_eq!(words, [s.as_ptr() as usize, 3]);
+    }
+
+    #[test]
+    fn t11_garbage_is_refused_as_foreign() {
+        let p = Path::new("x.so");
+        let e = read_declaration(p, b"not an ELF file at all").unwrap_err();
+        assert!(matches!(e, LoadError::ForeignObject { .. }), "{e}");
+        assert!(e.to_string().starts_with("x.so: "), "{e}");
+    }
+}
