@@ -192,6 +192,11 @@ struct ServeArgs {
     /// Log filter, e.g. `info` or `hangar_host=debug,plugin=debug`.
     #[arg(long)]
     log: Option<String>,
+    /// Start with an empty store when the existing store file is damaged,
+    /// moving the damaged file aside (`[storage] reset_damaged_store`).
+    /// Whatever the damaged store held is not loaded.
+    #[arg(long)]
+    reset_damaged_store: bool,
 }
 
 fn effective_config(a: &ServeArgs) -> Result<HangarConfig, String> {
@@ -224,6 +229,9 @@ fn effective_config(a: &ServeArgs) -> Result<HangarConfig, String> {
     }
     if let Some(v) = &a.log {
         c.log.clone_from(v);
+    }
+    if a.reset_damaged_store {
+        c.storage.reset_damaged_store = true;
     }
     c.finish().map_err(|e| e.to_string())?;
     Ok(c)

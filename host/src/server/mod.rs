@@ -28,10 +28,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
+use hangar_core::module::services::MetricKind;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -61,15 +62,40 @@ pub fn router(fe: Arc<FrontEnd>) -> Router {
         .with_state(fe)
 }
 
+/// The gauge a storage module sets to 1 once its store failed (damage met
+/// at run time, a failed commit); see the default storage module's metrics
+/// table (`plugins/storage/src/module/metrics.rs`).
+pub const STORAGE_FAILED_GAUGE: &str = "hangar_storage_failed";
+
+/// `200 {"status": "ok", ...}`, or `503 {"status": "failed", ...}` with
+/// `storage.status = "failed"` once the storage module reported its store
+/// failed (the reason is in the node's log).
 async fn health(State(fe): State<Arc<FrontEnd>>) -> impl IntoResponse {
     let storage = fe.node.storage.info();
     let cluster = fe.node.cluster.info();
-    Json(json!({
-        "status": "ok",
-        "nodeId": fe.node.config.node_id,
-        "storage": {"name": storage.name.as_str(), "version": storage.version.as_str()},
-        "cluster": {"name": cluster.name.as_str(), "version": cluster.version.as_str()},
-    }))
+    let storage_failed = fe
+        .node
+        .metrics
+        .value(STORAGE_FAILED_GAUGE, MetricKind::Gauge, &[])
+        .is_some_and(|v| v > 0.0);
+    let (code, status) = if storage_failed {
+        (StatusCode::SERVICE_UNAVAILABLE, "failed")
+    } else {
+        (StatusCode::OK, "ok")
+    };
+    (
+        code,
+        Json(json!({
+            "status": status,
+            "nodeId": fe.node.config.node_id,
+            "storage": {
+                "name": storage.name.as_str(),
+                "version": storage.version.as_str(),
+                "status": status,
+            },
+            "cluster": {"name": cluster.name.as_str(), "version": cluster.version.as_str()},
+        })),
+    )
 }
 
 async fn metrics(State(fe): State<Arc<FrontEnd>>) -> impl IntoResponse {

@@ -9,10 +9,13 @@
 //! - `gc`: TTL expiry, tombstone pruning and the expiry queue (`t40`-`t42`).
 //! - `metrics`: what the module reports (`t50`).
 //! - `convergence`: the convergence law through the whole module (`t60`).
+//! - `damage`: a damaged embedded store refused at start, reset on purpose,
+//!   and failed visibly when met at run time (`t70`-`t72`).
 //! - `support`: the module builders, ops and sinks the tests share.
 
 mod config;
 mod convergence;
+mod damage;
 mod fail_stop;
 mod gc;
 mod loading;
