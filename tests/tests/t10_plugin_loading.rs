@@ -397,7 +397,7 @@ fn hangar_bin() -> std::path::PathBuf {
 }
 
 #[test]
-fn t46_inspect_prints_the_error_and_exits_non_zero_for_each_hostile_file() {
+fn t46_inspect_and_serve_print_the_error_and_exit_non_zero_for_each_hostile_file() {
     let tmp = tempfile::tempdir().unwrap();
     for (fixture, expect) in [
         (

@@ -610,7 +610,7 @@ fn read_string(
         Placement::Bytes(b) => b,
         other => {
             return Err(pointer_err(format!(
-                "points to {}",
+                "its target is not in the file: {}",
                 describe(&other, target, len)
             )))
         }
