@@ -469,3 +469,22 @@ fn fixture_bytes() -> &'static [u8] {
     static BYTES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
     BYTES.get_or_init(|| std::fs::read(plugin_file("fixture_init_error")).unwrap())
 }
+
+#[test]
+fn t48_a_forged_root_module_header_is_refused_before_the_library_is_opened() {
+    let magic = abi_stable::library::AbiHeader::VALUE.magic_string;
+    let dir = tempfile::tempdir().unwrap();
+    let f = patched_copy("fixture_init_error", dir.path(), |b, _| {
+        let at = b
+            .windows(magic.len())
+            .position(|w| w == magic)
+            .expect("the root module header is in the file");
+        b[at] ^= 0xff;
+    });
+    match plugin::load(&f, &storage_slot()).unwrap_err() {
+        LoadError::AbiLayout { detail, .. } => {
+            assert!(detail.contains("abi_stable's header"), "{detail}");
+        }
+        other => panic!("expected AbiLayout, got {other}"),
+    }
+}

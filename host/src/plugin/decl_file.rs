@@ -18,6 +18,7 @@
 //! | magic and layout version | [`LoadError::BadHeader`] |
 //! | each string's pointer has a relocation (or is empty) and its target range lies in the file-backed part of one loadable segment | [`LoadError::DeclarationPointer`] |
 //! | each string is UTF-8 of at most [`MAX_MANIFEST_STRING`] bytes, the unwind flag is 0 or 1 | [`LoadError::DeclarationValue`] |
+//! | (then, for the loader) the root-module symbol: exported, a `LibHeader`'s size, in the file, starting with this host's abi_stable header, every relocation in it resolving inside the library's image | [`RootSymbol`] (the loader's `MissingRootSymbol` / `AbiLayout`) |
 //!
 //! # Layout read (declaration version 1, see `hangar_core::abi::manifest`)
 //!
@@ -524,7 +525,7 @@ pub fn read_declaration(path: &Path, data: &[u8]) -> Result<FileDeclaration, Loa
                 ))
             } else {
                 match image.place(raddr, rsize) {
-                    Placement::Bytes(_) => RootSymbol::Present,
+                    Placement::Bytes(b) => check_root_header(&image, &root_symbol, raddr, b),
                     other => RootSymbol::Malformed(format!(
                         "root symbol `{root_symbol}` is not in the file: {}",
                         describe(&other, raddr, rsize)
@@ -550,6 +551,49 @@ pub fn read_declaration(path: &Path, data: &[u8]) -> Result<FileDeclaration, Loa
         },
         abi_version,
     })
+}
+
+/// The root symbol's bytes as read from the file: abi_stable's header
+/// (magic string and version, compared with this host's copy of
+/// abi_stable) and every relocation inside it, which must resolve to an
+/// address of the library's own image. abi_stable reads the rest once the
+/// library is open; this keeps a forged header from sending it through a
+/// pointer outside the library.
+fn check_root_header(image: &Image<'_>, symbol: &str, addr: u64, bytes: &[u8]) -> RootSymbol {
+    let want = abi_stable::library::AbiHeader::VALUE;
+    let (major, minor) = (u32_at(bytes, 32), u32_at(bytes, 36));
+    if bytes[..32] != want.magic_string
+        || major != want.abi_major
+        || (major == 0 && minor != want.abi_minor)
+    {
+        return RootSymbol::Malformed(format!(
+            "root symbol `{symbol}` does not start with abi_stable's header {:?} {}.{} (found {:?} {major}.{minor})",
+            String::from_utf8_lossy(&want.magic_string),
+            want.abi_major,
+            want.abi_minor,
+            String::from_utf8_lossy(&bytes[..32]),
+        ));
+    }
+    let relocs = match image.relocations_in(addr, addr + bytes.len() as u64) {
+        Ok(r) => r,
+        Err(why) => return RootSymbol::Malformed(format!("root symbol `{symbol}`: {why}")),
+    };
+    let mut slots: Vec<_> = relocs.rela.iter().collect();
+    slots.sort_by_key(|(at, _)| **at);
+    for (at, target) in slots {
+        let bad = match target {
+            Err(why) => why.clone(),
+            Ok(t) if matches!(image.place(*t, 1), Placement::Unmapped) => {
+                format!("its target {t:#x} lies in no loadable segment")
+            }
+            Ok(_) => continue,
+        };
+        return RootSymbol::Malformed(format!(
+            "root symbol `{symbol}`: the pointer at {at:#x} (offset {}): {bad}",
+            at - addr
+        ));
+    }
+    RootSymbol::Present
 }
 
 fn describe(p: &Placement<'_>, addr: u64, len: u64) -> String {
