@@ -267,6 +267,25 @@ pub struct StorageModuleConfig {
     pub event_pool_initial: usize,
     /// Worker threads of the module's own runtime (2).
     pub worker_threads: usize,
+    /// Start with a new, empty embedded store when the existing store file
+    /// is damaged (unreadable, empty, failing its integrity check), moving
+    /// the damaged file aside (`hangar.redb.damaged-<unix ms>`) instead of
+    /// deleting it (false: a damaged store refuses the start). Only for an
+    /// operator who chose to lose what it held. Not sent across the plugin
+    /// boundary when false, so plugins built before it still accept the
+    /// config.
+    #[serde(skip_serializing_if = "is_false")]
+    pub reset_damaged_store: bool,
+    /// Check the embedded store's integrity (every page checksum) at every
+    /// start, not only after an unclean shutdown (false). Reads the whole
+    /// file. Not sent across the boundary when false.
+    #[serde(skip_serializing_if = "is_false")]
+    pub check_integrity_on_start: bool,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if takes a reference
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Default for StorageModuleConfig {
@@ -282,6 +301,8 @@ impl Default for StorageModuleConfig {
             event_pool_max: 4_096,
             event_pool_initial: 128,
             worker_threads: 2,
+            reset_damaged_store: false,
+            check_integrity_on_start: false,
         }
     }
 }

@@ -205,6 +205,11 @@ struct ServeArgs {
     /// Address peers and clients reach this node at (in the partition map).
     #[arg(long)]
     advertise_host: Option<String>,
+    /// Start with an empty store when the existing store file is damaged,
+    /// moving the damaged file aside (`[storage] reset_damaged_store`).
+    /// Whatever the damaged store held is not loaded.
+    #[arg(long)]
+    reset_damaged_store: bool,
 }
 
 fn effective_config(a: &ServeArgs) -> Result<HangarConfig, String> {
@@ -249,6 +254,9 @@ fn effective_config(a: &ServeArgs) -> Result<HangarConfig, String> {
     }
     if let Some(v) = &a.advertise_host {
         c.cluster.advertise_host = Some(v.clone());
+    }
+    if a.reset_damaged_store {
+        c.storage.reset_damaged_store = true;
     }
     c.finish().map_err(|e| e.to_string())?;
     Ok(c)

@@ -215,3 +215,276 @@ fn t30_inspect_reports_the_manifest_and_the_verdict() {
     );
     assert!(none.manifest.is_none());
 }
+
+// Hostile and damaged plugin files: each is refused from its bytes, before
+// the library is opened, with its own error naming the file.
+
+#[test]
+fn t40_garbage_pointers_in_a_declaration_are_refused_without_a_crash() {
+    let file = plugin_file("fixture_bad_pointers");
+    let e = plugin::load(&file, &storage_slot()).unwrap_err();
+    match &e {
+        LoadError::DeclarationPointer {
+            path,
+            field,
+            detail,
+        } => {
+            assert_eq!(path, &file);
+            assert_eq!(field, "name");
+            assert!(detail.contains("no relocation"), "{detail}");
+            assert!(detail.contains("0xdead0000beef"), "{detail}");
+        }
+        other => panic!("expected DeclarationPointer, got {other}"),
+    }
+    assert!(e.to_string().contains("libfixture_bad_pointers"), "{e}");
+}
+
+#[test]
+fn t41_a_string_relocated_into_zero_filled_memory_is_refused_naming_the_field() {
+    let e = load("fixture_bss_pointer", PluginKind::Storage).unwrap_err();
+    match &e {
+        LoadError::DeclarationPointer { field, detail, .. } => {
+            assert_eq!(field, "version");
+            assert!(detail.contains("zero-filled"), "{detail}");
+        }
+        other => panic!("expected DeclarationPointer, got {other}"),
+    }
+}
+
+#[test]
+fn t42_a_short_declaration_is_refused_not_read_past_its_end() {
+    let e = load("fixture_short_decl", PluginKind::Storage).unwrap_err();
+    match &e {
+        LoadError::DeclarationSize {
+            symbol,
+            size,
+            expected,
+            ..
+        } => {
+            assert_eq!(symbol, "hangar_plugin_decl_fixture_short_decl");
+            assert_eq!(*size, 20);
+            assert_eq!(
+                *expected,
+                std::mem::size_of::<hangar_core::abi::PluginDeclaration>() as u64
+            );
+        }
+        other => panic!("expected DeclarationSize, got {other}"),
+    }
+}
+
+fn ctor_marker(pid: u32) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("hangar-fixture-ctor-ran.{pid}"))
+}
+
+#[test]
+fn t43_a_refused_library_never_runs_its_elf_constructors() {
+    let file = plugin_file("fixture_ctor_marker");
+    let marker = ctor_marker(std::process::id());
+    let _ = std::fs::remove_file(&marker);
+    let e = plugin::load(&file, &storage_slot()).unwrap_err();
+    assert!(matches!(e, LoadError::IncompatibleAbi { .. }), "{e}");
+    let report = plugin::inspect(&file, &semver::VersionReq::STAR);
+    assert!(matches!(
+        report.verdict,
+        Err(LoadError::IncompatibleAbi { .. })
+    ));
+    assert_eq!(report.manifest.unwrap().name, "fixture_ctor_marker");
+    assert!(
+        !marker.exists(),
+        "the refused library's constructor ran: {} exists",
+        marker.display()
+    );
+}
+
+/// Negative control for t43: the fixture's constructor does write its marker
+/// when the library is loaded (here by the dynamic loader into `true`).
+#[test]
+fn t44_the_constructor_fixture_writes_its_marker_when_loaded() {
+    let file = plugin_file("fixture_ctor_marker");
+    let child = std::process::Command::new("true")
+        .env("LD_PRELOAD", &file)
+        .spawn()
+        .expect("spawn true");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("true runs");
+    assert!(out.status.success());
+    let marker = ctor_marker(pid);
+    assert!(
+        marker.exists(),
+        "{} missing: the fixture's constructor did not run, so t43 proves nothing",
+        marker.display()
+    );
+    let _ = std::fs::remove_file(marker);
+}
+
+/// The offset of the declaration in a copy of a real plugin file (its magic
+/// followed by layout version 1).
+fn declaration_offset(bytes: &[u8]) -> usize {
+    let mut needle = hangar_core::abi::DECL_MAGIC.to_vec();
+    needle.extend_from_slice(&hangar_core::abi::DECL_VERSION.to_ne_bytes());
+    bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("the plugin file holds its declaration")
+}
+
+fn patched_copy(
+    crate_name: &str,
+    dir: &std::path::Path,
+    patch: impl FnOnce(&mut [u8], usize),
+) -> std::path::PathBuf {
+    let mut bytes = std::fs::read(plugin_file(crate_name)).unwrap();
+    let at = declaration_offset(&bytes);
+    patch(&mut bytes, at);
+    let out = dir.join(plugin::library_file_name(crate_name));
+    std::fs::write(&out, bytes).unwrap();
+    out
+}
+
+#[test]
+fn t45_damaged_manifest_values_are_refused_naming_the_field() {
+    use hangar_core::abi::{PluginDeclaration, PluginManifest};
+    use std::mem::offset_of;
+    let m = offset_of!(PluginDeclaration, manifest);
+    let dir = tempfile::tempdir().unwrap();
+    // panic_unwind holds 2: not a bool
+    let f = patched_copy("fixture_init_error", dir.path(), |b, at| {
+        b[at + m + offset_of!(PluginManifest, panic_unwind)] = 2;
+    });
+    match plugin::load(&f, &storage_slot()).unwrap_err() {
+        LoadError::DeclarationValue { field, detail, .. } => {
+            assert_eq!(field, "panic_unwind");
+            assert!(detail.contains("0x2"), "{detail}");
+        }
+        other => panic!("expected DeclarationValue, got {other}"),
+    }
+    // the description claims 2^40 bytes
+    let f = patched_copy("fixture_init_error", dir.path(), |b, at| {
+        let len_at = at + m + offset_of!(PluginManifest, description) + 8;
+        b[len_at..len_at + 8].copy_from_slice(&(1u64 << 40).to_ne_bytes());
+    });
+    match plugin::load(&f, &storage_slot()).unwrap_err() {
+        LoadError::DeclarationValue { field, detail, .. } => {
+            assert_eq!(field, "description");
+            assert!(detail.contains("at most"), "{detail}");
+        }
+        other => panic!("expected DeclarationValue, got {other}"),
+    }
+    // bad magic
+    let f = patched_copy("fixture_init_error", dir.path(), |b, at| b[at] = b'X');
+    assert!(matches!(
+        plugin::load(&f, &storage_slot()).unwrap_err(),
+        LoadError::NotAPlugin { .. } | LoadError::BadHeader { .. }
+    ));
+    // a 32-bit ELF is foreign to this 64-bit host
+    let f = patched_copy("fixture_init_error", dir.path(), |b, _| b[4] = 1);
+    match plugin::load(&f, &storage_slot()).unwrap_err() {
+        LoadError::ForeignObject { detail, .. } => assert!(detail.contains("64-bit"), "{detail}"),
+        other => panic!("expected ForeignObject, got {other}"),
+    }
+}
+
+/// The `hangar` binary next to the test executables (`cargo build` or
+/// `cargo test --workspace` builds it).
+fn hangar_bin() -> std::path::PathBuf {
+    let bin = hangar_tests::support::target_dir().join("hangar");
+    assert!(
+        bin.is_file(),
+        "{} not found; build it first (cargo build -p hangar-host)",
+        bin.display()
+    );
+    bin
+}
+
+#[test]
+fn t46_inspect_and_serve_print_the_error_and_exit_non_zero_for_each_hostile_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (fixture, expect) in [
+        (
+            "fixture_bad_pointers",
+            "bad pointer in the plugin declaration (manifest field `name`)",
+        ),
+        ("fixture_bss_pointer", "manifest field `version`"),
+        ("fixture_short_decl", "is 20 bytes; expected"),
+        ("fixture_ctor_marker", "built against Hangar ABI 99.0.0"),
+    ] {
+        let file = plugin_file(fixture);
+        let out = std::process::Command::new(hangar_bin())
+            .args(["plugins", "inspect"])
+            .arg(&file)
+            .env("TMPDIR", tmp.path())
+            .output()
+            .expect("run hangar plugins inspect");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{fixture}: exit {:?} (a signal means a crash); stdout:\n{stdout}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("loadable:    no"), "{fixture}: {stdout}");
+        assert!(stdout.contains(expect), "{fixture}: {stdout}");
+        assert!(
+            stdout.contains(&file.display().to_string()),
+            "{fixture}: {stdout}"
+        );
+    }
+    let markers: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(markers.is_empty(), "a constructor ran: {markers:?}");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Random bytes, and a real plugin with bytes flipped around its
+    /// declaration and in its headers: the reader answers Ok or Err and never
+    /// panics (it never dereferences what it reads).
+    #[test]
+    fn t47_prop_the_declaration_reader_survives_random_and_mutated_files(
+        random in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096),
+        flips in proptest::collection::vec((0usize..8192, proptest::prelude::any::<u8>()), 1..16),
+        header_flips in proptest::collection::vec((0usize..64, proptest::prelude::any::<u8>()), 0..4),
+    ) {
+        let p = std::path::Path::new("fuzz.so");
+        let _ = plugin::read_declaration(p, &random);
+        let mut elf = b"\x7fELF".to_vec();
+        elf.extend_from_slice(&random);
+        let _ = plugin::read_declaration(p, &elf);
+        let mut bytes = fixture_bytes().to_vec();
+        let at = declaration_offset(&bytes).saturating_sub(4096);
+        for (off, v) in flips {
+            if let Some(b) = bytes.get_mut(at + off) {
+                *b ^= v;
+            }
+        }
+        for (off, v) in header_flips {
+            bytes[off] ^= v;
+        }
+        let _ = plugin::read_declaration(p, &bytes);
+    }
+}
+
+fn fixture_bytes() -> &'static [u8] {
+    static BYTES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    BYTES.get_or_init(|| std::fs::read(plugin_file("fixture_init_error")).unwrap())
+}
+
+#[test]
+fn t48_a_forged_root_module_header_is_refused_before_the_library_is_opened() {
+    let magic = abi_stable::library::AbiHeader::VALUE.magic_string;
+    let dir = tempfile::tempdir().unwrap();
+    let f = patched_copy("fixture_init_error", dir.path(), |b, _| {
+        let at = b
+            .windows(magic.len())
+            .position(|w| w == magic)
+            .expect("the root module header is in the file");
+        b[at] ^= 0xff;
+    });
+    match plugin::load(&f, &storage_slot()).unwrap_err() {
+        LoadError::AbiLayout { detail, .. } => {
+            assert!(detail.contains("abi_stable's header"), "{detail}");
+        }
+        other => panic!("expected AbiLayout, got {other}"),
+    }
+}

@@ -34,6 +34,63 @@ pub enum LoadError {
         /// The declaration symbols found.
         found: Vec<String>,
     },
+    /// Not an ELF shared object this host can load (another format, class,
+    /// byte order or machine, or damaged headers). Found by reading the
+    /// file; nothing of it was loaded.
+    #[error("{path}: not a shared library this host can load: {detail}")]
+    ForeignObject {
+        /// The file.
+        path: PathBuf,
+        /// What the headers say and what this host expected.
+        detail: String,
+    },
+    /// The declaration symbol is not the size of a declaration (a short
+    /// symbol would be read past its end).
+    #[error("{path}: declaration symbol `{symbol}` is {size} bytes; expected {expected} (a Hangar plugin declaration)")]
+    DeclarationSize {
+        /// The file.
+        path: PathBuf,
+        /// The declaration symbol.
+        symbol: String,
+        /// Its size in the symbol table.
+        size: u64,
+        /// The size of a declaration of the layout this host reads.
+        expected: u64,
+    },
+    /// The declaration's bytes are not in the file (no segment maps its
+    /// address, or it lies in zero-filled memory, or past its segment).
+    #[error("{path}: declaration symbol `{symbol}` is not in the file: {detail}")]
+    DeclarationNotInFile {
+        /// The file.
+        path: PathBuf,
+        /// The declaration symbol.
+        symbol: String,
+        /// Where its address lies instead.
+        detail: String,
+    },
+    /// A pointer in the declaration is not one the library can hold: no
+    /// relocation, a relocation of another kind or to another library, or a
+    /// target range outside the file's loadable data.
+    #[error("{path}: bad pointer in the plugin declaration (manifest field `{field}`): {detail}; expected a relocated pointer into the library's own data")]
+    DeclarationPointer {
+        /// The file.
+        path: PathBuf,
+        /// The manifest field holding the pointer.
+        field: String,
+        /// What was wrong with it.
+        detail: String,
+    },
+    /// A declaration value is malformed (a string that is not UTF-8 or too
+    /// long, a bool that is neither 0 nor 1).
+    #[error("{path}: bad value in the plugin declaration (manifest field `{field}`): {detail}")]
+    DeclarationValue {
+        /// The file.
+        path: PathBuf,
+        /// The manifest field.
+        field: String,
+        /// What was wrong and what was expected.
+        detail: String,
+    },
     /// The declaration is damaged or of an unknown layout.
     #[error("{path}: bad plugin declaration: {detail}")]
     BadHeader {

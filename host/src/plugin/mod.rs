@@ -2,9 +2,12 @@
 //! their log events into the host's `tracing` subscriber.
 //!
 //! - `loader`: every check before plugin code runs ([`load`], [`inspect`]).
+//! - `decl_file`: the declaration read and checked from the file, before
+//!   the library is opened ([`read_declaration`]).
 //! - `error`: [`LoadError`], one variant per refusal.
 //! - `log_sink`: the host's side of plugin log forwarding.
 
+mod decl_file;
 mod error;
 mod loader;
 mod log_sink;
@@ -20,6 +23,7 @@ use hangar_core::module::cluster::{ClusterDeps, ClusterModule};
 use hangar_core::module::storage::{StorageDeps, StorageModule};
 use hangar_core::ModuleError;
 
+pub use decl_file::{read_declaration, FileDeclaration, RootSymbol, MAX_MANIFEST_STRING};
 pub use error::LoadError;
 pub use loader::{inspect, load, Expectation, Inspection, LoadedPlugin, Manifest};
 pub use log_sink::HostLogSink;

@@ -31,10 +31,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
+use hangar_core::module::services::MetricKind;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -68,6 +69,14 @@ pub fn router(fe: Arc<FrontEnd>) -> Router {
         .with_state(fe)
 }
 
+/// The gauge a storage module sets to 1 once its store failed (damage met
+/// at run time, a failed commit); see the default storage module's metrics
+/// table (`plugins/storage/src/module/metrics.rs`).
+pub const STORAGE_FAILED_GAUGE: &str = "hangar_storage_failed";
+
+/// `200 {"status": "ok", ...}`, or `503 {"status": "failed", ...}` with
+/// `storage.status = "failed"` once the storage module reported its store
+/// failed (the reason is in the node's log).
 async fn health(State(fe): State<Arc<FrontEnd>>) -> impl IntoResponse {
     let storage = fe.node.storage.info();
     let cluster = fe.node.cluster.info();
@@ -87,24 +96,43 @@ async fn health(State(fe): State<Arc<FrontEnd>>) -> impl IntoResponse {
             })
         })
         .collect();
-    Json(json!({
-        "status": if st.ready { "ok" } else { "starting" },
-        "nodeId": fe.node.config.node_id,
-        "storage": {"name": storage.name.as_str(), "version": storage.version.as_str()},
-        "cluster": {
-            "name": cluster.name.as_str(),
-            "version": cluster.version.as_str(),
-            "clusterId": st.cluster_id.as_str(),
-            "state": st.phase,
-            "ready": st.ready,
-            "leader": st.leader.as_ref().map(|l| l.as_str()).into_option(),
-            "raftTerm": st.raft_term,
-            "raftCommitIndex": st.raft_commit_index,
-            "tableVersion": st.table_version,
-            "membersAlive": st.members_alive,
-            "members": members,
-        },
-    }))
+    let storage_failed = fe
+        .node
+        .metrics
+        .value(STORAGE_FAILED_GAUGE, MetricKind::Gauge, &[])
+        .is_some_and(|v| v > 0.0);
+    let (code, status) = if storage_failed {
+        (StatusCode::SERVICE_UNAVAILABLE, "failed")
+    } else if st.ready {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::OK, "starting")
+    };
+    (
+        code,
+        Json(json!({
+            "status": status,
+            "nodeId": fe.node.config.node_id,
+            "storage": {
+                "name": storage.name.as_str(),
+                "version": storage.version.as_str(),
+                "status": if storage_failed { "failed" } else { "ok" },
+            },
+            "cluster": {
+                "name": cluster.name.as_str(),
+                "version": cluster.version.as_str(),
+                "clusterId": st.cluster_id.as_str(),
+                "state": st.phase,
+                "ready": st.ready,
+                "leader": st.leader.as_ref().map(|l| l.as_str()).into_option(),
+                "raftTerm": st.raft_term,
+                "raftCommitIndex": st.raft_commit_index,
+                "tableVersion": st.table_version,
+                "membersAlive": st.members_alive,
+                "members": members,
+            },
+        })),
+    )
 }
 
 async fn metrics(State(fe): State<Arc<FrontEnd>>) -> impl IntoResponse {

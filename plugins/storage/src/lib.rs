@@ -24,6 +24,6 @@ pub mod search;
 pub mod tasklet;
 pub mod write_ack;
 
-pub use module::{create, create_with_backend, BackendOpener, DefaultStorage};
+pub use module::{create, create_with_backend, BackendOpener, DefaultStorage, STORE_FAILED};
 
 hangar_plugin_sdk::export_storage_plugin!(crate::module::create);

@@ -263,6 +263,7 @@ impl Core {
             bg.push(handle.spawn(super::gc::run(Arc::downgrade(self))));
             bg.push(handle.spawn(report_loop(Arc::downgrade(self))));
         }
+        self.metrics.store_failed(false);
         let _ = self.persist.set(Persist {
             backend,
             committer,
@@ -348,6 +349,10 @@ async fn report_loop(core: Weak<Core>) {
         }
         core.metrics
             .sample(&core.tasklets.stats(), &core.pool.stats());
+        if let Some(reason) = core.persist_opt().and_then(|p| p.backend.failure()) {
+            tracing::debug!(%reason, "the store is failed");
+            core.metrics.store_failed(true);
+        }
     }
 }
 
@@ -362,8 +367,14 @@ pub(crate) fn configured_opener(config: &StorageModuleConfig) -> (BackendOpener,
                         format!("cannot create {}: {e}", c.data_dir.display()),
                     )
                 })?;
-                let b: Arc<dyn PersistenceBackend> =
-                    Arc::new(crate::persistence::RedbBackend::open(&c.data_dir)?);
+                let options = crate::persistence::RedbOptions {
+                    reset_damaged: c.reset_damaged_store,
+                    check_integrity: c.check_integrity_on_start,
+                    ..crate::persistence::RedbOptions::default()
+                };
+                let b: Arc<dyn PersistenceBackend> = Arc::new(
+                    crate::persistence::RedbBackend::open_with(&c.data_dir, &options)?,
+                );
                 Ok(b)
             }),
             format!("redb ({})", config.data_dir.display()),

@@ -177,6 +177,12 @@ impl Core {
             Err(e) => {
                 *slot.load.lock() = LoadPhase::Needed;
                 self.metrics.load_failed(&slot.name);
+                if self
+                    .persist_opt()
+                    .is_some_and(|p| p.backend.failure().is_some())
+                {
+                    self.metrics.store_failed(true);
+                }
                 tracing::warn!(map = %slot.name, error = %e, "loading a map failed; the next use retries");
                 Err(e.clone())
             }

@@ -12,6 +12,7 @@
 //! | `hangar_commit_seconds` | histogram | | one group commit (the backend's `commit` call) |
 //! | `hangar_commit_ops_total` | counter | | ops committed (after coalescing) |
 //! | `hangar_commit_failures_total` | counter | | failed group commits (fail-stop) |
+//! | `hangar_storage_failed` | gauge | | 1 once the store failed (damage met at run time, or a failed commit), else 0; the host's `/health` reports it |
 //! | `hangar_tasklets_active`, `hangar_tasklets_queued` | gauge | | tasklets running / waiting |
 //! | `hangar_tasklet_slices_total`, `hangar_tasklets_completed_total`, `hangar_tasklet_overruns_total` | counter | | slices run, tasklets finished, slices over twice the budget |
 //! | `hangar_tasklet_max_slice_seconds` | gauge | | longest slice so far |
@@ -35,6 +36,9 @@ use super::durability::FailureSignal;
 use crate::event_pool::PoolStats;
 use crate::persistence::{CommitObserver, PersistenceError};
 use crate::tasklet::TaskletStats;
+
+/// The gauge that says the store failed (1) or not (0).
+pub const STORE_FAILED: &str = "hangar_storage_failed";
 
 /// How often tasklet and pool figures are sampled.
 pub(crate) const REPORT_INTERVAL: Duration = Duration::from_secs(1);
@@ -124,6 +128,12 @@ impl Metrics {
         }
     }
 
+    /// Whether the store has failed (see the table above).
+    pub(crate) fn store_failed(&self, failed: bool) {
+        self.sink
+            .gauge(STORE_FAILED, &[], if failed { 1.0 } else { 0.0 });
+    }
+
     /// A failed load.
     pub(crate) fn load_failed(&self, map: &str) {
         self.sink
@@ -199,6 +209,7 @@ impl CommitObserver for CommitHooks {
         self.sink
             .observe("hangar_commit_seconds", &[], elapsed.as_secs_f64());
         self.sink.counter("hangar_commit_failures_total", &[], 1.0);
+        self.sink.gauge(STORE_FAILED, &[], 1.0);
         self.failure
             .raise(format!("group commit #{group} failed: {cause}"));
     }

@@ -104,6 +104,7 @@ mod write_fetch;
 mod write_path;
 
 pub use gc::{GcReport, GC_INTERVAL, PRUNE_INTERVAL, TOMBSTONE_MAX_AGE_MS};
+pub use metrics::STORE_FAILED;
 
 /// Opens the persistence backend of a module. Called once, by `start`, on
 /// the module's runtime (in its blocking pool), so a backend that captures

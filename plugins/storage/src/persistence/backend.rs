@@ -101,6 +101,14 @@ pub trait PersistenceBackend: Send + Sync + 'static {
     /// A short name for logs and errors (`"redb"`, `"memory"`).
     fn name(&self) -> &'static str;
 
+    /// Why the store is failed for good, if it is: damage met at run time
+    /// (see [`PersistenceError::Damaged`]). Once `Some`, it stays `Some`
+    /// and every call fails with that error. The module reports it (metric
+    /// `hangar_storage_failed`, shown by the host's `/health`).
+    fn failure(&self) -> Option<String> {
+        None
+    }
+
     /// Commits `batch` atomically and durably.
     ///
     /// # Errors

@@ -36,6 +36,17 @@ pub enum PersistenceError {
         /// What was wrong and what was expected.
         reason: String,
     },
+    /// The store file exists but cannot be read (empty, truncated, failing
+    /// its integrity check, or the engine broke reading it). Never taken
+    /// for an empty store: refused at open, and once met at run time the
+    /// backend is failed for good (every later call answers this error).
+    #[error("the store {path} is damaged: {detail}. Nothing was changed. Restore the file from a backup, or start with an empty store on purpose with `[storage] reset_damaged_store = true` (flag `--reset-damaged-store`), which moves the damaged file aside instead of deleting it")]
+    Damaged {
+        /// The store file.
+        path: String,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// The storage engine or the operating system failed (I/O error, full
     /// disk, failed fsync). After a failed commit the batch's fate is
     /// unknown: it may or may not be durable.
@@ -61,7 +72,10 @@ impl PersistenceError {
     /// a writer must stop; false for input errors that rejected one batch.
     #[must_use]
     pub fn is_fatal(&self) -> bool {
-        matches!(self, Self::Storage { .. } | Self::Corrupt { .. })
+        matches!(
+            self,
+            Self::Storage { .. } | Self::Corrupt { .. } | Self::Damaged { .. }
+        )
     }
 }
 
@@ -71,9 +85,9 @@ impl From<PersistenceError> for ModuleError {
             PersistenceError::Closed => ErrorKind::SHUT_DOWN,
             PersistenceError::InvalidInput(_) => ErrorKind::INVALID_INPUT,
             PersistenceError::KindConflict { .. } => ErrorKind::CONFLICT,
-            PersistenceError::Corrupt { .. } | PersistenceError::Storage { .. } => {
-                ErrorKind::STORAGE
-            }
+            PersistenceError::Corrupt { .. }
+            | PersistenceError::Storage { .. }
+            | PersistenceError::Damaged { .. } => ErrorKind::STORAGE,
         };
         ModuleError::new(kind, e.to_string())
     }

@@ -8,6 +8,8 @@
 //!   [`WriteBatch`], [`LoadedMap`], [`MapInfo`].
 //! - `codec`: the versioned byte layout of stored values (msgpack bodies).
 //! - `redb_backend`: [`RedbBackend`], the embedded default (one redb file).
+//! - `redb_open`: opening its file so that damage is refused, never taken
+//!   for an empty store; the clean-shutdown marker.
 //! - `memory`: [`MemoryBackend`], a real in-memory backend for tests.
 //! - `group_commit`: [`GroupCommitter`], many writers into few durable
 //!   commits, with a durability future per write (PERSISTED acks hang on it).
@@ -27,6 +29,8 @@
 //! | HG-PER-007 | `ttl_ms` and LWW tombstones round-trip. | suite `t11`, `codec::tests::t20` |
 //! | HG-PER-008 | Stored bytes of an unknown format version are refused, never misread. | `codec::tests::t12` |
 //! | HG-PER-009 | A batch is atomic across a crash. | NAKED: relies on redb's commit; no torn-write test |
+//! | HG-PER-012 | A store file that exists but cannot be read (empty, truncated, corrupt page, marker without file) is refused at open, never taken for an empty store; `reset_damaged` moves it aside unchanged. | `redb_open::tests` `t10`-`t17` |
+//! | HG-PER-013 | Damage met at run time fails the redb backend for good: no engine panic escapes a call, every later call answers `Damaged`. | `redb_open::tests::t14`, module tests `damage::t72` |
 
 mod backend;
 mod codec;
@@ -35,6 +39,7 @@ mod error;
 pub mod group_commit;
 mod memory;
 mod redb_backend;
+mod redb_open;
 pub mod testing;
 
 pub use backend::{plan_kinds, validate_op, PersistResult, PersistenceBackend};

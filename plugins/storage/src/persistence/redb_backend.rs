@@ -31,10 +31,20 @@
 //! After an I/O error redb refuses further writes (`PreviousIo`) until the
 //! database is opened again, which is the fail-stop the group committer
 //! relies on.
+//!
+//! # Damage
+//!
+//! A store file that exists but cannot be read is refused at open, never
+//! taken for an empty store (rules and files in [`super::redb_open`]). At
+//! run time, a redb panic (its reaction to some corrupt pages) or a
+//! corruption error fails the backend for good: the call and every later
+//! one answer [`PersistenceError::Damaged`] without touching redb again,
+//! and [`PersistenceBackend::failure`] says why.
 
 use std::collections::{BTreeSet, HashMap};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use futures::future::BoxFuture;
 use hangar_core::MapKind;
@@ -46,6 +56,7 @@ use super::backend::{plan_kinds, PersistResult, PersistenceBackend};
 use super::codec;
 use super::entry::{LoadedMap, MapInfo, StoredEntry, WriteBatch, WriteOp};
 use super::error::PersistenceError;
+use super::redb_open::{self, is_damage, panic_text};
 
 const ENTRIES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("hangar_entries_v1");
 const TOMBSTONES: TableDefinition<(&str, &str), &[u8]> =
@@ -65,6 +76,12 @@ pub struct RedbOptions {
     /// need not walk the whole file. Off by default: commits are faster and
     /// recovery walks the file once.
     pub quick_repair: bool,
+    /// When the store file is damaged, move it aside and start a new,
+    /// empty store instead of refusing to open (see [`super::redb_open`]).
+    pub reset_damaged: bool,
+    /// Check every page's checksum at every open, not only after an
+    /// unclean shutdown.
+    pub check_integrity: bool,
 }
 
 struct Inner {
@@ -76,6 +93,32 @@ struct Inner {
     kinds: Mutex<HashMap<String, MapKind>>,
     quick_repair: bool,
     path: PathBuf,
+    /// Whether `path` is a file this backend owns (it then keeps the
+    /// clean-shutdown marker beside it).
+    file_backed: bool,
+    /// Set once damage was met at run time; every later call fails with it.
+    failed: OnceLock<String>,
+}
+
+impl Inner {
+    fn damaged(&self, detail: String) -> PersistenceError {
+        PersistenceError::Damaged {
+            path: self.path.display().to_string(),
+            detail,
+        }
+    }
+
+    /// Fails the backend for good (the first reason is kept).
+    fn fail(&self, detail: String) -> PersistenceError {
+        if self.failed.set(detail.clone()).is_ok() {
+            tracing::error!(
+                store = %self.path.display(),
+                %detail,
+                "the store is damaged; every call now fails until it is restored or reset"
+            );
+        }
+        self.damaged(self.failed.get().cloned().unwrap_or(detail))
+    }
 }
 
 /// The redb backend. Cheap to share behind an `Arc`; all calls run on the
@@ -93,8 +136,21 @@ impl std::fmt::Debug for RedbBackend {
     }
 }
 
+/// Maps a redb error of `op`: damage to [`PersistenceError::Damaged`] (its
+/// path filled in by [`RedbBackend::run`]), anything else to
+/// [`PersistenceError::Storage`].
 fn err<E: Into<redb::Error>>(op: &'static str) -> impl Fn(E) -> PersistenceError {
-    move |e| PersistenceError::storage(op, e.into())
+    move |e| {
+        let e = e.into();
+        if is_damage(&e) {
+            PersistenceError::Damaged {
+                path: String::new(),
+                detail: format!("{op}: {e}"),
+            }
+        } else {
+            PersistenceError::storage(op, e)
+        }
+    }
 }
 
 impl RedbBackend {
@@ -103,9 +159,10 @@ impl RedbBackend {
     /// repair; call it from a blocking context or at start-up.
     ///
     /// # Errors
-    /// [`PersistenceError::Storage`] when the directory or file cannot be
-    /// created or opened (already open elsewhere, damaged), or when no tokio
-    /// runtime is current; [`PersistenceError::Corrupt`] for a bad catalog.
+    /// [`PersistenceError::Damaged`] when the file exists but cannot be read
+    /// (and `reset_damaged` is not set); [`PersistenceError::Storage`] when
+    /// the directory or file cannot be created or opened (already open
+    /// elsewhere, permissions), or when no tokio runtime is current.
     pub fn open(dir: impl AsRef<Path>) -> PersistResult<Self> {
         Self::open_with(dir, &RedbOptions::default())
     }
@@ -121,10 +178,24 @@ impl RedbBackend {
             PersistenceError::storage("open", format!("cannot create {}: {e}", dir.display()))
         })?;
         let path = dir.join(DB_FILE_NAME);
-        let db = builder(options).create(&path).map_err(|e| {
-            PersistenceError::storage("open", format!("cannot open {}: {e}", path.display()))
-        })?;
-        Self::init(db, path, options, runtime)
+        let opened = redb_open::open_store(
+            &path,
+            options,
+            |check| {
+                let mut b = builder(options);
+                b.set_check_integrity_on_open(check);
+                b
+            },
+            prepare,
+        )?;
+        Ok(Self::from_parts(
+            opened.db,
+            opened.kinds,
+            path,
+            true,
+            options,
+            runtime,
+        ))
     }
 
     /// Opens a database on a redb storage backend of the caller's, for
@@ -143,36 +214,29 @@ impl RedbBackend {
         let db = builder(options).create_with_backend(storage).map_err(|e| {
             PersistenceError::storage("open", format!("cannot open {}: {e}", label.display()))
         })?;
-        Self::init(db, label, options, runtime)
+        let kinds = prepare(&db)?;
+        Ok(Self::from_parts(db, kinds, label, false, options, runtime))
     }
 
-    fn init(
+    fn from_parts(
         db: Database,
+        kinds: HashMap<String, MapKind>,
         path: PathBuf,
+        file_backed: bool,
         options: &RedbOptions,
         runtime: Handle,
-    ) -> PersistResult<Self> {
-        // Create the tables once, so that reads never meet a missing table.
-        let txn = db.begin_write().map_err(err("open"))?;
-        {
-            txn.open_table(ENTRIES).map_err(err("open"))?;
-            txn.open_table(TOMBSTONES).map_err(err("open"))?;
-            txn.open_table(CATALOG).map_err(err("open"))?;
-        }
-        txn.commit().map_err(err("open"))?;
-        let kinds = read_catalog(&db)?
-            .into_iter()
-            .map(|m| (m.name, m.kind))
-            .collect();
-        Ok(Self {
+    ) -> Self {
+        Self {
             inner: Arc::new(Inner {
                 db: RwLock::new(Some(db)),
                 kinds: Mutex::new(kinds),
                 quick_repair: options.quick_repair,
                 path,
+                file_backed,
+                failed: OnceLock::new(),
             }),
             runtime,
-        })
+        }
     }
 
     /// The database file.
@@ -181,7 +245,9 @@ impl RedbBackend {
         &self.inner.path
     }
 
-    /// Runs `f` with the open database on the blocking pool.
+    /// Runs `f` with the open database on the blocking pool. A failed
+    /// backend answers its damage without calling `f`; a panic in `f` (redb
+    /// on a corrupt page) or a damage error fails the backend.
     fn run<T, F>(&self, op: &'static str, f: F) -> BoxFuture<'static, PersistResult<T>>
     where
         T: Send + 'static,
@@ -189,9 +255,19 @@ impl RedbBackend {
     {
         let inner = Arc::clone(&self.inner);
         let task = self.runtime.spawn_blocking(move || {
+            if let Some(detail) = inner.failed.get() {
+                return Err(inner.damaged(detail.clone()));
+            }
             let guard = inner.db.read();
             let db = guard.as_ref().ok_or(PersistenceError::Closed)?;
-            f(&inner, db)
+            match catch_unwind(AssertUnwindSafe(|| f(&inner, db))) {
+                Ok(Err(PersistenceError::Damaged { detail, .. })) => Err(inner.fail(detail)),
+                Ok(result) => result,
+                Err(p) => Err(inner.fail(format!(
+                    "{op}: the storage engine panicked reading it ({})",
+                    panic_text(p.as_ref())
+                ))),
+            }
         });
         Box::pin(async move {
             task.await
@@ -215,6 +291,22 @@ fn builder(options: &RedbOptions) -> redb::Builder {
         builder.set_cache_size(bytes);
     }
     builder
+}
+
+/// Creates the tables (so that reads never meet a missing table) and reads
+/// the catalog's map kinds.
+fn prepare(db: &Database) -> PersistResult<HashMap<String, MapKind>> {
+    let txn = db.begin_write().map_err(err("open"))?;
+    {
+        txn.open_table(ENTRIES).map_err(err("open"))?;
+        txn.open_table(TOMBSTONES).map_err(err("open"))?;
+        txn.open_table(CATALOG).map_err(err("open"))?;
+    }
+    txn.commit().map_err(err("open"))?;
+    Ok(read_catalog(db)?
+        .into_iter()
+        .map(|m| (m.name, m.kind))
+        .collect())
 }
 
 fn read_catalog(db: &Database) -> PersistResult<Vec<MapInfo>> {
@@ -350,6 +442,10 @@ impl PersistenceBackend for RedbBackend {
         "redb"
     }
 
+    fn failure(&self) -> Option<String> {
+        self.inner.failed.get().cloned()
+    }
+
     fn commit(&self, batch: WriteBatch) -> BoxFuture<'_, PersistResult<()>> {
         self.run("commit", move |inner, db| commit_batch(inner, db, &batch))
     }
@@ -430,9 +526,16 @@ impl PersistenceBackend for RedbBackend {
         let task = self.runtime.spawn_blocking(move || {
             let db = inner.db.write().take();
             match db {
-                Some(db) => db
-                    .close()
-                    .map_err(|e| PersistenceError::storage("close", e)),
+                Some(db) => {
+                    db.close()
+                        .map_err(|e| PersistenceError::storage("close", e))?;
+                    // Closed cleanly: the next open need not check the file.
+                    // A failed store keeps its marker, so that it is checked.
+                    if inner.file_backed && inner.failed.get().is_none() {
+                        redb_open::remove_marker(&inner.path)?;
+                    }
+                    Ok(())
+                }
                 None => Ok(()),
             }
         });

@@ -13,11 +13,14 @@
 //!   changes and loads (`t70`-`t73`).
 //! - `ownership`: partition table changes: partitions loaded and released
 //!   in loaded maps (`t80`-`t86`).
+//! - `damage`: a damaged embedded store refused at start, reset on purpose,
+//!   and failed visibly when met at run time (`t90`-`t92`).
 //! - `support`: the module builders, ops and sinks the tests share.
 
 mod clock;
 mod config;
 mod convergence;
+mod damage;
 mod fail_stop;
 mod gc;
 mod loading;

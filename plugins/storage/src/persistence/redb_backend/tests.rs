@@ -162,6 +162,7 @@ async fn t61_quick_repair_commits_round_trip() {
     let quick = RedbOptions {
         quick_repair: true,
         cache_size_bytes: Some(4 << 20),
+        ..RedbOptions::default()
     };
     let b = RedbBackend::open(dir.path()).unwrap();
     b.store("m", vec![("a".into(), lww(Some(1), 1, None))])
