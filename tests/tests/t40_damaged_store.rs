@@ -37,14 +37,38 @@ fn hangar(data: &Path) -> Command {
     c
 }
 
+/// Runs `cmd` to its end, killing it (and failing) after `limit`: a node
+/// that wrongly starts would otherwise never exit.
+fn output_within(mut cmd: Command, limit: Duration) -> std::process::Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run hangar");
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "hangar was expected to exit but still ran after {limit:?}; stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("output")
+}
+
 #[test]
 fn t10_the_binary_refuses_a_damaged_store_then_starts_empty_only_on_purpose() {
     let data = tempfile::tempdir().unwrap();
-    let store_dir = data.path().join("storage");
+    // The default node id's state directory (`<data_dir>/<node_id>`).
+    let store_dir = data.path().join("node-1").join("storage");
     std::fs::create_dir_all(&store_dir).unwrap();
     std::fs::write(store_dir.join(DB_FILE_NAME), b"").unwrap();
 
-    let out = hangar(data.path()).output().expect("run hangar");
+    let out = output_within(hangar(data.path()), Duration::from_secs(60));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
     for part in [
