@@ -88,6 +88,7 @@ mod gc;
 mod load;
 mod manager;
 mod map_slot;
+mod merge;
 mod metrics;
 mod ownership;
 mod read_path;
