@@ -11,7 +11,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use hangar_host::protocol::messages::{ChangeType, QuerySub, Search, SearchOptions, TopicPub, TopicRef};
+use hangar_host::protocol::messages::{
+    ChangeType, QuerySub, Search, SearchOptions, TopicPub, TopicRef,
+};
 use hangar_host::protocol::{Message, RawMsgpack};
 use hangar_tests::cluster_harness::{put, Client, Cluster, Settings};
 use serde_json::{json, Value};
@@ -42,7 +44,14 @@ async fn write_range(cl: &mut Client, map: &str, prefix: &str, range: std::ops::
     let ops = range
         .map(|i| {
             let id = cl.next_id();
-            put(&id, map, &format!("{prefix}{i}"), &json!({ "v": i }), 1_000 + i, "w")
+            put(
+                &id,
+                map,
+                &format!("{prefix}{i}"),
+                &json!({ "v": i }),
+                1_000 + i,
+                "w",
+            )
         })
         .collect();
     let ack = cl
@@ -73,7 +82,11 @@ async fn subscribe_with(cl: &mut Client, id: &str, map: &str, query: &Value) -> 
     let q = id.to_string();
     cl.wait_for(Duration::from_secs(15), |m| match m {
         Message::QueryResp { payload } if payload.query_id == q => {
-            assert!(payload.error.is_none(), "query refused: {:?}", payload.error);
+            assert!(
+                payload.error.is_none(),
+                "query refused: {:?}",
+                payload.error
+            );
             Some(payload.results.iter().map(|r| r.key.clone()).collect())
         }
         _ => None,
@@ -156,14 +169,23 @@ async fn t10_live_queries_pages_and_top_n_on_any_node_cover_every_partition() {
 
     let mut view = View::default();
     let all = view
-        .follow(&mut on_c, "live", Duration::from_secs(20), |v| v.keys.len() >= 1_000)
+        .follow(&mut on_c, "live", Duration::from_secs(20), |v| {
+            v.keys.len() >= 1_000
+        })
         .await;
     assert!(
         all,
         "a live query on n3 saw {} of 1000 keys written through n1",
         view.keys.len()
     );
-    assert!(view.duplicates.is_empty(), "{:?}", &view.duplicates[..view.duplicates.len().min(10)]);
+    assert!(
+        view.duplicates.is_empty(),
+        "{:?}",
+        &view.duplicates[..view.duplicates.len().min(10)]
+    );
+
+    // The dead coordinator's registration on n1 expires; n1 keeps its own.
+    wait_registrations(&c, 0, 1).await;
 
     let mut on_b = Client::connect(&c.ws_url(1)).await.unwrap();
     let page = subscribe_with(&mut on_b, "fresh", "m", &json!({})).await;
@@ -196,8 +218,9 @@ async fn t10_live_queries_pages_and_top_n_on_any_node_cover_every_partition() {
     let mut changes: BTreeMap<String, ChangeType> = BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     while changes.len() < 2 && Instant::now() < deadline {
-        if let Ok(Message::QueryUpdate { payload }) =
-            on_b.recv(deadline.saturating_duration_since(Instant::now())).await
+        if let Ok(Message::QueryUpdate { payload }) = on_b
+            .recv(deadline.saturating_duration_since(Instant::now()))
+            .await
         {
             if payload.query_id == "top" {
                 changes.insert(payload.key.clone(), payload.change_type);
@@ -245,7 +268,10 @@ async fn t20_server_events_for_a_write_through_one_node_reach_subscribers_on_eve
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut seen = event_keys(&cl.other, "ev");
         while seen != want && Instant::now() < deadline {
-            if let Ok(m) = cl.recv(deadline.saturating_duration_since(Instant::now())).await {
+            if let Ok(m) = cl
+                .recv(deadline.saturating_duration_since(Instant::now()))
+                .await
+            {
                 seen.extend(event_keys(std::slice::from_ref(&m), "ev"));
             }
         }
@@ -289,8 +315,9 @@ async fn t30_topic_messages_published_on_one_node_reach_other_nodes_in_publish_o
         let mut got = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(10);
         while got.len() < 50 && Instant::now() < deadline {
-            if let Ok(Message::TopicMessage { payload }) =
-                cl.recv(deadline.saturating_duration_since(Instant::now())).await
+            if let Ok(Message::TopicMessage { payload }) = cl
+                .recv(deadline.saturating_duration_since(Instant::now()))
+                .await
             {
                 if payload.topic == "news" {
                     got.push(payload.data.to_value().unwrap().as_i64().unwrap());
@@ -298,7 +325,12 @@ async fn t30_topic_messages_published_on_one_node_reach_other_nodes_in_publish_o
             }
         }
         let want: Vec<i64> = (0..50).collect();
-        assert_eq!(got, want, "subscriber on n{} got the messages in publish order", n + 2);
+        assert_eq!(
+            got,
+            want,
+            "subscriber on n{} got the messages in publish order",
+            n + 2
+        );
     }
 }
 
@@ -309,6 +341,24 @@ fn registrations(c: &Cluster, i: usize) -> Option<u64> {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse::<f64>().ok())
         .map(|v| v as u64)
+}
+
+/// Waits (at most 10 s) until node `i` reports `want` live-query
+/// registrations (the gauge is refreshed once a second).
+async fn wait_registrations(c: &Cluster, i: usize, want: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = registrations(c, i);
+        if now == Some(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node n{} reports {now:?} live-query registrations, expected {want}",
+            i + 1
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -325,7 +375,8 @@ async fn t40_after_kill9_a_live_query_still_covers_every_surviving_key_once() {
     // on the survivors must expire.
     let mut doomed = Client::connect(&c.ws_url(2)).await.unwrap();
     subscribe_with(&mut doomed, "d", "m", &json!({})).await;
-    let before = registrations(&c, 0);
+    // n1 holds two registrations: its own query's and n3's.
+    wait_registrations(&c, 0, 2).await;
 
     c.kill9(2);
     live.wait_for(Duration::from_secs(15), |m| {
@@ -341,31 +392,22 @@ async fn t40_after_kill9_a_live_query_still_covers_every_surviving_key_once() {
         .chain((0..100).map(|i| format!("n{i}")))
         .collect();
     let ok = view
-        .follow(&mut live, "live", Duration::from_secs(15), |v| v.keys == want)
+        .follow(&mut live, "live", Duration::from_secs(15), |v| {
+            v.keys == want
+        })
         .await;
     let missing: Vec<_> = want.difference(&view.keys).take(10).collect();
     assert!(ok, "view has {} keys, missing {missing:?}", view.keys.len());
     assert!(view.duplicates.is_empty(), "{:?}", view.duplicates);
+
+    // The dead coordinator's registration on n1 expires; n1 keeps its own.
+    wait_registrations(&c, 0, 1).await;
 
     let mut on_b = Client::connect(&c.ws_url(1)).await.unwrap();
     let page = subscribe_with(&mut on_b, "fresh", "m", &json!({})).await;
     let distinct: BTreeSet<String> = page.iter().cloned().collect();
     assert_eq!(page.len(), distinct.len(), "no key twice");
     assert_eq!(distinct, want);
-
-    // The dead coordinator's registration on n1 expires (n1 keeps its own).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let now = registrations(&c, 0);
-        if now.is_some() && now < before {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "registrations on n1 stayed at {now:?} (before the kill: {before:?})"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -380,7 +422,14 @@ async fn t50_search_on_any_node_finds_documents_held_by_other_nodes() {
             format!("hay stack {i}")
         };
         let id = on_a.next_id();
-        ops.push(put(&id, "docs", &format!("d{i}"), &json!({ "text": text }), 1 + i, "w"));
+        ops.push(put(
+            &id,
+            "docs",
+            &format!("d{i}"),
+            &json!({ "text": text }),
+            1 + i,
+            "w",
+        ));
     }
     let ack = on_a
         .batch(ops, "PERSISTED", Some("QUORUM"), 10_000)

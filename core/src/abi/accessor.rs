@@ -117,7 +117,9 @@ impl FfiStorageAccessor for StorageAccessorExport {
         request: QueryRequest,
         pages: RVec<QueryResponse>,
     ) -> FfiResult<QueryResponse> {
-        guard("accessor.merge_pages", || self.0.merge_pages(request, pages))
+        guard("accessor.merge_pages", || {
+            self.0.merge_pages(request, pages)
+        })
     }
 }
 

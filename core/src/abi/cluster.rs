@@ -12,6 +12,7 @@ use super::convert::conversions;
 use super::guard::{await_foreign, guard, guard_future, report, FfiFut, FfiResult};
 use super::local_node::{local_node_from_ffi, local_node_to_ffi, FfiLocalNodeBox};
 use super::partition::{partition_view_from_ffi, partition_view_to_ffi, FfiPartitionViewBox};
+use super::sinks::{query_sink_from_ffi, query_sink_to_ffi, FfiQuerySinkBox};
 use crate::error::ModuleResult;
 use crate::module::accessor::StorageAccessor;
 use crate::module::cluster::ClusterModule;
@@ -21,7 +22,6 @@ use crate::module::cluster_types::{
 };
 use crate::module::local_node::{LocalNode, TopicPublish};
 use crate::module::partition::PartitionView;
-use super::sinks::{query_sink_from_ffi, query_sink_to_ffi, FfiQuerySinkBox};
 use crate::module::storage_types::{
     AckResult, ApplyBatch, ChangeEvent, QueryRequest, QueryResponse, QuerySink, SearchHit,
     SearchRequest, SubscriptionId,

@@ -33,11 +33,11 @@ use hangar_core::module::cluster_types::{
 };
 use hangar_core::module::local_node::{LocalNode, TopicPublish};
 use hangar_core::module::partition::PartitionView;
+use hangar_core::module::services::{MetricsExt, MetricsSink};
 use hangar_core::module::storage_types::{
     AckResult, ApplyBatch, ChangeEvent, Origin, OriginKind, QueryRequest, QueryResponse, QuerySink,
     SearchHit, SearchRequest, SubscriptionId,
 };
-use hangar_core::module::services::{MetricsExt, MetricsSink};
 use hangar_core::module::{ready, ModuleFuture, ModuleInfo};
 use hangar_core::{partition_of, ConsistencyLevel, ErrorKind, ModuleError, ModuleResult};
 use hangar_plugin_sdk::PluginRuntime;
@@ -467,7 +467,11 @@ async fn report_status(running: Arc<OnceLock<Arc<Running>>>, metrics: Arc<dyn Me
                 ("suspected", PeerHealth::Suspected),
                 ("failed", PeerHealth::Failed),
             ] {
-                metrics.gauge("hangar_cluster_members", &[("health", label)], count(h) as f64);
+                metrics.gauge(
+                    "hangar_cluster_members",
+                    &[("health", label)],
+                    count(h) as f64,
+                );
             }
             metrics.gauge("hangar_cluster_raft_term", &[], s.term as f64);
             metrics.gauge(
@@ -475,7 +479,11 @@ async fn report_status(running: Arc<OnceLock<Arc<Running>>>, metrics: Arc<dyn Me
                 &[],
                 crate::scatter::registrations(&r.scatter) as f64,
             );
-            metrics.gauge("hangar_cluster_raft_commit_index", &[], s.commit_index as f64);
+            metrics.gauge(
+                "hangar_cluster_raft_commit_index",
+                &[],
+                s.commit_index as f64,
+            );
             metrics.gauge(
                 "hangar_cluster_raft_is_leader",
                 &[],
@@ -989,9 +997,12 @@ impl ClusterModule for DefaultCluster {
             return ready(Err(e));
         }
         match self.running().cloned() {
-            Some(r) => self
-                .runtime
-                .spawn_call("cluster.query", async move { r.scatter.query(request).await }),
+            Some(r) => {
+                self.runtime.spawn_call(
+                    "cluster.query",
+                    async move { r.scatter.query(request).await },
+                )
+            }
             None => match self.storage.lock().clone() {
                 Some(st) => st.query(request),
                 None => ready(Err(unavailable("cluster.query: no storage attached"))),
@@ -1035,9 +1046,12 @@ impl ClusterModule for DefaultCluster {
             return ready(Err(e));
         }
         match self.running().cloned() {
-            Some(r) => self
-                .runtime
-                .spawn_call("cluster.search", async move { r.scatter.search(request).await }),
+            Some(r) => {
+                self.runtime.spawn_call(
+                    "cluster.search",
+                    async move { r.scatter.search(request).await },
+                )
+            }
             None => match self.storage.lock().clone() {
                 Some(st) => st.search(request),
                 None => ready(Err(unavailable("cluster.search: no storage attached"))),

@@ -199,15 +199,19 @@ async fn gather(
             return Ok(None);
         }
         st.gen = gen;
-        st.nodes.retain(|n, _| targets.iter().any(|t| &t.node_id == n));
+        st.nodes
+            .retain(|n, _| targets.iter().any(|t| &t.node_id == n));
         for t in &targets {
-            let e = st.nodes.entry(t.node_id.clone()).or_insert_with(|| NodeRows {
-                addr: t.addr,
-                gen,
-                ready: false,
-                rows: HashMap::new(),
-                pending: Vec::new(),
-            });
+            let e = st
+                .nodes
+                .entry(t.node_id.clone())
+                .or_insert_with(|| NodeRows {
+                    addr: t.addr,
+                    gen,
+                    ready: false,
+                    rows: HashMap::new(),
+                    pending: Vec::new(),
+                });
             e.addr = t.addr;
             e.gen = gen;
             e.ready = false;
@@ -226,8 +230,12 @@ async fn gather(
     }
     for (t, a) in targets.iter().zip(answers) {
         let rows: Vec<WireRow> = match a {
-            Ok(body) => wire::decode(&body, "live query snapshot").map_err(ModuleError::internal)?,
-            Err(e @ TransportError::Remote(_)) if first => return Err(remote_error(&t.node_id, &e)),
+            Ok(body) => {
+                wire::decode(&body, "live query snapshot").map_err(ModuleError::internal)?
+            }
+            Err(e @ TransportError::Remote(_)) if first => {
+                return Err(remote_error(&t.node_id, &e))
+            }
             Err(e) => {
                 tracing::warn!(node = %t.node_id, error = %e, "a node did not register a live query; its partitions are missing until the next table change");
                 st.nodes.remove(&t.node_id);
@@ -244,9 +252,10 @@ async fn gather(
         n.ready = true;
     }
     if first {
-        let resp = s
-            .storage
-            .merge_pages(lq.request.clone(), RVec::from(vec![page(owned_rows(s, &st))]))?;
+        let resp = s.storage.merge_pages(
+            lq.request.clone(),
+            RVec::from(vec![page(owned_rows(s, &st))]),
+        )?;
         st.view = resp
             .rows
             .iter()
@@ -305,12 +314,7 @@ fn owned_row(s: &Scatter, st: &LiveState, key: &str) -> Option<QueryRow> {
 /// Recomputes the view and sends the differences. `touched` keys changed
 /// on a node (they get UPDATE even with the same bytes); `None` recomputes
 /// everything (after a table change) and sends UPDATE only for new bytes.
-fn recompute(
-    s: &Scatter,
-    lq: &LiveQuery,
-    st: &mut LiveState,
-    touched: Option<&HashSet<String>>,
-) {
+fn recompute(s: &Scatter, lq: &LiveQuery, st: &mut LiveState, touched: Option<&HashSet<String>>) {
     if st.closed || !st.live {
         return;
     }
@@ -339,7 +343,14 @@ fn recompute(
         .collect();
     let candidates: Vec<String> = match partial {
         Some(t) => t.iter().cloned().collect(),
-        None => st.view.keys().chain(new.keys()).cloned().collect::<HashSet<_>>().into_iter().collect(),
+        None => st
+            .view
+            .keys()
+            .chain(new.keys())
+            .cloned()
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect(),
     };
     for k in candidates {
         let was = st.view.get(&k);

@@ -206,8 +206,7 @@ impl Scatter {
             fields: None,
         };
         let call = QueryCall::Query(stripped);
-        let answers =
-            futures::future::join_all(targets.iter().map(|t| self.call(t, &call))).await;
+        let answers = futures::future::join_all(targets.iter().map(|t| self.call(t, &call))).await;
         let mut rows = Vec::new();
         for (t, a) in targets.iter().zip(answers) {
             match a {
@@ -229,7 +228,8 @@ impl Scatter {
                 }
             }
         }
-        self.storage.merge_pages(request, RVec::from(vec![page(rows)]))
+        self.storage
+            .merge_pages(request, RVec::from(vec![page(rows)]))
     }
 
     /// Full-text search over every partition, merged by score (ties by key)
@@ -248,8 +248,7 @@ impl Scatter {
             request.limit as usize
         };
         let call = QueryCall::Search(WireSearch::from_request(&request));
-        let answers =
-            futures::future::join_all(targets.iter().map(|t| self.call(t, &call))).await;
+        let answers = futures::future::join_all(targets.iter().map(|t| self.call(t, &call))).await;
         let mut hits: Vec<SearchHit> = Vec::new();
         for (t, a) in targets.iter().zip(answers) {
             match a {
@@ -339,7 +338,9 @@ impl Scatter {
                     .search(s.into_request())
                     .await
                     .map_err(|e| e.message.to_string())?;
-                Ok(wire::encode(&hits.iter().map(WireHit::from).collect::<Vec<_>>()))
+                Ok(wire::encode(
+                    &hits.iter().map(WireHit::from).collect::<Vec<_>>(),
+                ))
             }
             QueryCall::Subscribe { sub, gen, request } => {
                 let resp = self.remote.register(&from, sub, gen, request).await?;

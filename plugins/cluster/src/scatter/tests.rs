@@ -49,8 +49,14 @@ fn enc(v: &rmpv::Value) -> RawValue {
 #[test]
 fn nodes_run_the_query_without_its_limit_and_cursor_but_with_its_filter_and_sort() {
     let q = rmpv::Value::Map(vec![
-        ("where".into(), rmpv::Value::Map(vec![("v".into(), 1.into())])),
-        ("sort".into(), rmpv::Value::Map(vec![("v".into(), "desc".into())])),
+        (
+            "where".into(),
+            rmpv::Value::Map(vec![("v".into(), 1.into())]),
+        ),
+        (
+            "sort".into(),
+            rmpv::Value::Map(vec![("v".into(), "desc".into())]),
+        ),
         ("limit".into(), 10.into()),
         ("cursor".into(), "abc".into()),
     ]);
