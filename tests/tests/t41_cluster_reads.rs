@@ -369,8 +369,10 @@ async fn t40_after_kill9_a_live_query_still_covers_every_surviving_key_once() {
     let mut live = Client::connect(&c.ws_url(0)).await.unwrap();
     let first = subscribe_with(&mut live, "live", "m", &json!({})).await;
     assert_eq!(first.len(), 300);
-    let mut view = View::default();
-    view.keys = first.into_iter().collect();
+    let mut view = View {
+        keys: first.into_iter().collect(),
+        ..View::default()
+    };
     // A live query coordinated by the node about to die: its registrations
     // on the survivors must expire.
     let mut doomed = Client::connect(&c.ws_url(2)).await.unwrap();

@@ -156,8 +156,8 @@ impl Registrations {
                         let q = ob.entry(addr).or_default();
                         let mut again = chunk;
                         again.append(&mut rest);
-                        again.extend(q.drain(..));
-                        *q = again;
+                        again.append(q);
+                        std::mem::swap(q, &mut again);
                         break;
                     }
                     Err(e) => {
