@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use hangar_host::protocol::messages::{
-    ChangeType, QuerySub, Search, SearchOptions, TopicPub, TopicRef,
+    ChangeType, QuerySub, QueryUnsub, Search, SearchOptions, TopicPub, TopicRef,
 };
 use hangar_host::protocol::{Message, RawMsgpack};
 use hangar_tests::cluster_harness::{put, Client, Cluster, Settings};
@@ -410,6 +410,50 @@ async fn t40_after_kill9_a_live_query_still_covers_every_surviving_key_once() {
     let distinct: BTreeSet<String> = page.iter().cloned().collect();
     assert_eq!(page.len(), distinct.len(), "no key twice");
     assert_eq!(distinct, want);
+
+    // n1 now holds n2's registration and its own; QUERY_UNSUB on n1 tears
+    // its own down everywhere.
+    wait_registrations(&c, 0, 2).await;
+    live.send(&Message::QueryUnsub {
+        payload: QueryUnsub {
+            query_id: "live".into(),
+        },
+    })
+    .await
+    .unwrap();
+    wait_registrations(&c, 0, 1).await;
+    wait_registrations(&c, 1, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t45_a_live_query_started_before_a_node_joined_sees_the_keys_the_new_node_owns() {
+    let mut c = Cluster::new(3, &settings(""));
+    c.start(0);
+    c.start(1);
+    c.wait_formed(&[0, 1], FORM).expect("two nodes formed");
+    let mut live = Client::connect(&c.ws_url(0)).await.unwrap();
+    assert!(subscribe_with(&mut live, "live", "m", &json!({}))
+        .await
+        .is_empty());
+    // n3 joins and takes partitions; the live query is gathered again.
+    c.start(2);
+    c.wait_formed(&[0, 1, 2], FORM).expect("n3 joined");
+    let mut on_b = Client::connect(&c.ws_url(1)).await.unwrap();
+    write_range(&mut on_b, "m", "j", 0..200).await;
+    let want: BTreeSet<String> = (0..200).map(|i| format!("j{i}")).collect();
+    let mut view = View::default();
+    let ok = view
+        .follow(&mut live, "live", Duration::from_secs(15), |v| {
+            v.keys == want
+        })
+        .await;
+    let missing: Vec<_> = want.difference(&view.keys).take(10).collect();
+    assert!(
+        ok,
+        "view has {} of 200 keys, missing {missing:?}",
+        view.keys.len()
+    );
+    assert!(view.duplicates.is_empty(), "{:?}", view.duplicates);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
