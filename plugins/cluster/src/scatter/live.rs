@@ -165,8 +165,22 @@ pub(super) async fn subscribe(
         }),
     });
     s.live.lock().insert(id, lq.clone());
+    let version = table_version(s);
     match gather(s, &lq, true).await {
-        Ok(Some(resp)) => Ok(resp),
+        Ok(Some(resp)) => {
+            // A table that changed while the first round ran was not seen by
+            // the watcher (it skips queries without a first page): gather
+            // again now, sending the differences.
+            if table_version(s) != version {
+                let (s, lq) = (s.clone(), lq.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = gather(&s, &lq, false).await {
+                        tracing::warn!(sub = lq.id, error = %e, "live query not re-gathered");
+                    }
+                });
+            }
+            Ok(resp)
+        }
         Ok(None) => Err(ModuleError::new(
             hangar_core::ErrorKind::UNAVAILABLE,
             "the live query was replaced or stopped while it was being registered",
@@ -410,7 +424,12 @@ pub(super) fn on_updates(s: &Scatter, node: &str, updates: Vec<WireUpdate>) {
     }
 }
 
-/// Re-gathers every live query when this node's table changes.
+fn table_version(s: &Scatter) -> u64 {
+    hangar_core::module::partition::PartitionView::version(&*s.table)
+}
+
+/// Re-gathers every live query that has its first page when this node's
+/// table changes.
 pub(super) fn watch_table(s: &Arc<Scatter>) {
     let weak = Arc::downgrade(s);
     tokio::spawn(async move {
@@ -419,11 +438,17 @@ pub(super) fn watch_table(s: &Arc<Scatter>) {
         loop {
             tick.tick().await;
             let Some(s) = weak.upgrade() else { return };
-            let v = hangar_core::module::partition::PartitionView::version(&*s.table);
+            let v = table_version(&s);
             if seen.replace(v).is_none_or(|old| old == v) {
                 continue;
             }
-            let all: Vec<Arc<LiveQuery>> = s.live.lock().values().cloned().collect();
+            let all: Vec<Arc<LiveQuery>> = s
+                .live
+                .lock()
+                .values()
+                .filter(|lq| lq.state.lock().live)
+                .cloned()
+                .collect();
             for lq in all {
                 let s = s.clone();
                 tokio::spawn(async move {
