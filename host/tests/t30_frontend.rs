@@ -263,6 +263,23 @@ impl ClusterModule for SplitCluster {
     fn status(&self) -> ClusterStatus {
         self.inner.status()
     }
+    fn query(&self, r: QueryRequest) -> ModuleFuture<QueryResponse> {
+        self.inner.query(r)
+    }
+    fn subscribe(
+        &self,
+        id: SubscriptionId,
+        r: QueryRequest,
+        sink: Arc<dyn QuerySink>,
+    ) -> ModuleFuture<QueryResponse> {
+        self.inner.subscribe(id, r, sink)
+    }
+    fn unsubscribe(&self, id: SubscriptionId) -> bool {
+        self.inner.unsubscribe(id)
+    }
+    fn search(&self, r: SearchRequest) -> ModuleFuture<RVec<SearchHit>> {
+        self.inner.search(r)
+    }
 }
 
 #[tokio::test]

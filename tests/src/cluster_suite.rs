@@ -153,6 +153,72 @@ fn t31_a_holder_that_disconnects_loses_its_locks(
     })
 }
 
+fn t35_a_lone_nodes_reads_are_its_storages(
+    m: Arc<dyn ClusterModule>,
+    storage: Arc<dyn StorageModule>,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        use crate::storage_suite::helpers::{apply, qreq, UpdateRecorder};
+        use hangar_core::module::storage_types::ChangeType;
+        use hangar_core::WriteConcern;
+        storage.start().await.expect("storage start");
+        apply(
+            &storage,
+            (0..5)
+                .map(|i| {
+                    lww(
+                        "r",
+                        &format!("k{i}"),
+                        Some(serde_json::json!({ "v": i })),
+                        5,
+                        "n",
+                    )
+                })
+                .collect(),
+            WriteConcern::Applied,
+        )
+        .await;
+        let q = qreq(
+            "r",
+            serde_json::json!({"sort": {"v": "desc"}, "limit": 3}),
+            None,
+        );
+        let from_cluster = m.query(q.clone()).await.expect("cluster query");
+        let from_storage = storage.query(q.clone()).await.expect("storage query");
+        assert_eq!(from_cluster.rows, from_storage.rows);
+        let rec = Arc::new(UpdateRecorder::default());
+        let first = m.subscribe(41, q, rec.clone()).await.expect("subscribe");
+        assert_eq!(first.rows.len(), 3);
+        apply(
+            &storage,
+            vec![lww("r", "top", Some(serde_json::json!({"v": 99})), 6, "n")],
+            WriteConcern::Applied,
+        )
+        .await;
+        let got = rec.take();
+        assert!(
+            got.iter()
+                .any(|u| u.key == "top" && u.change == ChangeType::Enter),
+            "the live query sees the write: {got:?}"
+        );
+        assert!(m.unsubscribe(41));
+        assert!(!m.unsubscribe(41), "already gone");
+        assert!(
+            m.search(hangar_core::module::storage_types::SearchRequest {
+                map: "r".into(),
+                query: "x".into(),
+                limit: 0,
+                min_score: 0.0,
+                boost: RVec::new(),
+            })
+            .await
+            .is_err(),
+            "no search configured on map r: the storage module's error"
+        );
+        let _ = storage.shutdown().await;
+    })
+}
+
 fn t40_shutdown_is_idempotent(
     m: Arc<dyn ClusterModule>,
     storage: Arc<dyn StorageModule>,
@@ -191,6 +257,10 @@ pub fn cases() -> Vec<(&'static str, Case)> {
         (
             "t31_a_holder_that_disconnects_loses_its_locks",
             t31_a_holder_that_disconnects_loses_its_locks,
+        ),
+        (
+            "t35_a_lone_nodes_reads_are_its_storages",
+            t35_a_lone_nodes_reads_are_its_storages,
         ),
         ("t40_shutdown_is_idempotent", t40_shutdown_is_idempotent),
     ]

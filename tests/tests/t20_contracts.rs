@@ -18,7 +18,10 @@ use hangar_core::module::cluster_types::{
 use hangar_core::module::local_node::{LocalNode, TopicPublish};
 use hangar_core::module::partition::PartitionView;
 use hangar_core::module::storage::StorageModule;
-use hangar_core::module::storage_types::{AckResult, ApplyBatch, ChangeEvent};
+use hangar_core::module::storage_types::{
+    AckResult, ApplyBatch, ChangeEvent, QueryRequest, QueryResponse, QuerySink, SearchHit,
+    SearchRequest, SubscriptionId,
+};
 use hangar_core::module::{ready, ModuleFuture, ModuleInfo};
 use hangar_core::{ConsistencyLevel, ModuleResult};
 use hangar_tests::support::{
@@ -202,6 +205,23 @@ impl ClusterModule for NoCopies {
     }
     fn status(&self) -> ClusterStatus {
         self.0.status()
+    }
+    fn query(&self, r: QueryRequest) -> ModuleFuture<QueryResponse> {
+        self.0.query(r)
+    }
+    fn subscribe(
+        &self,
+        id: SubscriptionId,
+        r: QueryRequest,
+        sink: Arc<dyn QuerySink>,
+    ) -> ModuleFuture<QueryResponse> {
+        self.0.subscribe(id, r, sink)
+    }
+    fn unsubscribe(&self, id: SubscriptionId) -> bool {
+        self.0.unsubscribe(id)
+    }
+    fn search(&self, r: SearchRequest) -> ModuleFuture<RVec<SearchHit>> {
+        self.0.search(r)
     }
 }
 

@@ -3,13 +3,20 @@
 
 #![allow(non_camel_case_types, non_local_definitions)]
 
+use std::sync::Arc;
+
 use abi_stable::sabi_trait;
 use abi_stable::std_types::{RArc, RString, RVec};
 
 use super::convert::conversions;
 use super::guard::{await_foreign, guard, guard_future, report, FfiFut, FfiResult};
+use super::sinks::{query_sink_from_ffi, query_sink_to_ffi, FfiQuerySinkBox};
+use crate::error::ModuleResult;
 use crate::module::accessor::{ScanPage, ScanRequest, StorageAccessor};
-use crate::module::storage_types::{KeyRecord, MapInfo, OpStatus, Origin};
+use crate::module::storage_types::{
+    KeyRecord, MapInfo, OpStatus, Origin, QueryRequest, QueryResponse, QuerySink, SearchHit,
+    SearchRequest, SubscriptionId,
+};
 use crate::module::ModuleFuture;
 use crate::types::KeyedOp;
 
@@ -29,8 +36,27 @@ pub trait FfiStorageAccessor: Send + Sync + Clone {
     /// See [`StorageAccessor::durable_barrier`].
     fn durable_barrier(&self) -> FfiFut<()>;
     /// See [`StorageAccessor::partitions_changed`].
-    #[sabi(last_prefix_field)]
     fn partitions_changed(&self, version: u64) -> FfiResult<()>;
+    /// See [`StorageAccessor::query`].
+    fn query(&self, request: QueryRequest) -> FfiFut<QueryResponse>;
+    /// See [`StorageAccessor::subscribe`].
+    fn subscribe(
+        &self,
+        id: SubscriptionId,
+        request: QueryRequest,
+        sink: FfiQuerySinkBox,
+    ) -> FfiFut<QueryResponse>;
+    /// See [`StorageAccessor::unsubscribe`].
+    fn unsubscribe(&self, id: SubscriptionId) -> FfiResult<bool>;
+    /// See [`StorageAccessor::search`].
+    fn search(&self, request: SearchRequest) -> FfiFut<RVec<SearchHit>>;
+    /// See [`StorageAccessor::merge_pages`].
+    #[sabi(last_prefix_field)]
+    fn merge_pages(
+        &self,
+        request: QueryRequest,
+        pages: RVec<QueryResponse>,
+    ) -> FfiResult<QueryResponse>;
 }
 
 /// A storage accessor as it crosses the boundary.
@@ -65,6 +91,34 @@ impl FfiStorageAccessor for StorageAccessorExport {
         guard("accessor.partitions_changed", || {
             self.0.partitions_changed(version);
             Ok(())
+        })
+    }
+    fn query(&self, request: QueryRequest) -> FfiFut<QueryResponse> {
+        guard_future("accessor.query", || self.0.query(request))
+    }
+    fn subscribe(
+        &self,
+        id: SubscriptionId,
+        request: QueryRequest,
+        sink: FfiQuerySinkBox,
+    ) -> FfiFut<QueryResponse> {
+        guard_future("accessor.subscribe", || {
+            self.0.subscribe(id, request, query_sink_from_ffi(sink))
+        })
+    }
+    fn unsubscribe(&self, id: SubscriptionId) -> FfiResult<bool> {
+        guard("accessor.unsubscribe", || Ok(self.0.unsubscribe(id)))
+    }
+    fn search(&self, request: SearchRequest) -> FfiFut<RVec<SearchHit>> {
+        guard_future("accessor.search", || self.0.search(request))
+    }
+    fn merge_pages(
+        &self,
+        request: QueryRequest,
+        pages: RVec<QueryResponse>,
+    ) -> FfiResult<QueryResponse> {
+        guard("accessor.merge_pages", || {
+            self.0.merge_pages(request, pages)
         })
     }
 }
@@ -103,6 +157,33 @@ impl StorageAccessor for ForeignStorageAccessor {
     }
     fn partitions_changed(&self, version: u64) {
         report(self.0.partitions_changed(version), || ());
+    }
+    fn query(&self, request: QueryRequest) -> ModuleFuture<QueryResponse> {
+        await_foreign("accessor.query", self.0.query(request))
+    }
+    fn subscribe(
+        &self,
+        id: SubscriptionId,
+        request: QueryRequest,
+        sink: Arc<dyn QuerySink>,
+    ) -> ModuleFuture<QueryResponse> {
+        await_foreign(
+            "accessor.subscribe",
+            self.0.subscribe(id, request, query_sink_to_ffi(sink)),
+        )
+    }
+    fn unsubscribe(&self, id: SubscriptionId) -> bool {
+        report(self.0.unsubscribe(id), || false)
+    }
+    fn search(&self, request: SearchRequest) -> ModuleFuture<RVec<SearchHit>> {
+        await_foreign("accessor.search", self.0.search(request))
+    }
+    fn merge_pages(
+        &self,
+        request: QueryRequest,
+        pages: RVec<QueryResponse>,
+    ) -> ModuleResult<QueryResponse> {
+        self.0.merge_pages(request, pages).into()
     }
 }
 

@@ -12,6 +12,7 @@ use super::convert::conversions;
 use super::guard::{await_foreign, guard, guard_future, report, FfiFut, FfiResult};
 use super::local_node::{local_node_from_ffi, local_node_to_ffi, FfiLocalNodeBox};
 use super::partition::{partition_view_from_ffi, partition_view_to_ffi, FfiPartitionViewBox};
+use super::sinks::{query_sink_from_ffi, query_sink_to_ffi, FfiQuerySinkBox};
 use crate::error::ModuleResult;
 use crate::module::accessor::StorageAccessor;
 use crate::module::cluster::ClusterModule;
@@ -21,7 +22,10 @@ use crate::module::cluster_types::{
 };
 use crate::module::local_node::{LocalNode, TopicPublish};
 use crate::module::partition::PartitionView;
-use crate::module::storage_types::{AckResult, ApplyBatch, ChangeEvent};
+use crate::module::storage_types::{
+    AckResult, ApplyBatch, ChangeEvent, QueryRequest, QueryResponse, QuerySink, SearchHit,
+    SearchRequest, SubscriptionId,
+};
 use crate::module::{ModuleFuture, ModuleInfo};
 use crate::types::ConsistencyLevel;
 
@@ -70,8 +74,21 @@ pub trait FfiClusterModule: Send + Sync + Clone {
     /// See [`ClusterModule::publish_topic`].
     fn publish_topic(&self, message: TopicPublish) -> FfiFut<()>;
     /// See [`ClusterModule::status`].
-    #[sabi(last_prefix_field)]
     fn status(&self) -> FfiResult<ClusterStatus>;
+    /// See [`ClusterModule::query`].
+    fn query(&self, request: QueryRequest) -> FfiFut<QueryResponse>;
+    /// See [`ClusterModule::subscribe`].
+    fn subscribe(
+        &self,
+        id: SubscriptionId,
+        request: QueryRequest,
+        sink: FfiQuerySinkBox,
+    ) -> FfiFut<QueryResponse>;
+    /// See [`ClusterModule::unsubscribe`].
+    fn unsubscribe(&self, id: SubscriptionId) -> FfiResult<bool>;
+    /// See [`ClusterModule::search`].
+    #[sabi(last_prefix_field)]
+    fn search(&self, request: SearchRequest) -> FfiFut<RVec<SearchHit>>;
 }
 
 /// A cluster module as it crosses the boundary.
@@ -153,6 +170,25 @@ impl FfiClusterModule for ClusterExport {
     }
     fn status(&self) -> FfiResult<ClusterStatus> {
         guard("cluster.status", || Ok(self.0.status()))
+    }
+    fn query(&self, request: QueryRequest) -> FfiFut<QueryResponse> {
+        guard_future("cluster.query", || self.0.query(request))
+    }
+    fn subscribe(
+        &self,
+        id: SubscriptionId,
+        request: QueryRequest,
+        sink: FfiQuerySinkBox,
+    ) -> FfiFut<QueryResponse> {
+        guard_future("cluster.subscribe", || {
+            self.0.subscribe(id, request, query_sink_from_ffi(sink))
+        })
+    }
+    fn unsubscribe(&self, id: SubscriptionId) -> FfiResult<bool> {
+        guard("cluster.unsubscribe", || Ok(self.0.unsubscribe(id)))
+    }
+    fn search(&self, request: SearchRequest) -> FfiFut<RVec<SearchHit>> {
+        guard_future("cluster.search", || self.0.search(request))
     }
 }
 
@@ -244,6 +280,26 @@ impl ClusterModule for ForeignCluster {
             table_version: 0,
             members_alive: 0,
         })
+    }
+    fn query(&self, request: QueryRequest) -> ModuleFuture<QueryResponse> {
+        await_foreign("cluster.query", self.0.query(request))
+    }
+    fn subscribe(
+        &self,
+        id: SubscriptionId,
+        request: QueryRequest,
+        sink: Arc<dyn QuerySink>,
+    ) -> ModuleFuture<QueryResponse> {
+        await_foreign(
+            "cluster.subscribe",
+            self.0.subscribe(id, request, query_sink_to_ffi(sink)),
+        )
+    }
+    fn unsubscribe(&self, id: SubscriptionId) -> bool {
+        report(self.0.unsubscribe(id), || false)
+    }
+    fn search(&self, request: SearchRequest) -> ModuleFuture<RVec<SearchHit>> {
+        await_foreign("cluster.search", self.0.search(request))
     }
 }
 

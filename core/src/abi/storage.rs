@@ -236,6 +236,30 @@ impl StorageAccessor for FailedAccessor {
         ready(Err(self.0.clone()))
     }
     fn partitions_changed(&self, _: u64) {}
+    fn query(&self, _: QueryRequest) -> ModuleFuture<QueryResponse> {
+        ready(Err(self.0.clone()))
+    }
+    fn subscribe(
+        &self,
+        _: SubscriptionId,
+        _: QueryRequest,
+        _: Arc<dyn QuerySink>,
+    ) -> ModuleFuture<QueryResponse> {
+        ready(Err(self.0.clone()))
+    }
+    fn unsubscribe(&self, _: SubscriptionId) -> bool {
+        false
+    }
+    fn search(&self, _: SearchRequest) -> ModuleFuture<RVec<SearchHit>> {
+        ready(Err(self.0.clone()))
+    }
+    fn merge_pages(
+        &self,
+        _: QueryRequest,
+        _: RVec<QueryResponse>,
+    ) -> crate::error::ModuleResult<QueryResponse> {
+        Err(self.0.clone())
+    }
 }
 
 conversions! {

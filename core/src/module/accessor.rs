@@ -6,8 +6,14 @@ use abi_stable::std_types::{ROption, RString, RVec};
 use abi_stable::StableAbi;
 use serde::{Deserialize, Serialize};
 
-use super::storage_types::{KeyRecord, MapInfo, OpStatus, Origin};
+use std::sync::Arc;
+
+use super::storage_types::{
+    KeyRecord, MapInfo, OpStatus, Origin, QueryRequest, QueryResponse, QuerySink, SearchHit,
+    SearchRequest, SubscriptionId,
+};
 use super::ModuleFuture;
+use crate::error::ModuleResult;
 use crate::types::{KeyedOp, MapKind};
 
 /// Position in a partition scan.
@@ -63,6 +69,13 @@ pub struct ScanPage {
 /// - `scan_partition` MUST return every key of every map whose partition is
 ///   `partition`, each exactly once across pages, if nothing changes
 ///   meanwhile; concurrent writes may or may not be seen.
+/// - `query`, `subscribe`, `unsubscribe` and `search` run on this node's
+///   storage alone, with the storage module's own semantics (the cluster
+///   module scatters them and gathers the answers); they see every copy
+///   held here, owned or backup: the caller filters.
+/// - `merge_pages` MUST order and cut rows exactly as `query` would have had
+///   all rows been local: the same sort (ties by key) and the same `limit`;
+///   it MUST NOT return a key twice (the first page's row wins).
 /// - None of these calls may call back into the cluster module synchronously.
 pub trait StorageAccessor: Send + Sync + 'static {
     /// Plugin-boundary detail: a wrapper over an object from another library
@@ -99,4 +112,34 @@ pub trait StorageAccessor: Send + Sync + 'static {
     /// persistence into the maps it has loaded, and releases from memory what
     /// it no longer holds (the persisted copy stays). MUST NOT block.
     fn partitions_changed(&self, version: u64);
+
+    /// Runs a query once on this node's storage (see
+    /// [`super::storage::StorageModule::query`]).
+    fn query(&self, request: QueryRequest) -> ModuleFuture<QueryResponse>;
+    /// Registers a live query on this node's storage (see
+    /// [`super::storage::StorageModule::subscribe`]); `id` MUST NOT collide
+    /// with the host's ids (the cluster module uses ids with the top bit set).
+    fn subscribe(
+        &self,
+        id: SubscriptionId,
+        request: QueryRequest,
+        sink: Arc<dyn QuerySink>,
+    ) -> ModuleFuture<QueryResponse>;
+    /// Stops a live query registered with [`Self::subscribe`]; true if it
+    /// existed.
+    fn unsubscribe(&self, id: SubscriptionId) -> bool;
+    /// Full-text search on this node's storage.
+    fn search(&self, request: SearchRequest) -> ModuleFuture<RVec<SearchHit>>;
+    /// Merges result pages from several nodes into the page `request` would
+    /// give over all their rows: sorted by the query's `sort` (ties by key,
+    /// unsorted queries by key), cut at its `limit`, without duplicate keys.
+    ///
+    /// # Errors
+    /// When `request.query` is not a valid query (the same error `query`
+    /// gives).
+    fn merge_pages(
+        &self,
+        request: QueryRequest,
+        pages: RVec<QueryResponse>,
+    ) -> ModuleResult<QueryResponse>;
 }

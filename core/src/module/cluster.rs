@@ -14,7 +14,10 @@ use super::cluster_types::{
 use super::local_node::{LocalNode, TopicPublish};
 use super::partition::PartitionView;
 use super::services::{ClockService, MetricsSink};
-use super::storage_types::{AckResult, ApplyBatch, ChangeEvent};
+use super::storage_types::{
+    AckResult, ApplyBatch, ChangeEvent, QueryRequest, QueryResponse, QuerySink, SearchHit,
+    SearchRequest, SubscriptionId,
+};
 use super::{ModuleFuture, ModuleInfo};
 use crate::error::ModuleResult;
 use crate::types::ConsistencyLevel;
@@ -72,6 +75,16 @@ pub struct ClusterDeps {
 ///   backwards, also after a lock went idle and its entry was dropped.
 /// - A lock held by a holder whose TTL ran out is released; `release_holder`
 ///   releases every lock of a disconnected holder.
+/// - `query`, `subscribe` and `search` cover every partition, wherever it
+///   is held: each key is answered once, by the node that owns it (backup
+///   copies are not counted twice), and sorted or limited queries are
+///   merged with the storage module's own semantics
+///   ([`StorageAccessor::merge_pages`]). A node alone goes straight to its
+///   storage. A live query's `sink` receives ENTER/UPDATE/LEAVE for the
+///   cluster-wide result; after a partition table change the result is
+///   gathered again and only the differences are delivered (nothing missed,
+///   nothing twice). `unsubscribe` stops it everywhere; no update reaches
+///   the sink after it returns.
 /// - `shutdown` flushes pending replication (bounded), leaves the cluster and
 ///   stops background work. Idempotent.
 pub trait ClusterModule: Send + Sync + 'static {
@@ -137,4 +150,21 @@ pub trait ClusterModule: Send + Sync + 'static {
     fn publish_topic(&self, message: TopicPublish) -> ModuleFuture<()>;
     /// This node's view of the cluster (readiness, leader, versions).
     fn status(&self) -> ClusterStatus;
+
+    /// Runs a query once over every partition of the cluster.
+    fn query(&self, request: QueryRequest) -> ModuleFuture<QueryResponse>;
+    /// Registers a live query over every partition of the cluster under the
+    /// host's `id` and returns its first page; updates reach `sink` (which
+    /// MUST NOT block) from the moment the snapshot is taken.
+    fn subscribe(
+        &self,
+        id: SubscriptionId,
+        request: QueryRequest,
+        sink: Arc<dyn QuerySink>,
+    ) -> ModuleFuture<QueryResponse>;
+    /// Stops a live query on every node; true if it existed.
+    fn unsubscribe(&self, id: SubscriptionId) -> bool;
+    /// Full-text search over every partition of the cluster, merged by score
+    /// and cut at the request's limit.
+    fn search(&self, request: SearchRequest) -> ModuleFuture<RVec<SearchHit>>;
 }

@@ -86,7 +86,7 @@ impl Session {
     /// subscriptions: nothing more is pushed to it. Locks are kept.
     pub fn drop_subscriptions(&mut self, fe: &FrontEnd) {
         for (_, q) in self.queries.drain() {
-            fe.node.storage.unsubscribe(q.subscription);
+            fe.node.cluster.unsubscribe(q.subscription);
             fe.fanout.remove(&q.map, self.id);
         }
         for t in self.topics.drain() {

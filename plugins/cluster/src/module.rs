@@ -34,7 +34,10 @@ use hangar_core::module::cluster_types::{
 use hangar_core::module::local_node::{LocalNode, TopicPublish};
 use hangar_core::module::partition::PartitionView;
 use hangar_core::module::services::{MetricsExt, MetricsSink};
-use hangar_core::module::storage_types::{AckResult, ApplyBatch, ChangeEvent, Origin, OriginKind};
+use hangar_core::module::storage_types::{
+    AckResult, ApplyBatch, ChangeEvent, Origin, OriginKind, QueryRequest, QueryResponse, QuerySink,
+    SearchHit, SearchRequest, SubscriptionId,
+};
 use hangar_core::module::{ready, ModuleFuture, ModuleInfo};
 use hangar_core::{partition_of, ConsistencyLevel, ErrorKind, ModuleError, ModuleResult};
 use hangar_plugin_sdk::PluginRuntime;
@@ -48,8 +51,11 @@ use crate::partition_table::PartitionTable;
 use crate::raft::{ClusterRaft, NodeAddr, RaftRpc, RaftTiming};
 use crate::replication::{required_acks, Replicator, Shipment};
 use crate::routing::Router;
+use crate::scatter::Scatter;
 use crate::transport::{Channel, Inbound, PeerInfo, TlsFiles, Transport, TransportConfig};
-use crate::wire::{self, Control, ControlMessage, Replicate, ReplicateReply, Topic};
+use crate::wire::{
+    self, Control, ControlMessage, QueryCall, QueryMessage, Replicate, ReplicateReply, Topic,
+};
 
 /// The parts that exist once the module started.
 struct Running {
@@ -58,6 +64,7 @@ struct Running {
     raft: Arc<ClusterRaft>,
     router: Arc<Router>,
     replicator: Arc<Replicator>,
+    scatter: Arc<Scatter>,
     storage: Arc<dyn StorageAccessor>,
     node_id: String,
 }
@@ -375,12 +382,20 @@ impl Boot {
             c.replication.clone(),
             self.deps.metrics.clone(),
         );
+        let scatter = Scatter::new(
+            &c.node_id,
+            transport.clone(),
+            membership.clone(),
+            self.table.clone(),
+            storage.clone(),
+        );
         let _ = self.running.set(Arc::new(Running {
             transport: transport.clone(),
             membership: membership.clone(),
             raft: raft.clone(),
             router,
             replicator,
+            scatter,
             storage: storage.clone(),
             node_id: c.node_id.clone(),
         }));
@@ -464,6 +479,11 @@ async fn report_status(running: Arc<OnceLock<Arc<Running>>>, metrics: Arc<dyn Me
             }
             metrics.gauge("hangar_cluster_raft_term", &[], s.term as f64);
             metrics.gauge(
+                "hangar_cluster_live_query_registrations",
+                &[],
+                crate::scatter::registrations(&r.scatter) as f64,
+            );
+            metrics.gauge(
                 "hangar_cluster_raft_commit_index",
                 &[],
                 s.commit_index as f64,
@@ -534,8 +554,9 @@ impl Inbound for Dispatch {
         let Some(r) = self.running.get() else { return };
         match channel {
             Channel::Gossip => r.membership.receive(from.addr, body),
-            Channel::Query => match wire::decode(&body, "change events") {
-                Ok(ev) => r.router.on_events(ev),
+            Channel::Query => match wire::decode(&body, "query message") {
+                Ok(QueryMessage::Events(ev)) => r.router.on_events(ev),
+                Ok(m) => r.scatter.on_message(from, m),
                 Err(e) => tracing::warn!(peer = %from.node_id, "{e}"),
             },
             Channel::Control => match wire::decode(&body, "control message") {
@@ -582,6 +603,10 @@ impl Inbound for Dispatch {
                         Ok(wire::encode(&()))
                     }
                 },
+                Channel::Query => {
+                    let call: QueryCall = wire::decode(&body, "query request")?;
+                    r.scatter.on_request(from, call).await
+                }
                 Channel::Forward => {
                     let f = wire::decode(&body, "forwarded write")?;
                     r.router.on_forward(f).await.map(|a| wire::encode(&a))
@@ -968,6 +993,73 @@ impl ClusterModule for DefaultCluster {
             raft_commit_index: s.commit_index,
             table_version: version,
             members_alive: u32::try_from(alive).unwrap_or(u32::MAX),
+        }
+    }
+
+    fn query(&self, request: QueryRequest) -> ModuleFuture<QueryResponse> {
+        if let Err(e) = self.check_running("query") {
+            return ready(Err(e));
+        }
+        match self.running().cloned() {
+            Some(r) => {
+                self.runtime.spawn_call(
+                    "cluster.query",
+                    async move { r.scatter.query(request).await },
+                )
+            }
+            None => match self.storage.lock().clone() {
+                Some(st) => st.query(request),
+                None => ready(Err(unavailable("cluster.query: no storage attached"))),
+            },
+        }
+    }
+
+    fn subscribe(
+        &self,
+        id: SubscriptionId,
+        request: QueryRequest,
+        sink: Arc<dyn QuerySink>,
+    ) -> ModuleFuture<QueryResponse> {
+        if let Err(e) = self.check_running("subscribe") {
+            return ready(Err(e));
+        }
+        match self.running().cloned() {
+            Some(r) => self.runtime.spawn_call("cluster.subscribe", async move {
+                r.scatter.subscribe(id, request, sink).await
+            }),
+            None => match self.storage.lock().clone() {
+                Some(st) => st.subscribe(id, request, sink),
+                None => ready(Err(unavailable("cluster.subscribe: no storage attached"))),
+            },
+        }
+    }
+
+    fn unsubscribe(&self, id: SubscriptionId) -> bool {
+        match self.running() {
+            Some(r) => r.scatter.unsubscribe(id),
+            None => self
+                .storage
+                .lock()
+                .clone()
+                .is_some_and(|st| st.unsubscribe(id)),
+        }
+    }
+
+    fn search(&self, request: SearchRequest) -> ModuleFuture<RVec<SearchHit>> {
+        if let Err(e) = self.check_running("search") {
+            return ready(Err(e));
+        }
+        match self.running().cloned() {
+            Some(r) => {
+                self.runtime.spawn_call(
+                    "cluster.search",
+                    async move { r.scatter.search(request).await },
+                )
+            }
+            None => match self.storage.lock().clone() {
+                Some(st) => st.search(request),
+                None => ready(Err(unavailable("cluster.search: no storage attached"))),
+            },
         }
     }
 }

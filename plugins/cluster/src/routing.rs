@@ -327,7 +327,7 @@ impl Router {
             .filter(|(_, v)| !v.is_empty())
             .collect();
         for (addr, changes) in batches {
-            let body = wire::encode(&Events { changes });
+            let body = wire::encode(&wire::QueryMessage::Events(Events { changes }));
             if let Err(e) = self.transport.try_send(addr, Channel::Query, body) {
                 tracing::debug!(peer = %addr, error = %e, "change events dropped");
             }

@@ -5,8 +5,10 @@
 
 use abi_stable::std_types::{ROption, RVec};
 use hangar_core::module::local_node::TopicPublish;
-use hangar_core::module::storage_types::{AckResult, ApplyBatch, Origin, WriteOp};
-use hangar_core::{ConsistencyLevel, KeyedOp, WriteConcern};
+use hangar_core::module::storage_types::{
+    AckResult, ApplyBatch, ChangeType, Origin, QueryRequest, SearchHit, SearchRequest, WriteOp,
+};
+use hangar_core::{ConsistencyLevel, KeyedOp, RawValue, WriteConcern};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -160,6 +162,189 @@ pub struct ReplicateReply {
 pub struct Events {
     /// (change, origin) pairs in the order they were applied.
     pub changes: Vec<(KeyedOp, Origin)>,
+}
+
+/// A query as it travels to the nodes that run it on their storage.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WireQuery {
+    /// Map name.
+    pub map: String,
+    /// The query object (msgpack).
+    pub query: RawValue,
+    /// Projection.
+    pub fields: Option<Vec<String>>,
+}
+
+impl WireQuery {
+    /// The wire form of `r`.
+    #[must_use]
+    pub fn from_request(r: &QueryRequest) -> Self {
+        Self {
+            map: r.map.to_string(),
+            query: r.query.clone(),
+            fields: r
+                .fields
+                .as_ref()
+                .into_option()
+                .map(|f| f.iter().map(ToString::to_string).collect()),
+        }
+    }
+
+    /// Back to a [`QueryRequest`].
+    #[must_use]
+    pub fn into_request(self) -> QueryRequest {
+        QueryRequest {
+            map: self.map.into(),
+            query: self.query,
+            fields: self
+                .fields
+                .map(|f| f.into_iter().map(Into::into).collect())
+                .into(),
+        }
+    }
+}
+
+/// One row a node answers a query with: a key it holds and its value.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WireRow {
+    /// The key.
+    pub key: String,
+    /// Its (unprojected) value.
+    pub value: RawValue,
+}
+
+/// One live-query update a node ships to the coordinator of the query.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WireUpdate {
+    /// The coordinator's subscription id.
+    pub sub: u64,
+    /// The gathering round the sending registration belongs to; updates of
+    /// an older round are dropped by the coordinator.
+    pub gen: u64,
+    /// The key.
+    pub key: String,
+    /// The new value; `None` on `Leave`.
+    pub value: Option<RawValue>,
+    /// Enter, update or leave on the sending node.
+    pub change: ChangeType,
+}
+
+/// A full-text search as it travels to the nodes that run it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WireSearch {
+    /// Map name.
+    pub map: String,
+    /// Query text.
+    pub query: String,
+    /// Most hits (0: the storage module's default).
+    pub limit: u32,
+    /// Lowest score kept.
+    pub min_score: f64,
+    /// Per-field boosts.
+    pub boost: Vec<(String, f64)>,
+}
+
+impl WireSearch {
+    /// The wire form of `r`.
+    #[must_use]
+    pub fn from_request(r: &SearchRequest) -> Self {
+        Self {
+            map: r.map.to_string(),
+            query: r.query.to_string(),
+            limit: r.limit,
+            min_score: r.min_score,
+            boost: r.boost.iter().map(|t| (t.0.to_string(), t.1)).collect(),
+        }
+    }
+
+    /// Back to a [`SearchRequest`].
+    #[must_use]
+    pub fn into_request(self) -> SearchRequest {
+        SearchRequest {
+            map: self.map.into(),
+            query: self.query.into(),
+            limit: self.limit,
+            min_score: self.min_score,
+            boost: self
+                .boost
+                .into_iter()
+                .map(|(f, w)| abi_stable::std_types::Tuple2(f.into(), w))
+                .collect(),
+        }
+    }
+}
+
+/// One search hit on the wire.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WireHit {
+    /// The key.
+    pub key: String,
+    /// Its score on the node that found it.
+    pub score: f64,
+    /// Query terms it matched.
+    pub matched_terms: Vec<String>,
+    /// Its value.
+    pub value: RawValue,
+}
+
+impl From<&SearchHit> for WireHit {
+    fn from(h: &SearchHit) -> Self {
+        Self {
+            key: h.key.to_string(),
+            score: h.score,
+            matched_terms: h.matched_terms.iter().map(ToString::to_string).collect(),
+            value: h.value.clone(),
+        }
+    }
+}
+
+impl WireHit {
+    /// The local form.
+    #[must_use]
+    pub fn into_hit(self) -> SearchHit {
+        SearchHit {
+            key: self.key.into(),
+            score: self.score,
+            matched_terms: self.matched_terms.into_iter().map(Into::into).collect(),
+            value: self.value,
+        }
+    }
+}
+
+/// Every one-way frame body on the `Query` channel.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum QueryMessage {
+    /// Change events for `SERVER_EVENT` subscribers (see [`Events`]).
+    Events(Events),
+    /// Live-query updates for the coordinator of their queries, in order.
+    Updates(Vec<WireUpdate>),
+    /// The coordinator stopped live query `sub`: drop its registration.
+    Unsubscribe {
+        /// The coordinator's subscription id.
+        sub: u64,
+    },
+}
+
+/// Every request body on the `Query` channel.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum QueryCall {
+    /// Run this query once on the local storage; answered with
+    /// `Vec<WireRow>` (every matching row held here, owned or backup).
+    Query(WireQuery),
+    /// Register (or re-register, for round `gen`) a live query for the
+    /// sender's subscription `sub`; answered with its `Vec<WireRow>`
+    /// snapshot, after which updates follow as [`QueryMessage::Updates`].
+    /// A round older than the registered one is refused.
+    Subscribe {
+        /// The coordinator's subscription id.
+        sub: u64,
+        /// The gathering round.
+        gen: u64,
+        /// The query (no `limit`, no `cursor`, no projection).
+        request: WireQuery,
+    },
+    /// Run this search on the local storage; answered with `Vec<WireHit>`.
+    Search(WireSearch),
 }
 
 /// `Control` channel topic traffic.

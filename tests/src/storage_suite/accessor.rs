@@ -1,6 +1,7 @@
 //! The storage accessor the cluster module uses: replicated writes under
 //! the same rules and fan-out as client writes, reads, partition scans,
-//! map listing, OR tombstones.
+//! map listing, OR tombstones; this node's queries, live queries and the
+//! merge of pages gathered from several nodes.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ case_list![
     t40_the_accessor_applies_replicated_changes_and_scans_partitions,
     t41_replicated_changes_follow_crdt_rules_and_reach_queries_and_the_sink,
     t42_scans_and_listings_cover_or_maps_with_their_kind,
+    t43_the_accessor_queries_subscribes_and_merges_pages_like_the_module,
 ];
 
 fn peer() -> Origin {
@@ -172,4 +174,76 @@ async fn t42_scans_and_listings_cover_or_maps_with_their_kind(cx: Ctx) {
     .await;
     let tombs = acc.or_tombstones("orm".into()).await.expect("tombstones");
     assert_eq!(tombs.len(), 1);
+}
+
+async fn t43_the_accessor_queries_subscribes_and_merges_pages_like_the_module(cx: Ctx) {
+    let m = cx.m();
+    let acc = m.accessor();
+    apply(
+        &m,
+        (0..6)
+            .map(|i| lww("acc", &format!("k{i}"), Some(json!({ "v": i })), 10, "n"))
+            .collect(),
+        WriteConcern::Applied,
+    )
+    .await;
+    let q = qreq("acc", json!({"sort": {"v": "desc"}, "limit": 2}), None);
+    let via_module = m.query(q.clone()).await.expect("module query");
+    let via_accessor = acc.query(q.clone()).await.expect("accessor query");
+    assert_eq!(
+        via_module.rows, via_accessor.rows,
+        "the same page either way"
+    );
+    assert!(via_module.has_more && via_accessor.has_more);
+
+    // Pages from several nodes merge into the page one node would give.
+    let all = acc
+        .query(qreq("acc", json!({}), None))
+        .await
+        .expect("all rows");
+    let (a, b): (Vec<_>, Vec<_>) = all
+        .rows
+        .iter()
+        .cloned()
+        .partition(|r| r.key.as_str() < "k3");
+    let page = |rows: Vec<hangar_core::module::storage_types::QueryRow>| {
+        hangar_core::module::storage_types::QueryResponse {
+            rows: rows.into(),
+            next_cursor: ROption::RNone,
+            has_more: false,
+            cursor_status: hangar_core::module::storage_types::CursorStatus::None,
+        }
+    };
+    let merged = acc
+        .merge_pages(q.clone(), RVec::from(vec![page(b), page(a)]))
+        .expect("merge");
+    assert_eq!(merged.rows, via_module.rows);
+    assert_eq!(merged.has_more, via_module.has_more);
+    assert!(
+        acc.merge_pages(qreq("acc", json!({"nope": 1}), None), RVec::new())
+            .is_err(),
+        "an invalid query is refused"
+    );
+
+    // A live query through the accessor sees later changes; unsubscribe stops it.
+    let rec = Arc::new(UpdateRecorder::default());
+    let id = (1u64 << 63) | 7;
+    let first = acc
+        .subscribe(id, qreq("acc", json!({}), None), rec.clone())
+        .await
+        .expect("subscribe");
+    assert_eq!(first.rows.len(), 6);
+    apply(
+        &m,
+        vec![lww("acc", "k9", Some(json!({"v": 9})), 20, "n")],
+        WriteConcern::Applied,
+    )
+    .await;
+    let got = rec.take();
+    assert_eq!(
+        got,
+        vec![seen(id, ChangeType::Enter, "k9", Some(json!({"v": 9})))]
+    );
+    assert!(acc.unsubscribe(id));
+    assert!(!acc.unsubscribe(id), "already gone");
 }

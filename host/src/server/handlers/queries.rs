@@ -1,8 +1,10 @@
 //! Live queries (`QUERY_SUB` → `QUERY_RESP`, then `QUERY_UPDATE`;
 //! `QUERY_UNSUB`) and one-shot full-text search (`SEARCH` → `SEARCH_RESP`).
 //!
-//! Each live query gets a host-assigned subscription id and a sink that
-//! turns the storage module's updates into `QUERY_UPDATE` frames for this
+//! Both run through the cluster module, so they cover every partition of
+//! the cluster whichever node the client is connected to (a node alone goes
+//! straight to its storage). Each live query gets a host-assigned
+//! subscription id and a sink that turns the cluster module's updates into `QUERY_UPDATE` frames for this
 //! connection. Updates that arrive between the storage module taking the
 //! snapshot and the `QUERY_RESP` being queued are held back and sent right
 //! after it, so a client never sees an update before its snapshot. While it
@@ -113,7 +115,7 @@ fn cursor(c: CoreCursor) -> CursorStatus {
 
 fn drop_query(fe: &FrontEnd, s: &mut Session, query_id: &str) {
     if let Some(old) = s.queries.remove(query_id) {
-        fe.node.storage.unsubscribe(old.subscription);
+        fe.node.cluster.unsubscribe(old.subscription);
         fe.fanout.remove(&old.map, s.id);
     }
 }
@@ -171,7 +173,7 @@ pub async fn subscribe(fe: &FrontEnd, s: &mut Session, q: QuerySub) {
     };
     // Listen for SERVER_EVENTs from before the snapshot, as updates are.
     fe.fanout.add(&q.map_name, &s.out);
-    match fe.node.storage.subscribe(sub, request, sink.clone()).await {
+    match fe.node.cluster.subscribe(sub, request, sink.clone()).await {
         Ok(resp) => {
             s.queries.insert(
                 q.query_id.clone(),
@@ -200,7 +202,7 @@ pub async fn subscribe(fe: &FrontEnd, s: &mut Session, q: QuerySub) {
         }
         Err(e) => {
             fe.fanout.remove(&q.map_name, s.id);
-            fe.node.storage.unsubscribe(sub);
+            fe.node.cluster.unsubscribe(sub);
             tracing::debug!(conn = s.id, map = %q.map_name, error = %e, "live query refused");
             s.reply(&failed_resp(
                 q.query_id,
@@ -235,7 +237,7 @@ pub async fn search(fe: &FrontEnd, s: &Session, q: Search) {
             .map(|(k, v)| Tuple2(RString::from(k), v))
             .collect(),
     };
-    let resp = match fe.node.storage.search(request).await {
+    let resp = match fe.node.cluster.search(request).await {
         Ok(hits) => SearchResp {
             request_id: q.request_id,
             total_count: u32::try_from(hits.len()).unwrap_or(u32::MAX),

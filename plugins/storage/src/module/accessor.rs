@@ -2,13 +2,17 @@
 //! replicated and repair writes through the same write path as clients
 //! (same CRDT rules, same fan-out to live queries and the change sink, with
 //! the caller's origin), reads, partition scans, map listing and OR
-//! tombstones.
+//! tombstones; this node's queries, live queries and search for the
+//! cluster module to scatter, and the merge of the pages it gathers.
 
 use std::sync::Arc;
 
 use abi_stable::std_types::{RString, RVec};
 use hangar_core::module::accessor::{ScanCursor, ScanItem, ScanPage, ScanRequest, StorageAccessor};
-use hangar_core::module::storage_types::{KeyRecord, MapInfo, OpStatus, Origin, RecordState};
+use hangar_core::module::storage_types::{
+    KeyRecord, MapInfo, OpStatus, Origin, QueryRequest, QueryResponse, QuerySink, RecordState,
+    SearchHit, SearchRequest, SubscriptionId,
+};
 use hangar_core::module::ModuleFuture;
 use hangar_core::{partition_of, KeyedOp, ModuleResult};
 
@@ -165,5 +169,54 @@ impl StorageAccessor for Accessor {
 
     fn partitions_changed(&self, version: u64) {
         self.0.partitions_changed(version);
+    }
+
+    fn query(&self, request: QueryRequest) -> ModuleFuture<QueryResponse> {
+        let core = self.0.clone();
+        self.0
+            .runtime
+            .spawn_call("storage.accessor.query", async move {
+                let _g = core.enter("query")?;
+                core.query(&request).await
+            })
+    }
+
+    fn subscribe(
+        &self,
+        id: SubscriptionId,
+        request: QueryRequest,
+        sink: Arc<dyn QuerySink>,
+    ) -> ModuleFuture<QueryResponse> {
+        let core = self.0.clone();
+        self.0
+            .runtime
+            .spawn_call("storage.accessor.subscribe", async move {
+                let _g = core.enter("subscribe")?;
+                core.subscribe(id, &request, sink).await
+            })
+    }
+
+    fn unsubscribe(&self, id: SubscriptionId) -> bool {
+        self.0
+            .registry
+            .unsubscribe(crate::query::SubscriptionId(id))
+    }
+
+    fn search(&self, request: SearchRequest) -> ModuleFuture<RVec<SearchHit>> {
+        let core = self.0.clone();
+        self.0
+            .runtime
+            .spawn_call("storage.accessor.search", async move {
+                let _g = core.enter("search")?;
+                core.search(&request).await
+            })
+    }
+
+    fn merge_pages(
+        &self,
+        request: QueryRequest,
+        pages: RVec<QueryResponse>,
+    ) -> ModuleResult<QueryResponse> {
+        super::merge::merge_pages(&request, &pages, self.0.deps.clock.wall_millis())
     }
 }

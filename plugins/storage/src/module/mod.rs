@@ -94,6 +94,7 @@ mod gc;
 mod load;
 mod manager;
 mod map_slot;
+mod merge;
 mod metrics;
 mod ownership;
 mod partition_set;

@@ -53,7 +53,7 @@ pub(crate) fn decoded_rows(data: &MapData, now_ms: u64) -> Vec<(&str, Value)> {
     }
 }
 
-fn parse_request(request: &QueryRequest) -> ModuleResult<(Query, Projection)> {
+pub(crate) fn parse_request(request: &QueryRequest) -> ModuleResult<(Query, Projection)> {
     let raw = request.query.as_bytes();
     let value = if raw.is_empty() {
         Value::Nil
