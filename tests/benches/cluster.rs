@@ -56,11 +56,59 @@ fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
+/// CPU time (user + system) the running nodes of `c` used so far, in
+/// clock ticks (`/proc/<pid>/stat` fields 14 and 15).
+fn cpu_ticks(c: &Cluster) -> u64 {
+    (0..c.nodes.len())
+        .filter_map(|i| c.pid(i))
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .map(|st| {
+            // Fields after the parenthesised command name.
+            let rest = st.rsplit_once(')').map_or("", |(_, r)| r);
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            // rest starts at field 3 (state): utime is field 14, stime 15.
+            num(11) + num(12)
+        })
+        .sum()
+}
+
+fn ticks_per_sec() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+/// Changes queued for backups and not yet shipped, summed over `c`'s nodes
+/// (`hangar_replication_lag_changes`).
+fn replication_lag(c: &Cluster) -> u64 {
+    (0..c.nodes.len())
+        .filter_map(|i| c.metrics(i))
+        .flat_map(|m| {
+            m.lines()
+                .filter(|l| l.starts_with("hangar_replication_lag_changes"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum::<f64>() as u64
+}
+
 /// One measured cell: a name and its report.
 struct Cell {
     name: String,
     report: Report,
     load: String,
+    /// Node CPU time per acknowledged op, in microseconds.
+    cpu_us_per_op: f64,
+    /// Replication backlog right after the cell, and how long it took to
+    /// drain (the next cell starts once it has, so cells do not pay for
+    /// each other's backlog).
+    lag: u64,
+    drain: Duration,
 }
 
 impl Cell {
@@ -71,7 +119,7 @@ impl Cell {
             format!("{:.2}x", r.ops_per_sec() / b.max(1e-9))
         });
         format!(
-            "| {:<44} | {:>8.0} | {:>6} | {:>8.2} | {:>8.2} | {:>8.2} | {:>6} | {:>5} |",
+            "| {:<44} | {:>8.0} | {:>6} | {:>8.2} | {:>8.2} | {:>8.2} | {:>6} | {:>9.1} | {:>14} | {:>5} |",
             self.name,
             r.ops_per_sec(),
             ratio,
@@ -79,15 +127,22 @@ impl Cell {
             ms(h.value_at_quantile(0.99)),
             ms(h.max()),
             r.failed_ops,
+            self.cpu_us_per_op,
+            if self.lag == 0 {
+                "0".to_string()
+            } else {
+                format!("{}/{}ms", self.lag, self.drain.as_millis())
+            },
             self.load
         )
     }
 }
 
-const HEADER: &str = "| cell                                         |    ops/s |  ratio | p50 (ms) | p99 (ms) | max (ms) | failed | load1 |\n|----------------------------------------------|----------|--------|----------|----------|----------|--------|-------|";
+const HEADER: &str = "| cell                                         |    ops/s |  ratio | p50 (ms) | p99 (ms) | max (ms) | failed | CPU µs/op | repl lag/drain | load1 |\n|----------------------------------------------|----------|--------|----------|----------|----------|--------|-----------|----------------|-------|";
 
 async fn measure(
     name: String,
+    nodes: &Cluster,
     urls: &[String],
     concern: WriteConcern,
     consistency: Option<ConsistencyLevel>,
@@ -107,13 +162,26 @@ async fn measure(
         consistency,
         keys,
     };
+    let cpu_before = cpu_ticks(nodes);
     let report = bench::run(config)
         .await
         .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let cpu = (cpu_ticks(nodes) - cpu_before) as f64 / ticks_per_sec();
+    let load = load1();
+    let lag = replication_lag(nodes);
+    let drained = Instant::now();
+    if lag > 0 {
+        while replication_lag(nodes) > 0 && drained.elapsed() < Duration::from_secs(120) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     let cell = Cell {
         name,
+        cpu_us_per_op: cpu * 1e6 / (report.acked_ops.max(1) as f64),
+        lag,
+        drain: drained.elapsed(),
         report,
-        load: load1(),
+        load,
     };
     // Progress on stderr, so a long run shows it is alive.
     eprintln!("{}", cell.row(None));
@@ -141,7 +209,10 @@ async fn throughput(single: &Cluster, three: &Cluster, secs: u64) {
     println!("\n## a. single node vs 3-node cluster\n");
     println!(
         "{CONNECTIONS} connections, batch {BATCH}, {VALUE_SIZE}-byte values, {secs} s per cell; \
-         ratio = ops/s against the single node at the same concern; latency per batch ack.\n"
+         ratio = ops/s against the single node at the same concern; \
+         latency per batch ack; CPU µs/op = user + system CPU time of the node processes per acknowledged op \
+         (the load generator's own CPU not counted); repl lag/drain = changes still queued for backups when the \
+         cell ended and how long they took to ship (the next cell waits for them).\n"
     );
     println!("{HEADER}");
     let one = vec![single.ws_url(0)];
@@ -150,6 +221,7 @@ async fn throughput(single: &Cluster, three: &Cluster, secs: u64) {
     for concern in [WriteConcern::Persisted, WriteConcern::Applied] {
         let base = measure(
             format!("single node, {concern}"),
+            single,
             &one,
             concern,
             None,
@@ -167,6 +239,7 @@ async fn throughput(single: &Cluster, three: &Cluster, secs: u64) {
             for (how, urls) in [("spread", &spread), ("all on n1", &on_n1)] {
                 let c = measure(
                     format!("3 nodes, {concern}, {}, {how}", consistency_name(level)),
+                    three,
                     urls,
                     concern,
                     Some(level),
@@ -180,6 +253,7 @@ async fn throughput(single: &Cluster, three: &Cluster, secs: u64) {
         // The baseline again, to show how much the machine drifted.
         let again = measure(
             format!("single node, {concern} (again)"),
+            single,
             &one,
             concern,
             None,
@@ -236,6 +310,7 @@ async fn forwarding(three: &Cluster, secs: u64) {
                             consistency_name(level),
                             round + 1
                         ),
+                        three,
                         &on_n1,
                         concern,
                         Some(level),
