@@ -49,7 +49,8 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct BenchArgs {
-    /// WebSocket URL of the server.
+    /// WebSocket URL of the server; several, comma-separated, spread the
+    /// connections over them round-robin.
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
     url: String,
     /// Concurrent connections.
@@ -79,6 +80,14 @@ struct BenchArgs {
     /// Map written to.
     #[arg(long, default_value = "bench")]
     map: String,
+    /// Replication consistency sent in every OP_BATCH: EVENTUAL, QUORUM or
+    /// STRONG (default: none sent, the server's default applies).
+    #[arg(long)]
+    consistency: Option<String>,
+    /// Keys to write: all, owned-by:<nodeId> or not-owned-by:<nodeId>
+    /// (chosen from the first URL's PARTITION_MAP).
+    #[arg(long, default_value = "all")]
+    keys: String,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -110,6 +119,20 @@ fn bench(a: &BenchArgs) -> ExitCode {
         );
         return ExitCode::from(2);
     };
+    let consistency = match hangar_host::protocol::parse_consistency(a.consistency.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("hangar bench: --consistency: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let keys = match hangar_host::bench::KeySelection::parse(&a.keys) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("hangar bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let stop = match (&a.duration, a.ops) {
         (_, Some(n)) => Stop::Ops(n),
         (Some(d), None) => match parse_duration(d) {
@@ -131,6 +154,8 @@ fn bench(a: &BenchArgs) -> ExitCode {
         stop,
         token: a.token.clone(),
         map: a.map.clone(),
+        consistency,
+        keys,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,

@@ -156,6 +156,67 @@ async fn t11_the_load_generator_refuses_fire_and_forget_and_reports_connect_erro
     assert!(e.to_string().contains("cannot connect"), "{e}");
 }
 
+#[tokio::test]
+async fn t12_the_load_generator_picks_keys_by_owner_from_the_partition_map_and_sends_consistency() {
+    let dir = tempfile::tempdir().unwrap();
+    let me = config(dir.path()).node_id;
+    let r = node(
+        dir.path(),
+        Modules::embedded(hangar_storage::create, hangar_cluster::create),
+    )
+    .await;
+    let url = format!("ws://{}/ws", r.addr);
+    // Two URLs (the same node twice): connections are spread over both.
+    let report = bench::run(BenchConfig {
+        url: format!("{url}, {url}"),
+        connections: 2,
+        batch: 10,
+        concern: WriteConcern::Applied,
+        stop: Stop::Ops(200),
+        consistency: Some(ConsistencyLevel::Quorum),
+        keys: bench::KeySelection::OwnedBy(me.clone()),
+        ..BenchConfig::default()
+    })
+    .await
+    .expect("bench runs");
+    assert!(report.acked_ops >= 200, "{report}");
+    assert_eq!(report.failed_ops, 0, "{report}");
+    assert_eq!(
+        report.key_partitions, 271,
+        "a lone node owns every partition"
+    );
+    assert!(report.map_version.is_some(), "the map was read");
+    let text = report.to_string();
+    assert!(
+        text.contains(&format!(
+            "consistency=QUORUM keys=owned-by:{me} (271 of 271 partitions, map version"
+        )),
+        "{text}"
+    );
+    // Nothing is owned by another node, and an unknown node is a mistake.
+    for (keys, expected) in [
+        (
+            bench::KeySelection::NotOwnedBy(me.clone()),
+            "no partition matches",
+        ),
+        (
+            bench::KeySelection::OwnedBy("nobody".into()),
+            "\"nobody\" is not in the partition map",
+        ),
+    ] {
+        let e = bench::run(BenchConfig {
+            url: url.clone(),
+            stop: Stop::Ops(10),
+            keys,
+            ..BenchConfig::default()
+        })
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains(expected), "{e}");
+    }
+    r.shutdown().await;
+}
+
 /// A cluster module that says `remote` owns one partition and records what
 /// is forwarded to it; everything else is delegated to the default module.
 struct SplitCluster {

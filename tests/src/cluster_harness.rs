@@ -238,6 +238,13 @@ impl Cluster {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
+    /// Node `i`'s process id while it runs (to read its CPU time from
+    /// `/proc`), `None` when it is not running.
+    #[must_use]
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].child.as_ref().map(Child::id)
+    }
+
     /// Node `i`'s `/health`, or `None` when it does not answer.
     #[must_use]
     pub fn health(&self, i: usize) -> Option<Value> {

@@ -10,8 +10,9 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use super::keys::KeyFilter;
 use super::{BenchConfig, BenchError, Shared};
-use crate::protocol::messages::{Auth, Ping};
+use crate::protocol::messages::{Auth, PartitionMap, PartitionMapRequest, Ping};
 use crate::protocol::{decode_frame, Decoded, Message};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -49,10 +50,14 @@ fn conn_err(conn: usize, message: impl Into<String>) -> BenchError {
 impl Client {
     /// Connects, and authenticates when the server asks (`AUTH_REQUIRED`) or
     /// a token was given. A PING/PONG round trip proves the session is up.
-    pub async fn connect(index: usize, config: &BenchConfig) -> Result<Self, BenchError> {
-        let (socket, _) = tokio_tungstenite::connect_async(config.url.as_str())
+    pub async fn connect(
+        index: usize,
+        url: &str,
+        config: &BenchConfig,
+    ) -> Result<Self, BenchError> {
+        let (socket, _) = tokio_tungstenite::connect_async(url)
             .await
-            .map_err(|e| conn_err(index, format!("cannot connect to {}: {e}", config.url)))?;
+            .map_err(|e| conn_err(index, format!("cannot connect to {url}: {e}")))?;
         let mut c = Self { index, socket };
         if let Some(token) = &config.token {
             c.send(&Message::Auth(Auth {
@@ -76,6 +81,30 @@ impl Client {
                     return Err(conn_err(
                         index,
                         format!("authentication failed: {}", f.error.unwrap_or_default()),
+                    ))
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Asks for the server's `PARTITION_MAP` (`PARTITION_MAP_REQUEST`) and
+    /// returns it, skipping anything else the server sends meanwhile.
+    pub async fn fetch_partition_map(&mut self) -> Result<PartitionMap, BenchError> {
+        self.send(&Message::PartitionMapRequest {
+            payload: PartitionMapRequest::default(),
+        })
+        .await?;
+        loop {
+            match self.next().await? {
+                Message::PartitionMap { payload } => return Ok(payload),
+                Message::Error { payload } => {
+                    return Err(conn_err(
+                        self.index,
+                        format!(
+                            "PARTITION_MAP_REQUEST refused ({}): {}",
+                            payload.code, payload.message
+                        ),
                     ))
                 }
                 _ => {}
@@ -113,6 +142,7 @@ impl Client {
     /// Sends batches until the run stops; returns what it measured.
     pub async fn drive(mut self, shared: Arc<Shared>) -> Result<Stats, BenchError> {
         let config = &shared.config;
+        let keys = &shared.keys;
         let mut value = Vec::with_capacity(config.value_size + 5);
         rmp::encode::write_bin(&mut value, &vec![0x5a; config.value_size])
             .expect("writing to a Vec cannot fail");
@@ -128,7 +158,7 @@ impl Client {
         let mut seq = 0u64;
         let batch = config.batch as u64;
         while shared.claim(batch) {
-            encode_batch(self.index, config, &mut seq, &value, &mut buf);
+            encode_batch(self.index, config, keys, &mut seq, &value, &mut buf);
             let sent = Instant::now();
             self.socket
                 .send(WsMessage::Binary(buf.clone().into()))
@@ -177,10 +207,12 @@ impl Client {
 /// Encodes one `OP_BATCH` frame straight into `buf` with `rmp` (the
 /// generator must cost the server's machine as little CPU as it can):
 /// `{type, payload: {ops: [{id, mapName, key, record: {value,
-/// timestamp}}], writeConcern, timeout}}`.
+/// timestamp}}], writeConcern, timeout, consistency?}}`, with keys that
+/// `keys` allows.
 fn encode_batch(
     index: usize,
     config: &BenchConfig,
+    keys: &KeyFilter,
     seq: &mut u64,
     value: &[u8],
     buf: &mut Vec<u8>,
@@ -195,14 +227,12 @@ fn encode_batch(
     let _ = write_str(w, "type");
     let _ = write_str(w, "OP_BATCH");
     let _ = write_str(w, "payload");
-    let _ = write_map_len(w, 3);
+    let _ = write_map_len(w, if config.consistency.is_some() { 4 } else { 3 });
     let _ = write_str(w, "ops");
     let _ = write_array_len(w, u32::try_from(config.batch).unwrap_or(u32::MAX));
     let mut key = String::new();
     for _ in 0..config.batch {
-        *seq += 1;
-        key.clear();
-        let _ = std::fmt::Write::write_fmt(&mut key, format_args!("k{}-{}", index, *seq));
+        keys.next_key(index, seq, &mut key);
         let _ = write_map_len(w, 4);
         let _ = write_str(w, "id");
         let _ = write_str(w, itoa(*seq).as_str());
@@ -227,6 +257,10 @@ fn encode_batch(
     let _ = write_str(w, config.concern.as_str());
     let _ = write_str(w, "timeout");
     let _ = write_u64(w, config.timeout_ms);
+    if let Some(c) = config.consistency {
+        let _ = write_str(w, "consistency");
+        let _ = write_str(w, super::consistency_name(c));
+    }
 }
 
 /// Decimal digits of `n` without going through `format!`.
@@ -262,7 +296,7 @@ mod tests {
         rmp::encode::write_bin(&mut value, b"abc").unwrap();
         let mut buf = Vec::new();
         let mut seq = 41;
-        encode_batch(7, &config, &mut seq, &value, &mut buf);
+        encode_batch(7, &config, &KeyFilter::all(), &mut seq, &value, &mut buf);
         let Ok(Decoded::Message(Message::OpBatch { payload })) = decode_frame(&buf) else {
             panic!("not an OP_BATCH")
         };
@@ -282,5 +316,60 @@ mod tests {
         assert_eq!(rec.timestamp.node_id.as_str(), "bench-7");
         assert_eq!(itoa(0), "0");
         assert_eq!(itoa(u64::MAX), u64::MAX.to_string());
+    }
+
+    #[test]
+    fn t20_consistency_is_sent_when_set_and_keys_follow_the_filter() {
+        use crate::bench::KeySelection;
+        use crate::protocol::messages::{
+            NodeEndpoints, NodeInfo, NodeStatus, PartitionInfo, PartitionMap,
+        };
+        let mut config = BenchConfig {
+            batch: 50,
+            ..BenchConfig::default()
+        };
+        let mut value = Vec::new();
+        rmp::encode::write_bin(&mut value, b"v").unwrap();
+        let decode = |buf: &[u8]| match decode_frame(buf) {
+            Ok(Decoded::Message(Message::OpBatch { payload })) => payload,
+            _ => panic!("not an OP_BATCH"),
+        };
+        let mut buf = Vec::new();
+        encode_batch(0, &config, &KeyFilter::all(), &mut 0, &value, &mut buf);
+        assert_eq!(decode(&buf).consistency, None, "absent unless asked for");
+
+        config.consistency = Some(hangar_core::ConsistencyLevel::Quorum);
+        // n1 owns the even partitions, n2 the odd ones.
+        let map = PartitionMap {
+            version: 3,
+            partition_count: hangar_core::PARTITION_COUNT,
+            nodes: ["n1", "n2"]
+                .iter()
+                .map(|n| NodeInfo {
+                    node_id: (*n).into(),
+                    endpoints: NodeEndpoints {
+                        websocket: String::new(),
+                        http: None,
+                    },
+                    status: NodeStatus::Active,
+                })
+                .collect(),
+            partitions: (0..hangar_core::PARTITION_COUNT)
+                .map(|p| PartitionInfo {
+                    partition_id: p,
+                    owner_node_id: if p % 2 == 0 { "n1" } else { "n2" }.into(),
+                    backup_node_ids: vec![],
+                })
+                .collect(),
+            generated_at: 0,
+        };
+        let keys = KeyFilter::from_map(&KeySelection::OwnedBy("n2".into()), &map).unwrap();
+        encode_batch(0, &config, &keys, &mut 0, &value, &mut buf);
+        let b = decode(&buf);
+        assert_eq!(b.consistency.as_deref(), Some("QUORUM"));
+        assert_eq!(b.ops.len(), 50);
+        for op in &b.ops {
+            assert_eq!(hangar_core::partition_of(&op.key) % 2, 1, "{}", op.key);
+        }
     }
 }

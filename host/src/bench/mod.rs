@@ -1,26 +1,46 @@
 //! The load generator behind `hangar bench`: a client that speaks only the
 //! TopGun wire protocol, so it can drive any compatible server.
 //!
-//! N connections each send an `OP_BATCH` of B LWW puts (values of S bytes)
+//! N connections (spread round-robin over one or more server URLs) each send an `OP_BATCH` of B LWW puts (values of S bytes)
 //! at a chosen write concern, wait for its `OP_ACK`, and repeat, for a
 //! duration or until a total number of ops was sent. Latency is measured
 //! from sending a batch to receiving its ack, per batch and per op (every op
 //! of a batch is acknowledged when its batch is), into HDR histograms.
 //!
+//! Each batch may ask for a replication `consistency` (a Hangar extension
+//! of `OP_BATCH`), and keys may be restricted to the partitions a node owns
+//! or does not own ([`KeySelection`], from the server's `PARTITION_MAP`),
+//! to compare a write sent to its owner with one the node forwards.
+//!
 //! # Layout
 //!
 //! - `mod.rs`: [`BenchConfig`], [`run`], [`Report`] and its printout.
 //! - `client`: one connection's loop.
+//! - `keys`: [`KeySelection`] and [`KeyFilter`], which keys are written.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hangar_core::WriteConcern;
+use hangar_core::{ConsistencyLevel, WriteConcern};
 use hdrhistogram::Histogram;
 
 mod client;
+mod keys;
+
+pub use keys::{KeyFilter, KeySelection};
+
+/// The wire name of a consistency level (`EVENTUAL`, `QUORUM`, `STRONG`),
+/// as `OP_BATCH.consistency` carries it.
+#[must_use]
+pub fn consistency_name(c: ConsistencyLevel) -> &'static str {
+    match c {
+        ConsistencyLevel::Eventual => "EVENTUAL",
+        ConsistencyLevel::Quorum => "QUORUM",
+        ConsistencyLevel::Strong => "STRONG",
+    }
+}
 
 /// When a run stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +54,8 @@ pub enum Stop {
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
-    /// `ws://host:port/ws`.
+    /// `ws://host:port/ws`, or several separated by commas: connection `i`
+    /// goes to URL `i % n` (to spread the load over a cluster's nodes).
     pub url: String,
     /// Concurrent connections.
     pub connections: usize,
@@ -52,6 +73,24 @@ pub struct BenchConfig {
     pub token: Option<String>,
     /// Map written to.
     pub map: String,
+    /// Replication consistency sent in every `OP_BATCH`; `None` sends no
+    /// `consistency` field (the server's default applies).
+    pub consistency: Option<ConsistencyLevel>,
+    /// Which keys are written; owner-based selections read the
+    /// `PARTITION_MAP` of the first URL before the run.
+    pub keys: KeySelection,
+}
+
+impl BenchConfig {
+    /// The server URLs, in the order connections are assigned to them.
+    #[must_use]
+    pub fn urls(&self) -> Vec<&str> {
+        self.url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect()
+    }
 }
 
 impl Default for BenchConfig {
@@ -66,6 +105,8 @@ impl Default for BenchConfig {
             stop: Stop::Duration(Duration::from_secs(10)),
             token: None,
             map: "bench".into(),
+            consistency: None,
+            keys: KeySelection::All,
         }
     }
 }
@@ -105,6 +146,11 @@ pub struct Report {
     pub batch_latency_us: Histogram<u64>,
     /// Ack latency per op, in microseconds.
     pub op_latency_us: Histogram<u64>,
+    /// How many of the 271 partitions the keys fell in (271 for `all`).
+    pub key_partitions: usize,
+    /// Version of the `PARTITION_MAP` the keys were chosen from, if one was
+    /// read.
+    pub map_version: Option<u32>,
 }
 
 impl Report {
@@ -149,6 +195,16 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
+            "               consistency={} keys={} ({} of {} partitions{})",
+            c.consistency.map_or("server-default", consistency_name),
+            c.keys,
+            self.key_partitions,
+            hangar_core::PARTITION_COUNT,
+            self.map_version
+                .map_or(String::new(), |v| format!(", map version {v}"))
+        )?;
+        writeln!(
+            f,
             "  ran          {:.2}s, {} batches, {} ops acked, {} failed or shed, {} ERROR frames",
             self.elapsed.as_secs_f64(),
             self.batches,
@@ -176,6 +232,7 @@ impl fmt::Display for Report {
 /// Shared between the connections of a run.
 pub(crate) struct Shared {
     pub config: BenchConfig,
+    pub keys: KeyFilter,
     pub sent_ops: AtomicU64,
     pub stop: AtomicBool,
     pub deadline: Option<Instant>,
@@ -205,8 +262,10 @@ impl Shared {
 /// Runs the benchmark.
 ///
 /// # Errors
-/// [`BenchError::Config`] for out-of-range settings; [`BenchError::Connection`]
-/// when a connection cannot connect, authenticate, or loses its socket.
+/// [`BenchError::Config`] for out-of-range settings, or a `--keys` selection
+/// the partition map cannot satisfy (unknown node, no matching partition);
+/// [`BenchError::Connection`] when a connection cannot connect,
+/// authenticate, or loses its socket.
 pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
     if config.connections == 0 || config.batch == 0 {
         return Err(BenchError::Config(
@@ -218,12 +277,28 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
             "FIRE_AND_FORGET asks for no acknowledgement, so there is no latency to measure; pick MEMORY or higher".into(),
         ));
     }
+    let urls: Vec<String> = config.urls().into_iter().map(String::from).collect();
+    if urls.is_empty() {
+        return Err(BenchError::Config(format!(
+            "--url {:?}: expected one or more ws:// URLs separated by commas",
+            config.url
+        )));
+    }
     // Connect (and authenticate) everyone before the clock starts.
     let mut conns = Vec::with_capacity(config.connections);
     for i in 0..config.connections {
-        conns.push(client::Client::connect(i, &config).await?);
+        conns.push(client::Client::connect(i, &urls[i % urls.len()], &config).await?);
     }
+    let (keys, map_version) = if config.keys.needs_partition_map() {
+        let map = conns[0].fetch_partition_map().await?;
+        let filter = KeyFilter::from_map(&config.keys, &map).map_err(BenchError::Config)?;
+        (filter, Some(map.version))
+    } else {
+        (KeyFilter::all(), None)
+    };
+    let key_partitions = keys.partitions();
     let shared = Arc::new(Shared {
+        keys,
         deadline: match config.stop {
             Stop::Duration(d) => Some(Instant::now() + d),
             Stop::Ops(_) => None,
@@ -246,6 +321,8 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
         errors: 0,
         batch_latency_us: client::histogram(),
         op_latency_us: client::histogram(),
+        key_partitions,
+        map_version,
     };
     for (i, t) in tasks.into_iter().enumerate() {
         let stats = t.await.map_err(|e| BenchError::Connection {
