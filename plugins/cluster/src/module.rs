@@ -831,7 +831,10 @@ impl ClusterModule for DefaultCluster {
             })
             .collect();
         let wait = needs.iter().any(|(_, n)| *n > 0);
-        let durable = request.durable;
+        // Durability on backups matters only to a write that waits for them:
+        // at EVENTUAL (or with no backup to wait for) PERSISTED means durable
+        // on the owner, and a barrier per batch would only slow the stream.
+        let durable = request.durable && wait;
         self.runtime.spawn_call("cluster.replicate", async move {
             let results = r.replicator.ship(shipments, wait, durable).await;
             let acked: Vec<String> = results
