@@ -89,7 +89,7 @@ impl Default for ReplicationConfig {
     }
 }
 
-/// Configuration of the cluster module (seed R1).
+/// Configuration of the cluster module.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterModuleConfig {
@@ -243,7 +243,7 @@ pub struct FullTextIndexConfig {
     pub bm25: Bm25Config,
 }
 
-/// Configuration of the storage module (seed R2).
+/// Configuration of the storage module.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageModuleConfig {

@@ -1,5 +1,5 @@
-//! The factory: builds a node's modules in the wiring order of
-//! ARCHITECTURE.md and takes them down in reverse.
+//! The factory: builds a node's modules in the wiring order below and
+//! takes them down in reverse.
 //!
 //! 1. core services: HLC, metrics;
 //! 2. cluster module, given its config and `{clock, metrics}`;

@@ -1,6 +1,6 @@
 //! The cluster-module trait: membership, partitions, replication, locks,
-//! Merkle trees, reassignment, read replicas and repair (ARCHITECTURE.md,
-//! "The two modules"; seed R1/R3).
+//! Merkle trees, reassignment, read replicas and repair (the default
+//! implementation's layout is in `plugins/cluster/src/lib.rs`).
 
 use std::sync::Arc;
 

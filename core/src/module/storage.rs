@@ -1,5 +1,5 @@
 //! The storage-module trait: maps, persistence, live queries, search, write
-//! acks, Merkle sync (ARCHITECTURE.md, "The two modules"; seed R2/R4).
+//! acks, Merkle sync.
 
 use std::sync::Arc;
 

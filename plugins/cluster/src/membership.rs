@@ -254,6 +254,12 @@ impl Membership {
         self.peers.borrow().clone()
     }
 
+    /// Runs `f` on the current peers without copying them (for hot paths:
+    /// `f` MUST NOT block or await, it holds the view's read lock).
+    pub fn with_peers<R>(&self, f: impl FnOnce(&BTreeMap<String, Peer>) -> R) -> R {
+        f(&self.peers.borrow())
+    }
+
     /// A watch on [`Self::peers`].
     #[must_use]
     pub fn watch(&self) -> watch::Receiver<BTreeMap<String, Peer>> {

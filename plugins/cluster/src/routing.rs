@@ -107,11 +107,12 @@ impl Router {
 
     /// The transport address of a live node.
     fn addr_of(&self, node: &str) -> Option<SocketAddr> {
-        self.membership
-            .peers()
-            .get(node)
-            .filter(|p| p.health != PeerHealth::Failed)
-            .map(|p| p.addr)
+        self.membership.with_peers(|peers| {
+            peers
+                .get(node)
+                .filter(|p| p.health != PeerHealth::Failed)
+                .map(|p| p.addr)
+        })
     }
 
     fn local(&self) -> ModuleResult<&Arc<dyn LocalNode>> {
@@ -304,19 +305,21 @@ impl Router {
             return;
         }
         let holders = self.table.backups(p);
-        let peers = self.membership.peers();
-        let mut ev = self.events.lock();
-        for peer in peers.values() {
-            if peer.is_local
-                || peer.health != PeerHealth::Alive
-                || holders.iter().any(|h| h.as_str() == peer.node_id)
-            {
-                continue;
+        // Called for every applied change: borrow the peers, do not copy them.
+        self.membership.with_peers(|peers| {
+            let mut ev = self.events.lock();
+            for peer in peers.values() {
+                if peer.is_local
+                    || peer.health != PeerHealth::Alive
+                    || holders.iter().any(|h| h.as_str() == peer.node_id)
+                {
+                    continue;
+                }
+                ev.entry(peer.addr)
+                    .or_default()
+                    .push((event.op.clone(), event.origin.clone()));
             }
-            ev.entry(peer.addr)
-                .or_default()
-                .push((event.op.clone(), event.origin.clone()));
-        }
+        });
     }
 
     fn flush_events(&self) {
