@@ -306,9 +306,6 @@ impl ClusterModule for SplitCluster {
     fn release_holder(&self, h: RString) -> ModuleFuture<u32> {
         self.inner.release_holder(h)
     }
-    fn merkle_root(&self, p: u32) -> u32 {
-        self.inner.merkle_root(p)
-    }
     fn repair(&self) -> ModuleFuture<RepairReport> {
         self.inner.repair()
     }

@@ -10,7 +10,6 @@ use abi_stable::std_types::{ROption, RVec};
 use hangar_core::module::cluster::ClusterModule;
 use hangar_core::module::cluster_types::{LockRelease, LockRequest, ReplicationRequest};
 use hangar_core::module::storage::StorageModule;
-use hangar_core::module::storage_types::{ChangeEvent, Origin};
 use hangar_core::{ConsistencyLevel, PARTITION_COUNT};
 
 use crate::storage_suite::lww;
@@ -79,26 +78,6 @@ fn t20_replication_without_backups_succeeds_at_every_level(
                 .expect("replicate");
             assert!(out.success, "{c:?}: {out:?}");
         }
-    })
-}
-
-fn t21_merkle_roots_follow_the_change_feed(
-    m: Arc<dyn ClusterModule>,
-    storage: Arc<dyn StorageModule>,
-) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-    Box::pin(async move {
-        let _ = &storage;
-        let p = hangar_core::partition_of("k");
-        let before = m.merkle_root(p);
-        let change = |v: i64, t: u64| ChangeEvent {
-            op: lww("m", "k", Some(serde_json::json!(v)), t, "n"),
-            origin: Origin::client(1, "n"),
-        };
-        m.observe_change(&change(1, 5));
-        let after = m.merkle_root(p);
-        assert_ne!(before, after, "the partition's root moved");
-        m.observe_change(&change(2, 6));
-        assert_ne!(m.merkle_root(p), after);
     })
 }
 
@@ -245,10 +224,6 @@ pub fn cases() -> Vec<(&'static str, Case)> {
         (
             "t20_replication_without_backups_succeeds_at_every_level",
             t20_replication_without_backups_succeeds_at_every_level,
-        ),
-        (
-            "t21_merkle_roots_follow_the_change_feed",
-            t21_merkle_roots_follow_the_change_feed,
         ),
         (
             "t30_locks_grant_refuse_and_release",

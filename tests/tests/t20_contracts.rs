@@ -188,9 +188,6 @@ impl ClusterModule for NoCopies {
     fn release_holder(&self, h: RString) -> ModuleFuture<u32> {
         self.0.release_holder(h)
     }
-    fn merkle_root(&self, p: u32) -> u32 {
-        self.0.merkle_root(p)
-    }
     fn repair(&self) -> ModuleFuture<RepairReport> {
         self.0.repair()
     }

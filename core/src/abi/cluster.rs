@@ -63,8 +63,6 @@ pub trait FfiClusterModule: Send + Sync + Clone {
     fn unlock(&self, release: LockRelease) -> FfiFut<bool>;
     /// See [`ClusterModule::release_holder`].
     fn release_holder(&self, holder: RString) -> FfiFut<u32>;
-    /// See [`ClusterModule::merkle_root`].
-    fn merkle_root(&self, partition: u32) -> FfiResult<u32>;
     /// See [`ClusterModule::repair`].
     fn repair(&self) -> FfiFut<RepairReport>;
     /// See [`ClusterModule::attach_node`].
@@ -147,9 +145,6 @@ impl FfiClusterModule for ClusterExport {
     }
     fn release_holder(&self, holder: RString) -> FfiFut<u32> {
         guard_future("cluster.release_holder", || self.0.release_holder(holder))
-    }
-    fn merkle_root(&self, partition: u32) -> FfiResult<u32> {
-        guard("cluster.merkle_root", || Ok(self.0.merkle_root(partition)))
     }
     fn repair(&self) -> FfiFut<RepairReport> {
         guard_future("cluster.repair", || self.0.repair())
@@ -253,9 +248,6 @@ impl ClusterModule for ForeignCluster {
     }
     fn release_holder(&self, holder: RString) -> ModuleFuture<u32> {
         await_foreign("cluster.release_holder", self.0.release_holder(holder))
-    }
-    fn merkle_root(&self, partition: u32) -> u32 {
-        report(self.0.merkle_root(partition), || 0)
     }
     fn repair(&self) -> ModuleFuture<RepairReport> {
         await_foreign("cluster.repair", self.0.repair())

@@ -131,8 +131,6 @@ pub trait ClusterModule: Send + Sync + 'static {
     /// Releases every lock of `holder`; returns how many.
     fn release_holder(&self, holder: RString) -> ModuleFuture<u32>;
 
-    /// Root of the Merkle tree of `partition` (0 when empty).
-    fn merkle_root(&self, partition: u32) -> u32;
     /// Runs one anti-entropy pass now.
     fn repair(&self) -> ModuleFuture<RepairReport>;
 

@@ -18,12 +18,10 @@
 //!   gathered from every node and merged on the client's node.
 //! - `wire`: what nodes say to each other on each channel.
 //! - `locks`: named locks with TTL leases and fencing tokens.
-//! - `merkle_manager`: per-partition Merkle roots for anti-entropy.
 
 pub mod formation;
 pub mod locks;
 pub mod membership;
-pub mod merkle_manager;
 pub mod module;
 pub mod partition_table;
 pub mod raft;

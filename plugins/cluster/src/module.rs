@@ -7,7 +7,7 @@
 //! - `formation`: forming the cluster, committing and installing tables;
 //! - `routing`: forwarded writes, change events, topics;
 //! - `replication`: shipping changes to backups at a consistency level;
-//! - `locks`, `merkle_manager`: named locks, per-partition Merkle roots.
+//! - `locks`: named locks.
 //!
 //! A node with no seeds forms a cluster of one at start and owns every
 //! partition; `start` returns once its first table is committed. A node
@@ -46,7 +46,6 @@ use parking_lot::Mutex;
 use crate::formation::Formation;
 use crate::locks::LockManager;
 use crate::membership::{GossipLink, Membership, MembershipConfig, PeerHealth};
-use crate::merkle_manager::MerkleTreeManager;
 use crate::partition_table::PartitionTable;
 use crate::raft::{ClusterRaft, NodeAddr, RaftRpc, RaftTiming};
 use crate::replication::{required_acks, Replicator, Shipment};
@@ -76,7 +75,6 @@ pub struct DefaultCluster {
     runtime: Arc<PluginRuntime>,
     table: Arc<PartitionTable>,
     locks: Arc<LockManager>,
-    merkle: Arc<MerkleTreeManager>,
     storage: Mutex<Option<Arc<dyn StorageAccessor>>>,
     node: Mutex<Option<Arc<dyn LocalNode>>>,
     running: Arc<OnceLock<Arc<Running>>>,
@@ -147,7 +145,6 @@ impl DefaultCluster {
         let runtime = PluginRuntime::new(env!("CARGO_PKG_NAME"), 2)?;
         Ok(Arc::new(Self {
             table: PartitionTable::single(&config.node_id),
-            merkle: Arc::new(MerkleTreeManager::default()),
             config,
             deps,
             runtime,
@@ -216,7 +213,6 @@ impl DefaultCluster {
             deps: self.deps.clone(),
             seeds: self.seed_strings(),
             table: self.table.clone(),
-            merkle: self.merkle.clone(),
             locks: self.locks.clone(),
             running: self.running.clone(),
             storage: self.storage.lock().clone().ok_or_else(|| {
@@ -235,7 +231,6 @@ struct Boot {
     deps: ClusterDeps,
     seeds: Vec<String>,
     table: Arc<PartitionTable>,
-    merkle: Arc<MerkleTreeManager>,
     locks: Arc<LockManager>,
     running: Arc<OnceLock<Arc<Running>>>,
     storage: Arc<dyn StorageAccessor>,
@@ -279,7 +274,6 @@ impl Boot {
             });
         let dispatch = Arc::new(Dispatch {
             running: self.running.clone(),
-            merkle: self.merkle.clone(),
         });
         let transport = Transport::start(
             TransportConfig {
@@ -546,7 +540,6 @@ impl RaftRpc for TransportRaft {
 /// Routes what peers send to the part that handles it.
 struct Dispatch {
     running: Arc<OnceLock<Arc<Running>>>,
-    merkle: Arc<MerkleTreeManager>,
 }
 
 impl Inbound for Dispatch {
@@ -581,7 +574,6 @@ impl Inbound for Dispatch {
         let Some(r) = self.running.get().cloned() else {
             return Box::pin(async { Err("this node is still starting".to_string()) });
         };
-        let merkle = self.merkle.clone();
         Box::pin(async move {
             match channel {
                 Channel::Raft => r.raft.handle_rpc(body).await,
@@ -614,7 +606,6 @@ impl Inbound for Dispatch {
                 Channel::Replication => {
                     let req: Replicate = wire::decode(&body, "replication batch")?;
                     let n = req.changes.len();
-                    merkle.apply(&req.changes);
                     let origin = Origin {
                         kind: OriginKind::Replication,
                         connection: 0,
@@ -902,10 +893,6 @@ impl ClusterModule for DefaultCluster {
         ready(Ok(self.locks.release_holder(holder.as_str())))
     }
 
-    fn merkle_root(&self, partition: u32) -> u32 {
-        self.merkle.root(partition)
-    }
-
     fn repair(&self) -> ModuleFuture<RepairReport> {
         ready(Ok(RepairReport::default()))
     }
@@ -927,10 +914,6 @@ impl ClusterModule for DefaultCluster {
     }
 
     fn observe_change(&self, event: &ChangeEvent) {
-        if event.origin.kind != OriginKind::Replication {
-            // Replicated changes were folded in when they arrived.
-            self.merkle.apply(std::slice::from_ref(&event.op));
-        }
         if let Some(r) = self.running() {
             r.router.observe(event);
         }
