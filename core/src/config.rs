@@ -65,7 +65,9 @@ impl Default for ClusterTlsConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReplicationConfig {
-    /// Queue bound for EVENTUAL replication per backup (10 000).
+    /// Changes that may be queued or in flight to one backup at once
+    /// (10 000); a write that finds no room within `ack_timeout_ms` is not
+    /// shipped (repair catches the backup up).
     pub queue_size_limit: usize,
     /// Ops per replication batch (100).
     pub batch_size: usize,

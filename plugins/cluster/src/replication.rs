@@ -2,14 +2,19 @@
 //! backups of its partition, batched per backup, and acknowledged at the
 //! consistency the write asked for.
 //!
-//! - One bounded queue and one sender task per backup node. The sender takes
+//! - One queue and one sender task per backup node. The sender takes
 //!   whatever is queued (up to `batch_size` changes) into one `Replicate`
 //!   request, with up to [`IN_FLIGHT`] requests outstanding per backup, and
-//!   retries a failed batch `max_retries` times.
-//! - EVENTUAL resolves once the changes are queued. A backup whose queue
-//!   stays full for `ack_timeout_ms` loses the changes that do not fit
-//!   (counted in `hangar_replication_dropped_total`): memory stays bounded
-//!   and anti-entropy repair brings the backup back in line.
+//!   retries a failed batch `max_retries` times. The request is encoded
+//!   from the queued changes in place (no copy of them).
+//! - Memory per backup is bounded in changes, not in writes:
+//!   `queue_size_limit` changes may be queued or in flight at once (a write
+//!   larger than the limit takes all of it). A write that cannot get room
+//!   within `ack_timeout_ms` is not shipped: counted in
+//!   `hangar_replication_dropped_total`, and anti-entropy repair brings the
+//!   backup back in line. So an EVENTUAL writer runs at most
+//!   `queue_size_limit` changes ahead of a backup, and a QUORUM write never
+//!   queues behind more than that.
 //! - QUORUM needs a majority of owner + backups (so `floor((1 + B) / 2)`
 //!   backups), STRONG every backup, within `ack_timeout_ms`.
 //! - `durable` asks backups to answer only once the changes are durable, so
@@ -25,10 +30,10 @@ use hangar_core::config::ReplicationConfig;
 use hangar_core::module::services::{MetricsExt, MetricsSink};
 use hangar_core::{ConsistencyLevel, KeyedOp};
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::transport::{Channel, Transport};
-use crate::wire::{self, Replicate, ReplicateReply};
+use crate::wire::{self, ReplicateOut, ReplicateReply};
 
 /// Replication requests outstanding per backup.
 pub const IN_FLIGHT: usize = 4;
@@ -49,10 +54,14 @@ struct Item {
     changes: Vec<KeyedOp>,
     durable: bool,
     done: Option<oneshot::Sender<Result<(), String>>>,
+    /// Its room in the backup's budget, given back once answered.
+    _room: OwnedSemaphorePermit,
 }
 
 struct BackupQueue {
-    tx: mpsc::Sender<Item>,
+    tx: mpsc::UnboundedSender<Item>,
+    /// `queue_size_limit` permits, one per change queued or in flight.
+    room: Arc<Semaphore>,
     queued: Arc<AtomicI64>,
 }
 
@@ -102,10 +111,11 @@ impl Replicator {
         if let Some(b) = q.get(&(node.to_string(), addr)) {
             return b.clone();
         }
-        let (tx, rx) = mpsc::channel(self.config.queue_size_limit.max(1));
+        let (tx, rx) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicI64::new(0));
         let b = Arc::new(BackupQueue {
             tx,
+            room: Arc::new(Semaphore::new(self.config.queue_size_limit.max(1))),
             queued: queued.clone(),
         });
         q.insert((node.to_string(), addr), b.clone());
@@ -135,19 +145,28 @@ impl Replicator {
             } else {
                 (None, None)
             };
-            let item = Item {
-                changes: s.changes,
-                durable,
-                done,
+            let want =
+                u32::try_from(n.min(self.config.queue_size_limit.max(1))).unwrap_or(u32::MAX);
+            let room = tokio::time::timeout(
+                Duration::from_millis(self.config.ack_timeout_ms),
+                q.room.clone().acquire_many_owned(want),
+            )
+            .await;
+            let sent = match room {
+                Ok(Ok(room)) => {
+                    #[allow(clippy::cast_possible_wrap)]
+                    q.queued.fetch_add(n as i64, Ordering::Relaxed);
+                    q.tx.send(Item {
+                        changes: s.changes,
+                        durable,
+                        done,
+                        _room: room,
+                    })
+                    .is_ok()
+                }
+                _ => false,
             };
-            #[allow(clippy::cast_possible_wrap)]
-            q.queued.fetch_add(n as i64, Ordering::Relaxed);
-            let sent =
-                q.tx.send_timeout(item, Duration::from_millis(self.config.ack_timeout_ms))
-                    .await;
-            if sent.is_err() {
-                #[allow(clippy::cast_possible_wrap)]
-                q.queued.fetch_sub(n as i64, Ordering::Relaxed);
+            if !sent {
                 #[allow(clippy::cast_precision_loss)]
                 self.metrics.counter(
                     "hangar_replication_dropped_total",
@@ -193,7 +212,7 @@ impl Replicator {
         self: Arc<Self>,
         node: String,
         addr: SocketAddr,
-        mut rx: mpsc::Receiver<Item>,
+        mut rx: mpsc::UnboundedReceiver<Item>,
         queued: Arc<AtomicI64>,
     ) {
         let slots = Arc::new(Semaphore::new(IN_FLIGHT));
@@ -237,11 +256,8 @@ impl Replicator {
 
     async fn send_batch(&self, node: &str, addr: SocketAddr, items: &[Item]) -> Result<(), String> {
         let durable = items.iter().any(|i| i.durable);
-        let body = wire::encode(&Replicate {
-            changes: items
-                .iter()
-                .flat_map(|i| i.changes.iter().cloned())
-                .collect(),
+        let body = wire::encode(&ReplicateOut {
+            changes: wire::Chunks(items.iter().map(|i| i.changes.as_slice()).collect()),
             durable,
         });
         let timeout = Duration::from_millis(self.config.ack_timeout_ms);

@@ -147,6 +147,34 @@ pub struct Replicate {
     pub durable: bool,
 }
 
+/// [`Replicate`] as an owner sends it: the changes of several queued writes
+/// encoded in place, in order, as one sequence. Same encoding as
+/// [`Replicate`] (a backup decodes it as that).
+#[derive(Debug, Serialize)]
+pub struct ReplicateOut<'a> {
+    /// The changes, write by write.
+    pub changes: Chunks<'a, KeyedOp>,
+    /// Answer only once they are durable on the backup.
+    pub durable: bool,
+}
+
+/// Slices serialized as the one sequence of their elements.
+#[derive(Debug)]
+pub struct Chunks<'a, T>(pub Vec<&'a [T]>);
+
+impl<T: Serialize> Serialize for Chunks<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.0.iter().map(|c| c.len()).sum()))?;
+        for c in &self.0 {
+            for x in *c {
+                seq.serialize_element(x)?;
+            }
+        }
+        seq.end()
+    }
+}
+
 /// A backup's answer to [`Replicate`].
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ReplicateReply {
@@ -375,4 +403,38 @@ pub fn ropt<T>(o: Option<T>) -> ROption<T> {
 #[must_use]
 pub fn into_results(reply: ForwardReply) -> RVec<AckResult> {
     reply.into_iter().map(WireAck::into_result).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hangar_core::types::{LwwRecord, MapOp, Timestamp};
+
+    fn op(key: &str, millis: u64) -> KeyedOp {
+        KeyedOp {
+            map: "m".into(),
+            key: key.into(),
+            op: MapOp::Lww(LwwRecord {
+                value: ROption::RSome(RawValue::encode(&millis).unwrap()),
+                timestamp: Timestamp::new(millis, 0, "n"),
+                ttl_ms: ROption::RNone,
+            }),
+        }
+    }
+
+    #[test]
+    fn t10_replicate_out_decodes_as_replicate_in_order() {
+        let a = vec![op("a", 1), op("b", 2)];
+        let b: Vec<KeyedOp> = Vec::new();
+        let c = vec![op("c", 3)];
+        let body = encode(&ReplicateOut {
+            changes: Chunks(vec![&a, &b, &c]),
+            durable: true,
+        });
+        let back: Replicate = decode(&body, "test").unwrap();
+        assert!(back.durable);
+        let keys: Vec<&str> = back.changes.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(keys, ["a", "b", "c"]);
+        assert_eq!(back.changes[2], c[0]);
+    }
 }

@@ -5,7 +5,8 @@
 //! - `t20`: the handshake: other cluster ids, frames before `Hello`.
 //! - `t30`: mutual TLS: one CA talks; another CA, plain TCP and a missing
 //!   client certificate are refused; bad certificate files.
-//! - `t40`: backpressure against a peer that never reads.
+//! - `t40`: backpressure against a peer that never reads, and (`t42`) the
+//!   replication budget against a backup that never answers.
 //! - `t50`: a peer that dies and comes back.
 //! - `t60`: oversized and malformed frames.
 

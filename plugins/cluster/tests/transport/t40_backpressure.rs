@@ -150,3 +150,89 @@ async fn t40_request_that_timed_out_in_the_queue_is_never_sent() {
         (crate::support::MESSAGE, &b"after"[..])
     );
 }
+
+/// A backup that takes replication requests and never answers them.
+struct Stalled;
+
+impl hangar_cluster::transport::Inbound for Stalled {
+    fn on_message(&self, _: &hangar_cluster::transport::PeerInfo, _: Channel, _: Bytes) {}
+
+    fn on_request(
+        &self,
+        _: hangar_cluster::transport::PeerInfo,
+        _: Channel,
+        _: Bytes,
+    ) -> futures::future::BoxFuture<'static, Result<Bytes, String>> {
+        Box::pin(futures::future::pending())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t42_a_backup_that_never_answers_holds_at_most_queue_size_limit_changes() {
+    use std::sync::Arc;
+
+    use hangar_cluster::replication::{Replicator, Shipment};
+    use hangar_cluster::transport::Transport;
+    use hangar_core::config::ReplicationConfig;
+    use hangar_core::types::{LwwRecord, MapOp, Timestamp};
+    use hangar_core::{KeyedOp, RawValue};
+
+    logs();
+    let backup = Transport::start(
+        config("c", "backup"),
+        Arc::new(Stalled),
+        Arc::new(crate::support::Metrics::default()),
+    )
+    .await
+    .unwrap();
+    let owner = start(config("c", "owner")).await.unwrap();
+    let replicator = Replicator::new(
+        owner.transport.clone(),
+        ReplicationConfig {
+            queue_size_limit: 100,
+            batch_size: 100,
+            ack_timeout_ms: 1_500,
+            // Each stalled batch holds its room for two request timeouts
+            // (about 3 s), well past the fourth write's 1.5 s wait.
+            max_retries: 1,
+            ..ReplicationConfig::default()
+        },
+        owner.metrics.clone(),
+    );
+    let write = |n: usize, tag: usize| Shipment {
+        node: "backup".into(),
+        addr: backup.local_addr(),
+        changes: (0..n)
+            .map(|i| KeyedOp {
+                map: "m".into(),
+                key: format!("k{tag}-{i}").into(),
+                op: MapOp::Lww(LwwRecord {
+                    value: abi_stable::std_types::ROption::RSome(RawValue::encode(&1).unwrap()),
+                    timestamp: Timestamp::new(1, 0, "owner"),
+                    ttl_ms: abi_stable::std_types::ROption::RNone,
+                }),
+            })
+            .collect(),
+    };
+    let dropped = || {
+        owner
+            .metrics
+            .counter("hangar_replication_dropped_total", &[("backup", "backup")])
+    };
+    // Three writes of 30 changes fit in the budget of 100 (EVENTUAL: ship
+    // returns once queued); the backup never answers, so they stay.
+    for t in 0..3 {
+        replicator.ship(vec![write(30, t)], false, false).await;
+    }
+    assert_eq!(dropped(), 0.0);
+    // A fourth does not fit: after `ack_timeout_ms` it is dropped, not
+    // queued without bound.
+    replicator.ship(vec![write(30, 3)], false, false).await;
+    assert_eq!(dropped(), 30.0, "the write that found no room was dropped");
+    // Once the stalled batch fails (two timeouts, ~3 s after it was sent),
+    // its room is given back and a later write is queued again (this one
+    // starts waiting at ~2.5 s and may wait until ~4 s).
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    replicator.ship(vec![write(30, 4)], false, false).await;
+    assert_eq!(dropped(), 30.0, "room came back when the requests failed");
+}
