@@ -17,9 +17,12 @@
 //! - `scatter`: queries, live queries and search over every partition,
 //!   gathered from every node and merged on the client's node.
 //! - `wire`: what nodes say to each other on each channel.
-//! - `locks`: named locks with TTL leases and fencing tokens.
+//! - `locks`: named locks with TTL leases and fencing tokens, as the Raft
+//!   state keeps them; `lock_service`: the lock operations over Raft and
+//!   the leader's keeper that frees the locks of dead or restarted nodes.
 
 pub mod formation;
+pub mod lock_service;
 pub mod locks;
 pub mod membership;
 pub mod module;

@@ -7,7 +7,7 @@
 //! - `formation`: forming the cluster, committing and installing tables;
 //! - `routing`: forwarded writes, change events, topics;
 //! - `replication`: shipping changes to backups at a consistency level;
-//! - `locks`: named locks.
+//! - `locks`, `lock_service`: cluster-wide named locks decided by Raft.
 //!
 //! A node with no seeds forms a cluster of one at start and owns every
 //! partition; `start` returns once its first table is committed. A node
@@ -44,7 +44,7 @@ use hangar_plugin_sdk::PluginRuntime;
 use parking_lot::Mutex;
 
 use crate::formation::Formation;
-use crate::locks::LockManager;
+use crate::lock_service::LockService;
 use crate::membership::{GossipLink, Membership, MembershipConfig, PeerHealth};
 use crate::partition_table::PartitionTable;
 use crate::raft::{ClusterRaft, NodeAddr, RaftRpc, RaftTiming};
@@ -66,6 +66,7 @@ struct Running {
     scatter: Arc<Scatter>,
     storage: Arc<dyn StorageAccessor>,
     node_id: String,
+    locks: Arc<LockService>,
 }
 
 /// The default cluster module.
@@ -74,7 +75,6 @@ pub struct DefaultCluster {
     deps: ClusterDeps,
     runtime: Arc<PluginRuntime>,
     table: Arc<PartitionTable>,
-    locks: Arc<LockManager>,
     storage: Mutex<Option<Arc<dyn StorageAccessor>>>,
     node: Mutex<Option<Arc<dyn LocalNode>>>,
     running: Arc<OnceLock<Arc<Running>>>,
@@ -141,14 +141,12 @@ impl DefaultCluster {
                 ));
             }
         }
-        let locks = Arc::new(LockManager::new(config.data_dir.as_deref())?);
         let runtime = PluginRuntime::new(env!("CARGO_PKG_NAME"), 2)?;
         Ok(Arc::new(Self {
             table: PartitionTable::single(&config.node_id),
             config,
             deps,
             runtime,
-            locks,
             storage: Mutex::new(None),
             node: Mutex::new(None),
             running: Arc::new(OnceLock::new()),
@@ -170,6 +168,16 @@ impl DefaultCluster {
 
     fn running(&self) -> Option<&Arc<Running>> {
         self.running.get()
+    }
+
+    /// The lock service, once started and until shut down.
+    fn lock_service(&self, what: &str) -> ModuleResult<Arc<LockService>> {
+        self.check_running(what)?;
+        self.running().map(|r| r.locks.clone()).ok_or_else(|| {
+            unavailable(format!(
+                "cluster.{what}: the cluster module has not started; locks are decided once it has"
+            ))
+        })
     }
 
     /// Seeds from config (or the peer resolver, or the Kubernetes service).
@@ -213,7 +221,6 @@ impl DefaultCluster {
             deps: self.deps.clone(),
             seeds: self.seed_strings(),
             table: self.table.clone(),
-            locks: self.locks.clone(),
             running: self.running.clone(),
             storage: self.storage.lock().clone().ok_or_else(|| {
                 ModuleError::invalid("cluster.start: attach_storage was not called")
@@ -231,7 +238,6 @@ struct Boot {
     deps: ClusterDeps,
     seeds: Vec<String>,
     table: Arc<PartitionTable>,
-    locks: Arc<LockManager>,
     running: Arc<OnceLock<Arc<Running>>>,
     storage: Arc<dyn StorageAccessor>,
     node: Option<Arc<dyn LocalNode>>,
@@ -383,6 +389,7 @@ impl Boot {
             self.table.clone(),
             storage.clone(),
         );
+        let locks = LockService::new(&c.node_id, raft.clone(), membership.clone());
         let _ = self.running.set(Arc::new(Running {
             transport: transport.clone(),
             membership: membership.clone(),
@@ -392,6 +399,7 @@ impl Boot {
             scatter,
             storage: storage.clone(),
             node_id: c.node_id.clone(),
+            locks: locks.clone(),
         }));
         let formation = Arc::new(Formation {
             me,
@@ -418,18 +426,7 @@ impl Boot {
                 self.running.clone(),
                 self.deps.metrics.clone(),
             )));
-            let locks = self.locks.clone();
-            let clock = self.deps.clock.clone();
-            tasks.push(h.spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(1));
-                loop {
-                    tick.tick().await;
-                    let expired = locks.sweep(clock.wall_millis());
-                    if expired > 0 {
-                        tracing::debug!(expired, "released expired locks");
-                    }
-                }
-            }));
+            tasks.push(h.spawn(locks.keep()));
         }
 
         if seed_strings.is_empty() {
@@ -879,18 +876,32 @@ impl ClusterModule for DefaultCluster {
     }
 
     fn lock(&self, request: LockRequest) -> ModuleFuture<LockGrant> {
-        if let Err(e) = self.check_running("lock") {
-            return ready(Err(e));
-        }
-        ready(self.locks.acquire(&request, self.deps.clock.wall_millis()))
+        let locks = match self.lock_service("lock") {
+            Ok(l) => l,
+            Err(e) => return ready(Err(e)),
+        };
+        self.runtime
+            .spawn_call("cluster.lock", async move { locks.lock(request).await })
     }
 
     fn unlock(&self, release: LockRelease) -> ModuleFuture<bool> {
-        ready(Ok(self.locks.release(&release)))
+        let locks = match self.lock_service("unlock") {
+            Ok(l) => l,
+            Err(e) => return ready(Err(e)),
+        };
+        self.runtime
+            .spawn_call("cluster.unlock", async move { locks.unlock(release).await })
     }
 
     fn release_holder(&self, holder: RString) -> ModuleFuture<u32> {
-        ready(Ok(self.locks.release_holder(holder.as_str())))
+        let locks = match self.lock_service("release_holder") {
+            Ok(l) => l,
+            Err(e) => return ready(Err(e)),
+        };
+        self.runtime
+            .spawn_call("cluster.release_holder", async move {
+                locks.release_holder(holder.as_str()).await
+            })
     }
 
     fn repair(&self) -> ModuleFuture<RepairReport> {

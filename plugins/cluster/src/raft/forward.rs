@@ -203,10 +203,19 @@ impl ClusterRaft {
     }
 
     /// Commits `cmd` if this node leads; never forwards.
-    pub(super) async fn propose_local(&self, cmd: Command) -> Result<CommandResponse, WireError> {
+    pub(super) async fn propose_local(
+        &self,
+        mut cmd: Command,
+    ) -> Result<CommandResponse, WireError> {
         if self.check_open().is_err() {
             return Err(WireError::ShutDown);
         }
+        // Only the leader runs this: time-dependent commands carry its clock.
+        cmd.stamp(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        );
         let write = tokio::time::timeout(self.op_timeout, self.raft.client_write(cmd));
         match write.await {
             Err(_) => Err(WireError::Timeout),

@@ -51,6 +51,7 @@ impl std::fmt::Display for NodeAddr {
     }
 }
 
+pub use crate::locks::{Grant, LockTable};
 pub use crate::partition_table::Table;
 
 /// A decision to commit through Raft.
@@ -75,6 +76,50 @@ pub enum Command {
         /// The lock (or other fenced resource) name.
         name: String,
     },
+    /// Takes a named lock (see [`LockTable::lock`]). `now_ms` is stamped by
+    /// the leader when it proposes the command.
+    Lock {
+        /// Lock name.
+        name: String,
+        /// Holder (`<nodeId>/<boot>/<connId>`).
+        holder: String,
+        /// Lease asked for, in ms.
+        ttl_ms: u64,
+        /// The leader's wall clock when it proposed the command.
+        now_ms: u64,
+    },
+    /// Releases a lock held by `holder` with `token`.
+    Unlock {
+        /// Lock name.
+        name: String,
+        /// Holder.
+        holder: String,
+        /// Its fencing token.
+        token: u64,
+    },
+    /// Releases every lock of a holder (its connection closed).
+    ReleaseHolder {
+        /// Holder.
+        holder: String,
+    },
+    /// Releases every lock taken through a node (it died or restarted),
+    /// except holders starting with `keep` (its current incarnation).
+    ReleaseNode {
+        /// Hangar node id.
+        node_id: String,
+        /// Holder prefix to keep.
+        keep: Option<String>,
+    },
+}
+
+impl Command {
+    /// Stamps the proposing leader's wall clock into a time-dependent
+    /// command; others are left as they are.
+    pub fn stamp(&mut self, wall_ms: u64) {
+        if let Self::Lock { now_ms, .. } = self {
+            *now_ms = wall_ms;
+        }
+    }
 }
 
 /// What applying a [`Command`] decided.
@@ -92,6 +137,11 @@ pub enum CommandResponse {
     },
     /// The fencing token issued.
     Fence(u64),
+    /// What a [`Command::Lock`] decided.
+    Lock(Grant),
+    /// A release: whether it matched ([`Command::Unlock`]: 0 or 1) or how
+    /// many locks it freed.
+    Released(u32),
 }
 
 /// The applied state machine.
@@ -101,6 +151,9 @@ pub struct ClusterState {
     pub table: Option<Table>,
     /// Per name, the last fencing token issued.
     pub fences: BTreeMap<String, u64>,
+    /// The cluster's named locks.
+    #[serde(default)]
+    pub locks: LockTable,
 }
 
 impl ClusterState {
@@ -133,6 +186,23 @@ impl ClusterState {
                 let slot = self.fences.entry(name.clone()).or_insert(0);
                 *slot = slot.saturating_add(1);
                 CommandResponse::Fence(*slot)
+            }
+            Command::Lock {
+                name,
+                holder,
+                ttl_ms,
+                now_ms,
+            } => CommandResponse::Lock(self.locks.lock(name, holder, *ttl_ms, *now_ms)),
+            Command::Unlock {
+                name,
+                holder,
+                token,
+            } => CommandResponse::Released(u32::from(self.locks.unlock(name, holder, *token))),
+            Command::ReleaseHolder { holder } => {
+                CommandResponse::Released(self.locks.release_holder(holder))
+            }
+            Command::ReleaseNode { node_id, keep } => {
+                CommandResponse::Released(self.locks.release_node(node_id, keep.as_deref()))
             }
         }
     }
