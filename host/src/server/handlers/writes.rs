@@ -28,7 +28,10 @@
 //! reason, code}`; otherwise `OP_ACK` with one result. An `OP_BATCH` gets one
 //! `OP_ACK` whose `results` hold every op in order, refused ones with
 //! `success: false` and their reason. `achievedLevel` is the lowest level
-//! any op of the write reached (FIRE_AND_FORGET for a refused op).
+//! any op of the write reached (FIRE_AND_FORGET for a refused op). An op
+//! that was merged but changed nothing (resent, or stale) is a success with
+//! `unchanged: true`, acknowledged at every level its write asked for as
+//! soon as the state it met is (see `write_path`).
 //! Client timestamps and OR tags are kept as sent: the client is a CRDT
 //! replica and the merge is by timestamp.
 
@@ -218,16 +221,19 @@ struct AckJob {
 impl AckJob {
     async fn run(self) {
         let node = &self.fe.node;
+        let unchanged = self.pending.unchanged.clone();
         let acks = self.pending.finish(node).await;
         let results: Vec<OpResult> = self
             .ids
             .into_iter()
             .zip(acks)
-            .map(|(id, a)| OpResult {
+            .zip(unchanged)
+            .map(|((id, a), unchanged)| OpResult {
                 op_id: id,
                 success: a.success,
                 achieved_level: a.achieved,
                 error: a.error.map(|e| e.into_string()).into_option(),
+                unchanged: unchanged && a.success,
             })
             .collect();
         let level = results
