@@ -1,5 +1,5 @@
 //! The network front end: one port serving HTTP (`/health`, `/metrics`) and
-//! the TopGun client protocol over WebSocket at `/ws`.
+//! the TopGun client protocol over WebSocket at `/ws` (and at `/`).
 //!
 //! # Layout
 //!
@@ -66,6 +66,9 @@ pub fn router(fe: Arc<FrontEnd>) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/ws", get(ws::upgrade))
+        // Clients given a node's address without a path (cluster maps
+        // advertise `ws://host:port`) upgrade at the root.
+        .route("/", get(ws::upgrade))
         .with_state(fe)
 }
 

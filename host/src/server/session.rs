@@ -51,6 +51,9 @@ pub struct Session {
     pub bucket: TokenBucket,
     /// Write acknowledgements this connection may still wait for at once.
     pub ack_slots: Arc<Semaphore>,
+    /// The highest OR tombstone epoch the client confirmed with
+    /// `CLIENT_APPLY_ACK` (0 until it does).
+    pub apply_cursor: u64,
 }
 
 impl Session {
@@ -67,6 +70,7 @@ impl Session {
             took_locks: false,
             bucket: TokenBucket::new(fe.net.rate_limit_per_sec, fe.net.rate_limit_burst),
             ack_slots: Arc::new(Semaphore::new(fe.net.max_in_flight_per_connection)),
+            apply_cursor: 0,
         }
     }
 

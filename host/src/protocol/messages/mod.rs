@@ -16,6 +16,7 @@ pub mod query;
 pub mod records;
 pub mod session;
 pub mod sync;
+pub mod unsupported;
 pub mod write;
 
 pub use coord::{
@@ -28,10 +29,18 @@ pub use query::{
     SearchResp, SearchResult,
 };
 pub use records::{OrMapEntry, WireLwwRecord, WireOrRecord};
-pub use session::{Auth, AuthAck, AuthFail, AuthRequired, ErrorPayload, Ping, Pong};
+pub use session::{
+    Auth, AuthAck, AuthFail, AuthRequired, ClientApplyAck, DeviceAck, DeviceHello, ErrorPayload,
+    Ping, Pong,
+};
 pub use sync::{
     GcPrune, MerkleReqBucket, OrMapDiffRequest, OrMapDiffResponse, OrMapPushDiff, OrMapSyncInit,
     OrMapSyncRespLeaf, OrMapSyncRespRoot, SyncInit, SyncLeafRecord, SyncResetRequired,
     SyncRespBuckets, SyncRespLeaf, SyncRespRoot,
+};
+pub use unsupported::{
+    EntryProcess, EntryProcessBatch, EntryProcessBatchResponse, EntryProcessResponse,
+    EntryProcessResult, ListResolvers, ListResolversResponse, RegisterResolver, ResolverResponse,
+    UnregisterResolver,
 };
 pub use write::{ClientOp, OpAck, OpBatch, OpRejected, OpResult};
