@@ -11,15 +11,15 @@ use serde::{Deserialize, Serialize};
 use super::de;
 use super::error::{EncodeError, FrameError};
 use super::messages::{
-    Auth, AuthAck, AuthFail, AuthRequired, Batch, ClientApplyAck, ClientOp, DeviceAck, DeviceHello,
-    EntryProcess, EntryProcessBatch, EntryProcessBatchResponse, EntryProcessResponse, ErrorPayload,
-    GcPrune, ListResolvers, ListResolversResponse, LockGranted, LockRelease, LockReleased,
-    LockRequest, MerkleReqBucket, OpAck, OpBatch, OpRejected, OrMapDiffRequest, OrMapDiffResponse,
-    OrMapPushDiff, OrMapSyncInit, OrMapSyncRespLeaf, OrMapSyncRespRoot, PartitionMap,
-    PartitionMapRequest, Ping, Pong, QueryResp, QuerySub, QueryUnsub, QueryUpdate,
-    RegisterResolver, ResolverResponse, Search, SearchResp, ServerBatchEvent, ServerEvent,
-    SyncInit, SyncResetRequired, SyncRespBuckets, SyncRespLeaf, SyncRespRoot, TopicMessage,
-    TopicPub, TopicRef, UnregisterResolver,
+    Auth, AuthAck, AuthFail, AuthRequired, Batch, ClientApplyAck, ClientOp, CounterRequest,
+    CounterState, DeviceAck, DeviceHello, EntryProcess, EntryProcessBatch,
+    EntryProcessBatchResponse, EntryProcessResponse, ErrorPayload, GcPrune, ListResolvers,
+    ListResolversResponse, LockGranted, LockRelease, LockReleased, LockRequest, MerkleReqBucket,
+    OpAck, OpBatch, OpRejected, OrMapDiffRequest, OrMapDiffResponse, OrMapPushDiff, OrMapSyncInit,
+    OrMapSyncRespLeaf, OrMapSyncRespRoot, PartitionMap, PartitionMapRequest, Ping, Pong, QueryResp,
+    QuerySub, QueryUnsub, QueryUpdate, RegisterResolver, ResolverResponse, Search, SearchResp,
+    ServerBatchEvent, ServerEvent, SyncInit, SyncResetRequired, SyncRespBuckets, SyncRespLeaf,
+    SyncRespRoot, TopicMessage, TopicPub, TopicRef, UnregisterResolver,
 };
 use super::scan::{check_frame, read_head, skip_value};
 
@@ -210,6 +210,14 @@ messages! {
         "PARTITION_MAP" => PartitionMap(PartitionMap),
         /// `GC_PRUNE` (S→C).
         "GC_PRUNE" => GcPrune(GcPrune),
+        /// `COUNTER_REQUEST` (C→S).
+        "COUNTER_REQUEST" => CounterRequest(CounterRequest),
+        /// `COUNTER_SYNC` (C→S).
+        "COUNTER_SYNC" => CounterSync(CounterState),
+        /// `COUNTER_RESPONSE` (S→C).
+        "COUNTER_RESPONSE" => CounterResponse(CounterState),
+        /// `COUNTER_UPDATE` (S→C).
+        "COUNTER_UPDATE" => CounterUpdate(CounterState),
     }
 }
 

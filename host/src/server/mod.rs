@@ -46,11 +46,13 @@ use crate::factory::{Node, StartError, Step};
 
 pub mod accept;
 pub mod auth;
+pub mod counters;
 pub mod fanout;
 pub mod handlers;
 pub mod limits;
 pub mod link;
 pub mod outbound;
+pub mod pn_counter;
 pub mod session;
 pub mod state;
 pub mod topics;

@@ -391,6 +391,7 @@ fn cost(m: &Message) -> usize {
 
 /// One message of a frame (the frame itself, or one item of a `BATCH`),
 /// as decoding left it.
+#[allow(clippy::large_enum_variant)] // transient: built and served within one frame
 enum Item {
     /// A message of a type this node handles.
     Message(Message),

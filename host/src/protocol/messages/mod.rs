@@ -11,6 +11,7 @@
 //!   [`super::raw`] explains.
 
 pub mod coord;
+pub mod counters;
 pub mod events;
 pub mod query;
 pub mod records;
@@ -23,6 +24,7 @@ pub use coord::{
     Batch, LockGranted, LockRelease, LockReleased, LockRequest, NodeEndpoints, NodeInfo,
     NodeStatus, PartitionInfo, PartitionMap, PartitionMapRequest, TopicMessage, TopicPub, TopicRef,
 };
+pub use counters::{CounterRequest, CounterState};
 pub use events::{ChangeType, QueryUpdate, ServerBatchEvent, ServerEvent, ServerEventType};
 pub use query::{
     CursorStatus, QueryResp, QueryResultEntry, QuerySub, QueryUnsub, Search, SearchOptions,

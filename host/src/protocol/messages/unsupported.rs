@@ -5,15 +5,16 @@
 //! type saying so (`success: false` and an `error`), rather than leaving the
 //! client waiting for an answer that never comes.
 //!
-//! All are flat: fields sit beside `type`. Only what the answer needs is
-//! decoded; the processor or resolver code itself is skipped.
+//! All are flat: fields sit beside `type`. The processor or resolver
+//! itself is kept as a dynamic value (never run), so every message
+//! round-trips.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 /// `ENTRY_PROCESS` (C→S): run a processor on one key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EntryProcess {
     /// Correlates the answer.
@@ -24,10 +25,13 @@ pub struct EntryProcess {
     /// The key.
     #[serde(default)]
     pub key: String,
+    /// The processor `{name, code, args?}` (never run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processor: Option<rmpv::Value>,
 }
 
 /// `ENTRY_PROCESS_BATCH` (C→S): run a processor on several keys.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EntryProcessBatch {
     /// Correlates the answer.
@@ -38,35 +42,50 @@ pub struct EntryProcessBatch {
     /// The keys; the answer has one result per key.
     #[serde(default)]
     pub keys: Vec<String>,
+    /// The processor `{name, code, args?}` (never run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processor: Option<rmpv::Value>,
 }
 
 /// One key's outcome in `ENTRY_PROCESS_RESPONSE` and
 /// `ENTRY_PROCESS_BATCH_RESPONSE`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EntryProcessResult {
     /// Whether the processor ran.
     pub success: bool,
+    /// What the processor returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<rmpv::Value>,
+    /// The key's value afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_value: Option<rmpv::Value>,
     /// Why it did not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
 /// `ENTRY_PROCESS_RESPONSE` (S→C).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EntryProcessResponse {
     /// The request answered.
     pub request_id: String,
     /// Whether the processor ran.
     pub success: bool,
+    /// What the processor returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<rmpv::Value>,
+    /// The key's value afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_value: Option<rmpv::Value>,
     /// Why it did not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
 /// `ENTRY_PROCESS_BATCH_RESPONSE` (S→C): one result per key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EntryProcessBatchResponse {
     /// The request answered.
@@ -76,7 +95,7 @@ pub struct EntryProcessBatchResponse {
 }
 
 /// `REGISTER_RESOLVER` (C→S): install a conflict resolver on a map.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RegisterResolver {
     /// Correlates the answer.
@@ -84,10 +103,13 @@ pub struct RegisterResolver {
     /// The map.
     #[serde(default)]
     pub map_name: String,
+    /// The resolver `{name, code, priority?, keyPattern?}` (never run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolver: Option<rmpv::Value>,
 }
 
 /// `UNREGISTER_RESOLVER` (C→S): remove a resolver by name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UnregisterResolver {
     /// Correlates the answer.
@@ -101,7 +123,7 @@ pub struct UnregisterResolver {
 }
 
 /// `REGISTER_RESOLVER_RESPONSE` and `UNREGISTER_RESOLVER_RESPONSE` (S→C).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ResolverResponse {
     /// The request answered.
@@ -114,7 +136,7 @@ pub struct ResolverResponse {
 }
 
 /// `LIST_RESOLVERS` (C→S).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListResolvers {
     /// Correlates the answer.

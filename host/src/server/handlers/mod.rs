@@ -8,6 +8,7 @@
 //! - `locks`: `LOCK_REQUEST` / `LOCK_RELEASE`.
 //! - `topics`: `TOPIC_SUB` / `TOPIC_UNSUB` / `TOPIC_PUB`.
 //! - `partition`: `PARTITION_MAP_REQUEST`.
+//! - `counters`: `COUNTER_REQUEST` / `COUNTER_SYNC` PN counters.
 //! - `device`: `DEVICE_HELLO` → `DEVICE_ACK`, `CLIENT_APPLY_ACK`.
 //! - `unsupported`: entry processors and conflict resolvers, answered with
 //!   their response types saying they are not supported.
@@ -28,6 +29,7 @@ use super::session::Session;
 use super::state::FrontEnd;
 use crate::protocol::Message;
 
+mod counters;
 mod device;
 mod locks;
 mod partition;
@@ -75,6 +77,8 @@ pub async fn dispatch(fe: &Arc<FrontEnd>, s: &mut Session, msg: Message) -> Flow
         Message::TopicUnsub { payload } => topics::unsubscribe(fe, s, &payload.topic),
         Message::TopicPub { payload } => topics::publish(fe, s, payload).await,
         Message::PartitionMapRequest { payload } => partition::request(fe, s, payload).await,
+        Message::CounterRequest { payload } => counters::request(fe, s, payload).await,
+        Message::CounterSync { payload } => counters::sync(fe, s, payload).await,
         Message::DeviceHello(h) => device::hello(s, h).await,
         Message::ClientApplyAck(a) => device::apply_ack(s, a),
         Message::EntryProcess(r) => unsupported::entry_process(s, r).await,

@@ -30,6 +30,8 @@ pub async fn entry_process(s: &Session, r: EntryProcess) {
     s.reply(&Message::EntryProcessResponse(EntryProcessResponse {
         request_id: r.request_id,
         success: false,
+        result: None,
+        new_value: None,
         error: Some(ENTRY_PROCESSORS_UNSUPPORTED.to_string()),
     }))
     .await;
@@ -46,6 +48,8 @@ pub async fn entry_process_batch(s: &Session, r: EntryProcessBatch) {
                 k,
                 EntryProcessResult {
                     success: false,
+                    result: None,
+                    new_value: None,
                     error: Some(ENTRY_PROCESSORS_UNSUPPORTED.to_string()),
                 },
             )

@@ -46,6 +46,7 @@ use hangar_core::{KeyedOp, MapOp, WriteConcern};
 use super::admit;
 use crate::protocol::messages::{ClientOp, OpBatch, OpRejected, OpResult};
 use crate::protocol::{fast, parse_consistency, parse_write_concern, Message};
+use crate::server::counters::RESERVED_MAP_PREFIX;
 use crate::server::outbound::Outbound;
 use crate::server::session::Session;
 use crate::server::state::FrontEnd;
@@ -139,6 +140,16 @@ pub(super) async fn write(fe: &Arc<FrontEnd>, s: &mut Session, w: Write) {
             incoming.push(Err((
                 "mapName and key must be non-empty strings".into(),
                 400,
+            )));
+            continue;
+        }
+        if op.map_name.starts_with(RESERVED_MAP_PREFIX) {
+            incoming.push(Err((
+                format!(
+                    "map {:?} is reserved: names starting with {RESERVED_MAP_PREFIX} hold the node's own state (PN counters); use another name",
+                    op.map_name
+                ),
+                403,
             )));
             continue;
         }
