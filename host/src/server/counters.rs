@@ -16,6 +16,17 @@
 //! lock, after the merge, so of two writes the later-stamped one carries
 //! the larger state, and the LWW merge of the store keeps it.
 //!
+//! # In a cluster
+//!
+//! Each node keeps its own copy and its own listeners; the stored record
+//! is written through the key's owner. Two nodes syncing one counter at
+//! once each store their own merged copy and the LWW store keeps the later
+//! one, so an update only the other node saw is missing from the store
+//! (not from that node's copy, which writes it again on its next change)
+//! and `COUNTER_UPDATE` reaches only the listeners of the node that merged.
+//! Merging in the store (a counter-aware merge) or serving each counter on
+//! its owner would close both gaps; neither is done yet.
+//!
 //! Copies are kept for the life of the node: a copy dropped while a write
 //! of it is still under way could be reloaded without that write and then
 //! overwrite it. Memory is bounded by the counters used and their writers

@@ -252,7 +252,10 @@ pub(crate) async fn prepare(
 /// The current winning state of the keys of `settled` (ops that changed
 /// nothing), as ops a backup can merge: the stored LWW record of each LWW
 /// key (the op itself when the key is gone, e.g. pruned), and OR ops as
-/// they are (a present tag or a tombstone is its own winning state).
+/// they are. A repeated OR add or remove is itself the winning state of its
+/// tag. An add that lost to a tombstone is shipped as is too: a backup that
+/// has the tombstone ignores it, and one that lacks it gets the tombstone
+/// from the remove's own replication (the OR merge keeps tombstones).
 async fn winners(node: &Node, settled: Vec<KeyedOp>) -> Vec<KeyedOp> {
     let mut out = Vec::with_capacity(settled.len());
     let mut lww: Vec<(RString, Vec<KeyedOp>)> = Vec::new();
