@@ -17,9 +17,9 @@ use super::messages::{
     ListResolversResponse, LockGranted, LockRelease, LockReleased, LockRequest, MerkleReqBucket,
     OpAck, OpBatch, OpRejected, OrMapDiffRequest, OrMapDiffResponse, OrMapPushDiff, OrMapSyncInit,
     OrMapSyncRespLeaf, OrMapSyncRespRoot, PartitionMap, PartitionMapRequest, Ping, Pong, QueryResp,
-    QuerySub, QueryUnsub, QueryUpdate, RegisterResolver, ResolverResponse, Search, SearchResp,
-    ServerBatchEvent, ServerEvent, SyncInit, SyncResetRequired, SyncRespBuckets, SyncRespLeaf,
-    SyncRespRoot, TopicMessage, TopicPub, TopicRef, UnregisterResolver,
+    QuerySub, QuerySyncInit, QueryUnsub, QueryUpdate, RegisterResolver, ResolverResponse, Search,
+    SearchResp, ServerBatchEvent, ServerEvent, SyncInit, SyncResetRequired, SyncRespBuckets,
+    SyncRespLeaf, SyncRespRoot, TopicMessage, TopicPub, TopicRef, UnregisterResolver,
 };
 use super::scan::{check_frame, read_head, skip_value};
 
@@ -160,6 +160,8 @@ messages! {
         "QUERY_UPDATE" => QueryUpdate(QueryUpdate),
         /// `QUERY_UNSUB` (C→S).
         "QUERY_UNSUB" => QueryUnsub(QueryUnsub),
+        /// `QUERY_SYNC_INIT` (C→S): accepted, nothing to do.
+        "QUERY_SYNC_INIT" => QuerySyncInit(QuerySyncInit),
         /// `SEARCH` (C→S).
         "SEARCH" => Search(Search),
         /// `SEARCH_RESP` (S→C).

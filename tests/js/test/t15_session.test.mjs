@@ -79,6 +79,14 @@ test('t15d a REMOVE event carries the tombstone record (value null, the delete\'
   await watcher.close();
 });
 
+test('t15d2 QUERY_SYNC_INIT (sent by the client for projected queries) is accepted without an answer', async () => {
+  const c = await connect(node);
+  c.send({ type: 'QUERY_SYNC_INIT', payload: { queryId: 'q', rootHash: 12345 } });
+  await c.barrier();
+  assert.deepEqual(c.queue, [], 'no ERROR, no answer');
+  await c.close();
+});
+
 test('t15e an unknown type, and a server-to-client type, get an ERROR naming the type; the connection stays open', async () => {
   const c = await connect(node);
   c.send({ type: 'HYBRID_QUERY_SUBSCRIBE', payload: { subscriptionId: 's' } });

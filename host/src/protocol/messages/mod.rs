@@ -27,8 +27,8 @@ pub use coord::{
 pub use counters::{CounterRequest, CounterState};
 pub use events::{ChangeType, QueryUpdate, ServerBatchEvent, ServerEvent, ServerEventType};
 pub use query::{
-    CursorStatus, QueryResp, QueryResultEntry, QuerySub, QueryUnsub, Search, SearchOptions,
-    SearchResp, SearchResult,
+    CursorStatus, QueryResp, QueryResultEntry, QuerySub, QuerySyncInit, QueryUnsub, Search,
+    SearchOptions, SearchResp, SearchResult,
 };
 pub use records::{OrMapEntry, WireLwwRecord, WireOrRecord};
 pub use session::{

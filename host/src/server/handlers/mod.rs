@@ -65,6 +65,9 @@ pub async fn dispatch(fe: &Arc<FrontEnd>, s: &mut Session, msg: Message) -> Flow
         Message::QuerySub { payload } => queries::subscribe(fe, s, payload).await,
         Message::QueryUnsub { payload } => queries::unsubscribe(fe, s, &payload.query_id),
         Message::Search { payload } => queries::search(fe, s, payload).await,
+        // Every QUERY_SUB gets its full first page, so the client's root
+        // hash of a projected query saves nothing: accepted, no answer.
+        Message::QuerySyncInit { .. } => {}
         Message::SyncInit(m) => sync::init(fe, s, m.map_name, false).await,
         Message::OrMapSyncInit(m) => sync::init(fe, s, m.map_name, true).await,
         Message::MerkleReqBucket { payload } => sync::bucket(fe, s, payload, false).await,
