@@ -391,6 +391,7 @@ fn t32_fast_query_update_and_op_ack_equal_the_serde_encoding() {
             success: i % 3 != 0,
             achieved_level: WriteConcern::ALL[i % 5],
             error: (i % 3 == 0).then(|| format!("op {i} timed out")),
+            unchanged: i % 4 == 1,
         })
         .collect();
     let cases: Vec<(Option<WriteConcern>, Option<&[OpResult]>)> = vec![

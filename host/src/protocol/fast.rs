@@ -230,7 +230,10 @@ pub fn write_op_ack(
         str(out, "results");
         array_len(out, results.len());
         for r in results {
-            map_len(out, 3 + usize::from(r.error.is_some()));
+            map_len(
+                out,
+                3 + usize::from(r.error.is_some()) + usize::from(r.unchanged),
+            );
             str(out, "opId");
             str(out, &r.op_id);
             str(out, "success");
@@ -240,6 +243,10 @@ pub fn write_op_ack(
             if let Some(e) = &r.error {
                 str(out, "error");
                 str(out, e);
+            }
+            if r.unchanged {
+                str(out, "unchanged");
+                out.push(0xc3);
             }
         }
     }

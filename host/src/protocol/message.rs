@@ -3,20 +3,23 @@
 //! Decoding a frame: [`check_frame`] (size, depth, lengths), then a look at
 //! the top-level map's `type` string, then serde into that type's struct with
 //! the protocol's own deserializer ([`super::de`]). An unknown `type` is not
-//! an error: it comes back as [`Decoded::Unknown`] and the caller drops it.
+//! an error: it comes back as [`Decoded::Unknown`]; the caller drops the
+//! frame and answers `ERROR` naming the type.
 
 use serde::{Deserialize, Serialize};
 
 use super::de;
 use super::error::{EncodeError, FrameError};
 use super::messages::{
-    Auth, AuthAck, AuthFail, AuthRequired, Batch, ClientOp, ErrorPayload, GcPrune, LockGranted,
-    LockRelease, LockReleased, LockRequest, MerkleReqBucket, OpAck, OpBatch, OpRejected,
-    OrMapDiffRequest, OrMapDiffResponse, OrMapPushDiff, OrMapSyncInit, OrMapSyncRespLeaf,
-    OrMapSyncRespRoot, PartitionMap, PartitionMapRequest, Ping, Pong, QueryResp, QuerySub,
-    QueryUnsub, QueryUpdate, Search, SearchResp, ServerBatchEvent, ServerEvent, SyncInit,
-    SyncResetRequired, SyncRespBuckets, SyncRespLeaf, SyncRespRoot, TopicMessage, TopicPub,
-    TopicRef,
+    Auth, AuthAck, AuthFail, AuthRequired, Batch, ClientApplyAck, ClientOp, CounterRequest,
+    CounterState, DeviceAck, DeviceHello, EntryProcess, EntryProcessBatch,
+    EntryProcessBatchResponse, EntryProcessResponse, ErrorPayload, GcPrune, ListResolvers,
+    ListResolversResponse, LockGranted, LockRelease, LockReleased, LockRequest, MerkleReqBucket,
+    OpAck, OpBatch, OpRejected, OrMapDiffRequest, OrMapDiffResponse, OrMapPushDiff, OrMapSyncInit,
+    OrMapSyncRespLeaf, OrMapSyncRespRoot, PartitionMap, PartitionMapRequest, Ping, Pong, QueryResp,
+    QuerySub, QuerySyncInit, QueryUnsub, QueryUpdate, RegisterResolver, ResolverResponse, Search,
+    SearchResp, ServerBatchEvent, ServerEvent, SyncInit, SyncResetRequired, SyncRespBuckets,
+    SyncRespLeaf, SyncRespRoot, TopicMessage, TopicPub, TopicRef, UnregisterResolver,
 };
 use super::scan::{check_frame, read_head, skip_value};
 
@@ -107,6 +110,32 @@ messages! {
         "ORMAP_SYNC_INIT" => OrMapSyncInit(OrMapSyncInit),
         /// `BATCH` (C→S): unpack with [`super::unpack_batch`].
         "BATCH" => Batch(Batch),
+        /// `DEVICE_HELLO` (C→S).
+        "DEVICE_HELLO" => DeviceHello(DeviceHello),
+        /// `DEVICE_ACK` (S→C).
+        "DEVICE_ACK" => DeviceAck(DeviceAck),
+        /// `CLIENT_APPLY_ACK` (C→S).
+        "CLIENT_APPLY_ACK" => ClientApplyAck(ClientApplyAck),
+        /// `ENTRY_PROCESS` (C→S).
+        "ENTRY_PROCESS" => EntryProcess(EntryProcess),
+        /// `ENTRY_PROCESS_BATCH` (C→S).
+        "ENTRY_PROCESS_BATCH" => EntryProcessBatch(EntryProcessBatch),
+        /// `ENTRY_PROCESS_RESPONSE` (S→C).
+        "ENTRY_PROCESS_RESPONSE" => EntryProcessResponse(EntryProcessResponse),
+        /// `ENTRY_PROCESS_BATCH_RESPONSE` (S→C).
+        "ENTRY_PROCESS_BATCH_RESPONSE" => EntryProcessBatchResponse(EntryProcessBatchResponse),
+        /// `REGISTER_RESOLVER` (C→S).
+        "REGISTER_RESOLVER" => RegisterResolver(RegisterResolver),
+        /// `REGISTER_RESOLVER_RESPONSE` (S→C).
+        "REGISTER_RESOLVER_RESPONSE" => RegisterResolverResponse(ResolverResponse),
+        /// `UNREGISTER_RESOLVER` (C→S).
+        "UNREGISTER_RESOLVER" => UnregisterResolver(UnregisterResolver),
+        /// `UNREGISTER_RESOLVER_RESPONSE` (S→C).
+        "UNREGISTER_RESOLVER_RESPONSE" => UnregisterResolverResponse(ResolverResponse),
+        /// `LIST_RESOLVERS` (C→S).
+        "LIST_RESOLVERS" => ListResolvers(ListResolvers),
+        /// `LIST_RESOLVERS_RESPONSE` (S→C).
+        "LIST_RESOLVERS_RESPONSE" => ListResolversResponse(ListResolversResponse),
     }
     payload {
         /// `ERROR` (S→C).
@@ -131,6 +160,8 @@ messages! {
         "QUERY_UPDATE" => QueryUpdate(QueryUpdate),
         /// `QUERY_UNSUB` (C→S).
         "QUERY_UNSUB" => QueryUnsub(QueryUnsub),
+        /// `QUERY_SYNC_INIT` (C→S): accepted, nothing to do.
+        "QUERY_SYNC_INIT" => QuerySyncInit(QuerySyncInit),
         /// `SEARCH` (C→S).
         "SEARCH" => Search(Search),
         /// `SEARCH_RESP` (S→C).
@@ -181,6 +212,14 @@ messages! {
         "PARTITION_MAP" => PartitionMap(PartitionMap),
         /// `GC_PRUNE` (S→C).
         "GC_PRUNE" => GcPrune(GcPrune),
+        /// `COUNTER_REQUEST` (C→S).
+        "COUNTER_REQUEST" => CounterRequest(CounterRequest),
+        /// `COUNTER_SYNC` (C→S).
+        "COUNTER_SYNC" => CounterSync(CounterState),
+        /// `COUNTER_RESPONSE` (S→C).
+        "COUNTER_RESPONSE" => CounterResponse(CounterState),
+        /// `COUNTER_UPDATE` (S→C).
+        "COUNTER_UPDATE" => CounterUpdate(CounterState),
     }
 }
 
@@ -206,7 +245,8 @@ pub enum Decoded {
     /// A message of a type this node handles.
     Message(Message),
     /// A well-formed message whose `type` this node does not handle. The
-    /// caller drops it and keeps the connection, as TopGun does.
+    /// caller drops it, answers `ERROR` naming the type, and keeps the
+    /// connection.
     Unknown {
         /// The `type` it carried.
         type_name: String,

@@ -1,5 +1,5 @@
 //! The accept loop of the node's port: TCP connections served as HTTP/1.1
-//! (`/health`, `/metrics`, the WebSocket upgrade at `/ws`), under the limits
+//! (`/health`, `/metrics`, the WebSocket upgrade at `/ws` and `/`), under the limits
 //! that keep slow or hostile sockets from starving the node.
 //!
 //! - Every accepted connection takes a [`ConnectionSlot`] before a byte of

@@ -1,5 +1,5 @@
 //! The network front end: one port serving HTTP (`/health`, `/metrics`) and
-//! the TopGun client protocol over WebSocket at `/ws`.
+//! the TopGun client protocol over WebSocket at `/ws` (and at `/`).
 //!
 //! # Layout
 //!
@@ -46,11 +46,13 @@ use crate::factory::{Node, StartError, Step};
 
 pub mod accept;
 pub mod auth;
+pub mod counters;
 pub mod fanout;
 pub mod handlers;
 pub mod limits;
 pub mod link;
 pub mod outbound;
+pub mod pn_counter;
 pub mod session;
 pub mod state;
 pub mod topics;
@@ -66,6 +68,9 @@ pub fn router(fe: Arc<FrontEnd>) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/ws", get(ws::upgrade))
+        // Clients given a node's address without a path (cluster maps
+        // advertise `ws://host:port`) upgrade at the root.
+        .route("/", get(ws::upgrade))
         .with_state(fe)
 }
 

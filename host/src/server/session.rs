@@ -45,12 +45,17 @@ pub struct Session {
     pub queries: HashMap<String, LiveQuery>,
     /// Topics subscribed.
     pub topics: HashSet<String>,
+    /// PN counters listened to.
+    pub counters: HashSet<String>,
     /// True once the connection was granted any lock.
     pub took_locks: bool,
     /// The per-connection rate limit.
     pub bucket: TokenBucket,
     /// Write acknowledgements this connection may still wait for at once.
     pub ack_slots: Arc<Semaphore>,
+    /// The highest OR tombstone epoch the client confirmed with
+    /// `CLIENT_APPLY_ACK` (0 until it does).
+    pub apply_cursor: u64,
 }
 
 impl Session {
@@ -64,9 +69,11 @@ impl Session {
             principal: None,
             queries: HashMap::new(),
             topics: HashSet::new(),
+            counters: HashSet::new(),
             took_locks: false,
             bucket: TokenBucket::new(fe.net.rate_limit_per_sec, fe.net.rate_limit_burst),
             ack_slots: Arc::new(Semaphore::new(fe.net.max_in_flight_per_connection)),
+            apply_cursor: 0,
         }
     }
 
@@ -82,8 +89,9 @@ impl Session {
         error_to(&self.out, fe, code, message);
     }
 
-    /// Ends the connection's live queries, event listening and topic
-    /// subscriptions: nothing more is pushed to it. Locks are kept.
+    /// Ends the connection's live queries, event listening, topic
+    /// subscriptions and counter listening: nothing more is pushed to it.
+    /// Locks are kept.
     pub fn drop_subscriptions(&mut self, fe: &FrontEnd) {
         for (_, q) in self.queries.drain() {
             fe.node.cluster.unsubscribe(q.subscription);
@@ -91,6 +99,9 @@ impl Session {
         }
         for t in self.topics.drain() {
             fe.topics.unsubscribe(&t, self.id);
+        }
+        for c in self.counters.drain() {
+            fe.counters.unsubscribe(&c, self.id);
         }
     }
 

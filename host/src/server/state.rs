@@ -13,6 +13,7 @@ use axum::body::Bytes;
 use parking_lot::Mutex;
 
 use super::auth::Verifier;
+use super::counters::Counters;
 use super::fanout::Fanout;
 use super::handlers::partition_to_wire as to_wire;
 use super::limits::InFlight;
@@ -95,6 +96,8 @@ pub struct FrontEnd {
     pub fanout: Arc<Fanout>,
     /// Pub/sub topics.
     pub topics: Topics,
+    /// PN counters and their listeners.
+    pub counters: Counters,
     /// Node-wide in-flight cap.
     pub in_flight: InFlight,
     /// Connection tasks and pending acknowledgements.
@@ -126,6 +129,7 @@ impl FrontEnd {
             verifier: node.config.auth.jwt_secret.as_deref().map(Verifier::new),
             fanout: Arc::new(Fanout::new(&node.config.node_id)),
             topics: Topics::default(),
+            counters: Counters::new(),
             in_flight: InFlight::new(net.max_in_flight),
             drain: Arc::new(Drain::default()),
             shutdown,

@@ -7,6 +7,21 @@
 //! connection's writes merge in the order it sent them. [`Pending::finish`]
 //! replicates the applied changes at the write's consistency, reports
 //! REPLICATED, and gathers one acknowledgement per op, local and forwarded.
+//!
+//! # Ops that changed nothing
+//!
+//! An op the storage module reports `Unchanged` (a client resending a batch
+//! after a reconnect, a stale op that lost the merge) is acknowledged like
+//! any other: it reaches every level its write asked for, as soon as the
+//! state it met does. PERSISTED is the storage module's part (it waits for
+//! the durability barrier of the state the op saw). REPLICATED is this
+//! module's: when the write waits for replication, the key's winning state
+//! is shipped along with the write's changes (backups merge it; a copy they
+//! hold already changes nothing there), and the unchanged op is reported
+//! REPLICATED when the cluster module says that shipment met the write's
+//! consistency. Without this, an all-unchanged write shipped nothing, was
+//! never reported REPLICATED, and a REPLICATED or PERSISTED write timed out
+//! at APPLIED.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,9 +29,10 @@ use std::time::Duration;
 use abi_stable::std_types::{ROption, RString, RVec};
 use hangar_core::module::cluster_types::ReplicationRequest;
 use hangar_core::module::services::MetricsExt;
+use hangar_core::module::storage_types::RecordState;
 use hangar_core::module::storage_types::{AckId, AckResult, ApplyBatch, OpStatus, Origin, WriteOp};
 use hangar_core::module::ModuleFuture;
-use hangar_core::{partition_of, ConsistencyLevel, KeyedOp, ModuleError, WriteConcern};
+use hangar_core::{partition_of, ConsistencyLevel, KeyedOp, MapOp, ModuleError, WriteConcern};
 
 use super::handlers::status_of;
 use crate::factory::Node;
@@ -42,8 +58,14 @@ type Forward = (RString, usize, ModuleFuture<RVec<AckResult>>);
 pub(crate) struct Pending {
     /// One route per op, in order.
     pub routes: Vec<Route>,
+    /// One flag per op, in order: true when the op was applied here and
+    /// changed nothing (a repeated or stale op; still a success).
+    pub unchanged: Vec<bool>,
     acks: Vec<AckId>,
     changes: Vec<KeyedOp>,
+    /// Ops applied here that changed nothing, kept only when the write
+    /// waits for replication: their winning state is shipped too.
+    settled: Vec<KeyedOp>,
     forwards: Vec<Forward>,
     wait_replication: bool,
     durable: bool,
@@ -130,10 +152,20 @@ pub(crate) async fn prepare(
         })
         .collect();
 
+    let wait_replication = max_local >= WriteConcern::Replicated;
     let mut acks: Vec<AckId> = Vec::new();
     let mut changes: Vec<KeyedOp> = Vec::new();
+    let mut settled: Vec<KeyedOp> = Vec::new();
+    let mut unchanged = vec![false; routes.len()];
     if !local.is_empty() {
         let n = local.len();
+        // Only a write that waits for replication needs the ops back (for
+        // those that change nothing); others skip the copy.
+        let mut kept: Vec<Option<KeyedOp>> = if wait_replication {
+            local.iter().map(|w| Some(w.op.clone())).collect()
+        } else {
+            Vec::new()
+        };
         let applied = node
             .storage
             .apply(ApplyBatch {
@@ -144,7 +176,13 @@ pub(crate) async fn prepare(
             .await;
         match applied {
             Ok(outcomes) if outcomes.len() == n => {
-                for (o, &r) in outcomes.into_iter().zip(&local_routes) {
+                for (i, (o, &r)) in outcomes.into_iter().zip(&local_routes).enumerate() {
+                    if o.status == OpStatus::Unchanged {
+                        unchanged[r] = true;
+                        if let Some(op) = kept.get_mut(i).and_then(Option::take) {
+                            settled.push(op);
+                        }
+                    }
                     match o.status {
                         OpStatus::Rejected => {
                             let err = o.error.into_option().unwrap_or_else(|| {
@@ -199,23 +237,69 @@ pub(crate) async fn prepare(
     }
     Pending {
         routes,
+        unchanged,
         acks,
         changes,
+        settled,
         forwards,
-        wait_replication: max_local >= WriteConcern::Replicated,
+        wait_replication,
         durable: max_local >= WriteConcern::Persisted,
         consistency,
         safety: Duration::from_millis(max_timeout.saturating_add(5_000)),
     }
 }
 
+/// The current winning state of the keys of `settled` (ops that changed
+/// nothing), as ops a backup can merge: the stored LWW record of each LWW
+/// key (the op itself when the key is gone, e.g. pruned), and OR ops as
+/// they are. A repeated OR add or remove is itself the winning state of its
+/// tag. An add that lost to a tombstone is shipped as is too: a backup that
+/// has the tombstone ignores it, and one that lacks it gets the tombstone
+/// from the remove's own replication (the OR merge keeps tombstones).
+async fn winners(node: &Node, settled: Vec<KeyedOp>) -> Vec<KeyedOp> {
+    let mut out = Vec::with_capacity(settled.len());
+    let mut lww: Vec<(RString, Vec<KeyedOp>)> = Vec::new();
+    for op in settled {
+        if matches!(op.op, MapOp::Lww(_)) {
+            match lww.iter_mut().find(|(m, _)| *m == op.map) {
+                Some((_, ops)) => ops.push(op),
+                None => lww.push((op.map.clone(), vec![op])),
+            }
+        } else {
+            out.push(op);
+        }
+    }
+    for (map, ops) in lww {
+        let keys: RVec<RString> = ops.iter().map(|o| o.key.clone()).collect();
+        let stored = match node.storage.read(map.clone(), keys).await {
+            Ok(r) if r.len() == ops.len() => r.into_vec(),
+            Ok(_) | Err(_) => Vec::new(),
+        };
+        for (i, op) in ops.into_iter().enumerate() {
+            match stored.get(i).map(|k| &k.state) {
+                Some(RecordState::Lww(rec)) => out.push(KeyedOp {
+                    map: map.clone(),
+                    key: op.key,
+                    op: MapOp::Lww(rec.clone()),
+                }),
+                _ => out.push(op),
+            }
+        }
+    }
+    out
+}
+
 async fn replicate(
     node: Arc<Node>,
-    changes: Vec<KeyedOp>,
+    mut changes: Vec<KeyedOp>,
+    settled: Vec<KeyedOp>,
     acks: Vec<AckId>,
     consistency: Option<ConsistencyLevel>,
     durable: bool,
 ) {
+    if !settled.is_empty() {
+        changes.extend(winners(&node, settled).await);
+    }
     if changes.is_empty() {
         return;
     }
@@ -247,6 +331,7 @@ impl Pending {
         let repl = replicate(
             node.clone(),
             self.changes,
+            self.settled,
             self.acks.clone(),
             self.consistency,
             self.durable,

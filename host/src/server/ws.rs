@@ -9,9 +9,10 @@
 //! cap (in the WebSocket layer, before any byte is buffered past it), the
 //! decoder's depth / length pre-scan, `BATCH` unpacking with its 8,192-item
 //! cap (`ERROR 413`), then the connection's token bucket charged by the real
-//! item count (`ERROR 429`). A bad frame is dropped, answered with an
-//! `ERROR` that says what was wrong, and the connection stays open. A connection's errors are logged here and never reach the
-//! accept loop.
+//! item count (`ERROR 429`). A bad frame, or one of a type this node does
+//! not handle, is dropped and answered with an `ERROR` that says what was
+//! wrong (naming the type); the connection stays open. A connection's
+//! errors are logged here and never reach the accept loop.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,7 +48,7 @@ const LINGER: Duration = Duration::from_secs(2);
 /// Stands for "never" where a connection has no token to expire.
 const NO_EXPIRY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
-/// `GET /ws`: upgrades to WebSocket, or refuses with 503 when the node is
+/// `GET /ws` (and `GET /`): upgrades to WebSocket, or refuses with 503 when the node is
 /// shutting down or at its connection cap.
 ///
 /// The connection keeps the [`ConnectionSlot`] the accept loop took for it
@@ -388,46 +389,72 @@ fn cost(m: &Message) -> usize {
     }
 }
 
-/// One inbound frame: decode under the limits, charge, dispatch.
-async fn intake(fe: &Arc<FrontEnd>, session: &mut Session, frame: &Bytes) -> Flow {
-    let metrics = &fe.node.metrics;
-    metrics.counter("hangar_ws_frames_in_total", &[], 1.0);
-    let messages = match decode_frame(frame) {
+/// One message of a frame (the frame itself, or one item of a `BATCH`),
+/// as decoding left it.
+#[allow(clippy::large_enum_variant)] // transient: built and served within one frame
+enum Item {
+    /// A message of a type this node handles.
+    Message(Message),
+    /// A well-formed message of a type it does not (`index`: the `BATCH` item).
+    Unknown {
+        index: Option<usize>,
+        type_name: String,
+    },
+    /// A frame or item that failed its limits or decoding.
+    Refused(FrameError),
+}
+
+impl Item {
+    /// What the item costs against the token bucket: its real item count
+    /// (the ops of an `OP_BATCH`), and 1 for anything that cannot be served
+    /// (it still costs an answer).
+    fn cost(&self) -> usize {
+        match self {
+            Item::Message(m) => cost(m),
+            Item::Unknown { .. } | Item::Refused(_) => 1,
+        }
+    }
+}
+
+/// Decodes a frame into its items: one, or one per item of a `BATCH`.
+fn items_of(frame: &Bytes) -> Vec<Item> {
+    match decode_frame(frame) {
         Ok(Decoded::Message(Message::Batch(batch))) => match unpack_batch(&batch) {
             Ok(items) => items
                 .enumerate()
-                .filter_map(|(i, item)| match decode_batch_item(i, item) {
-                    Ok(Decoded::Message(m)) => Some(m),
-                    Ok(Decoded::Unknown { type_name }) => {
-                        tracing::debug!(
-                            conn = session.id,
-                            type_name,
-                            "unknown type in BATCH dropped"
-                        );
-                        None
-                    }
-                    Err(e) => {
-                        refuse(fe, session, &e);
-                        None
-                    }
+                .map(|(i, item)| match decode_batch_item(i, item) {
+                    Ok(Decoded::Message(m)) => Item::Message(m),
+                    Ok(Decoded::Unknown { type_name }) => Item::Unknown {
+                        index: Some(i),
+                        type_name,
+                    },
+                    Err(e) => Item::Refused(e),
                 })
                 .collect(),
-            Err(e) => {
-                refuse(fe, session, &e);
-                return Flow::Continue;
-            }
+            Err(e) => vec![Item::Refused(e)],
         },
-        Ok(Decoded::Message(m)) => vec![m],
-        Ok(Decoded::Unknown { type_name }) => {
-            tracing::debug!(conn = session.id, type_name, "unknown message type dropped");
-            return Flow::Continue;
-        }
-        Err(e) => {
-            refuse(fe, session, &e);
-            return Flow::Continue;
-        }
-    };
-    let total: usize = messages.iter().map(cost).sum();
+        Ok(Decoded::Message(m)) => vec![Item::Message(m)],
+        Ok(Decoded::Unknown { type_name }) => vec![Item::Unknown {
+            index: None,
+            type_name,
+        }],
+        Err(e) => vec![Item::Refused(e)],
+    }
+}
+
+/// One inbound frame: decode under the limits, charge, dispatch.
+///
+/// The whole frame is charged before any of it is served: every message it
+/// carries counts (a `BATCH` by its real items, never its claimed `count`;
+/// an `OP_BATCH` by its ops), an item that cannot be served counts 1, and
+/// a frame at least 1. So a `BATCH` of N messages exhausts the bucket as N
+/// single frames would, and an envelope of garbage or unknown types buys
+/// no free answers.
+async fn intake(fe: &Arc<FrontEnd>, session: &mut Session, frame: &Bytes) -> Flow {
+    let metrics = &fe.node.metrics;
+    metrics.counter("hangar_ws_frames_in_total", &[], 1.0);
+    let items = items_of(frame);
+    let total: usize = items.iter().map(Item::cost).sum::<usize>().max(1);
     if !session.bucket.charge(total) {
         metrics.counter("hangar_ws_rate_limited_total", &[], 1.0);
         session.error(
@@ -440,12 +467,44 @@ async fn intake(fe: &Arc<FrontEnd>, session: &mut Session, frame: &Bytes) -> Flo
         );
         return Flow::Continue;
     }
-    for m in messages {
-        if let Flow::Close(code, reason) = handlers::dispatch(fe, session, m).await {
-            return Flow::Close(code, reason);
+    for item in items {
+        match item {
+            Item::Message(m) => {
+                if let Flow::Close(code, reason) = handlers::dispatch(fe, session, m).await {
+                    return Flow::Close(code, reason);
+                }
+            }
+            Item::Unknown { index, type_name } => unknown(fe, session, index, &type_name),
+            Item::Refused(e) => refuse(fe, session, &e),
         }
     }
     Flow::Continue
+}
+
+/// Longest part of an unknown type name quoted back in an `ERROR`.
+const MAX_QUOTED_TYPE: usize = 64;
+
+/// A message of a type this node does not handle: dropped, and the client
+/// is told which type (`ERROR 400`); the connection stays open.
+fn unknown(fe: &FrontEnd, session: &Session, index: Option<usize>, type_name: &str) {
+    fe.node
+        .metrics
+        .counter("hangar_ws_frames_dropped_total", &[], 1.0);
+    tracing::debug!(conn = session.id, type_name, "unknown message type dropped");
+    let quoted: String = type_name.chars().take(MAX_QUOTED_TYPE).collect();
+    let cut = if quoted.len() < type_name.len() {
+        "…"
+    } else {
+        ""
+    };
+    let place = index.map_or(String::new(), |i| format!(" (BATCH item {i})"));
+    session.error(
+        fe,
+        400,
+        format!(
+            "unknown message type {quoted:?}{cut}{place}: this node does not handle it; the message was dropped"
+        ),
+    );
 }
 
 /// A frame that failed its limits or decoding: dropped, and the client is

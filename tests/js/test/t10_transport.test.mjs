@@ -40,9 +40,9 @@ test('t12 integers sent as float64 are accepted where an integer is expected', a
   await c.close();
 });
 
-test('t13 unknown types are dropped; each malformed frame gets an ERROR 400 saying what was wrong; the connection stays open', async () => {
+test('t13 unknown types and malformed frames are dropped, each answered with an ERROR 400 saying what was wrong; the connection stays open', async () => {
   const c = await connect(node);
-  c.send({ type: 'NO_SUCH_MESSAGE', payload: { x: 1 } }); // unknown: dropped without a word
+  c.send({ type: 'NO_SUCH_MESSAGE', payload: { x: 1 } }); // unknown: dropped, ERROR names the type
   c.send({ type: 'PING' }); // missing its timestamp: malformed
   c.send(Buffer.from([0xc1])); // reserved marker
   c.send(Buffer.from([0x93, 1, 2, 3])); // an array, not a map
@@ -51,8 +51,9 @@ test('t13 unknown types are dropped; each malformed frame gets an ERROR 400 sayi
   const pong = await c.expect('PONG');
   assert.equal(pong.timestamp, 7);
   const errors = c.take('ERROR').map((e) => e.payload);
-  assert.deepEqual(errors.map((e) => e.code), [400, 400, 400, 400], JSON.stringify(errors));
-  const [missing, reserved, array, text] = errors.map((e) => e.message);
+  assert.deepEqual(errors.map((e) => e.code), [400, 400, 400, 400, 400], JSON.stringify(errors));
+  const [unknown, missing, reserved, array, text] = errors.map((e) => e.message);
+  assert.match(unknown, /unknown message type "NO_SUCH_MESSAGE"/);
   assert.match(missing, /PING.*timestamp/);
   assert.match(reserved, /0xc1/);
   assert.match(array, /must be a msgpack map/);

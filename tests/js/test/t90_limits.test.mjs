@@ -1,5 +1,6 @@
 // Hostile input: the 2 MiB frame cap, nesting deeper than 256, BATCH item
-// cap (ERROR 413), the per-connection rate limit (ERROR 429), slow
+// cap (ERROR 413), the per-connection rate limit (ERROR 429, a BATCH
+// charged per item, frames that cannot be served included), slow
 // consumers, and garbage floods. After each, the node still answers.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -123,6 +124,52 @@ test('t94 the per-connection rate limit charges real item counts and answers ERR
   await stillAnswers();
 });
 
+test('t94b a BATCH of N messages costs the rate limit what N single frames cost, unknown and malformed ones included', async () => {
+  // A slow refill (1 token per 2 s) so that the bucket's level is exact.
+  const slow = await startNode({
+    env: { HANGAR_NO_AUTH: '1', STORAGE_BACKEND: 'memory' },
+    config: '[network]\nrate_limit_per_sec = 0.5\nrate_limit_burst = 100.0\n',
+  });
+  const probe = async (c, ts) => {
+    c.send({ type: 'PING', timestamp: ts });
+    const m = await c.expect(['PONG', 'ERROR'], (x) => x.type === 'PONG' ? x.timestamp === ts : x.payload.code === 429);
+    return m.type === 'PONG' ? 'PONG' : 429;
+  };
+  const unknownItem = { type: 'NO_SUCH_TYPE', payload: {} };
+  const malformedItem = { type: 'PING' }; // no timestamp
+  try {
+    // 99 single frames that cannot be served, then a PING: all 100 tokens used.
+    const singles = await connect(slow);
+    for (let i = 0; i < 66; i++) singles.send(unknownItem);
+    for (let i = 0; i < 33; i++) singles.send(malformedItem);
+    assert.equal(await probe(singles, 1), 'PONG');
+    assert.equal(await probe(singles, 2), 429, 'the bucket is empty after 100 single frames');
+    await singles.close();
+
+    // The same 99 items in one BATCH envelope cost the same.
+    const enveloped = await connect(slow);
+    enveloped.send(batch([...Array(66).fill(unknownItem), ...Array(33).fill(malformedItem)]));
+    assert.equal(await probe(enveloped, 1), 'PONG');
+    assert.equal(await probe(enveloped, 2), 429, 'the bucket is empty after a BATCH of 99 items and one PING');
+    const errors = enveloped.take('ERROR').map((e) => e.payload);
+    assert.equal(errors.filter((e) => e.code === 400).length, 99, 'each item was answered');
+    assert.match(errors[0].message, /unknown message type "NO_SUCH_TYPE" \(BATCH item 0\)/);
+    await enveloped.close();
+
+    // An envelope larger than the bucket is refused whole: no item is answered.
+    const big = await connect(slow);
+    big.send(batch(Array(101).fill(unknownItem)));
+    const err = await big.expect('ERROR');
+    assert.equal(err.payload.code, 429, JSON.stringify(err.payload));
+    assert.match(err.payload.message, /101 items refused/);
+    assert.equal(await probe(big, 3), 'PONG', 'the refused envelope cost nothing');
+    assert.equal(big.pending('ERROR').length, 0);
+    await big.close();
+  } finally {
+    await slow.stop();
+  }
+});
+
 test('t95 a subscriber that stops reading is disconnected without slowing the others', async () => {
   const p = await connect(node);
   const fast = await connect(node);
@@ -169,14 +216,12 @@ test('t96 a flood of garbage from one client neither crashes the node nor starve
   frames.push(Buffer.from([0xdb, 0x7f, 0xff, 0xff, 0xff, 0x61])); // a string claiming 2 GiB
   frames.push(Buffer.concat([Buffer.alloc(2000, 0x91), Buffer.from([0xc0])])); // 2000 nested arrays
   frames.push(pack(batch([{ type: 'BATCH', count: 0, data: Buffer.alloc(0) }]))); // nested BATCH
-  const flood = (async () => {
-    for (let round = 0; round < 5 && !bad.isClosed; round++) {
-      for (const f of frames) bad.send(f);
-      await bad.barrier().catch(() => {});
-    }
-  })();
+  // Every garbage frame costs the bad connection's rate limit (it soon gets
+  // ERROR 429 instead of answers), so it is not paced by a barrier of its own.
+  for (let round = 0; round < 5 && !bad.isClosed; round++) {
+    for (const f of frames) bad.send(f);
+  }
   for (let i = 0; i < 20; i++) await good.barrier();
-  await flood;
   await good.close();
   await bad.close();
   await stillAnswers();

@@ -11,27 +11,38 @@
 //!   [`super::raw`] explains.
 
 pub mod coord;
+pub mod counters;
 pub mod events;
 pub mod query;
 pub mod records;
 pub mod session;
 pub mod sync;
+pub mod unsupported;
 pub mod write;
 
 pub use coord::{
     Batch, LockGranted, LockRelease, LockReleased, LockRequest, NodeEndpoints, NodeInfo,
     NodeStatus, PartitionInfo, PartitionMap, PartitionMapRequest, TopicMessage, TopicPub, TopicRef,
 };
+pub use counters::{CounterRequest, CounterState};
 pub use events::{ChangeType, QueryUpdate, ServerBatchEvent, ServerEvent, ServerEventType};
 pub use query::{
-    CursorStatus, QueryResp, QueryResultEntry, QuerySub, QueryUnsub, Search, SearchOptions,
-    SearchResp, SearchResult,
+    CursorStatus, QueryResp, QueryResultEntry, QuerySub, QuerySyncInit, QueryUnsub, Search,
+    SearchOptions, SearchResp, SearchResult,
 };
 pub use records::{OrMapEntry, WireLwwRecord, WireOrRecord};
-pub use session::{Auth, AuthAck, AuthFail, AuthRequired, ErrorPayload, Ping, Pong};
+pub use session::{
+    Auth, AuthAck, AuthFail, AuthRequired, ClientApplyAck, DeviceAck, DeviceHello, ErrorPayload,
+    Ping, Pong,
+};
 pub use sync::{
     GcPrune, MerkleReqBucket, OrMapDiffRequest, OrMapDiffResponse, OrMapPushDiff, OrMapSyncInit,
     OrMapSyncRespLeaf, OrMapSyncRespRoot, SyncInit, SyncLeafRecord, SyncResetRequired,
     SyncRespBuckets, SyncRespLeaf, SyncRespRoot,
+};
+pub use unsupported::{
+    EntryProcess, EntryProcessBatch, EntryProcessBatchResponse, EntryProcessResponse,
+    EntryProcessResult, ListResolvers, ListResolversResponse, RegisterResolver, ResolverResponse,
+    UnregisterResolver,
 };
 pub use write::{ClientOp, OpAck, OpBatch, OpRejected, OpResult};

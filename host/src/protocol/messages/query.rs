@@ -35,6 +35,19 @@ pub struct QueryUnsub {
     pub query_id: String,
 }
 
+/// `QUERY_SYNC_INIT` payload (C→S): the client's root hash of a projected
+/// query's results, sent when it subscribes again. Accepted and ignored:
+/// every `QUERY_SUB` is answered with its full first page anyway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QuerySyncInit {
+    /// The subscription.
+    pub query_id: String,
+    /// The client's root hash (0 for none; may arrive as float64).
+    #[serde(default, deserialize_with = "crate::protocol::num::de_u32")]
+    pub root_hash: u32,
+}
+
 /// One row of a query snapshot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -1,6 +1,10 @@
 //! Connection-level messages: the auth handshake, heartbeats and errors.
 //!
 //! All but `ERROR` are "flat": their fields sit beside `type`.
+//!
+//! Device identity (`DEVICE_HELLO` / `DEVICE_ACK`) and the client's apply
+//! acknowledgements (`CLIENT_APPLY_ACK`) are decoded here too: a client
+//! without a token says hello before it syncs, and waits for the ack.
 
 use serde::{Deserialize, Serialize};
 
@@ -105,4 +109,38 @@ pub struct ErrorPayload {
     /// Anything else worth telling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<rmpv::Value>,
+}
+
+/// `DEVICE_HELLO` (C→S, flat): a client without a token announces itself
+/// and waits (briefly) for `DEVICE_ACK` before it syncs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceHello {
+    /// A device token saved from an earlier `DEVICE_ACK`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_token: Option<String>,
+}
+
+/// `DEVICE_ACK` (S→C, flat): the answer to `DEVICE_HELLO`. Both fields are
+/// optional on the wire; a node that keeps no device identities sends
+/// neither, and the client then keeps whatever it had.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceAck {
+    /// The device identity the server assigned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    /// A token the client presents to keep that identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_token: Option<String>,
+}
+
+/// `CLIENT_APPLY_ACK` (C→S, flat): the client confirms it durably applied
+/// the data up to an OR tombstone epoch. Cumulative: it only moves up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientApplyAck {
+    /// The confirmed epoch (JavaScript may send it as float64).
+    #[serde(deserialize_with = "num::de_u64")]
+    pub cursor: u64,
 }

@@ -115,6 +115,11 @@ pub struct OpResult {
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// True when the op was merged but changed nothing (a repeated or stale
+    /// op): it is still a success. Written only when true; clients that do
+    /// not know the field ignore it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unchanged: bool,
 }
 
 /// `OP_ACK` payload (S→C): the client marks every op up to `lastId` synced.

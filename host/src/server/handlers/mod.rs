@@ -8,6 +8,13 @@
 //! - `locks`: `LOCK_REQUEST` / `LOCK_RELEASE`.
 //! - `topics`: `TOPIC_SUB` / `TOPIC_UNSUB` / `TOPIC_PUB`.
 //! - `partition`: `PARTITION_MAP_REQUEST`.
+//! - `counters`: `COUNTER_REQUEST` / `COUNTER_SYNC` PN counters.
+//! - `device`: `DEVICE_HELLO` → `DEVICE_ACK`, `CLIENT_APPLY_ACK`.
+//! - `unsupported`: entry processors and conflict resolvers, answered with
+//!   their response types saying they are not supported.
+//!
+//! A server-to-client type sent by a client is answered with `ERROR 400`
+//! naming it; the connection stays open.
 //!
 //! Handlers run in the connection's reader, in frame order. Work that waits
 //! on other parties (write acknowledgements) is spawned so that the next
@@ -22,12 +29,15 @@ use super::session::Session;
 use super::state::FrontEnd;
 use crate::protocol::Message;
 
+mod counters;
+mod device;
 mod locks;
 mod partition;
 mod ping;
 mod queries;
 mod sync;
 mod topics;
+mod unsupported;
 mod writes;
 
 pub use partition::to_wire as partition_to_wire;
@@ -55,6 +65,9 @@ pub async fn dispatch(fe: &Arc<FrontEnd>, s: &mut Session, msg: Message) -> Flow
         Message::QuerySub { payload } => queries::subscribe(fe, s, payload).await,
         Message::QueryUnsub { payload } => queries::unsubscribe(fe, s, &payload.query_id),
         Message::Search { payload } => queries::search(fe, s, payload).await,
+        // Every QUERY_SUB gets its full first page, so the client's root
+        // hash of a projected query saves nothing: accepted, no answer.
+        Message::QuerySyncInit { .. } => {}
         Message::SyncInit(m) => sync::init(fe, s, m.map_name, false).await,
         Message::OrMapSyncInit(m) => sync::init(fe, s, m.map_name, true).await,
         Message::MerkleReqBucket { payload } => sync::bucket(fe, s, payload, false).await,
@@ -67,11 +80,28 @@ pub async fn dispatch(fe: &Arc<FrontEnd>, s: &mut Session, msg: Message) -> Flow
         Message::TopicUnsub { payload } => topics::unsubscribe(fe, s, &payload.topic),
         Message::TopicPub { payload } => topics::publish(fe, s, payload).await,
         Message::PartitionMapRequest { payload } => partition::request(fe, s, payload).await,
+        Message::CounterRequest { payload } => counters::request(fe, s, payload).await,
+        Message::CounterSync { payload } => counters::sync(fe, s, payload).await,
+        Message::DeviceHello(h) => device::hello(s, h).await,
+        Message::ClientApplyAck(a) => device::apply_ack(s, a),
+        Message::EntryProcess(r) => unsupported::entry_process(s, r).await,
+        Message::EntryProcessBatch(r) => unsupported::entry_process_batch(s, r).await,
+        Message::RegisterResolver(r) => unsupported::register(s, r).await,
+        Message::UnregisterResolver(r) => unsupported::unregister(s, r).await,
+        Message::ListResolvers(r) => unsupported::list(s, r).await,
         other => {
+            let ty = other.type_name();
             tracing::debug!(
                 conn = s.id,
-                type_name = other.type_name(),
+                type_name = ty,
                 "server-to-client message type sent by a client; dropped"
+            );
+            s.error(
+                fe,
+                400,
+                format!(
+                    "message type {ty} is sent by the server, not by clients; the frame was dropped"
+                ),
             );
         }
     }

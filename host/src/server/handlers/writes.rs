@@ -28,7 +28,10 @@
 //! reason, code}`; otherwise `OP_ACK` with one result. An `OP_BATCH` gets one
 //! `OP_ACK` whose `results` hold every op in order, refused ones with
 //! `success: false` and their reason. `achievedLevel` is the lowest level
-//! any op of the write reached (FIRE_AND_FORGET for a refused op).
+//! any op of the write reached (FIRE_AND_FORGET for a refused op). An op
+//! that was merged but changed nothing (resent, or stale) is a success with
+//! `unchanged: true`, acknowledged at every level its write asked for as
+//! soon as the state it met is (see `write_path`).
 //! Client timestamps and OR tags are kept as sent: the client is a CRDT
 //! replica and the merge is by timestamp.
 
@@ -43,6 +46,7 @@ use hangar_core::{KeyedOp, MapOp, WriteConcern};
 use super::admit;
 use crate::protocol::messages::{ClientOp, OpBatch, OpRejected, OpResult};
 use crate::protocol::{fast, parse_consistency, parse_write_concern, Message};
+use crate::server::counters::RESERVED_MAP_PREFIX;
 use crate::server::outbound::Outbound;
 use crate::server::session::Session;
 use crate::server::state::FrontEnd;
@@ -139,6 +143,16 @@ pub(super) async fn write(fe: &Arc<FrontEnd>, s: &mut Session, w: Write) {
             )));
             continue;
         }
+        if op.map_name.starts_with(RESERVED_MAP_PREFIX) {
+            incoming.push(Err((
+                format!(
+                    "map {:?} is reserved: names starting with {RESERVED_MAP_PREFIX} hold the node's own state (PN counters); use another name",
+                    op.map_name
+                ),
+                403,
+            )));
+            continue;
+        }
         if let Err(e) = &consistency {
             incoming.push(Err((e.clone(), 400)));
             continue;
@@ -218,16 +232,19 @@ struct AckJob {
 impl AckJob {
     async fn run(self) {
         let node = &self.fe.node;
+        let unchanged = self.pending.unchanged.clone();
         let acks = self.pending.finish(node).await;
         let results: Vec<OpResult> = self
             .ids
             .into_iter()
             .zip(acks)
-            .map(|(id, a)| OpResult {
+            .zip(unchanged)
+            .map(|((id, a), unchanged)| OpResult {
                 op_id: id,
                 success: a.success,
                 achieved_level: a.achieved,
                 error: a.error.map(|e| e.into_string()).into_option(),
+                unchanged: unchanged && a.success,
             })
             .collect();
         let level = results
