@@ -19,6 +19,8 @@
 //! - `write_fetch`: the stored entries a write merges first (map loading,
 //!   keys of partitions not held).
 //! - `read_path`: reads, queries, live queries, search, Merkle.
+//! - `merkle_share`: a map's Merkle tree restricted to some partitions (the
+//!   cluster sums the owners' shares).
 //! - `snapshot`: query snapshots of large maps in tasklet slices.
 //! - `accessor`: what the cluster module gets.
 //! - `ownership`: loading and releasing partitions when the partition
@@ -95,6 +97,7 @@ mod load;
 mod manager;
 mod map_slot;
 mod merge;
+mod merkle_share;
 mod metrics;
 mod ownership;
 mod partition_set;
