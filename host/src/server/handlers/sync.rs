@@ -1,4 +1,7 @@
-//! Merkle sync with clients, over the storage module's trees.
+//! Merkle sync with clients, over the trees of every partition of the
+//! cluster: each request goes through `ClusterModule::merkle_node`, which
+//! sums the owners' shares (a node alone answers from its storage's tree),
+//! so a client ends with every record whichever node it is connected to.
 //!
 //! LWW maps: `SYNC_INIT` → `SYNC_RESP_ROOT`; `MERKLE_REQ_BUCKET {path}` →
 //! `SYNC_RESP_BUCKETS` (an inner node's children) or `SYNC_RESP_LEAF` (the
@@ -47,8 +50,17 @@ pub async fn init(fe: &FrontEnd, s: &Session, map: String, or: bool) {
         return;
     };
     let kind = if or { MapKind::Or } else { MapKind::Lww };
-    let root = match fe.node.storage.merkle_root(map.as_str().into(), kind).await {
-        Ok(r) => r,
+    let request = MerkleRequest {
+        map: map.as_str().into(),
+        kind,
+        path: RString::new(),
+    };
+    // The root hash is the wrapping sum of the root's buckets.
+    let root = match fe.node.cluster.merkle_node(request).await {
+        Ok(r) => match r.node {
+            MerkleNode::Buckets(b) => b.iter().fold(0u32, |acc, c| acc.wrapping_add(c.1)),
+            MerkleNode::Leaf(_) => 0,
+        },
         Err(e) => return fail(s, "sync init", &map, &e).await,
     };
     let timestamp = fe.node.clock.now();
@@ -82,7 +94,7 @@ pub async fn bucket(fe: &FrontEnd, s: &Session, req: MerkleReqBucket, or: bool) 
     let kind = if or { MapKind::Or } else { MapKind::Lww };
     let resp = match fe
         .node
-        .storage
+        .cluster
         .merkle_node(MerkleRequest {
             map: req.map_name.as_str().into(),
             kind,
