@@ -8,6 +8,8 @@
 //!   hosts forming one cluster.
 //! - [`cluster_harness`]: `hangar` processes on loopback forming clusters,
 //!   killed and restarted by multi-process tests, and a WebSocket client.
+//! - [`merkle_walk`]: a client's Merkle sync walk (root to every leaf),
+//!   checking that hashes add up.
 //! - [`support`]: deps for tests (clock, metrics, a single-node partition
 //!   view), finding plugin files built by this workspace, loading them.
 //!
@@ -18,5 +20,6 @@
 pub mod cluster_harness;
 pub mod cluster_multi_suite;
 pub mod cluster_suite;
+pub mod merkle_walk;
 pub mod storage_suite;
 pub mod support;
