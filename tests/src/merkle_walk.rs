@@ -153,9 +153,7 @@ pub async fn walk(c: &mut Client, map: &str, or: bool, timeout: Duration) -> Res
                     {
                         Some(m.clone())
                     }
-                    Message::SyncRespLeaf { payload } if payload.map_name == map => {
-                        Some(m.clone())
-                    }
+                    Message::SyncRespLeaf { payload } if payload.map_name == map => Some(m.clone()),
                     Message::OrMapSyncRespLeaf { payload } if payload.map_name == map => {
                         Some(m.clone())
                     }
@@ -164,7 +162,8 @@ pub async fn walk(c: &mut Client, map: &str, or: bool, timeout: Duration) -> Res
                 })
                 .await?;
             let (path, got) = match m {
-                Message::SyncRespBuckets { payload } | Message::OrMapSyncRespBuckets { payload } => {
+                Message::SyncRespBuckets { payload }
+                | Message::OrMapSyncRespBuckets { payload } => {
                     let sum = payload.buckets.values().fold(0, |a, h| add(a, *h));
                     for (child, h) in &payload.buckets {
                         level.push((format!("{}{child}", payload.path), *h));

@@ -3,7 +3,8 @@
 //! leaf (LWW and OR maps) ends with every key of the cluster, every node
 //! answers the same root, and that root is the one a lone tree over all
 //! the records has; after `kill -9` of a node the walk from a survivor
-//! still collects every key.
+//! still collects every key. `ORMAP_DIFF_REQUEST` on any node answers
+//! every asked key's records, wherever its partition is held.
 //!
 //! The negative control is the partition table itself: each node holds
 //! (owns or backs up) only part of the partitions, so the keys of the
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use hangar_core::{partition_of, Timestamp};
 use hangar_host::protocol::messages::{
-    ClientOp, PartitionMap, PartitionMapRequest, WireOrRecord,
+    ClientOp, OrMapDiffRequest, PartitionMap, PartitionMapRequest, WireOrRecord,
 };
 use hangar_host::protocol::{Message, RawMsgpack};
 use hangar_tests::cluster_harness::{put, Client, Cluster, Settings};
@@ -54,7 +55,13 @@ fn or_record(i: u64, millis: u64, node: &str) -> WireOrRecord {
     }
 }
 
-fn or_op(id: String, key: &str, op: &str, rec: Option<WireOrRecord>, tag: Option<String>) -> ClientOp {
+fn or_op(
+    id: String,
+    key: &str,
+    op: &str,
+    rec: Option<WireOrRecord>,
+    tag: Option<String>,
+) -> ClientOp {
     ClientOp {
         id: Some(id),
         map_name: OR.into(),
@@ -160,7 +167,12 @@ async fn walk_node(cl: &mut Client, node: &str, w: &Written) -> (Walk, Walk) {
         .iter()
         .map(|(k, r)| (k.clone(), r.timestamp.millis))
         .collect();
-    let missing: Vec<_> = w.lww.keys().filter(|k| !got.contains_key(*k)).take(10).collect();
+    let missing: Vec<_> = w
+        .lww
+        .keys()
+        .filter(|k| !got.contains_key(*k))
+        .take(10)
+        .collect();
     assert_eq!(
         got.len(),
         w.lww.len(),
@@ -180,13 +192,72 @@ async fn walk_node(cl: &mut Client, node: &str, w: &Written) -> (Walk, Walk) {
         "{node}: the removed tags come as tombstones: {:?}",
         or.tombstones
     );
-    assert_eq!(lww.root, lww.computed_root(), "{node}: LWW root of all records");
-    assert_eq!(or.root, or.computed_root(), "{node}: OR root of all records");
+    assert_eq!(
+        lww.root,
+        lww.computed_root(),
+        "{node}: LWW root of all records"
+    );
+    assert_eq!(
+        or.root,
+        or.computed_root(),
+        "{node}: OR root of all records"
+    );
     (lww, or)
 }
 
+/// `ORMAP_DIFF_REQUEST` for every written OR key and one never written, on
+/// `cl`'s node: each key comes back with its live tags, the unknown one
+/// with none, and the removed tags as tombstones.
+async fn diff_node(cl: &mut Client, node: &str, w: &Written) {
+    let mut keys: Vec<String> = w.or.keys().cloned().collect();
+    keys.push("never-written".into());
+    cl.send(&Message::OrMapDiffRequest {
+        payload: OrMapDiffRequest {
+            map_name: OR.into(),
+            keys: keys.clone(),
+        },
+    })
+    .await
+    .expect("send");
+    let entries = cl
+        .wait_for(ANSWER, |m| match m {
+            Message::OrMapDiffResponse { payload } if payload.map_name == OR => {
+                Some(Ok(payload.entries.clone()))
+            }
+            Message::Error { payload } => Some(Err(payload.message.clone())),
+            _ => None,
+        })
+        .await
+        .expect("ORMAP_DIFF_RESPONSE")
+        .unwrap_or_else(|e| panic!("{node}: ORMAP_DIFF_REQUEST refused: {e}"));
+    let got: BTreeMap<String, BTreeSet<String>> = entries
+        .iter()
+        .map(|e| {
+            (
+                e.key.clone(),
+                e.records.iter().map(|r| r.tag.clone()).collect(),
+            )
+        })
+        .collect();
+    let mut want = w.or.clone();
+    want.insert("never-written".into(), BTreeSet::new());
+    assert_eq!(got, want, "{node}: the diff has every key's live tags");
+    let with_removed = entries.iter().find(|e| e.key == "o0").expect("o0 asked");
+    assert!(
+        w.removed
+            .iter()
+            .all(|t| with_removed.tombstones.contains(t)),
+        "{node}: tombstones {:?}",
+        with_removed.tombstones
+    );
+}
+
 /// Keys of `keys` whose partition `node` neither owns nor backs up in `pm`.
-fn not_held_by<'a>(pm: &PartitionMap, node: &str, keys: impl Iterator<Item = &'a String>) -> Vec<String> {
+fn not_held_by<'a>(
+    pm: &PartitionMap,
+    node: &str,
+    keys: impl Iterator<Item = &'a String>,
+) -> Vec<String> {
     let held: BTreeSet<u32> = pm
         .partitions
         .iter()
@@ -219,6 +290,7 @@ async fn t10_a_merkle_walk_on_any_node_collects_every_key_of_the_cluster() {
         );
         let started = Instant::now();
         let (lww, or) = walk_node(cl, &node, &w).await;
+        diff_node(cl, &node, &w).await;
         assert!(lww_elsewhere.iter().all(|k| lww.lww.contains_key(k)));
         assert!(or_elsewhere.iter().all(|k| or.or.contains_key(k)));
         eprintln!(
@@ -231,7 +303,11 @@ async fn t10_a_merkle_walk_on_any_node_collects_every_key_of_the_cluster() {
         );
         roots.insert((lww.root, or.root));
     }
-    assert_eq!(roots.len(), 1, "every node answers the same roots: {roots:?}");
+    assert_eq!(
+        roots.len(),
+        1,
+        "every node answers the same roots: {roots:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,5 +341,9 @@ async fn t20_after_kill9_the_walk_from_a_survivor_still_collects_every_key() {
         let (lww, or) = walk_node(cl, &node, &w).await;
         roots.insert((lww.root, or.root));
     }
-    assert_eq!(roots.len(), 1, "both survivors answer the same roots: {roots:?}");
+    assert_eq!(
+        roots.len(),
+        1,
+        "both survivors answer the same roots: {roots:?}"
+    );
 }
