@@ -3,13 +3,16 @@
 //! leaf (LWW and OR maps) ends with every key of the cluster, every node
 //! answers the same root, and that root is the one a lone tree over all
 //! the records has; after `kill -9` of a node the walk from a survivor
-//! still collects every key. `ORMAP_DIFF_REQUEST` on any node answers
-//! every asked key's records, wherever its partition is held.
+//! still collects every key; with two of three nodes gone (no majority to
+//! move their partitions) the walk gets `ERROR`, not part of the tree.
+//! `ORMAP_DIFF_REQUEST` on any node answers every asked key's records,
+//! wherever its partition is held.
 //!
 //! The negative control is the partition table itself: each node holds
 //! (owns or backs up) only part of the partitions, so the keys of the
 //! others, which a walk over the node's own storage could not return, are
-//! listed and must be in the walk.
+//! listed and must be in the walk. (Run against the host's former
+//! local-only answers, `t10` found 351 of 500 LWW keys on a node.)
 //!
 //! Real `hangar` processes on loopback (see `hangar_tests::cluster_harness`);
 //! they need the debug binary and plugins that `cargo test --workspace`
@@ -345,5 +348,34 @@ async fn t20_after_kill9_the_walk_from_a_survivor_still_collects_every_key() {
         roots.len(),
         1,
         "both survivors answer the same roots: {roots:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t30_with_owners_gone_and_no_quorum_to_move_them_the_walk_fails_instead_of_answering_part()
+{
+    let mut c = formed();
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        clients.push(Client::connect(&c.ws_url(i)).await.unwrap());
+    }
+    write_all(&mut clients, 90, 9).await;
+    clients.truncate(1);
+    // Two of three gone: no Raft majority, so the table never moves their
+    // partitions; the survivor cannot gather their shares.
+    c.kill9(1);
+    c.kill9(2);
+    let started = Instant::now();
+    let err = walk(&mut clients[0], LWW, false, Duration::from_secs(30))
+        .await
+        .expect_err("a tree without two thirds of the partitions must not be answered");
+    assert!(
+        err.contains("ERROR") && err.contains("could not be gathered"),
+        "a clear error: {err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "within the deadline: {:?}",
+        started.elapsed()
     );
 }
