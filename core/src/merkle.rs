@@ -120,6 +120,44 @@ impl TriePath {
     pub fn leaf(self) -> Option<LeafIndex> {
         (self.depth == MERKLE_DEPTH).then_some(self.prefix)
     }
+
+    /// True when `leaf` lies under this path (every leaf lies under the
+    /// root).
+    #[must_use]
+    pub fn contains_leaf(self, leaf: LeafIndex) -> bool {
+        let shift = 4 * (MERKLE_DEPTH - self.depth.min(MERKLE_DEPTH));
+        u32::from(leaf) >> shift == u32::from(self.prefix)
+    }
+}
+
+/// The buckets of the inner node at `path` over the given items alone:
+/// each `(leaf, item hash)` under `path` adds its hash (wrapping) to the
+/// child it lies under, and that child is listed even when its sum wraps
+/// to 0, as [`MerkleTrie::buckets`] lists it. Items outside `path` are
+/// ignored; a leaf path has no buckets.
+///
+/// Exists for a node's share of a tree restricted to some of its keys
+/// (those of some partitions): the shares of disjoint key sets add up,
+/// child by child, to the buckets over their union.
+#[must_use]
+pub fn buckets_of_items(
+    path: TriePath,
+    items: impl IntoIterator<Item = (LeafIndex, u32)>,
+) -> Buckets {
+    let mut out = Buckets::new();
+    if path.depth >= MERKLE_DEPTH {
+        return out;
+    }
+    let shift = 4 * (MERKLE_DEPTH - path.depth - 1);
+    for (leaf, hash) in items {
+        if !path.contains_leaf(leaf) {
+            continue;
+        }
+        let digit = (usize::from(leaf) >> shift) & 15;
+        let sum = out.entry(char::from(HEX[digit])).or_insert(0);
+        *sum = sum.wrapping_add(hash);
+    }
+    out
 }
 
 /// A hasher for leaf indices: spreads a `u16` over 64 bits (Fibonacci
@@ -450,6 +488,39 @@ mod tests {
         assert_eq!(t.root(), 0);
         assert_eq!(t.buckets("").get(&'0'), Some(&0), "occupied, hash 0");
         assert!(!t.is_empty());
+    }
+
+    #[test]
+    fn t24_buckets_of_items_equal_the_trie_buckets_and_add_up_over_disjoint_items() {
+        let items = [(0x4f9u16, 10u32), (0x4fa, 5), (0x100, u32::MAX), (0x101, 1)];
+        let mut t = MerkleTrie::new();
+        for (l, h) in items {
+            t.insert(l, h);
+        }
+        for path in ["", "4", "4f", "1", "10", "7"] {
+            let p = TriePath::parse(path).unwrap();
+            assert_eq!(buckets_of_items(p, items), t.buckets(path), "path {path:?}");
+        }
+        let (a, b) = items.split_at(2);
+        let root = TriePath::parse("").unwrap();
+        let (ba, bb) = (
+            buckets_of_items(root, a.to_vec()),
+            buckets_of_items(root, b.to_vec()),
+        );
+        let mut sum = ba.clone();
+        for (c, h) in bb {
+            let e = sum.entry(c).or_insert(0);
+            *e = e.wrapping_add(h);
+        }
+        assert_eq!(sum, t.buckets(""));
+        assert_eq!(
+            buckets_of_items(root, b.to_vec()).get(&'1'),
+            Some(&0),
+            "wraps to 0, listed"
+        );
+        assert!(buckets_of_items(TriePath::parse("4f9").unwrap(), items).is_empty());
+        assert!(TriePath::parse("4f").unwrap().contains_leaf(0x4f9));
+        assert!(!TriePath::parse("4f").unwrap().contains_leaf(0x4e9));
     }
 
     #[test]

@@ -338,6 +338,9 @@ impl ClusterModule for SplitCluster {
     fn search(&self, r: SearchRequest) -> ModuleFuture<RVec<SearchHit>> {
         self.inner.search(r)
     }
+    fn merkle_node(&self, r: MerkleRequest) -> ModuleFuture<MerkleResponse> {
+        self.inner.merkle_node(r)
+    }
 }
 
 #[tokio::test]

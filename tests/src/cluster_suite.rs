@@ -198,6 +198,64 @@ fn t35_a_lone_nodes_reads_are_its_storages(
     })
 }
 
+fn t36_a_lone_nodes_merkle_tree_is_its_storages(
+    m: Arc<dyn ClusterModule>,
+    storage: Arc<dyn StorageModule>,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        use crate::storage_suite::helpers::{apply, or_add};
+        use hangar_core::module::storage_types::{MerkleNode, MerkleRequest};
+        use hangar_core::{ErrorKind, MapKind, WriteConcern};
+        storage.start().await.expect("storage start");
+        let mut ops: Vec<_> = (0..60)
+            .map(|i| {
+                lww(
+                    "ml",
+                    &format!("k{i}"),
+                    Some(serde_json::json!(i)),
+                    5 + i,
+                    "n",
+                )
+            })
+            .collect();
+        ops.extend(
+            (0..30).map(|i| or_add("mo", &format!("o{i}"), serde_json::json!(i), 7, 0, "n")),
+        );
+        apply(&storage, ops, WriteConcern::Applied).await;
+        for (map, kind) in [("ml", MapKind::Lww), ("mo", MapKind::Or)] {
+            let mut todo = vec![String::new()];
+            let mut leaves = 0;
+            while let Some(path) = todo.pop() {
+                let r = MerkleRequest {
+                    map: map.into(),
+                    kind,
+                    path: path.as_str().into(),
+                };
+                let from_storage = storage.merkle_node(r.clone()).await.expect("storage node");
+                let from_cluster = m.merkle_node(r).await.expect("cluster node");
+                assert_eq!(from_cluster, from_storage, "{map} {path:?}");
+                match from_storage.node {
+                    MerkleNode::Buckets(b) => {
+                        todo.extend(b.iter().map(|c| format!("{path}{}", char::from(c.0))));
+                    }
+                    MerkleNode::Leaf(_) => leaves += 1,
+                }
+            }
+            assert!(leaves > 0, "{map}: the walk reached leaves");
+        }
+        let bad = m
+            .merkle_node(MerkleRequest {
+                map: "ml".into(),
+                kind: MapKind::Lww,
+                path: "zz".into(),
+            })
+            .await
+            .expect_err("not a trie path");
+        assert_eq!(bad.kind, ErrorKind::INVALID_INPUT, "{}", bad.message);
+        let _ = storage.shutdown().await;
+    })
+}
+
 fn t40_shutdown_is_idempotent(
     m: Arc<dyn ClusterModule>,
     storage: Arc<dyn StorageModule>,
@@ -236,6 +294,10 @@ pub fn cases() -> Vec<(&'static str, Case)> {
         (
             "t35_a_lone_nodes_reads_are_its_storages",
             t35_a_lone_nodes_reads_are_its_storages,
+        ),
+        (
+            "t36_a_lone_nodes_merkle_tree_is_its_storages",
+            t36_a_lone_nodes_merkle_tree_is_its_storages,
         ),
         ("t40_shutdown_is_idempotent", t40_shutdown_is_idempotent),
     ]

@@ -10,6 +10,8 @@
 //!   killed and restarted by multi-process tests, and a WebSocket client.
 //! - [`lock_checker`]: checks lock histories (tokens only grow, one holder
 //!   at a time); `tests/t43_cluster_locks.rs` feeds it real runs.
+//! - [`merkle_walk`]: a client's Merkle sync walk (root to every leaf),
+//!   checking that hashes add up.
 //! - [`support`]: deps for tests (clock, metrics, a single-node partition
 //!   view), finding plugin files built by this workspace, loading them.
 //!
@@ -21,5 +23,6 @@ pub mod cluster_harness;
 pub mod cluster_multi_suite;
 pub mod cluster_suite;
 pub mod lock_checker;
+pub mod merkle_walk;
 pub mod storage_suite;
 pub mod support;

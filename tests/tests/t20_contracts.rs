@@ -19,8 +19,8 @@ use hangar_core::module::local_node::{LocalNode, TopicPublish};
 use hangar_core::module::partition::PartitionView;
 use hangar_core::module::storage::StorageModule;
 use hangar_core::module::storage_types::{
-    AckResult, ApplyBatch, ChangeEvent, QueryRequest, QueryResponse, QuerySink, SearchHit,
-    SearchRequest, SubscriptionId,
+    AckResult, ApplyBatch, ChangeEvent, MerkleRequest, MerkleResponse, QueryRequest, QueryResponse,
+    QuerySink, SearchHit, SearchRequest, SubscriptionId,
 };
 use hangar_core::module::{ready, ModuleFuture, ModuleInfo};
 use hangar_core::{ConsistencyLevel, ModuleResult};
@@ -219,6 +219,9 @@ impl ClusterModule for NoCopies {
     }
     fn search(&self, r: SearchRequest) -> ModuleFuture<RVec<SearchHit>> {
         self.0.search(r)
+    }
+    fn merkle_node(&self, r: MerkleRequest) -> ModuleFuture<MerkleResponse> {
+        self.0.merkle_node(r)
     }
 }
 

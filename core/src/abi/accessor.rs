@@ -13,9 +13,10 @@ use super::guard::{await_foreign, guard, guard_future, report, FfiFut, FfiResult
 use super::sinks::{query_sink_from_ffi, query_sink_to_ffi, FfiQuerySinkBox};
 use crate::error::ModuleResult;
 use crate::module::accessor::{ScanPage, ScanRequest, StorageAccessor};
+use crate::module::partition::PartitionSet;
 use crate::module::storage_types::{
-    KeyRecord, MapInfo, OpStatus, Origin, QueryRequest, QueryResponse, QuerySink, SearchHit,
-    SearchRequest, SubscriptionId,
+    KeyRecord, MapInfo, MerkleRequest, MerkleResponse, OpStatus, Origin, QueryRequest,
+    QueryResponse, QuerySink, SearchHit, SearchRequest, SubscriptionId,
 };
 use crate::module::ModuleFuture;
 use crate::types::KeyedOp;
@@ -51,12 +52,18 @@ pub trait FfiStorageAccessor: Send + Sync + Clone {
     /// See [`StorageAccessor::search`].
     fn search(&self, request: SearchRequest) -> FfiFut<RVec<SearchHit>>;
     /// See [`StorageAccessor::merge_pages`].
-    #[sabi(last_prefix_field)]
     fn merge_pages(
         &self,
         request: QueryRequest,
         pages: RVec<QueryResponse>,
     ) -> FfiResult<QueryResponse>;
+    /// See [`StorageAccessor::merkle_node_in`].
+    #[sabi(last_prefix_field)]
+    fn merkle_node_in(
+        &self,
+        request: MerkleRequest,
+        partitions: PartitionSet,
+    ) -> FfiFut<MerkleResponse>;
 }
 
 /// A storage accessor as it crosses the boundary.
@@ -119,6 +126,15 @@ impl FfiStorageAccessor for StorageAccessorExport {
     ) -> FfiResult<QueryResponse> {
         guard("accessor.merge_pages", || {
             self.0.merge_pages(request, pages)
+        })
+    }
+    fn merkle_node_in(
+        &self,
+        request: MerkleRequest,
+        partitions: PartitionSet,
+    ) -> FfiFut<MerkleResponse> {
+        guard_future("accessor.merkle_node_in", || {
+            self.0.merkle_node_in(request, partitions)
         })
     }
 }
@@ -184,6 +200,16 @@ impl StorageAccessor for ForeignStorageAccessor {
         pages: RVec<QueryResponse>,
     ) -> ModuleResult<QueryResponse> {
         self.0.merge_pages(request, pages).into()
+    }
+    fn merkle_node_in(
+        &self,
+        request: MerkleRequest,
+        partitions: PartitionSet,
+    ) -> ModuleFuture<MerkleResponse> {
+        await_foreign(
+            "accessor.merkle_node_in",
+            self.0.merkle_node_in(request, partitions),
+        )
     }
 }
 

@@ -23,8 +23,8 @@ use crate::module::cluster_types::{
 use crate::module::local_node::{LocalNode, TopicPublish};
 use crate::module::partition::PartitionView;
 use crate::module::storage_types::{
-    AckResult, ApplyBatch, ChangeEvent, QueryRequest, QueryResponse, QuerySink, SearchHit,
-    SearchRequest, SubscriptionId,
+    AckResult, ApplyBatch, ChangeEvent, MerkleRequest, MerkleResponse, QueryRequest, QueryResponse,
+    QuerySink, SearchHit, SearchRequest, SubscriptionId,
 };
 use crate::module::{ModuleFuture, ModuleInfo};
 use crate::types::ConsistencyLevel;
@@ -85,8 +85,10 @@ pub trait FfiClusterModule: Send + Sync + Clone {
     /// See [`ClusterModule::unsubscribe`].
     fn unsubscribe(&self, id: SubscriptionId) -> FfiResult<bool>;
     /// See [`ClusterModule::search`].
-    #[sabi(last_prefix_field)]
     fn search(&self, request: SearchRequest) -> FfiFut<RVec<SearchHit>>;
+    /// See [`ClusterModule::merkle_node`].
+    #[sabi(last_prefix_field)]
+    fn merkle_node(&self, request: MerkleRequest) -> FfiFut<MerkleResponse>;
 }
 
 /// A cluster module as it crosses the boundary.
@@ -184,6 +186,9 @@ impl FfiClusterModule for ClusterExport {
     }
     fn search(&self, request: SearchRequest) -> FfiFut<RVec<SearchHit>> {
         guard_future("cluster.search", || self.0.search(request))
+    }
+    fn merkle_node(&self, request: MerkleRequest) -> FfiFut<MerkleResponse> {
+        guard_future("cluster.merkle_node", || self.0.merkle_node(request))
     }
 }
 
@@ -292,6 +297,9 @@ impl ClusterModule for ForeignCluster {
     }
     fn search(&self, request: SearchRequest) -> ModuleFuture<RVec<SearchHit>> {
         await_foreign("cluster.search", self.0.search(request))
+    }
+    fn merkle_node(&self, request: MerkleRequest) -> ModuleFuture<MerkleResponse> {
+        await_foreign("cluster.merkle_node", self.0.merkle_node(request))
     }
 }
 

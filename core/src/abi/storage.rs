@@ -260,6 +260,13 @@ impl StorageAccessor for FailedAccessor {
     ) -> crate::error::ModuleResult<QueryResponse> {
         Err(self.0.clone())
     }
+    fn merkle_node_in(
+        &self,
+        _: MerkleRequest,
+        _: crate::module::partition::PartitionSet,
+    ) -> ModuleFuture<MerkleResponse> {
+        ready(Err(self.0.clone()))
+    }
 }
 
 conversions! {

@@ -8,9 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
 
+use super::partition::PartitionSet;
 use super::storage_types::{
-    KeyRecord, MapInfo, OpStatus, Origin, QueryRequest, QueryResponse, QuerySink, SearchHit,
-    SearchRequest, SubscriptionId,
+    KeyRecord, MapInfo, MerkleRequest, MerkleResponse, OpStatus, Origin, QueryRequest,
+    QueryResponse, QuerySink, SearchHit, SearchRequest, SubscriptionId,
 };
 use super::ModuleFuture;
 use crate::error::ModuleResult;
@@ -76,6 +77,11 @@ pub struct ScanPage {
 /// - `merge_pages` MUST order and cut rows exactly as `query` would have had
 ///   all rows been local: the same sort (ties by key) and the same `limit`;
 ///   it MUST NOT return a key twice (the first page's row wins).
+/// - `merkle_node_in` MUST answer exactly the share of the map's Merkle
+///   tree that the keys of the given partitions make (see the method), or
+///   fail with [`crate::ErrorKind::UNAVAILABLE`] when this node's memory
+///   does not reflect every one of those partitions; it MUST NOT answer a
+///   share that silently lacks keys.
 /// - None of these calls may call back into the cluster module synchronously.
 pub trait StorageAccessor: Send + Sync + 'static {
     /// Plugin-boundary detail: a wrapper over an object from another library
@@ -142,4 +148,36 @@ pub trait StorageAccessor: Send + Sync + 'static {
         request: QueryRequest,
         pages: RVec<QueryResponse>,
     ) -> ModuleResult<QueryResponse>;
+
+    /// One node of a map's Merkle tree restricted to the keys whose
+    /// partition ([`crate::partition_of`]) is in `partitions`: what the
+    /// cluster module sums over the nodes that own those partitions so that
+    /// a client's Merkle sync covers the whole cluster.
+    ///
+    /// For an inner path (the root is `""`), the children that hold at
+    /// least one such key, each with the wrapping sum of those keys' item
+    /// hashes (LWW: the record's item hash; OR: the key's entry hash), so
+    /// that the answers for disjoint sets add up to the answer for their
+    /// union, and the answer for every partition is the unrestricted
+    /// [`super::storage::StorageModule::merkle_node`]. For a leaf path, the
+    /// records of those keys in that leaf, sorted by key (for an OR map,
+    /// with the map's tombstones, as `merkle_node`). A map this node does
+    /// not know answers an empty node.
+    ///
+    /// Cost: a restricted inner node visits every key under its path
+    /// (O(keys under the path); the root visits the whole map); a request
+    /// for every partition is answered from the trie's sums, O(1).
+    ///
+    /// # Errors
+    /// - [`crate::ErrorKind::INVALID_INPUT`] for a path that is not up to
+    ///   three lowercase hex digits;
+    /// - [`crate::ErrorKind::UNAVAILABLE`] when the map's memory does not
+    ///   reflect one of `partitions` (not held by this node, or still being
+    ///   loaded after a table change): the answer would lack keys; the
+    ///   caller retries or asks the partition's current owner.
+    fn merkle_node_in(
+        &self,
+        request: MerkleRequest,
+        partitions: PartitionSet,
+    ) -> ModuleFuture<MerkleResponse>;
 }

@@ -15,8 +15,8 @@ use super::local_node::{LocalNode, TopicPublish};
 use super::partition::PartitionView;
 use super::services::{ClockService, MetricsSink};
 use super::storage_types::{
-    AckResult, ApplyBatch, ChangeEvent, QueryRequest, QueryResponse, QuerySink, SearchHit,
-    SearchRequest, SubscriptionId,
+    AckResult, ApplyBatch, ChangeEvent, MerkleRequest, MerkleResponse, QueryRequest, QueryResponse,
+    QuerySink, SearchHit, SearchRequest, SubscriptionId,
 };
 use super::{ModuleFuture, ModuleInfo};
 use crate::error::ModuleResult;
@@ -85,6 +85,16 @@ pub struct ClusterDeps {
 ///   gathered again and only the differences are delivered (nothing missed,
 ///   nothing twice). `unsubscribe` stops it everywhere; no update reaches
 ///   the sink after it returns.
+/// - `merkle_node` answers a node of a map's Merkle tree over every
+///   partition of the cluster, exactly: an inner node's child hashes are
+///   the wrapping sums, over the members, of each member's share restricted
+///   to the partitions it owns in one partition table
+///   ([`StorageAccessor::merkle_node_in`]); a leaf's records are the union
+///   of the owners' records. It never answers a partial node: when a
+///   member cannot answer for its partitions in time, or the table keeps
+///   moving, it fails ([`crate::ErrorKind::UNAVAILABLE`] or
+///   [`crate::ErrorKind::TIMEOUT`]). A node alone answers from its storage
+///   (the same answer as the storage module's `merkle_node`).
 /// - `shutdown` flushes pending replication (bounded), leaves the cluster and
 ///   stops background work. Idempotent.
 pub trait ClusterModule: Send + Sync + 'static {
@@ -165,4 +175,10 @@ pub trait ClusterModule: Send + Sync + 'static {
     /// Full-text search over every partition of the cluster, merged by score
     /// and cut at the request's limit.
     fn search(&self, request: SearchRequest) -> ModuleFuture<RVec<SearchHit>>;
+
+    /// One node of a map's Merkle tree over every partition of the cluster
+    /// (see the contract): what a client's Merkle sync walks, whichever node
+    /// it is connected to. The root hash is the wrapping sum of the root's
+    /// buckets (path `""`).
+    fn merkle_node(&self, request: MerkleRequest) -> ModuleFuture<MerkleResponse>;
 }

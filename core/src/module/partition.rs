@@ -53,3 +53,127 @@ impl<P: PartitionView + ?Sized> PartitionViewExt for P {
         self.is_local_owner(partition_of(key))
     }
 }
+
+/// 64-bit words in a [`PartitionSet`]: 271 partitions need 5.
+pub const PARTITION_SET_WORDS: usize = (crate::hash::PARTITION_COUNT as usize).div_ceil(64);
+
+/// A set of partitions, one bit each, as it crosses the plugin boundary and
+/// the cluster wire: the cluster module names with it the partitions whose
+/// share of a map's Merkle tree it asks a node's storage for (see
+/// [`super::accessor::StorageAccessor::merkle_node_in`]).
+///
+/// Partition `p` is bit `p % 64` of word `p / 64`. Partition numbers at or
+/// above [`crate::PARTITION_COUNT`] are never members: [`Self::insert`]
+/// ignores them and the constructors clear their bits.
+#[repr(C)]
+#[derive(
+    abi_stable::StableAbi,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+pub struct PartitionSet {
+    /// The bits; see the type docs.
+    pub words: [u64; PARTITION_SET_WORDS],
+}
+
+impl PartitionSet {
+    /// No partition.
+    pub const EMPTY: Self = Self {
+        words: [0; PARTITION_SET_WORDS],
+    };
+
+    /// Every partition `0..PARTITION_COUNT`.
+    pub const ALL: Self = {
+        let mut words = [u64::MAX; PARTITION_SET_WORDS];
+        let tail = crate::hash::PARTITION_COUNT as usize % 64;
+        if tail != 0 {
+            words[PARTITION_SET_WORDS - 1] = (1u64 << tail) - 1;
+        }
+        Self { words }
+    };
+
+    /// The set of the given partitions (numbers out of range are ignored).
+    #[must_use]
+    pub fn of(partitions: impl IntoIterator<Item = u32>) -> Self {
+        let mut s = Self::EMPTY;
+        for p in partitions {
+            s.insert(p);
+        }
+        s
+    }
+
+    /// The set whose bits are `words`, bits past the last partition cleared
+    /// (a set read from the wire).
+    #[must_use]
+    pub fn from_words(words: [u64; PARTITION_SET_WORDS]) -> Self {
+        let mut s = Self { words };
+        for (w, all) in s.words.iter_mut().zip(Self::ALL.words) {
+            *w &= all;
+        }
+        s
+    }
+
+    /// Adds `p` (ignored when out of range).
+    pub fn insert(&mut self, p: u32) {
+        if p < crate::hash::PARTITION_COUNT {
+            self.words[p as usize / 64] |= 1 << (p % 64);
+        }
+    }
+
+    /// True when `p` is a member.
+    #[must_use]
+    pub fn contains(&self, p: u32) -> bool {
+        p < crate::hash::PARTITION_COUNT && self.words[p as usize / 64] & (1 << (p % 64)) != 0
+    }
+
+    /// True when every member of `self` is in `other`.
+    #[must_use]
+    pub fn is_subset(&self, other: &Self) -> bool {
+        self.words.iter().zip(other.words).all(|(a, b)| a & !b == 0)
+    }
+
+    /// True when there is no member.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.words.iter().all(|w| *w == 0)
+    }
+
+    /// Number of members.
+    #[must_use]
+    pub fn len(&self) -> u32 {
+        self.words.iter().map(|w| w.count_ones()).sum()
+    }
+
+    /// The members, ascending.
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..crate::hash::PARTITION_COUNT).filter(|p| self.contains(*p))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn t10_partition_sets_hold_exactly_the_partitions_in_range() {
+        assert_eq!(PartitionSet::ALL.len(), crate::PARTITION_COUNT);
+        assert!(PartitionSet::EMPTY.is_empty());
+        let s = PartitionSet::of([0, 64, 270, 271, 5_000]);
+        assert_eq!(s.iter().collect::<Vec<_>>(), vec![0, 64, 270]);
+        assert!(s.is_subset(&PartitionSet::ALL));
+        assert!(!PartitionSet::ALL.is_subset(&s));
+        let wire = PartitionSet::from_words([u64::MAX; PARTITION_SET_WORDS]);
+        assert_eq!(
+            wire,
+            PartitionSet::ALL,
+            "bits past partition 270 are cleared"
+        );
+    }
+}

@@ -14,8 +14,9 @@
 //! - `partition_table`: the 271-partition table, rebalancing, the view.
 //! - `routing`: forwarded writes, change events, topic sequencing.
 //! - `replication`: shipping changes to backups at a consistency level.
-//! - `scatter`: queries, live queries and search over every partition,
-//!   gathered from every node and merged on the client's node.
+//! - `scatter`: queries, live queries, search and client Merkle sync over
+//!   every partition, gathered from every node and merged on the client's
+//!   node.
 //! - `wire`: what nodes say to each other on each channel.
 //! - `locks`: named locks with TTL leases and fencing tokens, as the Raft
 //!   state keeps them; `lock_service`: the lock operations over Raft and

@@ -32,11 +32,11 @@ use hangar_core::module::cluster_types::{
     PartitionMap, RepairReport, ReplicationOutcome, ReplicationRequest,
 };
 use hangar_core::module::local_node::{LocalNode, TopicPublish};
-use hangar_core::module::partition::PartitionView;
+use hangar_core::module::partition::{PartitionSet, PartitionView};
 use hangar_core::module::services::{MetricsExt, MetricsSink};
 use hangar_core::module::storage_types::{
-    AckResult, ApplyBatch, ChangeEvent, Origin, OriginKind, QueryRequest, QueryResponse, QuerySink,
-    SearchHit, SearchRequest, SubscriptionId,
+    AckResult, ApplyBatch, ChangeEvent, MerkleRequest, MerkleResponse, Origin, OriginKind,
+    QueryRequest, QueryResponse, QuerySink, SearchHit, SearchRequest, SubscriptionId,
 };
 use hangar_core::module::{ready, ModuleFuture, ModuleInfo};
 use hangar_core::{partition_of, ConsistencyLevel, ErrorKind, ModuleError, ModuleResult};
@@ -1056,6 +1056,21 @@ impl ClusterModule for DefaultCluster {
             None => match self.storage.lock().clone() {
                 Some(st) => st.search(request),
                 None => ready(Err(unavailable("cluster.search: no storage attached"))),
+            },
+        }
+    }
+
+    fn merkle_node(&self, request: MerkleRequest) -> ModuleFuture<MerkleResponse> {
+        if let Err(e) = self.check_running("merkle_node") {
+            return ready(Err(e));
+        }
+        match self.running().cloned() {
+            Some(r) => self.runtime.spawn_call("cluster.merkle_node", async move {
+                r.scatter.merkle_node(request).await
+            }),
+            None => match self.storage.lock().clone() {
+                Some(st) => st.merkle_node_in(request, PartitionSet::ALL),
+                None => ready(Err(unavailable("cluster.merkle_node: no storage attached"))),
             },
         }
     }

@@ -5,10 +5,12 @@
 
 use abi_stable::std_types::{ROption, RVec};
 use hangar_core::module::local_node::TopicPublish;
+use hangar_core::module::partition::PARTITION_SET_WORDS;
 use hangar_core::module::storage_types::{
-    AckResult, ApplyBatch, ChangeType, Origin, QueryRequest, SearchHit, SearchRequest, WriteOp,
+    AckResult, ApplyBatch, ChangeType, KeyRecord, Origin, QueryRequest, SearchHit, SearchRequest,
+    WriteOp,
 };
-use hangar_core::{ConsistencyLevel, KeyedOp, RawValue, WriteConcern};
+use hangar_core::{ConsistencyLevel, KeyedOp, MapKind, RawValue, WriteConcern};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -373,6 +375,41 @@ pub enum QueryCall {
     },
     /// Run this search on the local storage; answered with `Vec<WireHit>`.
     Search(WireSearch),
+    /// This node's share of a Merkle tree node for the given partitions
+    /// (`StorageAccessor::merkle_node_in`); answered with a
+    /// [`MerkleShare`].
+    Merkle(WireMerkle),
+}
+
+/// A request for a node's share of one node of a map's Merkle tree.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WireMerkle {
+    /// Map name.
+    pub map: String,
+    /// Which tree.
+    pub kind: MapKind,
+    /// Hex path ("" is the root).
+    pub path: String,
+    /// The partitions the share covers (`PartitionSet` words): those the
+    /// asked node owns in the coordinator's table.
+    pub partitions: [u64; PARTITION_SET_WORDS],
+}
+
+/// A node's answer to [`WireMerkle`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum MerkleShare {
+    /// An inner node: (child hex character as ASCII, sum of the share).
+    Buckets(Vec<(u8, u32)>),
+    /// A leaf: the share's records, and the map's OR tombstones.
+    Leaf {
+        /// Records of the asked partitions' keys in the leaf.
+        records: Vec<KeyRecord>,
+        /// The map's tombstoned tags (OR maps).
+        tombstones: Vec<String>,
+    },
+    /// The node does not hold one of the asked partitions in memory (not
+    /// related to it any more, or still loading it): ask again later.
+    NotHeld(String),
 }
 
 /// `Control` channel topic traffic.

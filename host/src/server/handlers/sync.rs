@@ -1,22 +1,27 @@
-//! Merkle sync with clients, over the storage module's trees.
+//! Merkle sync with clients, over the trees of every partition of the
+//! cluster: each request goes through `ClusterModule::merkle_node`, which
+//! sums the owners' shares (a node alone answers from its storage's tree),
+//! so a client ends with every record whichever node it is connected to.
 //!
 //! LWW maps: `SYNC_INIT` → `SYNC_RESP_ROOT`; `MERKLE_REQ_BUCKET {path}` →
 //! `SYNC_RESP_BUCKETS` (an inner node's children) or `SYNC_RESP_LEAF` (the
 //! records under a leaf). OR maps: the `ORMAP_*` counterparts, whose leaves
 //! carry each key's records and the map's tombstoned tags, plus
-//! `ORMAP_DIFF_REQUEST` → `ORMAP_DIFF_RESPONSE` (full state of some keys)
+//! `ORMAP_DIFF_REQUEST` → `ORMAP_DIFF_RESPONSE` (full state of some keys,
+//! also through the cluster: their leaves)
 //! and `ORMAP_PUSH_DIFF` (the client's state merged in as OR adds and
 //! removes, through the normal write path, unanswered).
 //!
 //! A client that walks the tree from the root down to every leaf whose hash
 //! differs from its own ends with every record.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use abi_stable::std_types::{RString, RVec};
+use abi_stable::std_types::RString;
+use hangar_core::merkle::{leaf_of_key, leaf_path};
 use hangar_core::module::storage_types::{MerkleNode, MerkleRequest, RecordState};
-use hangar_core::{MapKind, ModuleError};
+use hangar_core::{MapKind, ModuleError, OrRecord};
 
 use super::status_of;
 use super::writes::{write, Shape, Write};
@@ -47,8 +52,17 @@ pub async fn init(fe: &FrontEnd, s: &Session, map: String, or: bool) {
         return;
     };
     let kind = if or { MapKind::Or } else { MapKind::Lww };
-    let root = match fe.node.storage.merkle_root(map.as_str().into(), kind).await {
-        Ok(r) => r,
+    let request = MerkleRequest {
+        map: map.as_str().into(),
+        kind,
+        path: RString::new(),
+    };
+    // The root hash is the wrapping sum of the root's buckets.
+    let root = match fe.node.cluster.merkle_node(request).await {
+        Ok(r) => match r.node {
+            MerkleNode::Buckets(b) => b.iter().fold(0u32, |acc, c| acc.wrapping_add(c.1)),
+            MerkleNode::Leaf(_) => 0,
+        },
         Err(e) => return fail(s, "sync init", &map, &e).await,
     };
     let timestamp = fe.node.clock.now();
@@ -82,7 +96,7 @@ pub async fn bucket(fe: &FrontEnd, s: &Session, req: MerkleReqBucket, or: bool) 
     let kind = if or { MapKind::Or } else { MapKind::Lww };
     let resp = match fe
         .node
-        .storage
+        .cluster
         .merkle_node(MerkleRequest {
             map: req.map_name.as_str().into(),
             kind,
@@ -156,29 +170,58 @@ pub async fn bucket(fe: &FrontEnd, s: &Session, req: MerkleReqBucket, or: bool) 
 }
 
 /// `ORMAP_DIFF_REQUEST`: the full state of the asked keys (unknown keys come
-/// back with no records).
+/// back with no records), from every partition of the cluster: the keys'
+/// leaves are read through `ClusterModule::merkle_node` (each from the
+/// owners of its keys; one request per distinct leaf), then each key keeps
+/// its live records (TTL-expired ones are left out, as a read leaves them
+/// out) and every entry carries the tombstones the leaves carried.
 pub async fn diff(fe: &FrontEnd, s: &Session, req: OrMapDiffRequest) {
     let Some(_permit) = super::admit(fe, s) else {
         return;
     };
-    let map: RString = req.map_name.as_str().into();
-    let keys: RVec<RString> = req.keys.iter().map(|k| RString::from(k.as_str())).collect();
-    let read = fe.node.storage.read(map.clone(), keys);
-    let tombs = fe.node.storage.accessor().or_tombstones(map);
-    let (read, tombs) = futures::join!(read, tombs);
-    let (records, tombstones) = match (read, tombs) {
-        (Ok(r), Ok(t)) => (r, t),
-        (Err(e), _) | (_, Err(e)) => return fail(s, "OR-map diff", &req.map_name, &e).await,
-    };
-    let tombstones: Vec<String> = tombstones.into_iter().map(RString::into_string).collect();
-    let entries = records
-        .into_iter()
-        .map(|kr| OrMapEntry {
-            key: kr.key.into_string(),
-            records: match kr.state {
-                RecordState::Or(rs) => rs.into_iter().map(Into::into).collect(),
-                _ => Vec::new(),
-            },
+    let leaves: BTreeSet<String> = req.keys.iter().map(|k| leaf_path(leaf_of_key(k))).collect();
+    let mut records: HashMap<String, Vec<OrRecord>> = HashMap::new();
+    let mut tombstones: BTreeSet<String> = BTreeSet::new();
+    for path in leaves {
+        let resp = fe
+            .node
+            .cluster
+            .merkle_node(MerkleRequest {
+                map: req.map_name.as_str().into(),
+                kind: MapKind::Or,
+                path: path.as_str().into(),
+            })
+            .await;
+        let resp = match resp {
+            Ok(r) => r,
+            Err(e) => return fail(s, "OR-map diff", &req.map_name, &e).await,
+        };
+        tombstones.extend(resp.tombstones.into_iter().map(RString::into_string));
+        if let MerkleNode::Leaf(rs) = resp.node {
+            for kr in rs {
+                if let RecordState::Or(v) = kr.state {
+                    records.insert(kr.key.into_string(), v.into_vec());
+                }
+            }
+        }
+    }
+    let now = fe.node.clock.wall_millis();
+    let tombstones: Vec<String> = tombstones.into_iter().collect();
+    let entries = req
+        .keys
+        .iter()
+        .map(|k| OrMapEntry {
+            key: k.clone(),
+            records: records
+                .get(k)
+                .map(|rs| {
+                    rs.iter()
+                        .filter(|r| !r.is_expired(now))
+                        .cloned()
+                        .map(Into::into)
+                        .collect()
+                })
+                .unwrap_or_default(),
             tombstones: tombstones.clone(),
         })
         .collect();

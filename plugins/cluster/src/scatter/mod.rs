@@ -25,10 +25,13 @@
 //!
 //! - `live`: live queries on the coordinator: per-node rows, the client's
 //!   view, re-gathering after a table change, differences as updates.
+//! - `merkle`: client Merkle sync over every partition: owners' shares of
+//!   a tree node, summed.
 //! - `remote`: the serving side: registrations for other coordinators,
 //!   shipping their updates, expiring those of dead coordinators.
 
 mod live;
+mod merkle;
 mod remote;
 
 use std::collections::HashMap;
@@ -53,6 +56,7 @@ use crate::transport::{Channel, PeerInfo, Transport, TransportError};
 use crate::wire::{self, QueryCall, QueryMessage, WireHit, WireQuery, WireRow, WireSearch};
 
 pub use live::{registrations, LiveQuery};
+pub use merkle::MERKLE_DEADLINE;
 use remote::Registrations;
 
 /// How long a node may take to answer one scattered request.
@@ -342,6 +346,7 @@ impl Scatter {
                     &hits.iter().map(WireHit::from).collect::<Vec<_>>(),
                 ))
             }
+            QueryCall::Merkle(m) => Ok(wire::encode(&self.on_merkle(m).await?)),
             QueryCall::Subscribe { sub, gen, request } => {
                 let resp = self.remote.register(&from, sub, gen, request).await?;
                 Ok(wire::encode(&rows_of(resp)))

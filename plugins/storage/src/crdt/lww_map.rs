@@ -230,6 +230,28 @@ impl LwwMap {
         self.trie.buckets(path)
     }
 
+    /// `(leaf, item hash)` of every stored record (tombstones included)
+    /// under `path` whose key `pick` selects: the items whose sums make a
+    /// restricted share of the trie (see
+    /// [`hangar_core::merkle::buckets_of_items`]). Visits every key under
+    /// `path`: O(keys under the path).
+    pub fn item_hashes_under<'a>(
+        &'a self,
+        path: TriePath,
+        pick: impl Fn(&str) -> bool + 'a,
+    ) -> impl Iterator<Item = (LeafIndex, u32)> + 'a {
+        self.trie
+            .occupied_leaves()
+            .filter(move |l| path.contains_leaf(*l))
+            .flat_map(move |l| {
+                self.store
+                    .leaf(l)
+                    .filter(|s| pick(s.key()))
+                    .map(move |s| (l, self.item_hash(s)))
+                    .collect::<Vec<_>>()
+            })
+    }
+
     /// The hash of the trie node at `path`, `None` for an invalid path.
     #[must_use]
     pub fn merkle_node_hash(&self, path: &str) -> Option<u32> {

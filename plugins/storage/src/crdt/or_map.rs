@@ -394,6 +394,27 @@ impl OrMap {
         self.trie.is_leaf(path)
     }
 
+    /// `(leaf, entry hash)` of every key holding records under `path` that
+    /// `pick` selects: the items whose sums make a restricted share of the
+    /// trie (see [`hangar_core::merkle::buckets_of_items`]). Visits every
+    /// key under `path`: O(keys under the path).
+    pub fn entry_hashes_under<'a>(
+        &'a self,
+        path: TriePath,
+        pick: impl Fn(&str) -> bool + 'a,
+    ) -> impl Iterator<Item = (LeafIndex, u32)> + 'a {
+        self.trie
+            .occupied_leaves()
+            .filter(move |l| path.contains_leaf(*l))
+            .flat_map(move |l| {
+                self.leaves
+                    .leaf(l)
+                    .filter(|(k, _)| pick(k.as_ref()))
+                    .map(move |(_, e)| (l, e.hash))
+                    .collect::<Vec<_>>()
+            })
+    }
+
     /// The keys of the leaf at `path` with their entry hashes, sorted by key.
     #[must_use]
     pub fn entry_hashes(&self, path: &str) -> Vec<(&str, u32)> {

@@ -3,15 +3,17 @@
 //! (same CRDT rules, same fan-out to live queries and the change sink, with
 //! the caller's origin), reads, partition scans, map listing and OR
 //! tombstones; this node's queries, live queries and search for the
-//! cluster module to scatter, and the merge of the pages it gathers.
+//! cluster module to scatter, the merge of the pages it gathers, and this
+//! node's share of a Merkle tree node for given partitions.
 
 use std::sync::Arc;
 
 use abi_stable::std_types::{RString, RVec};
 use hangar_core::module::accessor::{ScanCursor, ScanItem, ScanPage, ScanRequest, StorageAccessor};
+use hangar_core::module::partition::PartitionSet;
 use hangar_core::module::storage_types::{
-    KeyRecord, MapInfo, OpStatus, Origin, QueryRequest, QueryResponse, QuerySink, RecordState,
-    SearchHit, SearchRequest, SubscriptionId,
+    KeyRecord, MapInfo, MerkleRequest, MerkleResponse, OpStatus, Origin, QueryRequest,
+    QueryResponse, QuerySink, RecordState, SearchHit, SearchRequest, SubscriptionId,
 };
 use hangar_core::module::ModuleFuture;
 use hangar_core::{partition_of, KeyedOp, ModuleResult};
@@ -218,5 +220,19 @@ impl StorageAccessor for Accessor {
         pages: RVec<QueryResponse>,
     ) -> ModuleResult<QueryResponse> {
         super::merge::merge_pages(&request, &pages, self.0.deps.clock.wall_millis())
+    }
+
+    fn merkle_node_in(
+        &self,
+        request: MerkleRequest,
+        partitions: PartitionSet,
+    ) -> ModuleFuture<MerkleResponse> {
+        let core = self.0.clone();
+        self.0
+            .runtime
+            .spawn_call("storage.accessor.merkle_node_in", async move {
+                let _g = core.enter("merkle_node_in")?;
+                core.merkle_node_in(&request, partitions).await
+            })
     }
 }

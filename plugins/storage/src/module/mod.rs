@@ -19,6 +19,8 @@
 //! - `write_fetch`: the stored entries a write merges first (map loading,
 //!   keys of partitions not held).
 //! - `read_path`: reads, queries, live queries, search, Merkle.
+//! - `merkle_share`: a map's Merkle tree restricted to some partitions (the
+//!   cluster sums the owners' shares).
 //! - `snapshot`: query snapshots of large maps in tasklet slices.
 //! - `accessor`: what the cluster module gets.
 //! - `ownership`: loading and releasing partitions when the partition
@@ -55,6 +57,7 @@
 //! | HG-STO-008 | A live query's snapshot and registration are atomic; updates follow every affecting change; unsubscribe stops them before it returns. | suite `t60`–`t66` |
 //! | HG-STO-009 | Any order, batching and repetition of the same ops gives the same reads and Merkle roots. | `tests/module/convergence.rs` `t60` (property), suite `t35`, `t73` |
 //! | HG-STO-010 | After a partition table change is applied, a loaded map holds the related partitions' persisted records (merged by the CRDT rules, live queries refreshed) and none of the others' in memory; released keys stay on disk and send no LEAVE; a later table supersedes an earlier one. | `tests/module/ownership.rs` `t80`–`t86` |
+//! | HG-STO-011 | A map's Merkle node restricted to a partition set (`merkle_node_in`) is exactly the share of those partitions' keys: every partition gives `merkle_node`'s answer, disjoint sets add up to the whole; a partition not held in memory is refused with `UNAVAILABLE`, never answered short. | `tests/module/merkle_share.rs` `t87`, `t88` |
 //! | HG-PER-010 | Every write acknowledged PERSISTED through the module survives SIGKILL with its timestamp. | `tests/crash_module_kill9.rs` `t10` |
 //! | HG-PER-011 | The module crash checker catches APPLIED acks passed off as PERSISTED. | `tests/crash_module_kill9.rs` `t11` |
 //!
@@ -95,6 +98,7 @@ mod load;
 mod manager;
 mod map_slot;
 mod merge;
+mod merkle_share;
 mod metrics;
 mod ownership;
 mod partition_set;

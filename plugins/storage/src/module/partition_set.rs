@@ -79,6 +79,18 @@ impl PartitionSet {
     pub(crate) fn len(&self) -> u32 {
         self.0.iter().map(|w| w.count_ones()).sum()
     }
+
+    /// The members, ascending.
+    pub(crate) fn iter(self) -> impl Iterator<Item = u32> {
+        (0..PARTITION_COUNT).filter(move |p| self.contains(*p))
+    }
+}
+
+impl From<hangar_core::module::partition::PartitionSet> for PartitionSet {
+    fn from(s: hangar_core::module::partition::PartitionSet) -> Self {
+        // `from_words` already cleared bits past the last partition.
+        Self(hangar_core::module::partition::PartitionSet::from_words(s.words).words)
+    }
 }
 
 /// The partitions whose persisted records a map's memory reflects (merged,

@@ -13,6 +13,8 @@
 //!   changes and loads (`t70`-`t73`).
 //! - `ownership`: partition table changes: partitions loaded and released
 //!   in loaded maps (`t80`-`t86`).
+//! - `merkle_share`: a map's Merkle tree restricted to some partitions
+//!   (`t87`, `t88`).
 //! - `damage`: a damaged embedded store refused at start, reset on purpose,
 //!   and failed visibly when met at run time (`t90`-`t92`).
 //! - `support`: the module builders, ops and sinks the tests share.
@@ -24,6 +26,7 @@ mod damage;
 mod fail_stop;
 mod gc;
 mod loading;
+mod merkle_share;
 mod metrics;
 mod ownership;
 mod support;
