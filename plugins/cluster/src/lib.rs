@@ -22,6 +22,7 @@
 pub mod formation;
 pub mod locks;
 pub mod membership;
+pub mod migration;
 pub mod module;
 pub mod partition_table;
 pub mod raft;

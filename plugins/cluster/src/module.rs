@@ -7,6 +7,7 @@
 //! - `formation`: forming the cluster, committing and installing tables;
 //! - `routing`: forwarded writes, change events, topics;
 //! - `replication`: shipping changes to backups at a consistency level;
+//! - `migration`: moving partitions with their data to new holders;
 //! - `locks`: named locks.
 //!
 //! A node with no seeds forms a cluster of one at start and owns every
@@ -46,6 +47,7 @@ use parking_lot::Mutex;
 use crate::formation::Formation;
 use crate::locks::LockManager;
 use crate::membership::{GossipLink, Membership, MembershipConfig, PeerHealth};
+use crate::migration::Migrator;
 use crate::partition_table::PartitionTable;
 use crate::raft::{ClusterRaft, NodeAddr, RaftRpc, RaftTiming};
 use crate::replication::{required_acks, Replicator, Shipment};
@@ -65,6 +67,7 @@ struct Running {
     replicator: Arc<Replicator>,
     scatter: Arc<Scatter>,
     storage: Arc<dyn StorageAccessor>,
+    migrator: Arc<Migrator>,
     node_id: String,
 }
 
@@ -383,6 +386,15 @@ impl Boot {
             self.table.clone(),
             storage.clone(),
         );
+        let migrator = Migrator::new(
+            &c.node_id,
+            transport.clone(),
+            membership.clone(),
+            self.table.clone(),
+            storage.clone(),
+            c.migration.clone(),
+            self.deps.metrics.clone(),
+        );
         let _ = self.running.set(Arc::new(Running {
             transport: transport.clone(),
             membership: membership.clone(),
@@ -391,6 +403,7 @@ impl Boot {
             replicator,
             scatter,
             storage: storage.clone(),
+            migrator: migrator.clone(),
             node_id: c.node_id.clone(),
         }));
         let formation = Arc::new(Formation {
@@ -407,6 +420,7 @@ impl Boot {
             storage,
             node,
             metrics: self.deps.metrics.clone(),
+            migrator,
         });
         {
             let h = &self.handle;
@@ -488,6 +502,67 @@ async fn report_status(running: Arc<OnceLock<Arc<Running>>>, metrics: Arc<dyn Me
                 if s.is_leader { 1.0 } else { 0.0 },
             );
         }
+    }
+}
+
+/// Graceful leave: waits (at most `limit`) until a committed table no
+/// longer lists this node (the leader moved its partitions, with their
+/// data, to the other members), then leaves the Raft membership. A node
+/// with no other live member to hand off to leaves at once.
+async fn hand_off(r: &Running, limit: Duration, gossip_interval: Duration) {
+    let started = std::time::Instant::now();
+    // Let the leader hear of the leave before the table is read.
+    tokio::time::sleep(gossip_interval * 2).await;
+    loop {
+        let others = {
+            let peers = r.membership.peers();
+            r.raft.members().into_iter().any(|(a, voter)| {
+                voter
+                    && a.node_id != r.node_id
+                    && peers
+                        .get(&a.node_id)
+                        .is_some_and(|p| p.health != PeerHealth::Failed && !p.leaving)
+            })
+        };
+        if !others {
+            tracing::info!("no other live member to hand partitions to; leaving as is");
+            return;
+        }
+        let held = r
+            .raft
+            .state()
+            .borrow()
+            .table
+            .as_ref()
+            .map_or(0, |t| {
+                (0..hangar_core::PARTITION_COUNT as usize)
+                    .filter(|&p| {
+                        t.owners[p] == r.node_id
+                            || t.backups[p].contains(&r.node_id)
+                            || t.pending_of(p).contains(&r.node_id)
+                    })
+                    .count()
+            });
+        if held == 0 {
+            tracing::info!(
+                waited_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                "partitions handed off"
+            );
+            break;
+        }
+        if started.elapsed() >= limit {
+            tracing::warn!(
+                still_held = held,
+                "partitions not all handed off within the leave timeout; leaving anyway"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    match tokio::time::timeout(Duration::from_secs(10), r.raft.remove_member(&r.node_id)).await {
+        Ok(Ok(())) => tracing::info!("left the Raft membership"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not leave the Raft membership"),
+        Err(_) => tracing::warn!("leaving the Raft membership timed out"),
     }
 }
 
@@ -599,6 +674,7 @@ impl Inbound for Dispatch {
                     let call: QueryCall = wire::decode(&body, "query request")?;
                     r.scatter.on_request(from, call).await
                 }
+                Channel::Migration => r.migrator.on_request(&from, body).await,
                 Channel::Forward => {
                     let f = wire::decode(&body, "forwarded write")?;
                     r.router.on_forward(f).await.map(|a| wire::encode(&a))
@@ -658,11 +734,13 @@ impl ClusterModule for DefaultCluster {
         let running = self.running().cloned();
         let tasks: Vec<_> = self.tasks.lock().drain(..).collect();
         let gossip_interval = Duration::from_millis(self.config.gossip_interval_ms);
+        let leave_timeout = Duration::from_millis(self.config.migration.leave_timeout_ms);
         self.runtime.spawn_call("cluster.shutdown", async move {
             if let Some(r) = running {
                 // Tell peers first, so they take over without waiting for
-                // the failure detector.
+                // the failure detector, and hand the partitions off.
                 r.membership.set_leaving().await;
+                hand_off(&r, leave_timeout, gossip_interval).await;
                 tokio::time::sleep(gossip_interval * 3).await;
                 for t in &tasks {
                     t.abort();
@@ -793,6 +871,7 @@ impl ClusterModule for DefaultCluster {
         // Group the changes by backup; remember each change's backups.
         let peers = r.membership.peers();
         let mut per_backup: HashMap<String, Vec<hangar_core::KeyedOp>> = HashMap::new();
+        let mut per_pending: HashMap<String, Vec<hangar_core::KeyedOp>> = HashMap::new();
         let mut needs: Vec<(Vec<String>, usize)> = Vec::with_capacity(request.changes.len());
         for ch in request.changes.iter() {
             let backups: Vec<String> = self
@@ -803,6 +882,14 @@ impl ClusterModule for DefaultCluster {
                 .collect();
             for b in &backups {
                 per_backup.entry(b.clone()).or_default().push(ch.clone());
+            }
+            // Pending holders receive every write while their transfer
+            // runs (see `migration`), but count toward no level and are
+            // not waited for.
+            for b in self.table.pending(partition_of(&ch.key)) {
+                if !backups.contains(&b) {
+                    per_pending.entry(b).or_default().push(ch.clone());
+                }
             }
             needs.push((backups.clone(), required_acks(level, backups.len())));
         }
@@ -821,12 +908,25 @@ impl ClusterModule for DefaultCluster {
                 }
             })
             .collect();
+        let to_pending: Vec<Shipment> = per_pending
+            .into_iter()
+            .filter_map(|(node, changes)| {
+                peers.get(&node).map(|p| Shipment {
+                    node,
+                    addr: p.addr,
+                    changes,
+                })
+            })
+            .collect();
         let wait = needs.iter().any(|(_, n)| *n > 0);
         // Durability on backups matters only to a write that waits for them:
         // at EVENTUAL (or with no backup to wait for) PERSISTED means durable
         // on the owner, and a barrier per batch would only slow the stream.
         let durable = request.durable && wait;
         self.runtime.spawn_call("cluster.replicate", async move {
+            if !to_pending.is_empty() {
+                r.replicator.ship(to_pending, false, false).await;
+            }
             let results = r.replicator.ship(shipments, wait, durable).await;
             let acked: Vec<String> = results
                 .iter()
