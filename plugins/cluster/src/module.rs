@@ -868,33 +868,40 @@ impl ClusterModule for DefaultCluster {
                 error: ROption::RNone,
             }));
         };
-        // Group the changes by backup; remember each change's backups.
+        // Group the changes by receiving node; remember which nodes count
+        // for each change. The receivers are the partition's holders
+        // (owner and backups) other than this node: normally the backups,
+        // but when ownership moved while the write ran (a migration swapped
+        // roles), the new owner is among them and this node is not shipped
+        // to itself. Pending holders (see `migration`) receive every write
+        // too, before it is acknowledged, but count toward no level.
         let peers = r.membership.peers();
-        let mut per_backup: HashMap<String, Vec<hangar_core::KeyedOp>> = HashMap::new();
-        let mut per_pending: HashMap<String, Vec<hangar_core::KeyedOp>> = HashMap::new();
+        let table = self.table.current();
+        let mut per_node: HashMap<String, Vec<hangar_core::KeyedOp>> = HashMap::new();
         let mut needs: Vec<(Vec<String>, usize)> = Vec::with_capacity(request.changes.len());
         for ch in request.changes.iter() {
-            let backups: Vec<String> = self
-                .table
-                .backups(partition_of(&ch.key))
-                .into_iter()
-                .map(Into::into)
-                .collect();
-            for b in &backups {
-                per_backup.entry(b.clone()).or_default().push(ch.clone());
-            }
-            // Pending holders receive every write while their transfer
-            // runs (see `migration`), but count toward no level and are
-            // not waited for.
-            for b in self.table.pending(partition_of(&ch.key)) {
-                if !backups.contains(&b) {
-                    per_pending.entry(b).or_default().push(ch.clone());
+            let p = partition_of(&ch.key) as usize;
+            let (Some(owner), Some(backups)) = (table.owners.get(p), table.backups.get(p)) else {
+                continue;
+            };
+            let mut counted: Vec<String> = Vec::with_capacity(backups.len());
+            for n in std::iter::once(owner).chain(backups) {
+                if *n != self.config.node_id && !counted.contains(n) {
+                    counted.push(n.clone());
                 }
             }
-            needs.push((backups.clone(), required_acks(level, backups.len())));
+            for n in counted.iter().chain(
+                table
+                    .pending_of(p)
+                    .iter()
+                    .filter(|n| **n != self.config.node_id),
+            ) {
+                per_node.entry(n.clone()).or_default().push(ch.clone());
+            }
+            needs.push((counted, required_acks(level, backups.len())));
         }
         let mut unreachable = Vec::new();
-        let shipments: Vec<Shipment> = per_backup
+        let shipments: Vec<Shipment> = per_node
             .into_iter()
             .filter_map(|(node, changes)| match peers.get(&node) {
                 Some(p) if p.health != PeerHealth::Failed => Some(Shipment {
@@ -908,25 +915,12 @@ impl ClusterModule for DefaultCluster {
                 }
             })
             .collect();
-        let to_pending: Vec<Shipment> = per_pending
-            .into_iter()
-            .filter_map(|(node, changes)| {
-                peers.get(&node).map(|p| Shipment {
-                    node,
-                    addr: p.addr,
-                    changes,
-                })
-            })
-            .collect();
         let wait = needs.iter().any(|(_, n)| *n > 0);
         // Durability on backups matters only to a write that waits for them:
         // at EVENTUAL (or with no backup to wait for) PERSISTED means durable
         // on the owner, and a barrier per batch would only slow the stream.
         let durable = request.durable && wait;
         self.runtime.spawn_call("cluster.replicate", async move {
-            if !to_pending.is_empty() {
-                r.replicator.ship(to_pending, false, false).await;
-            }
             let results = r.replicator.ship(shipments, wait, durable).await;
             let acked: Vec<String> = results
                 .iter()
