@@ -45,8 +45,10 @@ async fn all_readable(c: &Cluster, i: usize, map: &str, want: &BTreeSet<String>)
                 if missing.is_empty() {
                     return;
                 }
-                let parts: BTreeSet<u32> =
-                    missing.iter().map(|k| hangar_core::partition_of(k)).collect();
+                let parts: BTreeSet<u32> = missing
+                    .iter()
+                    .map(|k| hangar_core::partition_of(k))
+                    .collect();
                 last = format!(
                     "{} of {} acknowledged keys missing, e.g. {:?}, in partitions {parts:?}",
                     missing.len(),
@@ -98,7 +100,10 @@ async fn write_keys(c: &Cluster, i: usize, prefix: &str, n: usize) -> BTreeSet<S
             .await
             .expect("ack");
         for r in ack.results.expect("results") {
-            assert!(r.success, "a QUORUM write failed before any node moved: {r:?}");
+            assert!(
+                r.success,
+                "a QUORUM write failed before any node moved: {r:?}"
+            );
             acked.insert(r.op_id);
         }
     }
@@ -222,15 +227,22 @@ async fn t10_a_join_moves_partitions_with_their_data_while_writes_flow() {
     let writer = Writer::start(&c, 1, "w");
     let joined = Instant::now();
     c.start(2);
-    c.wait_formed(&[0, 1, 2], FORM).expect("the third node joined");
+    c.wait_formed(&[0, 1, 2], FORM)
+        .expect("the third node joined");
     // Settled: the new node holds its share (a third of the owners, a
     // third of the backups), every partition has its backup, and no
     // transfer is left.
-    wait_until(&c, &[0, 1, 2], "the new node holding its share", FORM, || {
-        let (o, b) = held(&c, 2);
-        let backups: f64 = (0..3).map(|i| held(&c, i).1).sum();
-        o >= 85.0 && b >= 85.0 && backups >= 271.0
-    });
+    wait_until(
+        &c,
+        &[0, 1, 2],
+        "the new node holding its share",
+        FORM,
+        || {
+            let (o, b) = held(&c, 2);
+            let backups: f64 = (0..3).map(|i| held(&c, i).1).sum();
+            o >= 85.0 && b >= 85.0 && backups >= 271.0
+        },
+    );
     let moved = joined.elapsed();
     want.extend(writer.finish().await);
     let (n, records, bytes, ms) = streamed(&c, &[0, 1]);
@@ -256,8 +268,14 @@ async fn t10_a_join_moves_partitions_with_their_data_while_writes_flow() {
     let sent_records: f64 = (0..2)
         .filter_map(|i| metric(&c, i, "hangar_migration_records_sent_total"))
         .sum();
-    assert!(sent as u64 >= bytes, "bytes sent in /metrics: {sent}, logged {bytes}");
-    assert!(sent_records as u64 >= records, "records sent in /metrics: {sent_records}");
+    assert!(
+        sent as u64 >= bytes,
+        "bytes sent in /metrics: {sent}, logged {bytes}"
+    );
+    assert!(
+        sent_records as u64 >= records,
+        "records sent in /metrics: {sent_records}"
+    );
     let gauges: Vec<(Option<f64>, Option<f64>)> = (0..3)
         .map(|i| {
             (
@@ -303,9 +321,14 @@ async fn t20_a_graceful_leave_hands_off_everything_before_exiting() {
         "n3 handed its partitions off before exiting (took {took:?}):\n{}",
         c.log_tail(2, 40)
     );
-    assert!(log.contains("left the Raft membership"), "{}", c.log_tail(2, 40));
+    assert!(
+        log.contains("left the Raft membership"),
+        "{}",
+        c.log_tail(2, 40)
+    );
     want.extend(writer.finish().await);
-    c.wait_formed(&[0, 1], FORM).expect("two members after the leave");
+    c.wait_formed(&[0, 1], FORM)
+        .expect("two members after the leave");
     // Both survivors hold every partition (owner + backup of each).
     let (o0, b0) = held(&c, 0);
     let (o1, b1) = held(&c, 1);

@@ -519,7 +519,10 @@ impl Migrator {
             ));
         }
         if !t.pending_of(p).iter().any(|n| n == target)
-            && !t.backups.get(p).is_some_and(|b| b.iter().any(|n| n == target))
+            && !t
+                .backups
+                .get(p)
+                .is_some_and(|b| b.iter().any(|n| n == target))
         {
             return Err(format!(
                 "{target} is not a pending holder of partition {partition} in table v{}",
@@ -654,7 +657,9 @@ mod tests {
         };
         let ch = item_changes(item);
         assert_eq!(ch.len(), 2);
-        assert!(ch.iter().all(|c| matches!(c.op, MapOp::OrAdd(_)) && c.key == "k"));
+        assert!(ch
+            .iter()
+            .all(|c| matches!(c.op, MapOp::OrAdd(_)) && c.key == "k"));
         let missing = ScanItem {
             map: "m".into(),
             kind: MapKind::Lww,

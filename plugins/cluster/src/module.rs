@@ -528,21 +528,15 @@ async fn hand_off(r: &Running, limit: Duration, gossip_interval: Duration) {
             tracing::info!("no other live member to hand partitions to; leaving as is");
             return;
         }
-        let held = r
-            .raft
-            .state()
-            .borrow()
-            .table
-            .as_ref()
-            .map_or(0, |t| {
-                (0..hangar_core::PARTITION_COUNT as usize)
-                    .filter(|&p| {
-                        t.owners[p] == r.node_id
-                            || t.backups[p].contains(&r.node_id)
-                            || t.pending_of(p).contains(&r.node_id)
-                    })
-                    .count()
-            });
+        let held = r.raft.state().borrow().table.as_ref().map_or(0, |t| {
+            (0..hangar_core::PARTITION_COUNT as usize)
+                .filter(|&p| {
+                    t.owners[p] == r.node_id
+                        || t.backups[p].contains(&r.node_id)
+                        || t.pending_of(p).contains(&r.node_id)
+                })
+                .count()
+        });
         if held == 0 {
             tracing::info!(
                 waited_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),

@@ -198,8 +198,8 @@ impl Table {
         // holders, the least loaded first.
         for p in 0..N {
             loop {
-                let have = holders[p].iter().filter(|n| live.contains(*n)).count()
-                    + pending[p].len();
+                let have =
+                    holders[p].iter().filter(|n| live.contains(*n)).count() + pending[p].len();
                 if have >= want {
                     break;
                 }

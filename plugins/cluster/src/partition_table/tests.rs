@@ -102,7 +102,9 @@ fn assert_a_holder_only_counts_after_its_transfer(
 fn t20_a_dead_owner_is_replaced_by_its_backup_and_the_backup_count_comes_back_by_transfer() {
     let t = Table::initial(&names(&["a", "b", "c"]), 1);
     let live = names(&["a", "b"]);
-    let next = t.plan(&live, &[], 1, &none()).expect("c died: the table changes");
+    let next = t
+        .plan(&live, &[], 1, &none())
+        .expect("c died: the table changes");
     next.validate().unwrap();
     assert_eq!(next.version, 2);
     for p in 0..N {
@@ -121,7 +123,9 @@ fn t20_a_dead_owner_is_replaced_by_its_backup_and_the_backup_count_comes_back_by
         );
     }
     // Partitions c held lost a copy: their new backup is pending.
-    let short = (0..N).filter(|&p| holders(&t, p).contains(&&"c".to_string())).count();
+    let short = (0..N)
+        .filter(|&p| holders(&t, p).contains(&&"c".to_string()))
+        .count();
     assert_eq!(next.transfers().len(), short);
     for x in next.transfers() {
         assert_eq!(x.source, next.owners[x.partition as usize]);
