@@ -162,7 +162,9 @@ impl Formation {
                 () = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
             if !self.raft.status().is_leader {
-                leader_since = None;
+                if leader_since.take().is_some() {
+                    self.migrator.reset();
+                }
                 continue;
             }
             let since = *leader_since.get_or_insert_with(Instant::now);

@@ -250,6 +250,15 @@ impl Migrator {
         self.done.lock().clone()
     }
 
+    /// Forgets what this node knew as leader (it no longer leads): a later
+    /// term starts from the committed table alone, so a transfer finished
+    /// under an older table is never taken for one of a newer table.
+    pub fn reset(&self) {
+        self.done.lock().clear();
+        self.backoff.lock().clear();
+        *self.last.lock() = None;
+    }
+
     /// Leader: starts the transfers `table` asks for that are neither
     /// done, running nor waiting to be retried, up to
     /// `parallel_transfers` at once; forgets what `table` no longer asks
@@ -328,7 +337,11 @@ impl Migrator {
                 f.0 += 1;
                 f.1 += started.elapsed().as_secs_f64();
                 drop(f);
-                self.done.lock().insert(k);
+                // Only for a table that still asks for it.
+                let last = self.last.lock().clone();
+                if last.is_some_and(|t| t.pending_of(k.0 as usize).contains(&k.1)) {
+                    self.done.lock().insert(k);
+                }
                 self.metrics
                     .counter("hangar_migration_transfers_total", &[("result", "ok")], 1.0);
                 let last = self.last.lock().clone();

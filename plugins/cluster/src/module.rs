@@ -69,7 +69,15 @@ struct Running {
     storage: Arc<dyn StorageAccessor>,
     migrator: Arc<Migrator>,
     node_id: String,
+    /// The Raft directory; a graceful leave marks it (see [`LEFT_MARKER`]).
+    raft_dir: std::path::PathBuf,
 }
+
+/// File a node writes in its Raft directory once it left the cluster
+/// gracefully: the membership change that removed it may never have
+/// reached it, so at the next start it drops its Raft state and joins
+/// like a new node (its stored data stays).
+const LEFT_MARKER: &str = "LEFT";
 
 /// The default cluster module.
 pub struct DefaultCluster {
@@ -349,6 +357,18 @@ impl Boot {
                     .join("cluster")
             })
             .join("raft");
+        if dir.join(LEFT_MARKER).exists() {
+            tracing::info!(dir = %dir.display(), "this node left its cluster gracefully; joining again as a new member");
+            std::fs::remove_dir_all(&dir).map_err(|e| {
+                ModuleError::new(
+                    ErrorKind::STORAGE,
+                    format!(
+                        "cannot clear the Raft directory {} of a node that left: {e}",
+                        dir.display()
+                    ),
+                )
+            })?;
+        }
         std::fs::create_dir_all(&dir).map_err(|e| {
             ModuleError::new(
                 ErrorKind::STORAGE,
@@ -405,6 +425,7 @@ impl Boot {
             storage: storage.clone(),
             migrator: migrator.clone(),
             node_id: c.node_id.clone(),
+            raft_dir: dir.clone(),
         }));
         let formation = Arc::new(Formation {
             me,
@@ -554,7 +575,12 @@ async fn hand_off(r: &Running, limit: Duration, gossip_interval: Duration) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     match tokio::time::timeout(Duration::from_secs(10), r.raft.remove_member(&r.node_id)).await {
-        Ok(Ok(())) => tracing::info!("left the Raft membership"),
+        Ok(Ok(())) => {
+            if let Err(e) = std::fs::write(r.raft_dir.join(LEFT_MARKER), b"left\n") {
+                tracing::warn!(error = %e, "could not mark the Raft directory as left");
+            }
+            tracing::info!("left the Raft membership");
+        }
         Ok(Err(e)) => tracing::warn!(error = %e, "could not leave the Raft membership"),
         Err(_) => tracing::warn!("leaving the Raft membership timed out"),
     }
