@@ -526,66 +526,6 @@ async fn report_status(running: Arc<OnceLock<Arc<Running>>>, metrics: Arc<dyn Me
     }
 }
 
-/// Graceful leave: waits (at most `limit`) until a committed table no
-/// longer lists this node (the leader moved its partitions, with their
-/// data, to the other members), then leaves the Raft membership. A node
-/// with no other live member to hand off to leaves at once.
-async fn hand_off(r: &Running, limit: Duration, gossip_interval: Duration) {
-    let started = std::time::Instant::now();
-    // Let the leader hear of the leave before the table is read.
-    tokio::time::sleep(gossip_interval * 2).await;
-    loop {
-        let others = {
-            let peers = r.membership.peers();
-            r.raft.members().into_iter().any(|(a, voter)| {
-                voter
-                    && a.node_id != r.node_id
-                    && peers
-                        .get(&a.node_id)
-                        .is_some_and(|p| p.health != PeerHealth::Failed && !p.leaving)
-            })
-        };
-        if !others {
-            tracing::info!("no other live member to hand partitions to; leaving as is");
-            return;
-        }
-        let held = r.raft.state().borrow().table.as_ref().map_or(0, |t| {
-            (0..hangar_core::PARTITION_COUNT as usize)
-                .filter(|&p| {
-                    t.owners[p] == r.node_id
-                        || t.backups[p].contains(&r.node_id)
-                        || t.pending_of(p).contains(&r.node_id)
-                })
-                .count()
-        });
-        if held == 0 {
-            tracing::info!(
-                waited_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-                "partitions handed off"
-            );
-            break;
-        }
-        if started.elapsed() >= limit {
-            tracing::warn!(
-                still_held = held,
-                "partitions not all handed off within the leave timeout; leaving anyway"
-            );
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    match tokio::time::timeout(Duration::from_secs(10), r.raft.remove_member(&r.node_id)).await {
-        Ok(Ok(())) => {
-            if let Err(e) = std::fs::write(r.raft_dir.join(LEFT_MARKER), b"left\n") {
-                tracing::warn!(error = %e, "could not mark the Raft directory as left");
-            }
-            tracing::info!("left the Raft membership");
-        }
-        Ok(Err(e)) => tracing::warn!(error = %e, "could not leave the Raft membership"),
-        Err(_) => tracing::warn!("leaving the Raft membership timed out"),
-    }
-}
-
 /// Resolves `host:port` to one address, IPv4 first.
 async fn resolve_one(host: &str, port: u16) -> Result<SocketAddr, String> {
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
@@ -760,7 +700,15 @@ impl ClusterModule for DefaultCluster {
                 // Tell peers first, so they take over without waiting for
                 // the failure detector, and hand the partitions off.
                 r.membership.set_leaving().await;
-                hand_off(&r, leave_timeout, gossip_interval).await;
+                crate::migration::hand_off(
+                    &r.membership,
+                    &r.raft,
+                    &r.node_id,
+                    &r.raft_dir.join(LEFT_MARKER),
+                    leave_timeout,
+                    gossip_interval,
+                )
+                .await;
                 tokio::time::sleep(gossip_interval * 3).await;
                 for t in &tasks {
                     t.abort();
