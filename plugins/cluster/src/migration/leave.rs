@@ -23,8 +23,7 @@ pub async fn hand_off(
     gossip_interval: Duration,
 ) {
     let started = std::time::Instant::now();
-    // Let the leader hear of the leave before the table is read.
-    tokio::time::sleep(gossip_interval * 2).await;
+    let mut first = true;
     loop {
         let others = {
             let peers = membership.peers();
@@ -39,6 +38,11 @@ pub async fn hand_off(
         if !others {
             tracing::info!("no other live member to hand partitions to; leaving as is");
             return;
+        }
+        if std::mem::take(&mut first) {
+            // Let the leader hear of the leave before the table is read.
+            tokio::time::sleep(gossip_interval * 2).await;
+            continue;
         }
         let held = raft.state().borrow().table.as_ref().map_or(0, |t| {
             (0..hangar_core::PARTITION_COUNT as usize)
