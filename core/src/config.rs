@@ -147,6 +147,40 @@ pub struct ClusterModuleConfig {
     pub client_endpoint: Option<String>,
     /// Directory for the module's own state, if it keeps any.
     pub data_dir: Option<PathBuf>,
+    /// Partition migration tuning (joins, restored backups, graceful leaves).
+    pub migration: MigrationConfig,
+}
+
+/// Tuning of partition migration: how fast a partition's records stream to
+/// a new holder, so client writes keep their latency while it runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MigrationConfig {
+    /// Bytes per second one node streams to new holders, all transfers
+    /// together (16 MiB/s); 0 means unthrottled.
+    pub max_bytes_per_sec: u64,
+    /// Records per chunk (500).
+    pub chunk_records: u32,
+    /// Partitions the Raft leader has transferred at once (4).
+    pub parallel_transfers: usize,
+    /// A transfer not done within this many ms is abandoned and retried
+    /// (120 000).
+    pub transfer_timeout_ms: u64,
+    /// How long a node stopping gracefully waits for its partitions to be
+    /// handed off before it exits anyway, in ms (30 000).
+    pub leave_timeout_ms: u64,
+}
+
+impl Default for MigrationConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes_per_sec: 16 * 1024 * 1024,
+            chunk_records: 500,
+            parallel_transfers: 4,
+            transfer_timeout_ms: 120_000,
+            leave_timeout_ms: 30_000,
+        }
+    }
 }
 
 impl Default for ClusterModuleConfig {
@@ -174,6 +208,7 @@ impl Default for ClusterModuleConfig {
             replication: ReplicationConfig::default(),
             client_endpoint: None,
             data_dir: None,
+            migration: MigrationConfig::default(),
         }
     }
 }

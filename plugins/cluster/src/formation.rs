@@ -11,9 +11,11 @@
 //!   that already has Raft state never forms another cluster, so nodes
 //!   started in any order end up in one cluster.
 //! - **Table** (on the Raft leader). Whenever gossip, Raft status or the
-//!   committed state changes, compute the next table from the voters that
-//!   are not confirmed failed ([`Table::rebalance`]) and commit it with a
-//!   compare-and-set on its version.
+//!   committed state changes, and every 500 ms, compute the next table from
+//!   the voters that are not confirmed failed, those leaving apart, and the
+//!   transfers known done ([`Table::plan`]), commit it with a
+//!   compare-and-set on its version, and start the transfers the committed
+//!   table asks for ([`Migrator::drive`]).
 //! - **Install** (every node). Install each committed table, tell storage
 //!   (`partitions_changed`) and the host (`topology_changed`).
 
@@ -28,6 +30,7 @@ use hangar_core::module::services::{MetricsExt, MetricsSink};
 use hangar_core::PARTITION_COUNT;
 
 use crate::membership::{Membership, PeerHealth};
+use crate::migration::Migrator;
 use crate::partition_table::{PartitionTable, Table};
 use crate::raft::{ClusterRaft, Command, CommandResponse, NodeAddr};
 use crate::transport::{Channel, Transport};
@@ -61,6 +64,8 @@ pub struct Formation {
     pub node: Option<Arc<dyn LocalNode>>,
     /// Metrics.
     pub metrics: Arc<dyn MetricsSink>,
+    /// Partition transfers.
+    pub migrator: Arc<Migrator>,
 }
 
 impl Formation {
@@ -71,7 +76,15 @@ impl Formation {
         let mut stable_since = Instant::now();
         let mut announced = false;
         loop {
-            if self.raft.is_initialized() {
+            // A node that left gracefully has Raft state but is no longer
+            // a member: it joins again like a new node.
+            let removed = self.raft.is_initialized()
+                && !self
+                    .raft
+                    .members()
+                    .iter()
+                    .any(|(a, _)| a.node_id == self.me.node_id);
+            if self.raft.is_initialized() && !removed {
                 self.membership.set_formed(true).await;
                 tracing::info!(node = %self.me.node_id, "member of a formed cluster");
                 return;
@@ -94,6 +107,11 @@ impl Formation {
                 {
                     tracing::debug!(via = %p.node_id, error = %e, "join not done yet");
                 }
+                tokio::time::sleep(self.gossip_interval).await;
+                continue;
+            }
+            if removed {
+                // Never form a second cluster from left-over state.
                 tokio::time::sleep(self.gossip_interval).await;
                 continue;
             }
@@ -144,7 +162,9 @@ impl Formation {
                 () = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
             if !self.raft.status().is_leader {
-                leader_since = None;
+                if leader_since.take().is_some() {
+                    self.migrator.reset();
+                }
                 continue;
             }
             let since = *leader_since.get_or_insert_with(Instant::now);
@@ -152,37 +172,49 @@ impl Formation {
                 tracing::debug!(error = %e, "table not committed this round");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
+            let committed = self.raft.state().borrow().table.clone();
+            if let Some(t) = committed {
+                self.migrator.drive(&t);
+            }
         }
     }
 
-    /// The voters that count as live: not confirmed failed, not leaving.
-    /// A voter gossip has not heard of yet counts as live during the
-    /// leader's first `leader_grace` (a new leader has not heard everyone).
-    fn live_voters(&self, leader_since: Instant) -> Vec<String> {
+    /// The voters that count, as (live, leaving): not confirmed failed;
+    /// leaving when they announced a graceful leave (they still serve their
+    /// partitions until these are handed off). A voter gossip has not heard
+    /// of yet counts as live during the leader's first `leader_grace` (a
+    /// new leader has not heard everyone).
+    fn live_voters(&self, leader_since: Instant) -> (Vec<String>, Vec<String>) {
         let peers = self.membership.peers();
-        self.raft
-            .members()
-            .into_iter()
-            .filter(|(_, voter)| *voter)
-            .map(|(a, _)| a.node_id)
-            .filter(|id| match peers.get(id) {
-                Some(p) => p.health != PeerHealth::Failed && !p.leaving,
-                None => leader_since.elapsed() < self.leader_grace,
-            })
-            .collect()
+        let mut live = Vec::new();
+        let mut leaving = Vec::new();
+        for (a, voter) in self.raft.members() {
+            if !voter {
+                continue;
+            }
+            match peers.get(&a.node_id) {
+                Some(p) if p.health == PeerHealth::Failed => {}
+                Some(p) if p.leaving => leaving.push(a.node_id),
+                Some(_) => live.push(a.node_id),
+                None if leader_since.elapsed() < self.leader_grace => live.push(a.node_id),
+                None => {}
+            }
+        }
+        (live, leaving)
     }
 
     async fn commit_next_table(&self, leader_since: Instant) -> Result<(), String> {
-        let live = self.live_voters(leader_since);
+        let (live, leaving) = self.live_voters(leader_since);
         if live.is_empty() {
             return Ok(());
         }
         let current = self.raft.state().borrow().table.clone();
         let (expected, next) = match &current {
             None => (0, Table::initial(&live, self.backup_count)),
-            Some(t) => match t.rebalance(&live, self.backup_count) {
+            Some(t) => match t.plan(&live, &leaving, self.backup_count, &self.migrator.done()) {
                 Some(n) => {
-                    let orphans = t.orphans(&live);
+                    let serving: Vec<String> = live.iter().chain(&leaving).cloned().collect();
+                    let orphans = t.orphans(&serving);
                     if !orphans.is_empty() {
                         tracing::error!(partitions = ?orphans, "every copy of these partitions is on failed members: they restart empty");
                     }
@@ -202,7 +234,14 @@ impl Formation {
             .await
         {
             Ok(CommandResponse::TableSet { version }) => {
-                tracing::info!(version, live = ?live, "partition table committed");
+                let transfers = self
+                    .raft
+                    .state()
+                    .borrow()
+                    .table
+                    .as_ref()
+                    .map_or(0, |t| t.transfers().len());
+                tracing::info!(version, live = ?live, leaving = ?leaving, transfers, "partition table committed");
                 Ok(())
             }
             Ok(CommandResponse::TableConflict { current }) => Err(format!(

@@ -26,6 +26,7 @@ pub mod formation;
 pub mod lock_service;
 pub mod locks;
 pub mod membership;
+pub mod migration;
 pub mod module;
 pub mod partition_table;
 pub mod raft;

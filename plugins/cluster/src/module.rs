@@ -7,6 +7,7 @@
 //! - `formation`: forming the cluster, committing and installing tables;
 //! - `routing`: forwarded writes, change events, topics;
 //! - `replication`: shipping changes to backups at a consistency level;
+//! - `migration`: moving partitions with their data to new holders;
 //! - `locks`, `lock_service`: cluster-wide named locks decided by Raft.
 //!
 //! A node with no seeds forms a cluster of one at start and owns every
@@ -46,6 +47,7 @@ use parking_lot::Mutex;
 use crate::formation::Formation;
 use crate::lock_service::LockService;
 use crate::membership::{GossipLink, Membership, MembershipConfig, PeerHealth};
+use crate::migration::Migrator;
 use crate::partition_table::PartitionTable;
 use crate::raft::{ClusterRaft, NodeAddr, RaftRpc, RaftTiming};
 use crate::replication::{required_acks, Replicator, Shipment};
@@ -65,9 +67,18 @@ struct Running {
     replicator: Arc<Replicator>,
     scatter: Arc<Scatter>,
     storage: Arc<dyn StorageAccessor>,
+    migrator: Arc<Migrator>,
     node_id: String,
     locks: Arc<LockService>,
+    /// The Raft directory; a graceful leave marks it (see [`LEFT_MARKER`]).
+    raft_dir: std::path::PathBuf,
 }
+
+/// File a node writes in its Raft directory once it left the cluster
+/// gracefully: the membership change that removed it may never have
+/// reached it, so at the next start it drops its Raft state and joins
+/// like a new node (its stored data stays).
+const LEFT_MARKER: &str = "LEFT";
 
 /// The default cluster module.
 pub struct DefaultCluster {
@@ -352,6 +363,18 @@ impl Boot {
                     .join("cluster")
             })
             .join("raft");
+        if dir.join(LEFT_MARKER).exists() {
+            tracing::info!(dir = %dir.display(), "this node left its cluster gracefully; joining again as a new member");
+            std::fs::remove_dir_all(&dir).map_err(|e| {
+                ModuleError::new(
+                    ErrorKind::STORAGE,
+                    format!(
+                        "cannot clear the Raft directory {} of a node that left: {e}",
+                        dir.display()
+                    ),
+                )
+            })?;
+        }
         std::fs::create_dir_all(&dir).map_err(|e| {
             ModuleError::new(
                 ErrorKind::STORAGE,
@@ -390,6 +413,15 @@ impl Boot {
             storage.clone(),
         );
         let locks = LockService::new(&c.node_id, raft.clone(), membership.clone());
+        let migrator = Migrator::new(
+            &c.node_id,
+            transport.clone(),
+            membership.clone(),
+            self.table.clone(),
+            storage.clone(),
+            c.migration.clone(),
+            self.deps.metrics.clone(),
+        );
         let _ = self.running.set(Arc::new(Running {
             transport: transport.clone(),
             membership: membership.clone(),
@@ -398,8 +430,10 @@ impl Boot {
             replicator,
             scatter,
             storage: storage.clone(),
+            migrator: migrator.clone(),
             node_id: c.node_id.clone(),
             locks: locks.clone(),
+            raft_dir: dir.clone(),
         }));
         let formation = Arc::new(Formation {
             me,
@@ -415,6 +449,7 @@ impl Boot {
             storage,
             node,
             metrics: self.deps.metrics.clone(),
+            migrator,
         });
         {
             let h = &self.handle;
@@ -596,6 +631,7 @@ impl Inbound for Dispatch {
                     let call: QueryCall = wire::decode(&body, "query request")?;
                     r.scatter.on_request(from, call).await
                 }
+                Channel::Migration => r.migrator.on_request(&from, body).await,
                 Channel::Forward => {
                     let f = wire::decode(&body, "forwarded write")?;
                     r.router.on_forward(f).await.map(|a| wire::encode(&a))
@@ -655,11 +691,21 @@ impl ClusterModule for DefaultCluster {
         let running = self.running().cloned();
         let tasks: Vec<_> = self.tasks.lock().drain(..).collect();
         let gossip_interval = Duration::from_millis(self.config.gossip_interval_ms);
+        let leave_timeout = Duration::from_millis(self.config.migration.leave_timeout_ms);
         self.runtime.spawn_call("cluster.shutdown", async move {
             if let Some(r) = running {
                 // Tell peers first, so they take over without waiting for
-                // the failure detector.
+                // the failure detector, and hand the partitions off.
                 r.membership.set_leaving().await;
+                crate::migration::hand_off(
+                    &r.membership,
+                    &r.raft,
+                    &r.node_id,
+                    &r.raft_dir.join(LEFT_MARKER),
+                    leave_timeout,
+                    gossip_interval,
+                )
+                .await;
                 tokio::time::sleep(gossip_interval * 3).await;
                 for t in &tasks {
                     t.abort();
@@ -787,24 +833,40 @@ impl ClusterModule for DefaultCluster {
                 error: ROption::RNone,
             }));
         };
-        // Group the changes by backup; remember each change's backups.
+        // Group the changes by receiving node; remember which nodes count
+        // for each change. The receivers are the partition's holders
+        // (owner and backups) other than this node: normally the backups,
+        // but when ownership moved while the write ran (a migration swapped
+        // roles), the new owner is among them and this node is not shipped
+        // to itself. Pending holders (see `migration`) receive every write
+        // too, before it is acknowledged, but count toward no level.
         let peers = r.membership.peers();
-        let mut per_backup: HashMap<String, Vec<hangar_core::KeyedOp>> = HashMap::new();
+        let table = self.table.current();
+        let mut per_node: HashMap<String, Vec<hangar_core::KeyedOp>> = HashMap::new();
         let mut needs: Vec<(Vec<String>, usize)> = Vec::with_capacity(request.changes.len());
         for ch in request.changes.iter() {
-            let backups: Vec<String> = self
-                .table
-                .backups(partition_of(&ch.key))
-                .into_iter()
-                .map(Into::into)
-                .collect();
-            for b in &backups {
-                per_backup.entry(b.clone()).or_default().push(ch.clone());
+            let p = partition_of(&ch.key) as usize;
+            let (Some(owner), Some(backups)) = (table.owners.get(p), table.backups.get(p)) else {
+                continue;
+            };
+            let mut counted: Vec<String> = Vec::with_capacity(backups.len());
+            for n in std::iter::once(owner).chain(backups) {
+                if *n != self.config.node_id && !counted.contains(n) {
+                    counted.push(n.clone());
+                }
             }
-            needs.push((backups.clone(), required_acks(level, backups.len())));
+            for n in counted.iter().chain(
+                table
+                    .pending_of(p)
+                    .iter()
+                    .filter(|n| **n != self.config.node_id),
+            ) {
+                per_node.entry(n.clone()).or_default().push(ch.clone());
+            }
+            needs.push((counted, required_acks(level, backups.len())));
         }
         let mut unreachable = Vec::new();
-        let shipments: Vec<Shipment> = per_backup
+        let shipments: Vec<Shipment> = per_node
             .into_iter()
             .filter_map(|(node, changes)| match peers.get(&node) {
                 Some(p) if p.health != PeerHealth::Failed => Some(Shipment {

@@ -6,13 +6,14 @@
 //! installs committed tables into its [`PartitionTable`], the view the
 //! storage module and the host read.
 //!
-//! Rebalancing moves as few partitions as possible and never moves data by
-//! itself: a partition whose owner died is taken over by its first live
-//! backup (promotion), ownership is evened out only by swapping an owner
-//! with one of its backups (which holds the data), and only partitions that
-//! are short of copies get new backups.
+//! Planning ([`Table::plan`], in `plan.rs`) moves as few partitions as
+//! possible and never makes a node a holder before it has the data: a
+//! partition whose owner died is taken over by its first live backup
+//! (promotion), ownership is evened out only by swapping an owner with one
+//! of its backups (which holds the data), and a node that should get a
+//! copy (a partition short of copies, a member below its share) is first a
+//! *pending* holder that receives the partition by transfer.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use abi_stable::std_types::{ROption, RString, RVec};
@@ -38,7 +39,17 @@ pub struct Table {
     pub owners: Vec<String>,
     /// Backups per partition, in promotion order.
     pub backups: Vec<Vec<String>>,
+    /// Pending holders per partition: nodes receiving the partition by
+    /// transfer. The owner replicates every write to them too, but they
+    /// count toward no acknowledgement and serve nothing until a later
+    /// table makes them backups. Empty (no list at all) in tables from
+    /// before migration existed.
+    #[serde(default)]
+    pub pending: Vec<Vec<String>>,
 }
+
+mod plan;
+pub use plan::Transfer;
 
 impl Table {
     /// The first table of a cluster: round robin over the sorted members,
@@ -68,119 +79,8 @@ impl Table {
             version: 1,
             owners,
             backups,
+            pending: vec![Vec::new(); N],
         }
-    }
-
-    /// The next table for the live members `live`, or `None` when this one
-    /// already fits them. See the module doc for the rules.
-    ///
-    /// Partitions none of whose holders is live are given to the least
-    /// loaded live member; their data is gone with their holders (logged by
-    /// the caller from [`Self::orphans`]).
-    #[must_use]
-    pub fn rebalance(&self, live: &[String], backup_count: usize) -> Option<Self> {
-        let mut live: Vec<String> = live.to_vec();
-        live.sort();
-        live.dedup();
-        if live.is_empty() {
-            return None;
-        }
-        let is_live = |n: &String| live.binary_search(n).is_ok();
-        let mut owners: Vec<Option<String>> = Vec::with_capacity(N);
-        let mut backups: Vec<Vec<String>> = Vec::with_capacity(N);
-        for p in 0..N {
-            let mut holders: Vec<String> = std::iter::once(&self.owners[p])
-                .chain(&self.backups[p])
-                .filter(|n| is_live(n))
-                .cloned()
-                .collect();
-            holders.dedup();
-            if holders.is_empty() {
-                owners.push(None);
-                backups.push(Vec::new());
-            } else {
-                let o = holders.remove(0);
-                holders.truncate(backup_count);
-                owners.push(Some(o));
-                backups.push(holders);
-            }
-        }
-        // Orphans go to the member owning least.
-        let mut owned: BTreeMap<&String, usize> = live.iter().map(|n| (n, 0)).collect();
-        for o in owners.iter().flatten() {
-            *owned.get_mut(o).expect("owners are live") += 1;
-        }
-        for o in &mut owners {
-            if o.is_none() {
-                let (least, _) = owned
-                    .iter()
-                    .min_by_key(|(n, c)| (**c, (**n).clone()))
-                    .expect("live is not empty");
-                let least: String = (*least).clone();
-                *owned.get_mut(&least).expect("live") += 1;
-                *o = Some(least);
-            }
-        }
-        let mut owners: Vec<String> = owners.into_iter().map(|o| o.expect("set")).collect();
-        // Even out ownership by swapping an owner with a backup that owns at
-        // least two fewer partitions: no data moves, and every swap lowers
-        // the imbalance, so the passes end.
-        let n = live.len();
-        let mut owned: BTreeMap<String, usize> = live.iter().map(|n| (n.clone(), 0)).collect();
-        for o in &owners {
-            *owned.get_mut(o).expect("live") += 1;
-        }
-        for _pass in 0..8 {
-            let mut swapped = false;
-            for p in 0..N {
-                let o = owners[p].clone();
-                let best = backups[p]
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, b)| owned[*b] + 1 < owned[&o])
-                    .min_by_key(|(_, b)| (owned[*b], (*b).clone()))
-                    .map(|(i, b)| (i, b.clone()));
-                if let Some((i, b)) = best {
-                    backups[p][i] = o.clone();
-                    owners[p] = b.clone();
-                    *owned.get_mut(&o).expect("live") -= 1;
-                    *owned.get_mut(&b).expect("live") += 1;
-                    swapped = true;
-                }
-            }
-            if !swapped {
-                break;
-            }
-        }
-        // Partitions short of copies get backups from the least loaded.
-        let want = backup_count.min(n - 1);
-        let mut held: BTreeMap<String, usize> = live.iter().map(|n| (n.clone(), 0)).collect();
-        for p in 0..N {
-            *held.get_mut(&owners[p]).expect("live") += 1;
-            for b in &backups[p] {
-                *held.get_mut(b).expect("live") += 1;
-            }
-        }
-        for p in 0..N {
-            while backups[p].len() < want {
-                let pick = held
-                    .iter()
-                    .filter(|(m, _)| **m != owners[p] && !backups[p].contains(m))
-                    .min_by_key(|(m, c)| (**c, (*m).clone()))
-                    .map(|(m, _)| m.clone());
-                let Some(m) = pick else { break };
-                *held.get_mut(&m).expect("live") += 1;
-                backups[p].push(m);
-            }
-        }
-        if owners == self.owners && backups == self.backups {
-            return None;
-        }
-        Some(Self {
-            version: self.version + 1,
-            owners,
-            backups,
-        })
     }
 
     /// Why this table cannot be installed over `expected_version`, if it
@@ -249,6 +149,15 @@ impl Table {
             if b.contains(&self.owners[p]) {
                 return Err(format!("partition {p}: the owner is also a backup"));
             }
+            if self
+                .pending_of(p)
+                .iter()
+                .any(|n| *n == self.owners[p] || b.contains(n))
+            {
+                return Err(format!(
+                    "partition {p}: a pending holder already holds the partition"
+                ));
+            }
             let mut s = b.clone();
             s.sort();
             s.dedup();
@@ -271,6 +180,13 @@ pub struct PartitionTable {
 }
 
 impl PartitionTable {
+    /// The pending holders of `partition` in the table in force: the owner
+    /// replicates to them as well (see [`Table::pending`]).
+    #[must_use]
+    pub fn pending(&self, partition: u32) -> Vec<String> {
+        self.table.read().pending_of(partition as usize).to_vec()
+    }
+
     /// A table where `local` owns every partition, at version 0 (no
     /// committed table yet).
     #[must_use]
@@ -375,11 +291,14 @@ impl PartitionView for PartitionTable {
             .is_some_and(|o| *o == self.local)
     }
 
+    /// Owner, backup, or pending holder (a node receiving the partition
+    /// keeps what it receives).
     fn is_related(&self, partition: u32) -> bool {
         let t = self.table.read();
         let p = partition as usize;
         t.owners.get(p).is_some_and(|o| *o == self.local)
             || t.backups.get(p).is_some_and(|b| b.contains(&self.local))
+            || t.pending_of(p).contains(&self.local)
     }
 }
 

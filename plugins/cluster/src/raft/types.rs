@@ -264,6 +264,7 @@ mod tests {
             version,
             owners: vec!["a".into(); PARTITION_COUNT as usize],
             backups: vec![vec!["b".into()]; PARTITION_COUNT as usize],
+            pending: Vec::new(),
         }
     }
 

@@ -87,6 +87,7 @@ pub(crate) fn table(version: u64, owner: &str) -> Table {
         version,
         owners: vec![owner.to_string(); 271],
         backups: vec![vec![]; 271],
+        pending: Vec::new(),
     }
 }
 
