@@ -4,18 +4,23 @@
 //! learned of it and when it stopped holding) and the history goes through
 //! `hangar_tests::lock_checker` (tokens only grow per name; never two
 //! holders at once). The run must also keep granting: at least 20 grants,
-//! both names, and grants after the last kill.
+//! both names, and grants after the last kill. Each holder writes its token
+//! under the lock into the grid at QUORUM + PERSISTED; at the end (the killed nodes
+//! back and their partitions moved to them with their data) every
+//! acknowledged write is there.
 //!
 //! Bounded: about 30 s of contention, 4 kills.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hangar_host::protocol::messages::{LockRelease, LockRequest};
 use hangar_host::protocol::Message;
-use hangar_tests::cluster_harness::{Client, Cluster, Settings};
+use hangar_tests::cluster_harness::{put, Client, Cluster, Settings};
 use hangar_tests::lock_checker::{check, Held};
 use parking_lot::Mutex;
+use serde_json::json;
 
 const NAMES: [&str; 2] = ["alpha", "beta"];
 const TTL_MS: u64 = 3_000;
@@ -23,12 +28,14 @@ const TTL_MS: u64 = 3_000;
 #[derive(Default)]
 struct Record {
     history: Vec<Held>,
+    /// Keys written under a lock and acknowledged at QUORUM + PERSISTED.
+    written: BTreeSet<String>,
     refused: u64,
     failed_requests: u64,
 }
 
 /// One client: connects to node `home` (or the next live one), and until
-/// `until` takes a lock, holds it briefly and releases it.
+/// `until` takes a lock, writes its token, holds briefly and releases.
 async fn contend(
     urls: Vec<String>,
     home: usize,
@@ -49,6 +56,8 @@ async fn contend(
             n += 1;
             let name = NAMES[usize::try_from(n).unwrap_or(0) % NAMES.len()];
             let rid = format!("{me}-{n}");
+            // The lease starts no earlier than the request is sent.
+            let requested = start.elapsed();
             if cl
                 .send(&Message::LockRequest {
                     payload: LockRequest {
@@ -88,6 +97,18 @@ async fn contend(
                 }
             };
             let acquired = start.elapsed();
+            // Under the lock: write the token at QUORUM + PERSISTED.
+            let key = format!("{name}-{token}");
+            let id = cl.next_id();
+            let op = put(
+                &id,
+                "lockhist",
+                &key,
+                &json!({"holder": me, "token": token}),
+                hangar_core::hlc::system_millis(),
+                &me,
+            );
+            let wrote = cl.batch(vec![op], "PERSISTED", Some("QUORUM"), 5_000).await;
             tokio::time::sleep(Duration::from_millis(20)).await;
             let sent = cl
                 .send(&Message::LockRelease {
@@ -99,8 +120,13 @@ async fn contend(
                 })
                 .await;
             // Holding ends when the release is sent, or now if the
-            // connection is gone (the node died under us).
-            let released = start.elapsed();
+            // connection is gone (the node died under us), and at the
+            // latest when the lease runs out (a slow write under the lock
+            // can outlast it: the next holder's higher token is what
+            // fences this one off).
+            let released = start
+                .elapsed()
+                .min(requested + Duration::from_millis(TTL_MS));
             {
                 let mut r = rec.lock();
                 r.history.push(Held {
@@ -110,6 +136,9 @@ async fn contend(
                     acquired,
                     released,
                 });
+                if wrote.is_ok_and(|a| a.results.is_some_and(|rs| rs.iter().all(|x| x.success))) {
+                    r.written.insert(key);
+                }
             }
             if sent.is_err() {
                 at += 1;
@@ -210,4 +239,20 @@ async fn t43_locks_hold_cluster_wide_while_nodes_and_the_leader_are_killed() {
             "{name} never granted"
         );
     }
+
+    // Every acknowledged write made under a lock is in the grid.
+    let mut cl = Client::connect(&c.ws_url(0)).await.unwrap();
+    let have: BTreeSet<String> = cl
+        .subscribe("q", "lockhist")
+        .await
+        .expect("query")
+        .into_iter()
+        .collect();
+    let missing: Vec<&String> = rec.written.difference(&have).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged writes missing: {missing:?}",
+        missing.len(),
+        rec.written.len()
+    );
 }
