@@ -215,7 +215,7 @@ async fn t43_locks_hold_cluster_wide_while_nodes_and_the_leader_are_killed() {
         t.await.expect("client task");
     }
 
-    let rec = rec.lock();
+    let rec = std::mem::take(&mut *rec.lock());
     eprintln!(
         "t43: {} grants, {} refused, {} requests lost with their node; kills (node, at, grants before): {kills:?}",
         rec.history.len(),
