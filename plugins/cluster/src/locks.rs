@@ -19,9 +19,11 @@
 //!   a new leader whose clock is behind never revives an expired lease or
 //!   shortens a live one. Leases assume node clocks agree to well within a
 //!   lease (1 s at least).
-//! - **Holders are connections.** A holder is `<nodeId>/<boot>/<connId>`
-//!   (the host names it; `boot` tells a restarted node's connections from
-//!   its earlier ones). Locks are released when the connection closes
+//! - **Holders are connections.** A holder is `<nodeId>/<generation>/<host
+//!   holder>` (`crate::lock_service` prefixes the host's connection name
+//!   with the node's gossip generation, which tells a restarted node's
+//!   connections from its earlier ones). Locks are released when the
+//!   connection closes
 //!   (`ReleaseHolder`), when their node is confirmed dead or restarts
 //!   (`ReleaseNode`), or when the lease ends.
 //!

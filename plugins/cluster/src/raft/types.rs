@@ -81,7 +81,7 @@ pub enum Command {
     Lock {
         /// Lock name.
         name: String,
-        /// Holder (`<nodeId>/<boot>/<connId>`).
+        /// Holder (`<nodeId>/<generation>/<host holder>`).
         holder: String,
         /// Lease asked for, in ms.
         ttl_ms: u64,
