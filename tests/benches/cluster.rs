@@ -203,6 +203,36 @@ fn formed(n: usize, id: &str) -> Cluster {
     c
 }
 
+/// Partitions node `i` owns, as its `/metrics` says.
+fn owned(c: &Cluster, i: usize) -> Option<u64> {
+    c.metrics(i)?
+        .lines()
+        .find(|l| l.starts_with("hangar_cluster_partitions_owned"))?
+        .split_whitespace()
+        .last()?
+        .parse::<f64>()
+        .ok()
+        .map(|v| v as u64)
+}
+
+/// Waits until every node owns its even share (within one) of the 271
+/// partitions.
+fn wait_balanced(c: &Cluster, timeout: Duration) -> Result<(), String> {
+    let n = c.nodes.len() as u64;
+    let share = u64::from(PARTITION_COUNT) / n;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let owned: Vec<Option<u64>> = (0..c.nodes.len()).map(|i| owned(c, i)).collect();
+        if owned.iter().all(|o| o.is_some_and(|v| v >= share)) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("partitions owned per node: {owned:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Part a: single node against the 3-node cluster, per concern and
 /// consistency, connections on one node and spread over the three.
 async fn throughput(single: &Cluster, three: &Cluster, secs: u64) {
@@ -406,11 +436,12 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
 /// Part c: `kills` times, `kill -9` a node (every third kill the Raft
 /// leader, otherwise rotating n1, n2, n3), time until all 271 partitions
 /// accept a write through a survivor, restart it, wait for the re-formed
-/// cluster.
+/// cluster with ownership even again (the node gets its partitions back by
+/// transfer).
 async fn failover(kills: u64) {
     println!("\n## c. failover after kill -9 (default settings: gossip 200 ms, failure_confirm_ms 1000)\n");
     println!("Time from SIGKILL until a write to each of the 271 partitions (one batch of the still-refused keys, APPLIED, retried 50 ms after a refusal) has been accepted through a surviving node.\n");
-    println!("| kill | victim | was leader | writable again (ms) | rounds | re-formed after restart (ms) | load1 |");
+    println!("| kill | victim | was leader | writable again (ms) | rounds | re-formed, balanced (ms)     | load1 |");
     println!("|------|--------|------------|---------------------|--------|------------------------------|-------|");
     let mut c = formed(3, "bench-failover");
     let mut took = Vec::new();
@@ -446,6 +477,10 @@ async fn failover(kills: u64) {
         let restarted = Instant::now();
         c.wait_formed(&all, FORM)
             .unwrap_or_else(|e| panic!("kill {k}: did not re-form:{e}"));
+        // The restarted node gets partitions back only through transfers:
+        // wait until ownership is even again, so that the next kill has
+        // partitions to take over.
+        wait_balanced(&c, FORM).unwrap_or_else(|e| panic!("kill {k}: not balanced again: {e}"));
         let reformed = restarted.elapsed();
         println!(
             "| {:>4} | {:>6} | {:>10} | {:>19} | {:>6} | {:>28} | {:>5} |",

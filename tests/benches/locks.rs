@@ -117,7 +117,7 @@ async fn cell(label: &str, url: &str, connections: usize, secs: u64) {
         lat.get(i).copied().unwrap_or(0) as f64 / 1000.0
     };
     println!(
-        "| {label:<34} | {connections:>5} | {:>9.0} | {:>8.2} | {:>8.2} | {:>8.2} | {:>5} |",
+        "| {label:<34} | {connections:>5} | {:>13.0} | {:>8.2} | {:>8.2} | {:>8.2} | {:>5} |",
         lat.len() as f64 / took,
         q(0.5),
         q(0.99),
@@ -145,7 +145,7 @@ fn main() {
         loadavg()
     );
     println!("| cell                               | conns | round trips/s | p50 (ms) | p99 (ms) | max (ms) | load1 |");
-    println!("|------------------------------------|-------|-----------|----------|----------|----------|-------|");
+    println!("|------------------------------------|-------|---------------|----------|----------|----------|-------|");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
