@@ -1,7 +1,7 @@
 //! The partition table: 271 partitions, each with an owner and backups.
 //!
 //! A [`Table`] is one versioned assignment. The Raft leader computes the next
-//! one with [`Table::rebalance`] whenever the live member set changes and
+//! one with [`Table::plan`] whenever the live member set changes and
 //! commits it through Raft, so every node serves the same version; each node
 //! installs committed tables into its [`PartitionTable`], the view the
 //! storage module and the host read.

@@ -274,7 +274,7 @@ impl Scatter {
         Ok(merge_hits(hits, limit).into())
     }
 
-    /// Registers a live query over every partition (see [`live`]).
+    /// Registers a live query over every partition (see the `live` module).
     ///
     /// # Errors
     /// When the query is invalid or a node refused it.

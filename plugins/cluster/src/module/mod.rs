@@ -1,0 +1,258 @@
+//! `DefaultCluster`: the default `ClusterModule`. It only ties the parts
+//! together; each concept lives in its own module:
+//!
+//! - `transport`: node-to-node frames on the cluster port (TLS optional);
+//! - `membership`: gossip membership and failure detection (chitchat);
+//! - `raft`: what is agreed (members, the partition table), on openraft;
+//! - `formation`: forming the cluster, committing and installing tables;
+//! - `routing`: forwarded writes, change events, topics;
+//! - `replication`: shipping changes to backups at a consistency level;
+//! - `migration`: moving partitions with their data to new holders;
+//! - `locks`, `lock_service`: cluster-wide named locks decided by Raft.
+//!
+//! A node with no seeds forms a cluster of one at start and owns every
+//! partition; `start` returns once its first table is committed. A node
+//! with seeds returns from `start` at once and reports `ready` when it
+//! belongs to a cluster with a table.
+//!
+//! # Layout
+//!
+//! - this file: the module's state (`DefaultCluster`, `Running`) and `create`;
+//! - `boot`: starting the parts in order (transport, gossip, Raft, routing,
+//!   replication, reads, migration, locks) and the status gauges;
+//! - `dispatch`: what peers send, routed to the part that handles it;
+//! - `api`: the `ClusterModule` trait methods.
+
+mod api;
+mod boot;
+mod dispatch;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use abi_stable::std_types::{ROption, RString, RVec};
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use hangar_core::config::{ClusterModuleConfig, Discovery};
+use hangar_core::hlc::validate_node_id;
+use hangar_core::module::accessor::StorageAccessor;
+use hangar_core::module::cluster::{ClusterDeps, ClusterModule};
+use hangar_core::module::cluster_types::{
+    ClusterPhase, ClusterStatus, LockGrant, LockRelease, LockRequest, Member, NodeStatus,
+    PartitionMap, RepairReport, ReplicationOutcome, ReplicationRequest,
+};
+use hangar_core::module::local_node::{LocalNode, TopicPublish};
+use hangar_core::module::partition::{PartitionSet, PartitionView};
+use hangar_core::module::services::{MetricsExt, MetricsSink};
+use hangar_core::module::storage_types::{
+    AckResult, ApplyBatch, ChangeEvent, MerkleRequest, MerkleResponse, Origin, OriginKind,
+    QueryRequest, QueryResponse, QuerySink, SearchHit, SearchRequest, SubscriptionId,
+};
+use hangar_core::module::{ready, ModuleFuture, ModuleInfo};
+use hangar_core::{partition_of, ConsistencyLevel, ErrorKind, ModuleError, ModuleResult};
+use hangar_plugin_sdk::PluginRuntime;
+use parking_lot::Mutex;
+
+use crate::formation::Formation;
+use crate::lock_service::LockService;
+use crate::membership::{GossipLink, Membership, MembershipConfig, PeerHealth};
+use crate::migration::Migrator;
+use crate::partition_table::PartitionTable;
+use crate::raft::{ClusterRaft, NodeAddr, RaftRpc, RaftTiming};
+use crate::replication::{required_acks, Replicator, Shipment};
+use crate::routing::Router;
+use crate::scatter::Scatter;
+use crate::transport::{Channel, Inbound, PeerInfo, TlsFiles, Transport, TransportConfig};
+use crate::wire::{
+    self, Control, ControlMessage, QueryCall, QueryMessage, Replicate, ReplicateReply, Topic,
+};
+
+use self::boot::Boot;
+use self::dispatch::Dispatch;
+/// The parts that exist once the module started.
+struct Running {
+    transport: Arc<Transport>,
+    membership: Arc<Membership>,
+    raft: Arc<ClusterRaft>,
+    router: Arc<Router>,
+    replicator: Arc<Replicator>,
+    scatter: Arc<Scatter>,
+    storage: Arc<dyn StorageAccessor>,
+    migrator: Arc<Migrator>,
+    node_id: String,
+    locks: Arc<LockService>,
+    /// The Raft directory; a graceful leave marks it (see [`LEFT_MARKER`]).
+    raft_dir: std::path::PathBuf,
+}
+
+/// File a node writes in its Raft directory once it left the cluster
+/// gracefully: the membership change that removed it may never have
+/// reached it, so at the next start it drops its Raft state and joins
+/// like a new node (its stored data stays).
+const LEFT_MARKER: &str = "LEFT";
+
+/// The default cluster module.
+pub struct DefaultCluster {
+    config: ClusterModuleConfig,
+    deps: ClusterDeps,
+    runtime: Arc<PluginRuntime>,
+    table: Arc<PartitionTable>,
+    storage: Mutex<Option<Arc<dyn StorageAccessor>>>,
+    node: Mutex<Option<Arc<dyn LocalNode>>>,
+    running: Arc<OnceLock<Arc<Running>>>,
+    started: AtomicBool,
+    stopped: AtomicBool,
+    tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl std::fmt::Debug for DefaultCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DefaultCluster")
+            .field("node_id", &self.config.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds the default cluster module.
+///
+/// # Errors
+/// [`ErrorKind::CONFIG`] for an invalid node id or cluster setting, naming
+/// the setting and what was expected.
+pub fn create(
+    config: ClusterModuleConfig,
+    deps: ClusterDeps,
+) -> ModuleResult<Arc<dyn ClusterModule>> {
+    DefaultCluster::new(config, deps).map(|c| c as Arc<dyn ClusterModule>)
+}
+
+fn config_error(msg: String) -> ModuleError {
+    ModuleError::new(ErrorKind::CONFIG, msg)
+}
+
+fn unavailable(msg: impl Into<String>) -> ModuleError {
+    ModuleError::new(ErrorKind::UNAVAILABLE, msg.into())
+}
+
+impl DefaultCluster {
+    /// See [`create`].
+    ///
+    /// # Errors
+    /// As [`create`].
+    pub fn new(config: ClusterModuleConfig, deps: ClusterDeps) -> ModuleResult<Arc<Self>> {
+        validate_node_id(&config.node_id)
+            .map_err(|e| config_error(format!("cluster.node_id: {e}")))?;
+        if config.cluster_id.is_empty() {
+            return Err(config_error(
+                "cluster.cluster_id: must not be empty; expected a name all nodes of the cluster share".into(),
+            ));
+        }
+        if config.discovery == Discovery::Kubernetes && config.service_name.is_none() {
+            return Err(config_error(
+                "cluster.discovery = \"kubernetes\" needs cluster.service_name (the headless service's DNS name)".into(),
+            ));
+        }
+        if config.gossip_interval_ms == 0 {
+            return Err(config_error(
+                "cluster.gossip_interval_ms: must be positive".into(),
+            ));
+        }
+        if let Some(tls) = config.cluster_tls.as_ref().filter(|t| t.enabled) {
+            if tls.ca_cert_path.is_none() {
+                return Err(config_error(
+                    "cluster.cluster_tls.ca_cert_path: required when cluster TLS is enabled (peers are verified against it)".into(),
+                ));
+            }
+        }
+        let runtime = PluginRuntime::new(env!("CARGO_PKG_NAME"), 2)?;
+        Ok(Arc::new(Self {
+            table: PartitionTable::single(&config.node_id),
+            config,
+            deps,
+            runtime,
+            storage: Mutex::new(None),
+            node: Mutex::new(None),
+            running: Arc::new(OnceLock::new()),
+            started: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            tasks: Arc::new(Mutex::new(Vec::new())),
+        }))
+    }
+
+    fn check_running(&self, what: &str) -> ModuleResult<()> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Err(ModuleError::new(
+                ErrorKind::SHUT_DOWN,
+                format!("cluster.{what}: the cluster module has shut down"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn running(&self) -> Option<&Arc<Running>> {
+        self.running.get()
+    }
+
+    /// The lock service, once started and until shut down.
+    fn lock_service(&self, what: &str) -> ModuleResult<Arc<LockService>> {
+        self.check_running(what)?;
+        self.running().map(|r| r.locks.clone()).ok_or_else(|| {
+            unavailable(format!(
+                "cluster.{what}: the cluster module has not started; locks are decided once it has"
+            ))
+        })
+    }
+
+    /// Seeds from config (or the peer resolver, or the Kubernetes service).
+    fn seed_strings(&self) -> Vec<String> {
+        let mut seeds: Vec<String> = match &self.deps.peer_resolver {
+            Some(r) => r.resolve().into_iter().map(|s| s.to_string()).collect(),
+            None => self.config.seed_nodes.clone(),
+        };
+        if self.config.discovery == Discovery::Kubernetes {
+            if let Some(svc) = &self.config.service_name {
+                let svc = if svc.contains(':') {
+                    svc.clone()
+                } else {
+                    format!("{svc}:{}", self.config.cluster_port)
+                };
+                seeds.push(svc);
+            }
+        }
+        seeds
+    }
+
+    /// The consistency of a replication request: the request's, else the
+    /// strongest configured for any of its maps, else the default.
+    fn level_of(&self, request: &ReplicationRequest) -> ConsistencyLevel {
+        if let ROption::RSome(c) = request.consistency {
+            return c;
+        }
+        request
+            .changes
+            .iter()
+            .filter_map(|c| self.config.map_consistency.get(c.map.as_str()).copied())
+            .max()
+            .unwrap_or(self.config.default_consistency)
+    }
+
+    /// What `start` needs, taken from the module so the start-up future
+    /// owns it.
+    fn boot_parts(&self) -> ModuleResult<Boot> {
+        Ok(Boot {
+            config: self.config.clone(),
+            deps: self.deps.clone(),
+            seeds: self.seed_strings(),
+            table: self.table.clone(),
+            running: self.running.clone(),
+            storage: self.storage.lock().clone().ok_or_else(|| {
+                ModuleError::invalid("cluster.start: attach_storage was not called")
+            })?,
+            node: self.node.lock().clone(),
+            handle: self.runtime.handle().clone(),
+            tasks: self.tasks.clone(),
+        })
+    }
+}
