@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use hangar_core::{partition_of, ConsistencyLevel, WriteConcern, PARTITION_COUNT};
 use hangar_host::bench::{self, consistency_name, BenchConfig, KeySelection, Report, Stop};
-use hangar_tests::cluster_harness::{put, Client, Cluster, Settings};
+use hangar_tests::cluster_harness::{formed, loadavg, put, Client, Cluster};
 use hangar_tests::support::target_dir;
 
 const FORM: Duration = Duration::from_secs(60);
@@ -35,13 +35,6 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// The 1-, 5- and 15-minute load averages, as `/proc/loadavg` shows them.
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 fn load1() -> String {
@@ -186,21 +179,6 @@ async fn measure(
     // Progress on stderr, so a long run shows it is alive.
     eprintln!("{}", cell.row(None));
     cell
-}
-
-fn formed(n: usize, id: &str) -> Cluster {
-    let mut c = Cluster::new(
-        n,
-        &Settings {
-            cluster_id: id.into(),
-            ..Settings::default()
-        },
-    );
-    c.start_all();
-    let which: Vec<usize> = (0..n).collect();
-    c.wait_formed(&which, FORM)
-        .unwrap_or_else(|e| panic!("{id}: {n} nodes did not form:{e}"));
-    c
 }
 
 /// Partitions node `i` owns, as its `/metrics` says.

@@ -16,29 +16,8 @@ use std::time::{Duration, Instant};
 
 use hangar_host::protocol::messages::{LockRelease, LockRequest};
 use hangar_host::protocol::Message;
-use hangar_tests::cluster_harness::{Client, Cluster, Settings};
+use hangar_tests::cluster_harness::{formed, loadavg, Client, Cluster};
 use hangar_tests::support::target_dir;
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-fn formed(n: usize, id: &str) -> Cluster {
-    let mut c = Cluster::new(
-        n,
-        &Settings {
-            cluster_id: id.into(),
-            ..Settings::default()
-        },
-    );
-    c.start_all();
-    let which: Vec<usize> = (0..n).collect();
-    c.wait_formed(&which, Duration::from_secs(60))
-        .unwrap_or_else(|e| panic!("{id}: {n} nodes did not form:{e}"));
-    c
-}
 
 fn leader(c: &Cluster) -> usize {
     let h = c.health(0).expect("health");

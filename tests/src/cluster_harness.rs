@@ -556,3 +556,32 @@ impl Client {
         .await
     }
 }
+
+/// The 1-, 5- and 15-minute load averages as `/proc/loadavg` shows them
+/// (benchmarks print them beside their figures: the machine may be shared).
+#[must_use]
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// `n` nodes of cluster `id`, started together and formed.
+///
+/// # Panics
+/// If they do not form within 60 s (with their health and log tails).
+#[must_use]
+pub fn formed(n: usize, id: &str) -> Cluster {
+    let mut c = Cluster::new(
+        n,
+        &Settings {
+            cluster_id: id.into(),
+            ..Settings::default()
+        },
+    );
+    c.start_all();
+    let which: Vec<usize> = (0..n).collect();
+    c.wait_formed(&which, Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{id}: {n} nodes did not form:{e}"));
+    c
+}
