@@ -1,5 +1,5 @@
-//! Configuration and dependencies of the two modules, after the seed's
-//! `ClusterModuleConfig` / `StorageModuleConfig` (R1, R2), with every default
+//! Configuration and dependencies of the two modules
+//! (`ClusterModuleConfig` / `StorageModuleConfig`), with every default
 //! written down.
 //!
 //! Configs are plain serde data: they cross the plugin boundary as msgpack,

@@ -7,7 +7,7 @@
 //! - `hlc`: the hybrid logical clock.
 //! - `merkle`: the depth-3 Merkle tries of LWW and OR maps (sync and repair digests).
 //! - `error`: [`ModuleError`], the error of every module call.
-//! - `config`: module configs with the seed's defaults.
+//! - `config`: module configs, every default written down.
 //! - `module`: the native `StorageModule` / `ClusterModule` traits, the
 //!   partition view, the storage accessor, host services, and their types.
 //! - `abi`: the stable plugin ABI: declaration, root module, `#[sabi_trait]`

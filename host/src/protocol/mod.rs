@@ -2,12 +2,12 @@
 //! and the codec between them and WebSocket frames.
 //!
 //! Each binary WebSocket frame is one msgpack map tagged by a string `type`
-//! with camelCase fields (see `reference/topgun-v2-server-and-protocol.md`
-//! §2). The connection handler uses this module so:
+//! with camelCase fields, as the TopGun client encodes it (the messages are
+//! typed in `messages/`). The connection handler uses this module so:
 //!
 //! ```text
 //! frame ──decode_frame──▶ Decoded::Message(m)    handle m
-//!                         Decoded::Unknown{..}   drop the frame
+//!                         Decoded::Unknown{..}   answer ERROR 400 naming the type
 //!                         Err(e)                 drop; answer ERROR {e.client_error_code(),
 //!                                                e.to_string()}
 //! Message::Batch(b) ──unpack_batch(b)──▶ items ──decode_batch_item──▶ as above

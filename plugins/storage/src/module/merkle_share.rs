@@ -40,6 +40,97 @@ fn bucket_node(b: Buckets) -> MerkleNode {
     )
 }
 
+/// The trie path of a Merkle request.
+///
+/// # Errors
+/// `INVALID_INPUT` for a path that is not up to three lowercase hex digits.
+pub(super) fn parse_path(request: &MerkleRequest) -> ModuleResult<TriePath> {
+    let path = request.path.as_str();
+    TriePath::parse(path).ok_or_else(|| {
+        ModuleError::invalid(format!(
+            "Merkle path {path:?} of map {:?} is not a trie path; expected at most \
+             {MERKLE_DEPTH} lowercase hex digits",
+            request.map
+        ))
+    })
+}
+
+/// An empty node at `parsed`: no records for a leaf, no buckets otherwise.
+pub(super) fn empty_node(parsed: TriePath) -> MerkleResponse {
+    MerkleResponse {
+        node: if parsed.depth == MERKLE_DEPTH {
+            MerkleNode::Leaf(RVec::new())
+        } else {
+            MerkleNode::Buckets(RVec::new())
+        },
+        tombstones: RVec::new(),
+    }
+}
+
+/// The node at `path` of a map's tree of `kind`, over the keys `pick`
+/// selects (`None`: every key, answered from the trie's sums): the
+/// occupied child buckets of an inner path, or the records of a leaf path;
+/// for an OR leaf, the map's tombstones too. A map of the other kind
+/// answers an empty node. Serves `merkle_node` (every key) and
+/// `merkle_node_in` (the keys of some partitions).
+pub(super) fn trie_node(
+    data: &MapData,
+    kind: MapKind,
+    path: &str,
+    parsed: TriePath,
+    pick: Option<&dyn Fn(&str) -> bool>,
+) -> MerkleResponse {
+    let leaf = parsed.depth == MERKLE_DEPTH;
+    let keep = |k: &str| pick.is_none_or(|p| p(k));
+    match (data, kind) {
+        (MapData::Lww(m), MapKind::Lww) if leaf => MerkleResponse {
+            node: MerkleNode::Leaf(
+                m.records_in_leaf(path)
+                    .into_iter()
+                    .filter(|(k, _)| keep(k))
+                    .map(|(k, r)| KeyRecord {
+                        key: k.into(),
+                        state: RecordState::Lww(r),
+                    })
+                    .collect(),
+            ),
+            tombstones: RVec::new(),
+        },
+        (MapData::Lww(m), MapKind::Lww) => MerkleResponse {
+            node: bucket_node(match pick {
+                None => m.merkle_buckets(path),
+                Some(p) => buckets_of_items(parsed, m.item_hashes_under(parsed, p)),
+            }),
+            tombstones: RVec::new(),
+        },
+        (MapData::Or(m), MapKind::Or) if leaf => {
+            let mut tombstones: Vec<&str> = m.tombstones().collect();
+            tombstones.sort_unstable();
+            MerkleResponse {
+                node: MerkleNode::Leaf(
+                    m.keys_in_leaf(path)
+                        .into_iter()
+                        .filter(|k| keep(k))
+                        .map(|k| KeyRecord {
+                            key: k.into(),
+                            state: RecordState::Or(m.records(k).into()),
+                        })
+                        .collect(),
+                ),
+                tombstones: tombstones.into_iter().map(RString::from).collect(),
+            }
+        }
+        (MapData::Or(m), MapKind::Or) => MerkleResponse {
+            node: bucket_node(match pick {
+                None => m.merkle_buckets(path),
+                Some(p) => buckets_of_items(parsed, m.entry_hashes_under(parsed, p)),
+            }),
+            tombstones: RVec::new(),
+        },
+        _ => empty_node(parsed),
+    }
+}
+
 impl Core {
     /// See the module docs.
     ///
@@ -51,25 +142,10 @@ impl Core {
         request: &MerkleRequest,
         partitions: WirePartitions,
     ) -> ModuleResult<MerkleResponse> {
-        let path = request.path.as_str();
-        let Some(parsed) = TriePath::parse(path) else {
-            return Err(ModuleError::invalid(format!(
-                "Merkle path {path:?} of map {:?} is not a trie path; expected at most \
-                 {MERKLE_DEPTH} lowercase hex digits",
-                request.map
-            )));
-        };
+        let parsed = parse_path(request)?;
         let want = PartitionSet::from(partitions);
-        let leaf = parsed.depth == MERKLE_DEPTH;
         let Some(slot) = self.loaded_slot(&request.map).await? else {
-            return Ok(MerkleResponse {
-                node: if leaf {
-                    MerkleNode::Leaf(RVec::new())
-                } else {
-                    MerkleNode::Buckets(RVec::new())
-                },
-                tombstones: RVec::new(),
-            });
+            return Ok(empty_node(parsed));
         };
         let st = slot.state.lock();
         let missing = want.minus(&slot.held.get());
@@ -88,63 +164,18 @@ impl Core {
             ));
         }
         // Every partition: the trie's own sums (what `merkle_node` answers).
-        let all = want == PartitionSet::ALL;
         let pick = |k: &str| want.contains(partition_of(k));
-        Ok(match (&st.data, request.kind) {
-            (MapData::Lww(m), MapKind::Lww) if leaf => MerkleResponse {
-                node: MerkleNode::Leaf(
-                    m.records_in_leaf(path)
-                        .into_iter()
-                        .filter(|(k, _)| pick(k))
-                        .map(|(k, r)| KeyRecord {
-                            key: k.into(),
-                            state: RecordState::Lww(r),
-                        })
-                        .collect(),
-                ),
-                tombstones: RVec::new(),
-            },
-            (MapData::Lww(m), MapKind::Lww) => MerkleResponse {
-                node: bucket_node(if all {
-                    m.merkle_buckets(path)
-                } else {
-                    buckets_of_items(parsed, m.item_hashes_under(parsed, pick))
-                }),
-                tombstones: RVec::new(),
-            },
-            (MapData::Or(m), MapKind::Or) if leaf => {
-                let mut tombstones: Vec<&str> = m.tombstones().collect();
-                tombstones.sort_unstable();
-                MerkleResponse {
-                    node: MerkleNode::Leaf(
-                        m.keys_in_leaf(path)
-                            .into_iter()
-                            .filter(|k| pick(k))
-                            .map(|k| KeyRecord {
-                                key: k.into(),
-                                state: RecordState::Or(m.records(k).into()),
-                            })
-                            .collect(),
-                    ),
-                    tombstones: tombstones.into_iter().map(RString::from).collect(),
-                }
-            }
-            (MapData::Or(m), MapKind::Or) => MerkleResponse {
-                node: bucket_node(if all {
-                    m.merkle_buckets(path)
-                } else {
-                    buckets_of_items(parsed, m.entry_hashes_under(parsed, pick))
-                }),
-                tombstones: RVec::new(),
-            },
-            _ => MerkleResponse {
-                node: if leaf {
-                    MerkleNode::Leaf(RVec::new())
-                } else {
-                    MerkleNode::Buckets(RVec::new())
-                },
-                tombstones: RVec::new(),
-            },
-        })
+        let pick: Option<&dyn Fn(&str) -> bool> = if want == PartitionSet::ALL {
+            None
+        } else {
+            Some(&pick)
+        };
+        Ok(trie_node(
+            &st.data,
+            request.kind,
+            request.path.as_str(),
+            parsed,
+            pick,
+        ))
     }
 }

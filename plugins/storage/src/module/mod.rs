@@ -61,15 +61,15 @@
 //! | HG-PER-010 | Every write acknowledged PERSISTED through the module survives SIGKILL with its timestamp. | `tests/crash_module_kill9.rs` `t10` |
 //! | HG-PER-011 | The module crash checker catches APPLIED acks passed off as PERSISTED. | `tests/crash_module_kill9.rs` `t11` |
 //!
-//! # Legacy defects fixed (see `legacy-storage-behaviour.md`)
+//! # Legacy defects fixed (against the legacy TopGun server)
 //!
-//! - The winning record is persisted, never the incoming op (§2).
-//! - Writes during a load are merged, never lost to a map swap (§1).
-//! - A load error is surfaced and retried on the next use (§1).
-//! - OR tombstones are loaded whatever the partition filter says (§1).
-//! - `ttlMs` is persisted (§2).
+//! - The winning record is persisted, never the incoming op.
+//! - Writes during a load are merged, never lost to a map swap.
+//! - A load error is surfaced and retried on the next use.
+//! - OR tombstones are loaded whatever the partition filter says.
+//! - `ttlMs` is persisted.
 //! - A subscription's snapshot is taken under the map's lock with its
-//!   registration (§4.3).
+//!   registration.
 
 use std::sync::Arc;
 

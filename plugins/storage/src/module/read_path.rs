@@ -19,9 +19,8 @@
 use std::sync::Arc;
 
 use abi_stable::std_types::{RString, RVec, Tuple2};
-use hangar_core::merkle::{TriePath, MERKLE_DEPTH};
 use hangar_core::module::storage_types::{
-    KeyRecord, MapInfo, MerkleNode, MerkleRequest, MerkleResponse, QueryRequest, QueryResponse,
+    KeyRecord, MapInfo, MerkleRequest, MerkleResponse, QueryRequest, QueryResponse,
     QuerySink as CoreSink, RecordState, SearchHit, SearchRequest, SubscriptionId,
 };
 use hangar_core::{MapKind, ModuleError, ModuleResult, RawValue};
@@ -30,6 +29,7 @@ use rmpv::Value;
 use super::convert::{decode, fields, response, SinkAdapter};
 use super::core::Core;
 use super::map_slot::{MapData, MapSlot};
+use super::merkle_share;
 use super::snapshot::{apply_captured, Capture, INLINE_ROWS};
 use super::write_path::or_value;
 use crate::query::{self, Projection, Query, Row};
@@ -345,73 +345,18 @@ impl Core {
         self: &Arc<Self>,
         request: &MerkleRequest,
     ) -> ModuleResult<MerkleResponse> {
-        let path = request.path.as_str();
-        let Some(parsed) = TriePath::parse(path) else {
-            return Err(ModuleError::invalid(format!(
-                "Merkle path {path:?} of map {:?} is not a trie path; expected at most \
-                 {MERKLE_DEPTH} lowercase hex digits",
-                request.map
-            )));
-        };
-        let leaf = parsed.depth == MERKLE_DEPTH;
-        let empty = || MerkleResponse {
-            node: if leaf {
-                MerkleNode::Leaf(RVec::new())
-            } else {
-                MerkleNode::Buckets(RVec::new())
-            },
-            tombstones: RVec::new(),
-        };
+        let parsed = merkle_share::parse_path(request)?;
         let Some(slot) = self.loaded_slot(&request.map).await? else {
-            return Ok(empty());
+            return Ok(merkle_share::empty_node(parsed));
         };
         let st = slot.state.lock();
-        let buckets = |b: hangar_core::merkle::Buckets| {
-            MerkleNode::Buckets(
-                b.into_iter()
-                    .map(|(c, h)| Tuple2(u8::try_from(c).unwrap_or(b'?'), h))
-                    .collect(),
-            )
-        };
-        Ok(match (&st.data, request.kind) {
-            (MapData::Lww(m), MapKind::Lww) if leaf => MerkleResponse {
-                node: MerkleNode::Leaf(
-                    m.records_in_leaf(path)
-                        .into_iter()
-                        .map(|(k, r)| KeyRecord {
-                            key: k.into(),
-                            state: RecordState::Lww(r),
-                        })
-                        .collect(),
-                ),
-                tombstones: RVec::new(),
-            },
-            (MapData::Lww(m), MapKind::Lww) => MerkleResponse {
-                node: buckets(m.merkle_buckets(path)),
-                tombstones: RVec::new(),
-            },
-            (MapData::Or(m), MapKind::Or) if leaf => {
-                let mut tombstones: Vec<&str> = m.tombstones().collect();
-                tombstones.sort_unstable();
-                MerkleResponse {
-                    node: MerkleNode::Leaf(
-                        m.keys_in_leaf(path)
-                            .into_iter()
-                            .map(|k| KeyRecord {
-                                key: k.into(),
-                                state: RecordState::Or(m.records(k).into()),
-                            })
-                            .collect(),
-                    ),
-                    tombstones: tombstones.into_iter().map(RString::from).collect(),
-                }
-            }
-            (MapData::Or(m), MapKind::Or) => MerkleResponse {
-                node: buckets(m.merkle_buckets(path)),
-                tombstones: RVec::new(),
-            },
-            _ => empty(),
-        })
+        Ok(merkle_share::trie_node(
+            &st.data,
+            request.kind,
+            request.path.as_str(),
+            parsed,
+            None,
+        ))
     }
 
     /// The tombstoned tags of an OR map, sorted (empty for other maps).

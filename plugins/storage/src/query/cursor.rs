@@ -15,7 +15,7 @@
 //!
 //! Carrying the *encoded* sort values means resuming uses exactly the order
 //! that produced the page, for every sort field (the legacy cursor kept only
-//! the first field, reference §4.2). Clients treat the string as opaque; it is
+//! the first field). Clients treat the string as opaque; it is
 //! not the legacy JSON layout, and a legacy cursor decodes as `invalid`.
 //!
 //! # Status

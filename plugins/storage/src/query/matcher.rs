@@ -13,7 +13,8 @@ use super::value::is_truthy;
 ///
 /// `value == None` is a tombstone. `expires_at_ms` is `millis + ttl` for a
 /// record with a TTL: the record is expired once `expires_at_ms < now`
-/// (reference §12.3). Tombstones and expired records never match.
+/// (as the TopGun client computes it). Tombstones and expired records
+/// never match.
 #[derive(Debug, Clone, Copy)]
 pub struct Row<'a> {
     /// The record key.

@@ -23,32 +23,32 @@
 //! stored `RawValue` bytes; the query object is the wire `query` value as
 //! the client sent it.
 //!
-//! # Legacy defects fixed (reference `legacy-storage-behaviour.md`)
+//! # Legacy defects fixed (against the legacy TopGun server)
 //!
-//! - `like` escapes every regex metacharacter, `*` and `?` included (§4.1).
+//! - `like` escapes every regex metacharacter, `*` and `?` included.
 //! - `where` accepts `$eq` and `$in`; an unknown operator, op or member is a
-//!   [`QueryError`], never a silent non-match (§4.2).
+//!   [`QueryError`], never a silent non-match.
 //! - Sorting and cursors share one comparator with the key as the final
 //!   tie-break; cursors carry every sort field; `limit` without `sort`
-//!   pages by key instead of throwing (§4.2, §12.10).
-//! - Subscriptions are keyed by registry-assigned ids, not client query ids (§5).
-//! - The snapshot is taken under the same lock as registration (§4.3).
+//!   pages by key instead of throwing.
+//! - Subscriptions are keyed by registry-assigned ids, not client query ids.
+//! - The snapshot is taken under the same lock as registration.
 //! - A change to fields the query does not reference still sends UPDATE to
-//!   subscribers holding the record (§5).
+//!   subscribers holding the record.
 //! - A change costs O(log n) per affected top-N window, never a
 //!   re-execution over the map; a post-load refresh sends a diff, not a
-//!   full resend (§5).
+//!   full resend.
 //!
 //! # Kept from the legacy server
 //!
-//! Falsy record values (nil, false, 0, "", NaN) never match (§12.10);
+//! Falsy record values (nil, false, 0, "", NaN) never match;
 //! `predicate` overrides `where`; invalid or expired (10 min) cursors restart
 //! from the beginning and say so; `hasMore` / `nextCursor` only when more
 //! rows exist.
 //!
 //! # Deliberate differences
 //!
-//! The cursor string is not the legacy base64url JSON (§12.11): it is
+//! The cursor string is not the legacy base64url JSON: it is
 //! base64url msgpack carrying the full encoded sort position (see `cursor`).
 //! Cursors are opaque to clients and only read by the node family that made
 //! them, so nothing outside Hangar depends on their layout.

@@ -5,8 +5,8 @@
 //! the row's sort-field values, then the record key. Comparing two sort keys
 //! is a byte comparison followed by a key comparison, so sorting a page,
 //! testing "is this row after the cursor", and placing a row in a live top-N
-//! window can never disagree (the legacy server used two comparators that
-//! did, see the reference §4.2 [quirk]).
+//! window can never disagree (the legacy server used two comparators, and
+//! they did disagree).
 //!
 //! # Total order of values (ascending)
 //!
