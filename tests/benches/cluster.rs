@@ -17,12 +17,11 @@
 //! finished, because the machine may be shared. Cells that are compared are
 //! run back to back on the same binaries.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use hangar_core::{partition_of, ConsistencyLevel, WriteConcern, PARTITION_COUNT};
+use hangar_core::{ConsistencyLevel, WriteConcern, PARTITION_COUNT};
 use hangar_host::bench::{self, consistency_name, BenchConfig, KeySelection, Report, Stop};
-use hangar_tests::cluster_harness::{formed, loadavg, put, Client, Cluster};
+use hangar_tests::cluster_harness::{formed, loadavg, one_key_per_partition, put, Client, Cluster};
 use hangar_tests::support::target_dir;
 
 const FORM: Duration = Duration::from_secs(60);
@@ -336,18 +335,6 @@ async fn forwarding(three: &Cluster, secs: u64) {
         three,
         "3-node cluster counters after part b (cumulative since the cluster started)",
     );
-}
-
-/// A key in each of the 271 partitions, distinct per `prefix`.
-fn one_key_per_partition(prefix: &str) -> BTreeMap<u32, String> {
-    let mut out = BTreeMap::new();
-    let mut i = 0u64;
-    while out.len() < PARTITION_COUNT as usize {
-        let k = format!("{prefix}-{i}");
-        out.entry(partition_of(&k)).or_insert(k);
-        i += 1;
-    }
-    out
 }
 
 /// Writes one key per partition through `cl` until every partition has

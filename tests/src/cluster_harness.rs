@@ -585,3 +585,31 @@ pub fn formed(n: usize, id: &str) -> Cluster {
         .unwrap_or_else(|e| panic!("{id}: {n} nodes did not form:{e}"));
     c
 }
+
+/// Keys of `map` a live query on node `i` of `c` returns: every key of the
+/// cluster whose owner (in node `i`'s table) holds it.
+///
+/// # Errors
+/// When the node cannot be reached or does not answer the query.
+pub async fn keys_on(
+    c: &Cluster,
+    i: usize,
+    map: &str,
+) -> Result<std::collections::BTreeSet<String>, String> {
+    let mut cl = Client::connect(&c.ws_url(i)).await?;
+    Ok(cl.subscribe("q", map).await?.into_iter().collect())
+}
+
+/// A key in each of the 271 partitions, by partition, distinct per
+/// `prefix`.
+#[must_use]
+pub fn one_key_per_partition(prefix: &str) -> std::collections::BTreeMap<u32, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut i = 0u64;
+    while out.len() < hangar_core::PARTITION_COUNT as usize {
+        let k = format!("{prefix}-{i}");
+        out.entry(hangar_core::partition_of(&k)).or_insert(k);
+        i += 1;
+    }
+    out
+}

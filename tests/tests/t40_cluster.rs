@@ -5,12 +5,14 @@
 //! They need the release-less debug binary and plugins that
 //! `cargo test --workspace` builds. Each test bounds its waits.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use hangar_core::{partition_of, PARTITION_COUNT};
+use hangar_core::PARTITION_COUNT;
 use hangar_host::protocol::Message;
-use hangar_tests::cluster_harness::{put, Client, Cluster, Settings};
+use hangar_tests::cluster_harness::{
+    keys_on, one_key_per_partition, put, Client, Cluster, Settings,
+};
 use serde_json::json;
 
 fn fast() -> Settings {
@@ -21,29 +23,6 @@ fn fast() -> Settings {
 }
 
 const FORM: Duration = Duration::from_secs(30);
-
-/// Keys of `map` a live query on node `i` returns: every key of the
-/// cluster whose owner (in node `i`'s table) holds it.
-async fn keys_on(c: &Cluster, i: usize, map: &str) -> BTreeSet<String> {
-    let mut cl = Client::connect(&c.ws_url(i)).await.expect("connect");
-    cl.subscribe("q", map)
-        .await
-        .expect("query")
-        .into_iter()
-        .collect()
-}
-
-/// A key in each of the 271 partitions.
-fn one_key_per_partition(prefix: &str) -> BTreeMap<u32, String> {
-    let mut out = BTreeMap::new();
-    let mut i = 0u64;
-    while out.len() < PARTITION_COUNT as usize {
-        let k = format!("{prefix}-{i}");
-        out.entry(partition_of(&k)).or_insert(k);
-        i += 1;
-    }
-    out
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t20_writes_through_any_node_land_on_owner_and_backup_at_quorum() {
@@ -78,7 +57,7 @@ async fn t20_writes_through_any_node_land_on_owner_and_backup_at_quorum() {
     );
     // Every node's live query sees every key once.
     for i in 0..3 {
-        let keys = keys_on(&c, i, "m").await;
+        let keys = keys_on(&c, i, "m").await.expect("query");
         assert_eq!(keys.len(), n as usize, "node {i} sees every key");
     }
     // Every key is on exactly two nodes: its owner and its backup (the map
@@ -171,8 +150,8 @@ async fn t30_after_kill9_every_partition_takes_writes_within_5s_and_no_quorum_wr
     eprintln!("all {PARTITION_COUNT} partitions writable {took:?} after kill -9");
     assert!(took < Duration::from_secs(5), "took {took:?}");
     // Nothing acknowledged at QUORUM before the kill is missing.
-    let mut held = keys_on(&c, 0, "m").await;
-    held.extend(keys_on(&c, 1, "m").await);
+    let mut held = keys_on(&c, 0, "m").await.expect("query");
+    held.extend(keys_on(&c, 1, "m").await.expect("query"));
     let lost: Vec<_> = keys.values().filter(|k| !held.contains(*k)).collect();
     assert!(lost.is_empty(), "lost QUORUM writes: {lost:?}");
 }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hangar_tests::cluster_harness::{put, Client, Cluster, Settings};
+use hangar_tests::cluster_harness::{keys_on, put, Client, Cluster, Settings};
 use parking_lot::Mutex;
 use serde_json::json;
 
@@ -24,13 +24,6 @@ fn settings(backups: u32) -> Settings {
         ),
         ..Settings::default()
     }
-}
-
-/// Keys of `map` a live query on node `i` returns: every key of the
-/// cluster whose owner (in node `i`'s table) holds it.
-async fn keys_on(c: &Cluster, i: usize, map: &str) -> Result<BTreeSet<String>, String> {
-    let mut cl = Client::connect(&c.ws_url(i)).await?;
-    Ok(cl.subscribe("q", map).await?.into_iter().collect())
 }
 
 /// Waits until a live query on node `i` returns every key of `want`;

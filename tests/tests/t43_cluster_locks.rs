@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use hangar_host::protocol::messages::{LockRelease, LockRequest};
 use hangar_host::protocol::Message;
-use hangar_tests::cluster_harness::{put, Client, Cluster, Settings};
+use hangar_tests::cluster_harness::{keys_on, put, Client, Cluster, Settings};
 use hangar_tests::lock_checker::{check, Held};
 use parking_lot::Mutex;
 use serde_json::json;
@@ -241,13 +241,7 @@ async fn t43_locks_hold_cluster_wide_while_nodes_and_the_leader_are_killed() {
     }
 
     // Every acknowledged write made under a lock is in the grid.
-    let mut cl = Client::connect(&c.ws_url(0)).await.unwrap();
-    let have: BTreeSet<String> = cl
-        .subscribe("q", "lockhist")
-        .await
-        .expect("query")
-        .into_iter()
-        .collect();
+    let have = keys_on(&c, 0, "lockhist").await.expect("query");
     let missing: Vec<&String> = rec.written.difference(&have).collect();
     assert!(
         missing.is_empty(),
