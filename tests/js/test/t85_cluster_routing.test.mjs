@@ -88,7 +88,8 @@ class ClusterClient {
   }
 
   /** Connects to a seed and waits for a map that lists `members` nodes, all
-   * ACTIVE, owning every partition. */
+   * ACTIVE, each owning partitions (a new node gets its share by transfer,
+   * over several map versions). */
   async start(seedUrl, members) {
     const seed = await this.open(seedUrl);
     const deadline = Date.now() + 30_000;
@@ -97,7 +98,7 @@ class ClusterClient {
       const { payload: m } = await seed.expect('PARTITION_MAP');
       const active = m.nodes.filter((n) => n.status === 'ACTIVE').map((n) => n.nodeId);
       const owners = new Set(m.partitions.map((p) => p.ownerNodeId));
-      if (active.length === members && [...owners].every((o) => active.includes(o))) {
+      if (active.length === members && owners.size === members && [...owners].every((o) => active.includes(o))) {
         await this.apply(m);
         break;
       }
