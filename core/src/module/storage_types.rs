@@ -185,9 +185,11 @@ pub struct QueryRow {
     pub value: RawValue,
 }
 
-/// What became of the cursor a query carried.
+/// What became of the cursor a query carried (the wire `cursorStatus`:
+/// `none`, `valid`, `invalid` or `expired`).
 #[repr(u8)]
-#[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum CursorStatus {
     /// No cursor was given.
     None,
@@ -197,6 +199,19 @@ pub enum CursorStatus {
     Invalid,
     /// Too old; results start from the beginning.
     Expired,
+}
+
+impl CursorStatus {
+    /// The wire string: `none`, `valid`, `invalid` or `expired`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Valid => "valid",
+            Self::Invalid => "invalid",
+            Self::Expired => "expired",
+        }
+    }
 }
 
 /// A query's result page.
@@ -213,9 +228,11 @@ pub struct QueryResponse {
     pub cursor_status: CursorStatus,
 }
 
-/// How a live query's result set changed.
+/// How a live query's result set changed (the wire `changeType`: `ENTER`,
+/// `UPDATE` or `LEAVE`).
 #[repr(u8)]
 #[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ChangeType {
     /// The key entered the result set (or the top-N window).
     Enter,
@@ -223,6 +240,18 @@ pub enum ChangeType {
     Update,
     /// The key left the result set (or was displaced from the window).
     Leave,
+}
+
+impl ChangeType {
+    /// The wire string: `ENTER`, `UPDATE` or `LEAVE`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enter => "ENTER",
+            Self::Update => "UPDATE",
+            Self::Leave => "LEAVE",
+        }
+    }
 }
 
 /// One live-query update.

@@ -17,9 +17,10 @@ use super::messages::{
     ListResolversResponse, LockGranted, LockRelease, LockReleased, LockRequest, MerkleReqBucket,
     OpAck, OpBatch, OpRejected, OrMapDiffRequest, OrMapDiffResponse, OrMapPushDiff, OrMapSyncInit,
     OrMapSyncRespLeaf, OrMapSyncRespRoot, PartitionMap, PartitionMapRequest, Ping, Pong, QueryResp,
-    QuerySub, QuerySyncInit, QueryUnsub, QueryUpdate, RegisterResolver, ResolverResponse, Search,
-    SearchResp, ServerBatchEvent, ServerEvent, SyncInit, SyncResetRequired, SyncRespBuckets,
-    SyncRespLeaf, SyncRespRoot, TopicMessage, TopicPub, TopicRef, UnregisterResolver,
+    QuerySub, QuerySyncInit, QueryUnsub, QueryUpdatePayload, RegisterResolver, ResolverResponse,
+    Search, SearchResp, ServerBatchEvent, ServerEvent, SyncInit, SyncResetRequired,
+    SyncRespBuckets, SyncRespLeaf, SyncRespRoot, TopicMessage, TopicPub, TopicRef,
+    UnregisterResolver,
 };
 use super::scan::{check_frame, read_head, skip_value};
 
@@ -157,7 +158,7 @@ messages! {
         /// `QUERY_RESP` (S→C).
         "QUERY_RESP" => QueryResp(QueryResp),
         /// `QUERY_UPDATE` (S→C).
-        "QUERY_UPDATE" => QueryUpdate(QueryUpdate),
+        "QUERY_UPDATE" => QueryUpdate(QueryUpdatePayload),
         /// `QUERY_UNSUB` (C→S).
         "QUERY_UNSUB" => QueryUnsub(QueryUnsub),
         /// `QUERY_SYNC_INIT` (C→S): accepted, nothing to do.

@@ -58,19 +58,9 @@ pub struct QueryResultEntry {
     pub value: RawMsgpack,
 }
 
-/// State of a pagination cursor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CursorStatus {
-    /// Usable.
-    Valid,
-    /// Timed out; restart the query.
-    Expired,
-    /// Malformed or unknown.
-    Invalid,
-    /// No cursor involved.
-    None,
-}
+/// State of a pagination cursor: core's type, which serializes as the
+/// wire's `none` / `valid` / `invalid` / `expired`.
+pub use hangar_core::module::storage_types::CursorStatus;
 
 /// `QUERY_RESP` payload (S→C): the initial snapshot of a subscription.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -15,17 +15,12 @@ use std::sync::Arc;
 
 use abi_stable::std_types::{ROption, RString, Tuple2};
 use axum::body::Bytes;
-use hangar_core::module::storage_types::{
-    ChangeType as CoreChange, CursorStatus as CoreCursor, QueryRequest, QuerySink, QueryUpdate,
-    SearchRequest,
-};
+use hangar_core::module::storage_types::{QueryRequest, QuerySink, QueryUpdate, SearchRequest};
 use hangar_core::RawValue;
 use parking_lot::Mutex;
 
 use super::status_of;
-use crate::protocol::messages::{
-    ChangeType, CursorStatus, QueryResp, QuerySub, Search, SearchResp, SearchResult,
-};
+use crate::protocol::messages::{QueryResp, QuerySub, Search, SearchResp, SearchResult};
 use crate::protocol::{fast, Message, RawMsgpack};
 use crate::server::outbound::Outbound;
 use crate::server::session::{LiveQuery, Session};
@@ -70,11 +65,6 @@ impl UpdateSink {
 
 impl QuerySink for UpdateSink {
     fn deliver(&self, u: &QueryUpdate) {
-        let change = match u.change {
-            CoreChange::Enter => ChangeType::Enter,
-            CoreChange::Update => ChangeType::Update,
-            CoreChange::Leave => ChangeType::Leave,
-        };
         let nil;
         let value = match &u.value {
             ROption::RSome(v) => v,
@@ -84,7 +74,7 @@ impl QuerySink for UpdateSink {
             }
         };
         let mut buf = Vec::with_capacity(64 + self.query_id.len() + u.key.len() + value.0.len());
-        fast::write_query_update(&mut buf, &self.query_id, &u.key, value, change);
+        fast::write_query_update(&mut buf, &self.query_id, &u.key, value, u.change);
         let frame = Bytes::from(buf);
         // The lock also orders direct deliveries after the held-back ones.
         let mut held = self.held.lock();
@@ -101,15 +91,6 @@ impl QuerySink for UpdateSink {
                 self.out.push(frame);
             }
         }
-    }
-}
-
-fn cursor(c: CoreCursor) -> CursorStatus {
-    match c {
-        CoreCursor::None => CursorStatus::None,
-        CoreCursor::Valid => CursorStatus::Valid,
-        CoreCursor::Invalid => CursorStatus::Invalid,
-        CoreCursor::Expired => CursorStatus::Expired,
     }
 }
 
@@ -195,7 +176,7 @@ pub async fn subscribe(fe: &FrontEnd, s: &mut Session, q: QuerySub) {
                 &resp.rows,
                 resp.next_cursor.as_ref().map(RString::as_str).into_option(),
                 resp.has_more,
-                cursor(resp.cursor_status),
+                resp.cursor_status,
             );
             s.out.send(Bytes::from(buf)).await;
             sink.go_live();
