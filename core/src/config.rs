@@ -320,7 +320,7 @@ pub struct StorageModuleConfig {
     pub check_integrity_on_start: bool,
 }
 
-#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if takes a reference
+// serde's skip_serializing_if takes a reference
 fn is_false(b: &bool) -> bool {
     !*b
 }

@@ -43,7 +43,10 @@ macro_rules! messages {
         /// [`Message::encode`] writes exactly that shape.
         #[derive(Debug, Clone, PartialEq, Serialize)]
         #[serde(tag = "type")]
-        #[allow(clippy::large_enum_variant)] // decoded once, moved by value, never stored in bulk
+        #[allow(
+            clippy::large_enum_variant,
+            reason = "decoded once, moved by value, never stored in bulk"
+        )]
         pub enum Message {
             $( $(#[$fdoc])* #[serde(rename = $fname)] $fvar($fty), )*
             $(
@@ -241,7 +244,10 @@ impl Message {
 
 /// What a well-formed frame turned out to be.
 #[derive(Debug, Clone, PartialEq)]
-#[allow(clippy::large_enum_variant)] // a transient return value, matched at once
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a transient return value, matched at once"
+)]
 pub enum Decoded {
     /// A message of a type this node handles.
     Message(Message),

@@ -285,7 +285,6 @@ impl Formation {
             of = PARTITION_COUNT,
             "partition table installed"
         );
-        #[allow(clippy::cast_precision_loss)]
         {
             self.metrics
                 .gauge("hangar_cluster_table_version", &[], version as f64);

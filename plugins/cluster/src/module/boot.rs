@@ -249,7 +249,6 @@ async fn report_status(running: Arc<OnceLock<Arc<Running>>>, metrics: Arc<dyn Me
         let peers = r.membership.peers();
         let count = |h: PeerHealth| peers.values().filter(|p| p.health == h).count();
         let s = r.raft.status();
-        #[allow(clippy::cast_precision_loss)]
         {
             for (label, h) in [
                 ("alive", PeerHealth::Alive),

@@ -396,7 +396,11 @@ impl Core {
     }
 
     /// The part under the map's lock; see the module docs.
-    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    #[allow(
+        clippy::too_many_arguments,
+        clippy::type_complexity,
+        reason = "the locked part of the write path takes the borrowed pieces of the map slot one by one"
+    )]
     fn apply_locked(
         &self,
         persist: &Persist,

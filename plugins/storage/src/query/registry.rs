@@ -137,7 +137,10 @@ impl QueryRegistry {
     ///
     /// A registry MUST be used either with caller-chosen ids or with
     /// [`Self::subscribe`]'s own, not both: the two ranges may collide.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "each argument is one independent input; a struct would only be built to be taken apart"
+    )]
     pub fn subscribe_as<'a>(
         &self,
         id: RegistryId,
