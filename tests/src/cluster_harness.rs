@@ -543,6 +543,7 @@ impl Client {
                 map_name: map.to_string(),
                 query: rmpv::Value::Map(vec![]),
                 fields: None,
+                consistency: None,
             },
         })
         .await?;
