@@ -395,6 +395,8 @@ mod tests {
         assert_eq!(c.discovery_interval_ms, 10_000);
         assert!(c.replication_enabled);
         assert_eq!(c.default_consistency, ConsistencyLevel::Eventual);
+        assert_eq!(c.default_read_consistency, ConsistencyLevel::Eventual);
+        assert!(c.map_read_consistency.is_empty());
         assert_eq!(c.replication.batch_size, 100);
         let s = StorageModuleConfig::default();
         assert_eq!(s.write_ack_timeout_ms, 5_000);
@@ -416,6 +418,8 @@ mod tests {
         assert_eq!(back, s);
         let c = ClusterModuleConfig {
             seed_nodes: vec!["127.0.0.1:9000".into()],
+            default_read_consistency: ConsistencyLevel::Quorum,
+            map_read_consistency: [("orders".to_string(), ConsistencyLevel::Strong)].into(),
             ..Default::default()
         };
         let back: ClusterModuleConfig = decode_config(&encode_config(&c).unwrap()).unwrap();
