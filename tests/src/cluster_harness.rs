@@ -537,12 +537,27 @@ impl Client {
     /// # Errors
     /// On timeout or close.
     pub async fn subscribe(&mut self, query_id: &str, map: &str) -> Result<Vec<String>, String> {
+        self.subscribe_at(query_id, map, None).await
+    }
+
+    /// [`Self::subscribe`] at read `consistency` (`EVENTUAL`, `QUORUM`,
+    /// `STRONG`); `None` leaves it to the node's configuration.
+    ///
+    /// # Errors
+    /// On timeout or close.
+    pub async fn subscribe_at(
+        &mut self,
+        query_id: &str,
+        map: &str,
+        consistency: Option<&str>,
+    ) -> Result<Vec<String>, String> {
         self.send(&Message::QuerySub {
             payload: QuerySub {
                 query_id: query_id.to_string(),
                 map_name: map.to_string(),
                 query: rmpv::Value::Map(vec![]),
                 fields: None,
+                consistency: consistency.map(ToString::to_string),
             },
         })
         .await?;
@@ -586,8 +601,8 @@ pub fn formed(n: usize, id: &str) -> Cluster {
     c
 }
 
-/// Keys of `map` a live query on node `i` of `c` returns: every key of the
-/// cluster whose owner (in node `i`'s table) holds it.
+/// Keys of `map` a live query on node `i` of `c` returns at STRONG: every
+/// key of the cluster whose owner (in node `i`'s table) holds it.
 ///
 /// # Errors
 /// When the node cannot be reached or does not answer the query.
@@ -597,7 +612,11 @@ pub async fn keys_on(
     map: &str,
 ) -> Result<std::collections::BTreeSet<String>, String> {
     let mut cl = Client::connect(&c.ws_url(i)).await?;
-    Ok(cl.subscribe("q", map).await?.into_iter().collect())
+    Ok(cl
+        .subscribe_at("q", map, Some("STRONG"))
+        .await?
+        .into_iter()
+        .collect())
 }
 
 /// A key in each of the 271 partitions, by partition, distinct per

@@ -173,6 +173,11 @@ pub struct QueryRequest {
     pub query: RawValue,
     /// Projection: only these top-level fields of each value.
     pub fields: ROption<RVec<RString>>,
+    /// Read consistency the client asked for; `None` takes the configured
+    /// one (per map, then the cluster's default). In a cluster, EVENTUAL
+    /// reads may be served by any complete replica of a partition, QUORUM
+    /// and STRONG reads by its owner. The storage module ignores it.
+    pub consistency: ROption<crate::types::ConsistencyLevel>,
 }
 
 /// One result row.
@@ -301,6 +306,8 @@ pub struct SearchRequest {
     pub min_score: f64,
     /// Per-field weights.
     pub boost: RVec<Tuple2<RString, f64>>,
+    /// Read consistency, as [`QueryRequest::consistency`].
+    pub consistency: ROption<crate::types::ConsistencyLevel>,
 }
 
 /// One search hit.
@@ -327,6 +334,8 @@ pub struct MerkleRequest {
     pub kind: MapKind,
     /// Hex path from the root ("" is the root), at most the tree depth.
     pub path: RString,
+    /// Read consistency, as [`QueryRequest::consistency`].
+    pub consistency: ROption<crate::types::ConsistencyLevel>,
 }
 
 /// A node of a Merkle tree.

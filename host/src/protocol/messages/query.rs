@@ -25,6 +25,10 @@ pub struct QuerySub {
     /// Projection: only these fields of each value are wanted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fields: Option<Vec<String>>,
+    /// Read consistency (`EVENTUAL`, `QUORUM`, `STRONG`); absent takes the
+    /// map's configured one, else the cluster's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<String>,
 }
 
 /// `QUERY_UNSUB` payload (C→S).
@@ -130,6 +134,10 @@ pub struct Search {
     /// Options.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub options: Option<SearchOptions>,
+    /// Read consistency (`EVENTUAL`, `QUORUM`, `STRONG`); absent takes the
+    /// map's configured one, else the cluster's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<String>,
 }
 
 /// One search hit.

@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 
 use super::status_of;
 use crate::protocol::messages::{QueryResp, QuerySub, Search, SearchResp, SearchResult};
-use crate::protocol::{fast, Message, RawMsgpack};
+use crate::protocol::{fast, parse_consistency, Message, RawMsgpack};
 use crate::server::outbound::Outbound;
 use crate::server::session::{LiveQuery, Session};
 use crate::server::state::FrontEnd;
@@ -138,6 +138,13 @@ pub async fn subscribe(fe: &FrontEnd, s: &mut Session, q: QuerySub) {
         q.query_id.clone(),
         fe.net.outbound_queue,
     ));
+    let consistency = match parse_consistency(q.consistency.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            s.reply(&failed_resp(q.query_id, e, 400)).await;
+            return;
+        }
+    };
     let mut query = Vec::new();
     if let Err(e) = rmpv::encode::write_value(&mut query, &q.query) {
         s.reply(&failed_resp(q.query_id, format!("query: {e}"), 400))
@@ -151,6 +158,7 @@ pub async fn subscribe(fe: &FrontEnd, s: &mut Session, q: QuerySub) {
             .fields
             .map(|f| f.into_iter().map(RString::from).collect())
             .into(),
+        consistency: consistency.into(),
     };
     // Listen for SERVER_EVENTs from before the snapshot, as updates are.
     fe.fanout.add(&q.map_name, &s.out);
@@ -205,6 +213,19 @@ pub async fn search(fe: &FrontEnd, s: &Session, q: Search) {
     let Some(_permit) = super::admit(fe, s) else {
         return;
     };
+    let consistency = match parse_consistency(q.consistency.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            let resp = SearchResp {
+                request_id: q.request_id,
+                results: Vec::new(),
+                total_count: 0,
+                error: Some(e),
+            };
+            s.reply(&Message::SearchResp { payload: resp }).await;
+            return;
+        }
+    };
     let opts = q.options.unwrap_or_default();
     let request = SearchRequest {
         map: q.map_name.as_str().into(),
@@ -217,6 +238,7 @@ pub async fn search(fe: &FrontEnd, s: &Session, q: Search) {
             .into_iter()
             .map(|(k, v)| Tuple2(RString::from(k), v))
             .collect(),
+        consistency: consistency.into(),
     };
     let resp = match fe.node.cluster.search(request).await {
         Ok(hits) => SearchResp {

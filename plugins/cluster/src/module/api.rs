@@ -270,8 +270,15 @@ impl ClusterModule for DefaultCluster {
         })
     }
 
-    fn read_replica(&self, partition: u32, _consistency: ConsistencyLevel) -> ROption<RString> {
-        self.table.owner(partition)
+    fn read_replica(&self, partition: u32, consistency: ConsistencyLevel) -> ROption<RString> {
+        match self.running() {
+            Some(r) => r
+                .scatter
+                .read_replica(partition, consistency)
+                .map(RString::from)
+                .into(),
+            None => self.table.owner(partition),
+        }
     }
 
     fn lock(&self, request: LockRequest) -> ModuleFuture<LockGrant> {

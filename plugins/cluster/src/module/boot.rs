@@ -170,6 +170,11 @@ impl Boot {
             membership.clone(),
             self.table.clone(),
             storage.clone(),
+            crate::scatter::replicas::ReadPolicy {
+                default: c.default_read_consistency,
+                per_map: c.map_read_consistency.clone(),
+            },
+            self.deps.metrics.clone(),
         );
         let locks = LockService::new(&c.node_id, raft.clone(), membership.clone());
         let migrator = Migrator::new(
