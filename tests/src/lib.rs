@@ -8,6 +8,9 @@
 //!   hosts forming one cluster.
 //! - [`cluster_harness`]: `hangar` processes on loopback forming clusters,
 //!   killed and restarted by multi-process tests, and a WebSocket client.
+//! - [`kill_checker`]: writes at QUORUM while nodes are killed, restarted,
+//!   join and leave; checks nothing acknowledged is lost and replicas agree
+//!   (`tests/t48_cluster_kill_checker.rs`, `scripts/soak-cluster`).
 //! - [`lock_checker`]: checks lock histories (tokens only grow, one holder
 //!   at a time); `tests/t43_cluster_locks.rs` feeds it real runs.
 //! - [`merkle_walk`]: a client's Merkle sync walk (root to every leaf),
@@ -22,6 +25,7 @@
 pub mod cluster_harness;
 pub mod cluster_multi_suite;
 pub mod cluster_suite;
+pub mod kill_checker;
 pub mod lock_checker;
 pub mod merkle_walk;
 pub mod storage_suite;
