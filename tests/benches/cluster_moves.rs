@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hangar_tests::cluster_harness::{loadavg, put, Client, Cluster, Settings};
-use hangar_tests::kill_checker::{backups_restored, balanced, drained, gauge, series, settle};
+use hangar_tests::cluster_state::{backups_restored, balanced, drained, gauge, series, settle};
 use hangar_tests::support::target_dir;
 use parking_lot::Mutex;
 use serde_json::json;
@@ -233,9 +233,14 @@ async fn migration(records: u64, value: usize, secs: u64, throttle: &str) {
         (joined - base_from).as_secs_f64(),
     );
     row(
+        "n3 starting and being admitted",
+        window(&samples, joined, admitted),
+        (admitted - joined).as_secs_f64(),
+    );
+    row(
         "while partitions move",
-        window(&samples, joined, moved),
-        took,
+        window(&samples, admitted, moved),
+        moving,
     );
     row(
         "after (no migration)",

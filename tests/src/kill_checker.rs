@@ -32,15 +32,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hangar_core::merkle::{lww_item_hash, KeyedMerkleTree};
-use hangar_core::{partition_of, PARTITION_COUNT};
-use hangar_host::protocol::messages::{PartitionMap, PartitionMapRequest};
-use hangar_host::protocol::Message;
-use hangar_storage::persistence::{PersistenceBackend, RedbBackend, StoredEntry};
 use parking_lot::Mutex;
 use serde_json::json;
 
 use crate::cluster_harness::{keys_on, put, Client, Cluster, Settings};
+use crate::cluster_state::{backups_restored, balanced, drained, partition_map, settle};
+use crate::replica_check::{compare_replicas, read_store, Items};
 
 /// The map the writers write.
 pub const MAP: &str = "kc";
@@ -203,151 +200,6 @@ impl Rng {
             lo + self.next_u64() % (hi - lo)
         }
     }
-}
-
-/// A gauge node `i` of `c` reports (no labels), if it answers.
-#[must_use]
-pub fn gauge(c: &Cluster, i: usize, name: &str) -> Option<f64> {
-    c.metrics(i)?
-        .lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok())
-}
-
-/// Every value of metric `name` node `i` of `c` reports (one per label
-/// set), by its label text (`""` when unlabelled).
-#[must_use]
-pub fn series(c: &Cluster, i: usize, name: &str) -> BTreeMap<String, f64> {
-    c.metrics(i)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-        .filter_map(|l| {
-            let (head, v) = l.rsplit_once(' ')?;
-            Some((
-                head[name.len()..].trim().to_string(),
-                v.parse::<f64>().ok()?,
-            ))
-        })
-        .collect()
-}
-
-/// True when, on the live nodes `live` (one table, checked by the caller),
-/// every partition has an owner and `min(backup_count, live - 1)` backups
-/// (owned and backed-up counts summed over the nodes' metrics).
-#[must_use]
-pub fn backups_restored(c: &Cluster, live: &[usize], backup_count: u32) -> bool {
-    let want = u64::from(backup_count).min(live.len() as u64 - 1);
-    let (mut owned, mut backed) = (0.0, 0.0);
-    for &i in live {
-        let (Some(o), Some(b)) = (
-            gauge(c, i, "hangar_cluster_partitions_owned"),
-            gauge(c, i, "hangar_cluster_partitions_backed_up"),
-        ) else {
-            return false;
-        };
-        owned += o;
-        backed += b;
-    }
-    owned as u64 == u64::from(PARTITION_COUNT) && backed as u64 == u64::from(PARTITION_COUNT) * want
-}
-
-/// True when every node of `live` owns at least its even share of the
-/// partitions (rounded down).
-#[must_use]
-pub fn balanced(c: &Cluster, live: &[usize]) -> bool {
-    let share = u64::from(PARTITION_COUNT) / live.len() as u64;
-    live.iter()
-        .all(|&i| gauge(c, i, "hangar_cluster_partitions_owned").is_some_and(|o| o as u64 >= share))
-}
-
-/// True when no node of `live` has replication changes queued and the
-/// Raft leader (which runs transfers and publishes
-/// `hangar_migration_partitions_migrating`; a former leader's gauge keeps
-/// its last value) has no partition transfer running.
-#[must_use]
-pub fn drained(c: &Cluster, live: &[usize]) -> bool {
-    let leader = live.iter().find_map(|&i| {
-        let l = c.health(i)?["cluster"]["leader"].as_str()?.to_string();
-        live.iter().copied().find(|&j| c.nodes[j].id == l)
-    });
-    let Some(leader) = leader else {
-        return false;
-    };
-    gauge(c, leader, "hangar_migration_partitions_migrating") == Some(0.0)
-        && live.iter().all(|&i| {
-            series(c, i, "hangar_replication_lag_changes")
-                .values()
-                .all(|v| *v == 0.0)
-        })
-}
-
-/// Per node of `live`: replication lag, transfers running, partitions
-/// owned and backed up (what [`drained`] and [`backups_restored`] read),
-/// for failure messages.
-#[must_use]
-pub fn gauges(c: &Cluster, live: &[usize]) -> String {
-    live.iter()
-        .map(|&i| {
-            let g = |n| gauge(c, i, n).map_or("-".to_string(), |v| v.to_string());
-            format!(
-                "{}: lag {:?} migrating {} owned {} backed up {}",
-                c.nodes[i].id,
-                series(c, i, "hangar_replication_lag_changes"),
-                g("hangar_migration_partitions_migrating"),
-                g("hangar_cluster_partitions_owned"),
-                g("hangar_cluster_partitions_backed_up")
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-/// Waits (polling, at most `limit`) until `live` form one cluster and
-/// `cond` holds on it.
-///
-/// # Errors
-/// After `limit`, naming `what` with the nodes' health and log tails.
-pub fn settle(
-    c: &Cluster,
-    live: &[usize],
-    what: &str,
-    limit: Duration,
-    cond: impl Fn() -> bool,
-) -> Result<Duration, String> {
-    let t = Instant::now();
-    c.wait_formed(live, limit)
-        .map_err(|e| format!("{what}: not formed: {e}"))?;
-    while !cond() {
-        if t.elapsed() > limit {
-            let hs: Vec<_> = live.iter().map(|&i| c.health(i)).collect();
-            return Err(format!(
-                "{what} not reached in {limit:?} ({}){}",
-                gauges(c, live),
-                c.report(live, &hs)
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(t.elapsed())
-}
-
-/// The partition table node `url` serves.
-///
-/// # Errors
-/// When the node cannot be reached or does not answer within 20 s.
-pub async fn partition_map(url: &str) -> Result<PartitionMap, String> {
-    let mut cl = Client::connect(url).await?;
-    cl.send(&Message::PartitionMapRequest {
-        payload: PartitionMapRequest::default(),
-    })
-    .await?;
-    cl.wait_for(Duration::from_secs(20), |m| match m {
-        Message::PartitionMap { payload } => Some(payload.clone()),
-        _ => None,
-    })
-    .await
 }
 
 /// Shared between the writers and the run.
@@ -542,11 +394,14 @@ pub fn run(plan: &Plan) -> Result<Outcome, String> {
     let mut stores: BTreeMap<String, BTreeMap<u32, Items>> = BTreeMap::new();
     for &i in &live {
         let id = c.nodes[i].id.clone();
-        let parts = rt.block_on(read_store(&c, &id))?;
+        let parts = rt.block_on(read_store(c.data_dir(), &id, MAP))?;
         stores.insert(id, parts);
     }
     let sent = tally.sent.lock().clone();
-    compare_replicas(&table, &stores, &acked, &sent, &mut out);
+    let r = compare_replicas(&table, &stores, &acked, &sent);
+    out.replica_faults = r.faults;
+    out.diverged = r.diverged;
+    out.partitions_compared = r.compared;
     eprintln!(
         "kill checker: seed {}: {} acknowledged, {} not; {} partitions' replicas compared, \
          {} differ only by unacknowledged writes",
@@ -559,111 +414,19 @@ pub fn run(plan: &Plan) -> Result<Outcome, String> {
     Ok(out)
 }
 
-/// One replica's records of one partition: item hash by key.
-pub type Items = BTreeMap<String, u32>;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The Merkle root over `items`, or over those `keep` accepts.
-fn root_of(items: &Items, keep: impl Fn(&str) -> bool) -> u32 {
-    let mut t = KeyedMerkleTree::new();
-    for (k, h) in items.iter().filter(|(k, _)| keep(k)) {
-        t.set(k, *h);
-    }
-    t.root()
-}
-
-/// Compares the replicas (owner and backups in `table`) of every
-/// partition: each must hold every acknowledged key of it, nothing never
-/// sent, and the same records of the acknowledged keys (equal roots over
-/// them). Replicas whose full roots differ only by unacknowledged writes
-/// (a write refused or timed out after reaching one replica) are counted
-/// in [`Outcome::diverged`]: bringing those in line is anti-entropy's job.
-pub fn compare_replicas(
-    table: &PartitionMap,
-    stores: &BTreeMap<String, BTreeMap<u32, Items>>,
-    acked: &BTreeSet<String>,
-    sent: &BTreeSet<String>,
-    out: &mut Outcome,
-) {
-    let mut by_part: BTreeMap<u32, Vec<&String>> = BTreeMap::new();
-    for k in acked {
-        by_part.entry(partition_of(k)).or_default().push(k);
-    }
-    let empty = Items::new();
-    for p in &table.partitions {
-        let mut holders = vec![p.owner_node_id.clone()];
-        holders.extend(p.backup_node_ids.iter().cloned());
-        let mut roots = Vec::new();
-        for h in &holders {
-            let Some(store) = stores.get(h) else {
-                out.replica_faults.push(format!(
-                    "partition {}: holder {h} is not a live node",
-                    p.partition_id
-                ));
-                continue;
-            };
-            let items = store.get(&p.partition_id).unwrap_or(&empty);
-            let missing: Vec<&&String> = by_part
-                .get(&p.partition_id)
-                .map(|ks| ks.iter().filter(|k| !items.contains_key(**k)).collect())
-                .unwrap_or_default();
-            if !missing.is_empty() {
-                out.replica_faults.push(format!(
-                    "partition {}: {h} lacks {} acknowledged keys of it, e.g. {:?}",
-                    p.partition_id,
-                    missing.len(),
-                    &missing[..missing.len().min(3)]
-                ));
-            }
-            if let Some(k) = items.keys().find(|k| !sent.contains(*k)) {
-                out.replica_faults.push(format!(
-                    "partition {}: {h} holds {k:?}, which no writer sent",
-                    p.partition_id
-                ));
-            }
-            roots.push((
-                h.clone(),
-                root_of(items, |k| acked.contains(k)),
-                root_of(items, |_| true),
-                items.len(),
-            ));
-        }
-        if roots.windows(2).any(|w| w[0].1 != w[1].1) {
-            out.replica_faults.push(format!(
-                "partition {}: replica roots over acknowledged keys differ (node, root, full root, keys): {roots:?}",
-                p.partition_id
-            ));
-        } else if roots.windows(2).any(|w| w[0].2 != w[1].2) {
-            out.diverged.push(format!(
-                "partition {}: full roots differ by unacknowledged writes (node, root over acknowledged, full root, keys): {roots:?}",
-                p.partition_id
-            ));
-        }
-        out.partitions_compared += 1;
-    }
-}
-
-/// Node `id`'s stored records of [`MAP`], per partition: the LWW item
-/// hash (`hangar_core::merkle`) of every key.
-async fn read_store(c: &Cluster, id: &str) -> Result<BTreeMap<u32, Items>, String> {
-    let dir = c.data_dir().join(id).join("storage");
-    let db = RedbBackend::open(&dir).map_err(|e| format!("{id}: open {}: {e}", dir.display()))?;
-    let loaded = db
-        .load_map(MAP)
-        .await
-        .map_err(|e| format!("{id}: load {MAP}: {e}"))?;
-    let mut out: BTreeMap<u32, Items> = BTreeMap::new();
-    for (key, entry) in loaded.entries {
-        let StoredEntry::Lww(r) = entry else {
-            return Err(format!("{id}: {MAP}/{key} is not an LWW entry"));
-        };
-        let h = lww_item_hash(
-            &key,
-            r.timestamp.millis,
-            r.timestamp.counter,
-            r.timestamp.node_id.as_str(),
+    #[test]
+    fn t15_bad_environment_values_are_refused_by_name() {
+        // Only this test sets these variables in this test binary.
+        std::env::set_var("HANGAR_KILL_NODES", "7");
+        let e = Plan::default().with_env().unwrap_err();
+        std::env::remove_var("HANGAR_KILL_NODES");
+        assert!(
+            e.contains("HANGAR_KILL_NODES=\"7\": expected a whole number from 3 to 5"),
+            "{e}"
         );
-        out.entry(partition_of(&key)).or_default().insert(key, h);
     }
-    let _ = db.close().await;
-    Ok(out)
 }
