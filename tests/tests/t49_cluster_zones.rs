@@ -6,8 +6,12 @@
 //! - every partition gets a backup in the other zone (read from the
 //!   PARTITION_MAP a client receives);
 //! - `kill -9` of zone `b`'s only node loses no QUORUM-acknowledged write;
-//! - negative control: the default plugin, same zones, leaves partitions
-//!   with every copy in zone `a`.
+//! - with zone `b` unreachable (SIGSTOP), a QUORUM write of a partition
+//!   owned in zone `a` is refused, though owner and a backup in zone `a` are
+//!   a majority;
+//! - `hangar plugins inspect` shows its manifest and that it loads;
+//! - negative controls: the default plugin, same zones, leaves partitions
+//!   with every copy in zone `a`, and acknowledges those QUORUM writes.
 //!
 //! They need the debug binary and plugins that `cargo test --workspace`
 //! builds. Each test bounds its waits.
@@ -34,11 +38,18 @@ fn zone(node: &str) -> &'static str {
 
 /// Three nodes loading cluster plugin `plugin`, zones set, formed.
 fn three_in_two_zones(plugin: &str) -> Cluster {
+    three_in_two_zones_with(
+        plugin,
+        "gossip_interval_ms = 100\nbootstrap_timeout_ms = 3000\nbackup_count = 1\n",
+    )
+}
+
+/// As [`three_in_two_zones`], with `cluster_toml` as the `[cluster]` lines.
+fn three_in_two_zones_with(plugin: &str, cluster_toml: &str) -> Cluster {
     let mut c = Cluster::new(
         3,
         &Settings {
-            cluster_toml:
-                "gossip_interval_ms = 100\nbootstrap_timeout_ms = 3000\nbackup_count = 1\n".into(),
+            cluster_toml: cluster_toml.into(),
             top_toml: format!("[plugins]\ncluster = \"{plugin}\"\n"),
             ..Settings::default()
         },
@@ -150,6 +161,77 @@ async fn t20_negative_control_the_default_plugin_leaves_partitions_in_one_zone()
         !bad.is_empty(),
         "the default placement ignores zones, so some partition has every copy in zone a"
     );
+}
+
+/// Writes at QUORUM, through n1, one key per partition not owned by n3,
+/// while n3 (zone b's only node) is stopped (SIGSTOP: alive to gossip's
+/// failure confirmation, which is set to two minutes, so the table does
+/// not change) with two backups per partition (every partition on every
+/// node). Returns (acknowledged, refused).
+async fn quorum_writes_with_zone_b_stopped(plugin: &str) -> (usize, usize) {
+    let c = three_in_two_zones_with(
+        plugin,
+        "gossip_interval_ms = 100\nbootstrap_timeout_ms = 3000\nbackup_count = 2\n\
+         failure_confirm_ms = 120000\n[cluster.replication]\nack_timeout_ms = 1000\nmax_retries = 0\n",
+    );
+    let mut cl = Client::connect(&c.ws_url(0)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let map = loop {
+        let map = partition_map(&mut cl).await;
+        if map.partitions.len() == 271
+            && map.partitions.iter().all(|p| p.backup_node_ids.len() == 2)
+        {
+            break map;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{plugin}: partitions never got two backups"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let pid = i32::try_from(c.pid(2).expect("n3 runs")).expect("pid");
+    // SAFETY: signalling a child process this test spawned and owns.
+    unsafe {
+        libc::kill(pid, libc::SIGSTOP);
+    }
+    let keys = one_key_per_partition("q");
+    let ops = keys
+        .iter()
+        .filter(|(p, _)| map.partitions[**p as usize].owner_node_id != "n3")
+        .enumerate()
+        .map(|(i, (_, k))| put(&i.to_string(), "m", k, &json!(i), 10, "c1"))
+        .collect();
+    let ack = cl.batch(ops, "PERSISTED", Some("QUORUM"), 8_000).await;
+    // SAFETY: as above; let it go so the harness stops it normally.
+    unsafe {
+        libc::kill(pid, libc::SIGCONT);
+    }
+    let results = ack.expect("an OP_ACK").results.unwrap();
+    let ok = results.iter().filter(|r| r.success).count();
+    (ok, results.len() - ok)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t40_quorum_waits_for_a_copy_in_the_other_zone() {
+    let (ok, refused) = quorum_writes_with_zone_b_stopped("hangar_cluster_zones").await;
+    assert!(
+        refused > 150,
+        "every partition owned in zone a has n3 as a backup: {ok} acknowledged, {refused} refused"
+    );
+    assert_eq!(
+        ok, 0,
+        "with zone b unreachable no QUORUM write of a zone-a partition may be acknowledged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t41_negative_control_the_default_quorum_accepts_a_majority_within_one_zone() {
+    let (ok, refused) = quorum_writes_with_zone_b_stopped("hangar_cluster").await;
+    assert_eq!(
+        refused, 0,
+        "owner and one backup in zone a are a majority of three"
+    );
+    assert!(ok > 150);
 }
 
 #[test]
