@@ -62,6 +62,8 @@ pub struct NodeProc {
     pub cluster_port: u16,
     child: Option<Child>,
     log: PathBuf,
+    /// Extra environment for this node's process (e.g. `HANGAR_ZONE`).
+    env: Vec<(String, String)>,
 }
 
 /// A set of `hangar` processes forming (or not) a cluster.
@@ -116,6 +118,7 @@ impl Cluster {
                 cluster_port: free_port(),
                 child: None,
                 log: dir.join(format!("n{i}.log")),
+                env: Vec::new(),
             })
             .collect();
         let config = dir.join(format!("{}.toml", settings.cluster_id));
@@ -145,6 +148,15 @@ impl Cluster {
             .map(|(_, n)| format!("127.0.0.1:{}", n.cluster_port))
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// Sets `key=value` in node `i`'s environment from its next start on
+    /// (per-node settings such as `HANGAR_ZONE`, where the shared config
+    /// file cannot differ).
+    pub fn set_env(&mut self, i: usize, key: &str, value: &str) {
+        let env = &mut self.nodes[i].env;
+        env.retain(|(k, _)| k != key);
+        env.push((key.to_string(), value.to_string()));
     }
 
     /// Starts node `i` (again) on its ports.
@@ -183,6 +195,7 @@ impl Cluster {
             .env_remove("HANGAR_PORT")
             .env("HANGAR_NO_AUTH", "1")
             .env("HANGAR_LOG", "info,openraft=warn,chitchat=warn")
+            .envs(n.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

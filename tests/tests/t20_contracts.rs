@@ -15,8 +15,8 @@ use hangar_core::module::storage::StorageModule;
 use hangar_core::module::wrapper::ClusterWrapper;
 use hangar_core::module::{ready, ModuleFuture};
 use hangar_tests::support::{
-    cluster_config, cluster_deps, loaded_cluster, loaded_storage, loaded_storage_with,
-    storage_config, storage_deps,
+    cluster_config, cluster_deps, loaded_cluster, loaded_cluster_with, loaded_storage,
+    loaded_storage_with, storage_config, storage_deps,
 };
 use hangar_tests::{cluster_multi_suite, cluster_suite, storage_suite};
 
@@ -76,6 +76,16 @@ async fn t14_cluster_suite_through_the_loaded_plugin() {
 }
 
 #[tokio::test]
+async fn t14b_cluster_suite_through_the_loaded_zones_plugin() {
+    cluster_suite::run(
+        "loaded zones plugin",
+        &|| loaded_cluster("hangar_cluster_zones", "n1"),
+        &|| loaded_storage("hangar_storage", "n1"),
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn t15_cluster_suite_with_the_foreign_path_forced() {
     cluster_suite::run(
         "forced foreign",
@@ -128,6 +138,20 @@ fn t21_a_plugins_partition_view_reaches_another_plugin_without_a_host_layer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn t16_cluster_suite_on_three_nodes() {
     cluster_multi_suite::run("three nodes", Arc::new(hangar_cluster::create)).await;
+}
+
+/// The three-node suite through the loaded zones plugin, n1 and n2 in zone
+/// `a`, n3 in zone `b`, so its zone-aware placement and QUORUM rule run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn t16b_cluster_suite_on_three_nodes_through_the_loaded_zones_plugin() {
+    cluster_multi_suite::run(
+        "zones plugin, three nodes",
+        Arc::new(|mut c, d| {
+            c.zone = if c.node_id == "n3" { "b" } else { "a" }.to_string();
+            loaded_cluster_with("hangar_cluster_zones", &c, &d)
+        }),
+    )
+    .await;
 }
 
 /// A cluster module that reports every replication as done without
