@@ -4,15 +4,22 @@
 //! while a STRONG read (asked per request, or configured per map with
 //! `[cluster.map_read_consistency]`) is answered by each partition's owner;
 //! after `kill -9` of a node, reads at both levels still return every key.
+//! With one backup (`t30`), reads started right after `kill -9` of the
+//! replica the node was reading from, before its failure is confirmed,
+//! still return every key: each moves to the other replica by itself.
 //!
 //! Who served is read from the coordinator's
 //! `hangar_cluster_reads_total{replica, role}`: at EVENTUAL the other nodes'
 //! counters stay 0 and the rows are all there; at STRONG the other nodes
 //! serve as owners, never as backups.
 //!
-//! Negative control: with reads sent to owners only (`backups_may_serve`
+//! Negative controls: with reads sent to owners only (`backups_may_serve`
 //! in `plugins/cluster/src/scatter/replicas.rs` returning false), `t10`
-//! fails at its first EVENTUAL check: n1 and n3 served reads as owners.
+//! fails at its first EVENTUAL check (n1 and n3 served reads as owners)
+//! and `t20` at its first read after the kill (the dead owner's keys are
+//! missing). Without moving off a silent replica, `t30` fails: the live
+//! query (`live.rs`) returned 216 of 300 keys, the search
+//! (`Scatter::gather_once`) 23 of 30 hits.
 //!
 //! Real `hangar` processes on loopback (see `hangar_tests::cluster_harness`);
 //! they need the debug binary and plugins that `cargo test --workspace`
@@ -40,12 +47,18 @@ const DOCS: &str = "docs";
 const NODES: [&str; 3] = ["n1", "n2", "n3"];
 
 fn formed() -> Cluster {
+    formed_with(2, "")
+}
+
+/// Three nodes with `backups` backups per partition and `extra` lines in
+/// `[cluster]`.
+fn formed_with(backups: u32, extra: &str) -> Cluster {
     let mut c = Cluster::new(
         3,
         &Settings {
             cluster_toml: format!(
-                "gossip_interval_ms = 100\nbootstrap_timeout_ms = 3000\nbackup_count = 2\n\
-                 [cluster.map_read_consistency]\n{STRONG_MAP} = \"STRONG\"\n"
+                "gossip_interval_ms = 100\nbootstrap_timeout_ms = 3000\nbackup_count = {backups}\n\
+                 {extra}[cluster.map_read_consistency]\n{STRONG_MAP} = \"STRONG\"\n"
             ),
             top_toml: format!("[storage.full_text_search.{DOCS}]\nfields = [\"text\"]\n"),
             ..Settings::default()
@@ -74,6 +87,18 @@ async fn partition_map(cl: &mut Client) -> PartitionMap {
 /// and backups; pending holders are not listed) and no other node.
 async fn wait_holders(c: &Cluster, i: usize, holders: &[&str]) {
     let want: BTreeSet<String> = holders.iter().map(ToString::to_string).collect();
+    wait_map(
+        c,
+        i,
+        |p: &BTreeSet<String>| *p == want,
+        &format!("held by exactly {want:?}"),
+    )
+    .await;
+}
+
+/// Waits until every partition in node `i`'s map has holders (owner and
+/// backups) that `ok` accepts.
+async fn wait_map(c: &Cluster, i: usize, ok: impl Fn(&BTreeSet<String>) -> bool, what: &str) {
     let mut cl = Client::connect(&c.ws_url(i)).await.expect("connect");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -85,7 +110,7 @@ async fn wait_holders(c: &Cluster, i: usize, holders: &[&str]) {
                 let got: BTreeSet<String> = std::iter::once(p.owner_node_id.clone())
                     .chain(p.backup_node_ids.iter().cloned())
                     .collect();
-                got != want
+                !ok(&got)
             })
             .count();
         if bad == 0 && m.partitions.len() == 271 {
@@ -93,7 +118,7 @@ async fn wait_holders(c: &Cluster, i: usize, holders: &[&str]) {
         }
         assert!(
             Instant::now() < deadline,
-            "node {i}: {bad} partitions are not held by exactly {want:?} (map version {})",
+            "node {i}: {bad} partitions are not {what} (map version {})",
             m.version
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -469,5 +494,75 @@ async fn t20_reads_complete_after_kill_9_of_a_node() {
     assert!(
         after.values().all(|o| o != "n3"),
         "the dead node still owns partitions"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t30_eventual_reads_move_off_a_killed_replica_before_its_failure_is_confirmed() {
+    // One backup: a third of the partitions are held by n2 and n3 only, and
+    // n1 reads them from one of the two. A failure is confirmed only after
+    // 20 s, so the killed node still counts as a member during the reads.
+    let mut c = formed_with(1, "failure_confirm_ms = 20000\n");
+    for i in 0..3 {
+        wait_map(&c, i, |h| h.len() == 2, "held by two nodes").await;
+    }
+    let keys = write(&c, MAP).await;
+    let docs = write(&c, DOCS).await;
+    let want_needles = needles(&docs);
+    let mut cl = Client::connect(&c.ws_url(0)).await.expect("connect");
+    // Every node's index has every needle before the kill.
+    search_all(&mut cl, None, &want_needles).await;
+    let before = reads(&c, 0);
+    same_keys(
+        &live_keys(&mut cl, "warm", MAP, None).await,
+        &keys,
+        "live query warm",
+    );
+    let after = reads(&c, 0);
+    // The replica n1 reads the partitions it does not hold from.
+    let (victim, served_by_victim) = [(1usize, "n2"), (2, "n3")]
+        .into_iter()
+        .map(|(i, n)| {
+            (
+                i,
+                served(&before, &after, n, "owner") + served(&before, &after, n, "backup"),
+            )
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .expect("two peers");
+    assert!(
+        served_by_victim > 0.0,
+        "n1 read nothing remotely: {after:?}"
+    );
+    let survivor = if victim == 1 { "n3" } else { "n2" };
+    let mut cl2 = Client::connect(&c.ws_url(0)).await.expect("connect");
+    let mut cl3 = Client::connect(&c.ws_url(0)).await.expect("connect");
+    c.kill9(victim);
+
+    // The three reads start together, right after the kill, while n1 still
+    // prefers the killed replica: each must move off it by itself.
+    let before = reads(&c, 0);
+    let (live, found, w) = tokio::join!(
+        live_keys(&mut cl, "e", MAP, None),
+        search(&mut cl2, None),
+        walk_at(&mut cl3, MAP, false, None, ANSWER)
+    );
+    same_keys(&live, &keys, "live query after kill");
+    same_keys(&found, &want_needles, "search after kill");
+    same_keys(&walked(&w.expect("walk")), &keys, "Merkle walk after kill");
+    let after = reads(&c, 0);
+    assert!(
+        served(&before, &after, survivor, "owner") + served(&before, &after, survivor, "backup")
+            >= 3.0,
+        "the surviving replica {survivor} did not take over the reads: {after:?}"
+    );
+    // The failure is not confirmed yet: the table still lists the victim.
+    assert!(
+        owners(&c, 0)
+            .await
+            .values()
+            .any(|o| *o == format!("n{}", victim + 1)),
+        "the killed node's failure was confirmed during the reads; the test did not \
+         show replicas being skipped"
     );
 }

@@ -23,8 +23,12 @@
 //!   failover or a migration moves partitions), a new round is planned and
 //!   gathered and only the differences reach the client: keys whose new
 //!   server already had a copy do not leave and come back, none is
-//!   doubled. A serving replica that does not answer a round is missing
-//!   until the next table change (a dead node's partitions move then).
+//!   doubled.
+//! - **Silent replicas.** At EVENTUAL, a serving replica that does not
+//!   answer a round (killed, not yet confirmed failed) is left out and the
+//!   round is run again, with a new number, asking the next replica of its
+//!   partitions. At QUORUM and STRONG only the owner may serve, so its
+//!   partitions are missing until the next table change moves them.
 //!
 //! Updates reach the host's sink under the query's lock, so they keep their
 //! order, and none is sent after [`LiveQuery::close`].
@@ -42,7 +46,7 @@ use hangar_core::module::storage_types::{
 use hangar_core::{ConsistencyLevel, ModuleError, ModuleResult, RawValue};
 use parking_lot::Mutex;
 
-use super::replicas::ReadPlan;
+use super::replicas::{backups_may_serve, ReadPlan};
 use super::{page, remote_error, without_paging, Scatter, Target};
 use crate::transport::{Channel, TransportError};
 use crate::wire::{self, QueryCall, QueryMessage, WireQuery, WireRow, WireUpdate};
@@ -215,117 +219,135 @@ async fn gather(
     first: bool,
 ) -> ModuleResult<Option<QueryResponse>> {
     let table = s.table.current();
-    let plan = s.plan(&table, lq.level, &std::collections::BTreeSet::new());
-    let targets: Vec<(Target, hangar_core::module::partition::PartitionSet)> = plan
-        .sets
-        .iter()
-        .filter_map(|(n, set)| {
-            let addr = s.addr_of(n)?;
-            Some((
-                Target {
-                    node_id: n.clone(),
-                    addr,
-                },
-                *set,
-            ))
-        })
-        .collect();
-    if plan.unserved() > 0 {
-        tracing::warn!(sub = lq.id, partitions = plan.unserved(), level = ?lq.level, "no live replica may serve some partitions of a live query; they are missing until the table moves them");
-    }
-    let gen = next_gen();
-    let dropped: Vec<SocketAddr> = {
+    // Replicas that did not answer an earlier attempt of this round.
+    let mut excluded = std::collections::BTreeSet::new();
+    loop {
+        let plan = s.plan(&table, lq.level, &excluded);
+        let targets: Vec<(Target, hangar_core::module::partition::PartitionSet)> = plan
+            .sets
+            .iter()
+            .filter_map(|(n, set)| {
+                let addr = s.addr_of(n)?;
+                Some((
+                    Target {
+                        node_id: n.clone(),
+                        addr,
+                    },
+                    *set,
+                ))
+            })
+            .collect();
+        if plan.unserved() > 0 {
+            tracing::warn!(sub = lq.id, partitions = plan.unserved(), level = ?lq.level, "no live replica may serve some partitions of a live query; they are missing until the table moves them");
+        }
+        let gen = next_gen();
+        let dropped: Vec<SocketAddr> = {
+            let mut st = lq.state.lock();
+            if st.closed {
+                return Ok(None);
+            }
+            st.gen = gen;
+            st.plan = Some(plan);
+            let dropped = st
+                .nodes
+                .iter()
+                .filter(|(n, _)| !targets.iter().any(|(t, _)| &t.node_id == *n))
+                .map(|(_, r)| r.addr)
+                .collect();
+            st.nodes
+                .retain(|n, _| targets.iter().any(|(t, _)| &t.node_id == n));
+            for (t, _) in &targets {
+                let e = st
+                    .nodes
+                    .entry(t.node_id.clone())
+                    .or_insert_with(|| NodeRows {
+                        addr: t.addr,
+                        gen,
+                        ready: false,
+                        rows: HashMap::new(),
+                        pending: Vec::new(),
+                    });
+                e.addr = t.addr;
+                e.gen = gen;
+                e.ready = false;
+                e.pending.clear();
+            }
+            dropped
+        };
+        for addr in dropped {
+            let body = wire::encode(&QueryMessage::Unsubscribe { sub: lq.id });
+            if let Err(e) = s.transport.try_send(addr, Channel::Query, body) {
+                tracing::debug!(peer = %addr, error = %e, "unsubscribe not sent; the node expires it");
+            }
+        }
+        let answers = futures::future::join_all(targets.iter().map(|(t, set)| {
+            s.count_read(&table, &t.node_id, set);
+            let mut request = lq.remote.clone();
+            request.partitions = Some(set.words);
+            let call = QueryCall::Subscribe {
+                sub: lq.id,
+                gen,
+                request,
+            };
+            async move { s.call(t, &call).await }
+        }))
+        .await;
         let mut st = lq.state.lock();
-        if st.closed {
+        if st.closed || st.gen != gen {
             return Ok(None);
         }
-        st.gen = gen;
-        st.plan = Some(plan);
-        let dropped = st
-            .nodes
-            .iter()
-            .filter(|(n, _)| !targets.iter().any(|(t, _)| &t.node_id == *n))
-            .map(|(_, r)| r.addr)
-            .collect();
-        st.nodes
-            .retain(|n, _| targets.iter().any(|(t, _)| &t.node_id == n));
-        for (t, _) in &targets {
-            let e = st
-                .nodes
-                .entry(t.node_id.clone())
-                .or_insert_with(|| NodeRows {
-                    addr: t.addr,
-                    gen,
-                    ready: false,
-                    rows: HashMap::new(),
-                    pending: Vec::new(),
-                });
-            e.addr = t.addr;
-            e.gen = gen;
-            e.ready = false;
-            e.pending.clear();
+        let mut failed = Vec::new();
+        for ((t, _), a) in targets.iter().zip(answers) {
+            let rows: Vec<WireRow> = match a {
+                Ok(body) => {
+                    wire::decode(&body, "live query snapshot").map_err(ModuleError::internal)?
+                }
+                Err(e @ TransportError::Remote(_)) if first => {
+                    return Err(remote_error(&t.node_id, &e))
+                }
+                Err(e)
+                    if backups_may_serve(lq.level) && !matches!(e, TransportError::Remote(_)) =>
+                {
+                    tracing::warn!(node = %t.node_id, error = %e, "a node did not register a live query; asking the next replica of its partitions");
+                    failed.push(t.node_id.clone());
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(node = %t.node_id, error = %e, "a node did not register a live query; its partitions are missing until the next table change");
+                    st.nodes.remove(&t.node_id);
+                    continue;
+                }
+            };
+            let Some(n) = st.nodes.get_mut(&t.node_id) else {
+                continue;
+            };
+            n.rows = rows.into_iter().map(|r| (r.key, r.value)).collect();
+            for u in std::mem::take(&mut n.pending) {
+                apply(&mut n.rows, u);
+            }
+            n.ready = true;
         }
-        dropped
-    };
-    for addr in dropped {
-        let body = wire::encode(&QueryMessage::Unsubscribe { sub: lq.id });
-        if let Err(e) = s.transport.try_send(addr, Channel::Query, body) {
-            tracing::debug!(peer = %addr, error = %e, "unsubscribe not sent; the node expires it");
+        if !failed.is_empty() {
+            // Another round, with a new number, without the silent replicas:
+            // every registration of this one is replaced.
+            excluded.extend(failed);
+            continue;
         }
-    }
-    let answers = futures::future::join_all(targets.iter().map(|(t, set)| {
-        s.count_read(&table, &t.node_id, set);
-        let mut request = lq.remote.clone();
-        request.partitions = Some(set.words);
-        let call = QueryCall::Subscribe {
-            sub: lq.id,
-            gen,
-            request,
-        };
-        async move { s.call(t, &call).await }
-    }))
-    .await;
-    let mut st = lq.state.lock();
-    if st.closed || st.gen != gen {
+        if first {
+            let resp = s
+                .storage
+                .merge_pages(lq.request.clone(), RVec::from(vec![page(served_rows(&st))]))?;
+            st.view = resp
+                .rows
+                .iter()
+                .map(|r| (r.key.to_string(), r.value.clone()))
+                .collect();
+            st.live = true;
+            return Ok(Some(resp));
+        }
+        recompute(s, lq, &mut st, None);
         return Ok(None);
     }
-    for ((t, _), a) in targets.iter().zip(answers) {
-        let rows: Vec<WireRow> = match a {
-            Ok(body) => {
-                wire::decode(&body, "live query snapshot").map_err(ModuleError::internal)?
-            }
-            Err(e @ TransportError::Remote(_)) if first => {
-                return Err(remote_error(&t.node_id, &e))
-            }
-            Err(e) => {
-                tracing::warn!(node = %t.node_id, error = %e, "a node did not register a live query; its partitions are missing until the next table change");
-                st.nodes.remove(&t.node_id);
-                continue;
-            }
-        };
-        let Some(n) = st.nodes.get_mut(&t.node_id) else {
-            continue;
-        };
-        n.rows = rows.into_iter().map(|r| (r.key, r.value)).collect();
-        for u in std::mem::take(&mut n.pending) {
-            apply(&mut n.rows, u);
-        }
-        n.ready = true;
-    }
-    if first {
-        let resp = s
-            .storage
-            .merge_pages(lq.request.clone(), RVec::from(vec![page(served_rows(&st))]))?;
-        st.view = resp
-            .rows
-            .iter()
-            .map(|r| (r.key.to_string(), r.value.clone()))
-            .collect();
-        st.live = true;
-        return Ok(Some(resp));
-    }
-    recompute(s, lq, &mut st, None);
-    Ok(None)
 }
 
 fn apply(rows: &mut HashMap<String, RawValue>, u: WireUpdate) {
