@@ -267,7 +267,10 @@ fn t90_the_provisional_table_is_withdrawn_but_never_a_committed_one() {
     assert!(t.is_local_owner(0), "a lone node serves at once");
     assert!(t.withdraw_provisional());
     assert!(!t.is_local_owner(0), "withdrawn: this node owns nothing");
-    assert!(t.owner(0).is_none(), "and knows no owner: writes are refused");
+    assert!(
+        t.owner(0).is_none(),
+        "and knows no owner: writes are refused"
+    );
     assert!(!t.withdraw_provisional(), "nothing left to withdraw");
     let mut committed = Table::initial(&["n1".to_string(), "n2".to_string()], 1);
     committed.version = 1;
