@@ -4,8 +4,10 @@
 //! and restarted at random moments (a seeded RNG; the seed is printed), one
 //! node joins and one leaves gracefully (SIGTERM). Between two failures the
 //! run waits until every partition has its owner and `backup_count` backups
-//! again, and ownership is even, so no failure takes more than one copy of
-//! a partition (a minority of its replicas with `backup_count` 1).
+//! again (and, on a coin flip, until ownership is even, so other events
+//! also land while partitions move), so no failure takes more than one
+//! counted copy of a partition (a minority of its replicas with
+//! `backup_count` 1).
 //!
 //! At the end, with the cluster settled (one table on every node, backups
 //! restored, replication queues and migrations drained), it checks:
@@ -23,6 +25,13 @@
 //!    ([`Outcome::diverged`]), since only anti-entropy repair brings such
 //!    replicas in line.
 //!
+//! When a run fails, the node logs are kept in
+//! `$TMPDIR/hangar-kill-checker-seed-<seed>` and, for up to 10 lost keys,
+//! the node each was written through, when it was acknowledged, and which
+//! nodes' stores hold it are listed in [`Outcome::log`].
+//! `HANGAR_KILL_CHECK_EACH_ROUND` (any value) also reads every acknowledged
+//! key back after each round, to find the round that lost one.
+//!
 //! `tests/t48_cluster_kill_checker.rs` runs it in CI, and runs it with
 //! `backup_count = 0` as a negative control (the checker must report lost
 //! writes); `scripts/soak-cluster` runs it for as long as asked.
@@ -32,6 +41,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hangar_core::partition_of;
 use parking_lot::Mutex;
 use serde_json::json;
 
@@ -206,6 +216,10 @@ impl Rng {
 #[derive(Default)]
 struct Tally {
     acked: Mutex<BTreeSet<String>>,
+    /// Per acknowledged key: the node index it was written through and
+    /// when it was acknowledged (for the diagnosis of a failed run).
+    via: Mutex<BTreeMap<String, (usize, Duration)>>,
+    start: Mutex<Option<Instant>>,
     sent: Mutex<BTreeSet<String>>,
     unacked: AtomicU64,
 }
@@ -245,6 +259,10 @@ async fn writer(urls: Vec<String>, me: usize, plan: Plan, stop: Arc<AtomicBool>,
                     for r in ack.results.unwrap_or_default() {
                         if r.success {
                             ok += 1;
+                            let when = t.start.lock().map(|s| s.elapsed()).unwrap_or_default();
+                            t.via
+                                .lock()
+                                .insert(r.op_id.clone(), (at % urls.len(), when));
                             a.insert(r.op_id);
                         }
                     }
@@ -330,8 +348,9 @@ pub fn run(plan: &Plan) -> Result<Outcome, String> {
     let join_at = plan.rounds / 3;
     let leave_at = 2 * plan.rounds / 3;
     let started = Instant::now();
+    *tally.start.lock() = Some(started);
     for round in 0..plan.rounds {
-        std::thread::sleep(Duration::from_millis(rng.range(200, 1_500)));
+        std::thread::sleep(Duration::from_millis(rng.range(0, 1_500)));
         let t = Instant::now();
         let what = if round == join_at {
             c.start(joiner);
@@ -350,16 +369,34 @@ pub fn run(plan: &Plan) -> Result<Outcome, String> {
             c.start(k);
             format!("{} kill -9, restarted after {down} ms", c.nodes[k].id)
         };
+        // Every other round on average, the next event may land while
+        // ownership is still moving (a pending holder never counts as a
+        // copy, so this takes no more than one counted copy either).
+        let even = rng.range(0, 2) == 0;
         settle(&c, &live, &format!("round {round} ({what})"), limit, || {
-            backups_restored(&c, &live, plan.backup_count) && balanced(&c, &live)
+            backups_restored(&c, &live, plan.backup_count) && (!even || balanced(&c, &live))
         })
         .map_err(|e| format!("seed {}: {e}", plan.seed))?;
         let line = format!(
-            "round {round} at {:.1}s: {what}; backups restored and balanced {} ms after the event ({} acked so far)",
+            "round {round} at {:.1}s: {what}; backups restored{} {} ms after the event ({} acked so far)",
             started.elapsed().as_secs_f64(),
+            if even { " and ownership even" } else { "" },
             t.elapsed().as_millis(),
             tally.acked.lock().len()
         );
+        if std::env::var_os("HANGAR_KILL_CHECK_EACH_ROUND").is_some() {
+            // Diagnosis: what is missing already, read through one node.
+            let want = tally.acked.lock().clone();
+            if let Ok(got) = rt.block_on(keys_on(&c, live[0], MAP)) {
+                let missing: Vec<&String> = want.difference(&got).take(8).collect();
+                eprintln!(
+                    "  after round {round}: {} of {} acknowledged keys missing through {}: {missing:?}",
+                    want.difference(&got).count(),
+                    want.len(),
+                    c.nodes[live[0]].id
+                );
+            }
+        }
         eprintln!("{line}");
         out.log.push(line);
     }
@@ -411,6 +448,38 @@ pub fn run(plan: &Plan) -> Result<Outcome, String> {
         out.partitions_compared,
         out.diverged.len()
     );
+    if out.verdict().is_err() {
+        // Where the lost keys are: every node's store, the one that left
+        // included, and how each was written.
+        let lost: BTreeSet<String> = out.lost.values().flatten().cloned().collect();
+        let via = tally.via.lock().clone();
+        for k in lost.iter().take(10) {
+            let mut on = Vec::new();
+            for n in &c.nodes {
+                if let Ok(parts) = rt.block_on(read_store(c.data_dir(), &n.id, MAP)) {
+                    if parts
+                        .get(&partition_of(k))
+                        .is_some_and(|p| p.contains_key(k))
+                    {
+                        on.push(n.id.clone());
+                    }
+                }
+            }
+            out.log.push(format!(
+                "lost {k} (partition {}): written through {:?}, stored on {on:?}",
+                partition_of(k),
+                via.get(k).map(|(i, t)| (c.nodes[*i].id.clone(), *t))
+            ));
+        }
+        let keep = std::env::temp_dir().join(format!("hangar-kill-checker-seed-{}", plan.seed));
+        let _ = std::fs::create_dir_all(&keep);
+        for n in &c.nodes {
+            let log = format!("{}.log", n.id);
+            let _ = std::fs::copy(c.data_dir().join(&log), keep.join(&log));
+        }
+        out.log
+            .push(format!("node logs kept in {}", keep.display()));
+    }
     Ok(out)
 }
 

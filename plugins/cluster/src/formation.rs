@@ -99,6 +99,8 @@ impl Formation {
                 .collect();
             if let Some(p) = alive.iter().find(|p| p.formed && !p.is_local) {
                 if !announced {
+                    // Joining: stop serving as the owner of everything.
+                    self.table.withdraw_provisional();
                     tracing::info!(via = %p.node_id, "found a formed cluster; asking to join");
                     announced = true;
                 }

@@ -199,6 +199,30 @@ impl PartitionTable {
         })
     }
 
+    /// Withdraws the provisional table of [`Self::single`] (version 0, this
+    /// node owning every partition) once this node is known to belong to a
+    /// formed cluster (it restarted with Raft state, or found a formed
+    /// cluster to join). Until the cluster's committed table installs, no
+    /// partition then has an owner here, so writes are refused ("retry
+    /// later") instead of being acknowledged at QUORUM by this node alone:
+    /// a restarted member served such writes for the moment before its
+    /// table installed, and they were lost once the real owners (which
+    /// never received them) took over. Returns true when it withdrew it;
+    /// a committed table (version ≥ 1) is never touched.
+    pub fn withdraw_provisional(&self) -> bool {
+        let mut cur = self.table.write();
+        if cur.version != 0 || cur.owners.is_empty() {
+            return false;
+        }
+        *cur = Arc::new(Table {
+            version: 0,
+            owners: Vec::new(),
+            backups: Vec::new(),
+            pending: Vec::new(),
+        });
+        true
+    }
+
     /// Installs a committed table; older or equal versions are ignored.
     /// Returns true when `t` was installed.
     pub fn install(&self, t: Arc<Table>) -> bool {

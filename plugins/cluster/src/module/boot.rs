@@ -149,6 +149,12 @@ impl Boot {
         )
         .await
         .map_err(|e| unavailable(format!("raft: {e}")))?;
+        // A node with Raft state belongs (or belonged) to a formed cluster:
+        // it must not serve as the owner of everything until the cluster's
+        // committed table installs (see `PartitionTable::withdraw_provisional`).
+        if raft.is_initialized() {
+            self.table.withdraw_provisional();
+        }
 
         let default_timeout = Duration::from_millis(c.replication.ack_timeout_ms.max(1_000));
         let router = Router::new(

@@ -260,3 +260,21 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn t90_the_provisional_table_is_withdrawn_but_never_a_committed_one() {
+    let t = PartitionTable::single("n1");
+    assert!(t.is_local_owner(0), "a lone node serves at once");
+    assert!(t.withdraw_provisional());
+    assert!(!t.is_local_owner(0), "withdrawn: this node owns nothing");
+    assert!(
+        t.owner(0).is_none(),
+        "and knows no owner: writes are refused"
+    );
+    assert!(!t.withdraw_provisional(), "nothing left to withdraw");
+    let mut committed = Table::initial(&["n1".to_string(), "n2".to_string()], 1);
+    committed.version = 1;
+    assert!(t.install(Arc::new(committed)));
+    assert!(!t.withdraw_provisional(), "a committed table stays");
+    assert!(t.owner(0).is_some());
+}
