@@ -17,6 +17,8 @@
 //! - `scatter`: queries, live queries, search and client Merkle sync over
 //!   every partition, gathered from every node and merged on the client's
 //!   node.
+//! - `repair`: anti-entropy repair: owners compare per-partition digests
+//!   with their backups and exchange the differing records, both ways.
 //! - `wire`: what nodes say to each other on each channel.
 //! - `locks`: named locks with TTL leases and fencing tokens, as the Raft
 //!   state keeps them; `lock_service`: the lock operations over Raft and
@@ -30,6 +32,7 @@ pub mod migration;
 pub mod module;
 pub mod partition_table;
 pub mod raft;
+pub mod repair;
 pub mod replication;
 pub mod routing;
 pub mod scatter;

@@ -103,11 +103,13 @@ pub enum Channel {
     Query = 5,
     /// Partition migration.
     Migration = 6,
+    /// Anti-entropy repair (digest comparison and record exchange).
+    Repair = 7,
 }
 
 impl Channel {
     /// Every channel, in wire order.
-    pub const ALL: [Channel; 7] = [
+    pub const ALL: [Channel; 8] = [
         Channel::Gossip,
         Channel::Raft,
         Channel::Control,
@@ -115,6 +117,7 @@ impl Channel {
         Channel::Replication,
         Channel::Query,
         Channel::Migration,
+        Channel::Repair,
     ];
 
     /// Lower-case name, as used in metric labels.
@@ -128,6 +131,7 @@ impl Channel {
             Self::Replication => "replication",
             Self::Query => "query",
             Self::Migration => "migration",
+            Self::Repair => "repair",
         }
     }
 }
