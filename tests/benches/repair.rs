@@ -26,9 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use abi_stable::std_types::{ROption, RString, RVec};
-use bytes::Bytes;
-use futures::future::BoxFuture;
-use hangar_cluster::repair::{serve, RepairLink, Walk, WalkStats};
+use hangar_cluster::repair::{LocalLink, Walk, WalkStats};
 use hangar_core::module::accessor::StorageAccessor;
 use hangar_core::module::digest::{DigestLevel, DigestRequest};
 use hangar_core::module::storage_types::{OpStatus, Origin, OriginKind};
@@ -37,21 +35,6 @@ use hangar_tests::cluster_harness::loadavg;
 use hangar_tests::support::{storage_config, storage_deps};
 
 const MAP: &str = "bench";
-
-/// The backup's side: `serve` on its storage, called directly.
-struct Direct {
-    storage: Arc<dyn StorageAccessor>,
-}
-
-impl RepairLink for Direct {
-    fn peer(&self) -> &str {
-        "backup"
-    }
-    fn request(&self, body: Bytes) -> BoxFuture<'static, Result<Bytes, String>> {
-        let s = self.storage.clone();
-        Box::pin(async move { serve(&s, "owner", &body).await })
-    }
-}
 
 fn op(key: &str, value: &RawValue, millis: u64, node: &str) -> KeyedOp {
     KeyedOp {
@@ -148,7 +131,9 @@ async fn one_run(n: usize, run: usize) -> Run {
         "replicas diverged"
     );
 
-    let link = Direct {
+    let link = LocalLink {
+        peer: "backup".into(),
+        from: "owner".into(),
         storage: backup.clone(),
     };
     let partitions: Vec<u32> = (0..PARTITION_COUNT).collect();

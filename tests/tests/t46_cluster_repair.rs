@@ -382,3 +382,118 @@ async fn t30_periodic_repair_needs_no_request() {
         started.elapsed()
     );
 }
+
+/// OR maps, in process (two storage modules, the exchange through
+/// `LocalLink`): a tag removed on the owner only leaves the backup, a tag
+/// added on the backup only reaches the owner, and keys held by one side
+/// reach the other; afterwards both hold the same records and digests.
+/// Without the tombstone exchange the backup keeps the removed tag (the
+/// records alone cannot remove it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t40_or_maps_exchange_records_and_tombstones() {
+    use abi_stable::std_types::{ROption, RString, RVec};
+    use hangar_cluster::repair::{LocalLink, Walk, WalkStats};
+    use hangar_core::module::accessor::StorageAccessor;
+    use hangar_core::module::digest::{DigestLevel, DigestRequest};
+    use hangar_core::module::storage_types::{Origin, OriginKind, RecordState};
+    use hangar_core::{KeyedOp, MapOp, OrRecord, RawValue, Timestamp};
+    use hangar_tests::support::{storage_config, storage_deps};
+
+    const OR: &str = "repair-or";
+    async fn node(name: &str) -> std::sync::Arc<dyn StorageAccessor> {
+        let m = hangar_storage::create(storage_config(name), storage_deps(name)).expect("storage");
+        m.start().await.expect("start");
+        m.accessor()
+    }
+    fn add(key: &str, tag: &str, v: i64) -> KeyedOp {
+        KeyedOp {
+            map: OR.into(),
+            key: key.into(),
+            op: MapOp::OrAdd(OrRecord {
+                value: RawValue::encode(&v).expect("encodes"),
+                timestamp: Timestamp::new(1_000, 0, "w"),
+                tag: tag.into(),
+                ttl_ms: ROption::RNone,
+            }),
+        }
+    }
+    fn remove(key: &str, tag: &str) -> KeyedOp {
+        KeyedOp {
+            map: OR.into(),
+            key: key.into(),
+            op: MapOp::OrRemove(tag.into()),
+        }
+    }
+    async fn apply(s: &std::sync::Arc<dyn StorageAccessor>, ops: Vec<KeyedOp>) {
+        let origin = Origin {
+            kind: OriginKind::Replication,
+            connection: 0,
+            node: RString::from("test"),
+        };
+        s.apply_replicated(ops.into(), origin).await.expect("apply");
+    }
+    async fn tags(s: &std::sync::Arc<dyn StorageAccessor>, key: &str) -> BTreeSet<String> {
+        let r = s
+            .read(OR.into(), RVec::from(vec![RString::from(key)]))
+            .await
+            .expect("read");
+        match &r[0].state {
+            RecordState::Or(rs) => rs.iter().map(|x| x.tag.to_string()).collect(),
+            _ => BTreeSet::new(),
+        }
+    }
+    async fn roots(s: &std::sync::Arc<dyn StorageAccessor>) -> Vec<(u32, u32, u32)> {
+        s.partition_digests(DigestRequest {
+            level: DigestLevel::Partitions,
+            map: RString::new(),
+            partitions: (0..hangar_core::PARTITION_COUNT).collect::<Vec<_>>().into(),
+            under: RVec::new(),
+        })
+        .await
+        .expect("digests")
+        .iter()
+        .map(|i| (i.partition, i.hash, i.count))
+        .collect()
+    }
+
+    let owner = node("o").await;
+    let backup = node("b").await;
+    let both = vec![add("k", "t1", 1), add("k", "t2", 2)];
+    apply(&owner, both.clone()).await;
+    apply(&backup, both).await;
+    apply(&owner, vec![remove("k", "t1"), add("only-o", "t5", 5)]).await;
+    apply(&backup, vec![add("k", "t3", 3), add("only-b", "t4", 4)]).await;
+    assert_ne!(
+        roots(&owner).await,
+        roots(&backup).await,
+        "replicas diverged"
+    );
+
+    let link = LocalLink {
+        peer: "b".into(),
+        from: "o".into(),
+        storage: backup.clone(),
+    };
+    let mut w = Walk {
+        local: &owner,
+        link: &link,
+        chunk: 100,
+        stats: WalkStats::default(),
+    };
+    let all: Vec<u32> = (0..hangar_core::PARTITION_COUNT).collect();
+    w.run(&all).await.expect("repair");
+
+    let want: BTreeSet<String> = ["t2", "t3"].iter().map(|s| s.to_string()).collect();
+    assert_eq!(tags(&owner, "k").await, want, "owner");
+    assert_eq!(
+        tags(&backup, "k").await,
+        want,
+        "backup: t1 removed, t3 kept"
+    );
+    for s in [&owner, &backup] {
+        assert_eq!(tags(s, "only-o").await.len(), 1);
+        assert_eq!(tags(s, "only-b").await.len(), 1);
+    }
+    assert_eq!(roots(&owner).await, roots(&backup).await, "digests agree");
+    assert!(w.stats.tombstones_exchanged >= 1, "{:?}", w.stats);
+}

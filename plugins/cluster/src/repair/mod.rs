@@ -49,7 +49,7 @@ use crate::membership::{Membership, PeerHealth};
 use crate::partition_table::{PartitionTable, Table};
 use crate::transport::{Channel, PeerInfo, Transport};
 
-pub use walk::{serve, RepairLink, RepairMessage, RepairReply, Walk, WalkStats};
+pub use walk::{serve, LocalLink, RepairLink, RepairMessage, RepairReply, Walk, WalkStats};
 
 /// What a run carries from one to the next.
 #[derive(Default)]

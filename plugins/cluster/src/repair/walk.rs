@@ -119,6 +119,29 @@ pub trait RepairLink: Send + Sync {
     fn request(&self, body: Bytes) -> BoxFuture<'static, Result<Bytes, String>>;
 }
 
+/// A link to a storage in the same process: each request is answered by
+/// [`serve`] on `storage` as if `from` had sent it over the transport
+/// (bodies are encoded all the same). For embedders that run two storage
+/// modules side by side, and for tests and benchmarks of the exchange.
+pub struct LocalLink {
+    /// The peer's name.
+    pub peer: String,
+    /// The name the peer sees requests come from.
+    pub from: String,
+    /// The peer's storage.
+    pub storage: Arc<dyn StorageAccessor>,
+}
+
+impl RepairLink for LocalLink {
+    fn peer(&self) -> &str {
+        &self.peer
+    }
+    fn request(&self, body: Bytes) -> BoxFuture<'static, Result<Bytes, String>> {
+        let (s, from) = (self.storage.clone(), self.from.clone());
+        Box::pin(async move { serve(&s, &from, &body).await })
+    }
+}
+
 /// What one or more exchanges did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WalkStats {
