@@ -140,6 +140,14 @@ pub struct ClusterModuleConfig {
     /// Per-map consistency, overriding `default_consistency` for writes to
     /// that map that do not ask for one (empty).
     pub map_consistency: BTreeMap<String, ConsistencyLevel>,
+    /// Consistency of reads (queries, live queries, search, Merkle sync)
+    /// that do not ask for one (EVENTUAL): at EVENTUAL a partition is read
+    /// from any complete replica (this node's first, then the one with the
+    /// lowest measured latency), at QUORUM and STRONG from its owner.
+    pub default_read_consistency: ConsistencyLevel,
+    /// Per-map read consistency, overriding `default_read_consistency` for
+    /// reads of that map that do not ask for one (empty).
+    pub map_read_consistency: BTreeMap<String, ConsistencyLevel>,
     /// Replication tuning.
     pub replication: ReplicationConfig,
     /// WebSocket URL clients use to reach this node, advertised in the
@@ -240,6 +248,8 @@ impl Default for ClusterModuleConfig {
             replication_enabled: true,
             default_consistency: ConsistencyLevel::Eventual,
             map_consistency: BTreeMap::new(),
+            default_read_consistency: ConsistencyLevel::Eventual,
+            map_read_consistency: BTreeMap::new(),
             replication: ReplicationConfig::default(),
             client_endpoint: None,
             data_dir: None,
@@ -356,7 +366,7 @@ pub struct StorageModuleConfig {
     pub check_integrity_on_start: bool,
 }
 
-#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if takes a reference
+// serde's skip_serializing_if takes a reference
 fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -421,6 +431,8 @@ mod tests {
         assert_eq!(c.discovery_interval_ms, 10_000);
         assert!(c.replication_enabled);
         assert_eq!(c.default_consistency, ConsistencyLevel::Eventual);
+        assert_eq!(c.default_read_consistency, ConsistencyLevel::Eventual);
+        assert!(c.map_read_consistency.is_empty());
         assert_eq!(c.replication.batch_size, 100);
         let s = StorageModuleConfig::default();
         assert_eq!(s.write_ack_timeout_ms, 5_000);
@@ -442,6 +454,8 @@ mod tests {
         assert_eq!(back, s);
         let c = ClusterModuleConfig {
             seed_nodes: vec!["127.0.0.1:9000".into()],
+            default_read_consistency: ConsistencyLevel::Quorum,
+            map_read_consistency: [("orders".to_string(), ConsistencyLevel::Strong)].into(),
             ..Default::default()
         };
         let back: ClusterModuleConfig = decode_config(&encode_config(&c).unwrap()).unwrap();

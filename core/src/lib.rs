@@ -9,7 +9,8 @@
 //! - `error`: [`ModuleError`], the error of every module call.
 //! - `config`: module configs, every default written down.
 //! - `module`: the native `StorageModule` / `ClusterModule` traits, the
-//!   partition view, the storage accessor, host services, and their types.
+//!   partition view, the storage accessor, host services, and their types;
+//!   `module::wrapper` lets a module wrap another and change a few methods.
 //! - `abi`: the stable plugin ABI: declaration, root module, `#[sabi_trait]`
 //!   mirrors of the module traits, adapters both ways, `export_plugin!`.
 //!

@@ -287,26 +287,36 @@ fn effective_config(a: &ServeArgs) -> Result<HangarConfig, String> {
     Ok(c)
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or Ctrl-C (SIGINT). The handlers are registered when
+/// this is called, not when the future is first polled: the node polls it
+/// only once it is serving, and a signal arriving before that (during
+/// start-up, or between printing `PORT=` and the first poll) must still
+/// stop it cleanly instead of killing it by the default action. Must be
+/// called inside the runtime.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM; only Ctrl-C will stop the node");
-                let _ = tokio::signal::ctrl_c().await;
-                return;
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                    _ = int.recv() => tracing::info!("Ctrl-C received"),
+                },
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM/SIGINT; only Ctrl-C will stop the node");
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-        };
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received"),
-            _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C received"),
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -348,16 +358,21 @@ fn serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(hangar_host::run(
-        config,
-        Modules::plugins(),
-        |addr| {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "PORT={}", addr.port());
-            let _ = out.flush();
-        },
-        shutdown_signal(),
-    ));
+    let result = runtime.block_on(async {
+        // Registered before start-up: see `shutdown_signal`.
+        let shutdown = shutdown_signal();
+        hangar_host::run(
+            config,
+            Modules::plugins(),
+            |addr| {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "PORT={}", addr.port());
+                let _ = out.flush();
+            },
+            shutdown,
+        )
+        .await
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

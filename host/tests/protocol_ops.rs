@@ -6,7 +6,7 @@
 use abi_stable::std_types::ROption;
 use hangar_core::{KeyedOp, LwwRecord, MapOp, OrRecord, RawValue, Timestamp, WriteConcern};
 use hangar_host::protocol::messages::{
-    ChangeType, ClientOp, OpAck, OpResult, QueryUpdate, ServerEvent,
+    ChangeType, ClientOp, OpAck, OpResult, QueryUpdatePayload, ServerEvent,
 };
 use hangar_host::protocol::{
     decode_frame, fast, parse_write_concern, ClientOpKind, Decoded, Message, RawMsgpack,
@@ -375,7 +375,7 @@ fn t32_fast_query_update_and_op_ack_equal_the_serde_encoding() {
         let mut b = Vec::new();
         fast::write_query_update(&mut b, "q-1", "user-3", &value, change);
         let msg = Message::QueryUpdate {
-            payload: QueryUpdate {
+            payload: QueryUpdatePayload {
                 query_id: "q-1".into(),
                 key: "user-3".into(),
                 value: RawMsgpack::from_raw_value(value.clone()),

@@ -12,23 +12,13 @@ use abi_stable::std_types::{ROption, RString, RVec};
 use futures::{SinkExt, StreamExt};
 use hangar_core::config::StorageModuleConfig;
 use hangar_core::config::{ClusterModuleConfig, StorageBackendKind};
-use hangar_core::module::accessor::StorageAccessor;
 use hangar_core::module::cluster::{ClusterDeps, ClusterModule};
-use hangar_core::module::cluster_types::ClusterStatus;
-use hangar_core::module::cluster_types::{
-    LockGrant, LockRelease, LockRequest, Member, PartitionMap, RepairReport, ReplicationOutcome,
-    ReplicationRequest,
-};
-use hangar_core::module::local_node::{LocalNode, TopicPublish};
 use hangar_core::module::partition::PartitionView;
 use hangar_core::module::storage::{StorageDeps, StorageModule};
-use hangar_core::module::storage_types::ChangeEvent;
-use hangar_core::module::storage_types::{
-    AckId, AckResult, ApplyBatch, ChangeSink, KeyRecord, MapInfo, MerkleRequest, MerkleResponse,
-    OpOutcome, QueryRequest, QueryResponse, QuerySink, SearchHit, SearchRequest, SubscriptionId,
-};
-use hangar_core::module::{ready, ModuleFuture, ModuleInfo};
-use hangar_core::{partition_of, ConsistencyLevel, MapKind, ModuleResult, WriteConcern};
+use hangar_core::module::storage_types::{AckId, AckResult, ApplyBatch};
+use hangar_core::module::wrapper::{ClusterWrapper, StorageWrapper};
+use hangar_core::module::{ready, ModuleFuture};
+use hangar_core::{partition_of, ConsistencyLevel, WriteConcern};
 use hangar_host::bench::{self, BenchConfig, Stop};
 use hangar_host::protocol::messages::{ClientOp, OpBatch, WireLwwRecord};
 use hangar_host::protocol::{decode_frame, Decoded, Message, RawMsgpack};
@@ -255,30 +245,14 @@ impl PartitionView for SplitView {
     }
 }
 
-impl ClusterModule for SplitCluster {
-    fn info(&self) -> ModuleInfo {
-        self.inner.info()
-    }
-    fn start(&self) -> ModuleFuture<()> {
-        self.inner.start()
-    }
-    fn shutdown(&self) -> ModuleFuture<()> {
-        self.inner.shutdown()
+// Only the partition view and `forward` change; `ClusterWrapper` forwards
+// the rest to `inner`.
+impl ClusterWrapper for SplitCluster {
+    fn inner(&self) -> &dyn ClusterModule {
+        &*self.inner
     }
     fn partition_view(&self) -> Arc<dyn PartitionView> {
         self.view.clone()
-    }
-    fn attach_storage(&self, s: Arc<dyn StorageAccessor>) -> ModuleResult<()> {
-        self.inner.attach_storage(s)
-    }
-    fn members(&self) -> RVec<Member> {
-        self.inner.members()
-    }
-    fn partition_map(&self) -> PartitionMap {
-        self.inner.partition_map()
-    }
-    fn replicate(&self, r: ReplicationRequest) -> ModuleFuture<ReplicationOutcome> {
-        self.inner.replicate(r)
     }
     fn forward(&self, node: RString, batch: ApplyBatch) -> ModuleFuture<RVec<AckResult>> {
         let results: RVec<AckResult> = batch
@@ -293,53 +267,6 @@ impl ClusterModule for SplitCluster {
             .collect();
         self.forwarded.lock().push((node.to_string(), batch));
         ready(Ok(results))
-    }
-    fn read_replica(&self, p: u32, c: ConsistencyLevel) -> ROption<RString> {
-        self.inner.read_replica(p, c)
-    }
-    fn lock(&self, r: LockRequest) -> ModuleFuture<LockGrant> {
-        self.inner.lock(r)
-    }
-    fn unlock(&self, r: LockRelease) -> ModuleFuture<bool> {
-        self.inner.unlock(r)
-    }
-    fn release_holder(&self, h: RString) -> ModuleFuture<u32> {
-        self.inner.release_holder(h)
-    }
-    fn repair(&self) -> ModuleFuture<RepairReport> {
-        self.inner.repair()
-    }
-    fn attach_node(&self, n: Arc<dyn LocalNode>) -> ModuleResult<()> {
-        self.inner.attach_node(n)
-    }
-    fn observe_change(&self, e: &ChangeEvent) {
-        self.inner.observe_change(e);
-    }
-    fn publish_topic(&self, m: TopicPublish) -> ModuleFuture<()> {
-        self.inner.publish_topic(m)
-    }
-    fn status(&self) -> ClusterStatus {
-        self.inner.status()
-    }
-    fn query(&self, r: QueryRequest) -> ModuleFuture<QueryResponse> {
-        self.inner.query(r)
-    }
-    fn subscribe(
-        &self,
-        id: SubscriptionId,
-        r: QueryRequest,
-        sink: Arc<dyn QuerySink>,
-    ) -> ModuleFuture<QueryResponse> {
-        self.inner.subscribe(id, r, sink)
-    }
-    fn unsubscribe(&self, id: SubscriptionId) -> bool {
-        self.inner.unsubscribe(id)
-    }
-    fn search(&self, r: SearchRequest) -> ModuleFuture<RVec<SearchHit>> {
-        self.inner.search(r)
-    }
-    fn merkle_node(&self, r: MerkleRequest) -> ModuleFuture<MerkleResponse> {
-        self.inner.merkle_node(r)
     }
 }
 
@@ -460,21 +387,10 @@ struct GatedStorage {
     gate: Arc<tokio::sync::Semaphore>,
 }
 
-impl StorageModule for GatedStorage {
-    fn info(&self) -> ModuleInfo {
-        self.inner.info()
-    }
-    fn start(&self) -> ModuleFuture<()> {
-        self.inner.start()
-    }
-    fn shutdown(&self) -> ModuleFuture<()> {
-        self.inner.shutdown()
-    }
-    fn apply(&self, b: ApplyBatch) -> ModuleFuture<RVec<OpOutcome>> {
-        self.inner.apply(b)
-    }
-    fn notify_acks(&self, a: RVec<AckId>, l: WriteConcern) {
-        self.inner.notify_acks(a, l);
+// Only `await_acks` changes; `StorageWrapper` forwards the rest to `inner`.
+impl StorageWrapper for GatedStorage {
+    fn inner(&self) -> &dyn StorageModule {
+        &*self.inner
     }
     fn await_acks(&self, a: RVec<AckId>) -> ModuleFuture<RVec<AckResult>> {
         let gate = self.gate.clone();
@@ -483,41 +399,6 @@ impl StorageModule for GatedStorage {
             let _pass = gate.acquire().await.expect("gate open");
             inner.await_acks(a).await
         })
-    }
-    fn read(&self, m: RString, k: RVec<RString>) -> ModuleFuture<RVec<KeyRecord>> {
-        self.inner.read(m, k)
-    }
-    fn list_maps(&self) -> ModuleFuture<RVec<MapInfo>> {
-        self.inner.list_maps()
-    }
-    fn query(&self, r: QueryRequest) -> ModuleFuture<QueryResponse> {
-        self.inner.query(r)
-    }
-    fn subscribe(
-        &self,
-        id: SubscriptionId,
-        r: QueryRequest,
-        s: Arc<dyn QuerySink>,
-    ) -> ModuleFuture<QueryResponse> {
-        self.inner.subscribe(id, r, s)
-    }
-    fn unsubscribe(&self, id: SubscriptionId) -> bool {
-        self.inner.unsubscribe(id)
-    }
-    fn search(&self, r: SearchRequest) -> ModuleFuture<RVec<SearchHit>> {
-        self.inner.search(r)
-    }
-    fn merkle_root(&self, m: RString, k: MapKind) -> ModuleFuture<u32> {
-        self.inner.merkle_root(m, k)
-    }
-    fn merkle_node(&self, r: MerkleRequest) -> ModuleFuture<MerkleResponse> {
-        self.inner.merkle_node(r)
-    }
-    fn set_change_sink(&self, s: Arc<dyn ChangeSink>) {
-        self.inner.set_change_sink(s);
-    }
-    fn accessor(&self) -> Arc<dyn StorageAccessor> {
-        self.inner.accessor()
     }
 }
 

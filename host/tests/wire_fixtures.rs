@@ -46,7 +46,6 @@ fn to_json(v: &rmpv::Value) -> Json {
 }
 
 fn float(f: f64) -> Json {
-    #[allow(clippy::cast_possible_truncation)]
     if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 {
         json!(f as i64)
     } else {

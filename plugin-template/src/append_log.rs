@@ -33,8 +33,8 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use hangar_core::{LwwRecord, MapKind, OrRecord};
 use hangar_storage::persistence::{
-    plan_kinds, LoadedMap, MapInfo, PersistResult, PersistenceBackend, PersistenceError,
-    StoredEntry, WriteBatch, WriteOp,
+    plan_kinds, LoadedMap, PersistResult, PersistenceBackend, PersistenceError, StoreOp,
+    StoredEntry, StoredMap, WriteBatch,
 };
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -205,7 +205,7 @@ fn to_record(batch: &WriteBatch, new_maps: Vec<(String, MapKind)>) -> LogRecord 
         .ops
         .iter()
         .map(|op| match op {
-            WriteOp::Put { map, key, entry } => LogOp::Put(
+            StoreOp::Put { map, key, entry } => LogOp::Put(
                 map.clone(),
                 key.clone(),
                 match entry {
@@ -213,9 +213,9 @@ fn to_record(batch: &WriteBatch, new_maps: Vec<(String, MapKind)>) -> LogRecord 
                     StoredEntry::Or { records } => LogEntry::Or(records.clone()),
                 },
             ),
-            WriteOp::Delete { map, key } => LogOp::Delete(map.clone(), key.clone()),
-            WriteOp::AddOrTombstone { map, tag } => LogOp::AddTombstone(map.clone(), tag.clone()),
-            WriteOp::RemoveOrTombstone { map, tag } => {
+            StoreOp::Delete { map, key } => LogOp::Delete(map.clone(), key.clone()),
+            StoreOp::AddOrTombstone { map, tag } => LogOp::AddTombstone(map.clone(), tag.clone()),
+            StoreOp::RemoveOrTombstone { map, tag } => {
                 LogOp::RemoveTombstone(map.clone(), tag.clone())
             }
         })
@@ -330,13 +330,13 @@ impl PersistenceBackend for AppendLogBackend {
         })
     }
 
-    fn list_maps(&self) -> BoxFuture<'_, PersistResult<Vec<MapInfo>>> {
+    fn list_maps(&self) -> BoxFuture<'_, PersistResult<Vec<StoredMap>>> {
         self.with(|open, _| {
             Ok(open
                 .state
                 .catalog
                 .iter()
-                .map(|(name, kind)| MapInfo {
+                .map(|(name, kind)| StoredMap {
                     name: name.clone(),
                     kind: *kind,
                 })

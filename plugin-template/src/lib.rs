@@ -12,6 +12,8 @@
 //!   (`tests/append_log_conformance.rs` runs it for this one).
 //! - **Add behaviour.** It wraps the module and adds one rule of its own:
 //!   keys longer than [`MAX_KEY_LEN`] bytes are rejected with a clear error.
+//!   As a `StorageWrapper` it writes only the methods it changes (`info`
+//!   and `apply`); every other one goes to the wrapped module.
 //!
 //! Replace either (or the whole delegate) with your own.
 //!
@@ -33,15 +35,10 @@ use std::sync::Arc;
 
 use abi_stable::std_types::{ROption, RString, RVec};
 use hangar_core::config::StorageModuleConfig;
-use hangar_core::module::accessor::StorageAccessor;
 use hangar_core::module::storage::{StorageDeps, StorageModule};
-use hangar_core::module::storage_types::{
-    AckId, AckResult, ApplyBatch, ChangeSink, KeyRecord, MapInfo, MerkleRequest, MerkleResponse,
-    OpOutcome, OpStatus, QueryRequest, QueryResponse, QuerySink, SearchHit, SearchRequest,
-    SubscriptionId,
-};
+use hangar_core::module::storage_types::{ApplyBatch, OpOutcome, OpStatus};
+use hangar_core::module::wrapper::StorageWrapper;
 use hangar_core::module::{ModuleFuture, ModuleInfo};
-use hangar_core::types::{MapKind, WriteConcern};
 use hangar_core::{ModuleError, ModuleResult};
 use hangar_storage::persistence::PersistenceBackend;
 
@@ -93,19 +90,19 @@ fn rejected(key: &RString) -> OpOutcome {
     }
 }
 
-impl StorageModule for TemplateStorage {
+// Only the methods this plugin changes; `StorageWrapper` forwards every
+// other one to `inner`.
+impl StorageWrapper for TemplateStorage {
+    fn inner(&self) -> &dyn StorageModule {
+        &*self.inner
+    }
+
     fn info(&self) -> ModuleInfo {
         ModuleInfo::new(
             env!("CARGO_PKG_NAME"),
             env!("CARGO_PKG_VERSION"),
             env!("CARGO_PKG_DESCRIPTION"),
         )
-    }
-    fn start(&self) -> ModuleFuture<()> {
-        self.inner.start()
-    }
-    fn shutdown(&self) -> ModuleFuture<()> {
-        self.inner.shutdown()
     }
     fn apply(&self, mut batch: ApplyBatch) -> ModuleFuture<RVec<OpOutcome>> {
         // Split off the ops this plugin refuses, apply the rest, and put the
@@ -134,47 +131,6 @@ impl StorageModule for TemplateStorage {
                 .filter_map(|long| if long { refused.next() } else { applied.next() })
                 .collect())
         })
-    }
-    fn notify_acks(&self, acks: RVec<AckId>, level: WriteConcern) {
-        self.inner.notify_acks(acks, level);
-    }
-    fn await_acks(&self, acks: RVec<AckId>) -> ModuleFuture<RVec<AckResult>> {
-        self.inner.await_acks(acks)
-    }
-    fn read(&self, map: RString, keys: RVec<RString>) -> ModuleFuture<RVec<KeyRecord>> {
-        self.inner.read(map, keys)
-    }
-    fn list_maps(&self) -> ModuleFuture<RVec<MapInfo>> {
-        self.inner.list_maps()
-    }
-    fn query(&self, request: QueryRequest) -> ModuleFuture<QueryResponse> {
-        self.inner.query(request)
-    }
-    fn subscribe(
-        &self,
-        id: SubscriptionId,
-        request: QueryRequest,
-        sink: Arc<dyn QuerySink>,
-    ) -> ModuleFuture<QueryResponse> {
-        self.inner.subscribe(id, request, sink)
-    }
-    fn unsubscribe(&self, id: SubscriptionId) -> bool {
-        self.inner.unsubscribe(id)
-    }
-    fn search(&self, request: SearchRequest) -> ModuleFuture<RVec<SearchHit>> {
-        self.inner.search(request)
-    }
-    fn merkle_root(&self, map: RString, kind: MapKind) -> ModuleFuture<u32> {
-        self.inner.merkle_root(map, kind)
-    }
-    fn merkle_node(&self, request: MerkleRequest) -> ModuleFuture<MerkleResponse> {
-        self.inner.merkle_node(request)
-    }
-    fn set_change_sink(&self, sink: Arc<dyn ChangeSink>) {
-        self.inner.set_change_sink(sink);
-    }
-    fn accessor(&self) -> Arc<dyn StorageAccessor> {
-        self.inner.accessor()
     }
 }
 

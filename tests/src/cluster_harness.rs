@@ -62,6 +62,8 @@ pub struct NodeProc {
     pub cluster_port: u16,
     child: Option<Child>,
     log: PathBuf,
+    /// Extra environment for this node's process (e.g. `HANGAR_ZONE`).
+    env: Vec<(String, String)>,
 }
 
 /// A set of `hangar` processes forming (or not) a cluster.
@@ -116,6 +118,7 @@ impl Cluster {
                 cluster_port: free_port(),
                 child: None,
                 log: dir.join(format!("n{i}.log")),
+                env: Vec::new(),
             })
             .collect();
         let config = dir.join(format!("{}.toml", settings.cluster_id));
@@ -145,6 +148,15 @@ impl Cluster {
             .map(|(_, n)| format!("127.0.0.1:{}", n.cluster_port))
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// Sets `key=value` in node `i`'s environment from its next start on
+    /// (per-node settings such as `HANGAR_ZONE`, where the shared config
+    /// file cannot differ).
+    pub fn set_env(&mut self, i: usize, key: &str, value: &str) {
+        let env = &mut self.nodes[i].env;
+        env.retain(|(k, _)| k != key);
+        env.push((key.to_string(), value.to_string()));
     }
 
     /// Starts node `i` (again) on its ports.
@@ -183,6 +195,7 @@ impl Cluster {
             .env_remove("HANGAR_PORT")
             .env("HANGAR_NO_AUTH", "1")
             .env("HANGAR_LOG", "info,openraft=warn,chitchat=warn")
+            .envs(n.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -537,12 +550,27 @@ impl Client {
     /// # Errors
     /// On timeout or close.
     pub async fn subscribe(&mut self, query_id: &str, map: &str) -> Result<Vec<String>, String> {
+        self.subscribe_at(query_id, map, None).await
+    }
+
+    /// [`Self::subscribe`] at read `consistency` (`EVENTUAL`, `QUORUM`,
+    /// `STRONG`); `None` leaves it to the node's configuration.
+    ///
+    /// # Errors
+    /// On timeout or close.
+    pub async fn subscribe_at(
+        &mut self,
+        query_id: &str,
+        map: &str,
+        consistency: Option<&str>,
+    ) -> Result<Vec<String>, String> {
         self.send(&Message::QuerySub {
             payload: QuerySub {
                 query_id: query_id.to_string(),
                 map_name: map.to_string(),
                 query: rmpv::Value::Map(vec![]),
                 fields: None,
+                consistency: consistency.map(ToString::to_string),
             },
         })
         .await?;
@@ -586,8 +614,8 @@ pub fn formed(n: usize, id: &str) -> Cluster {
     c
 }
 
-/// Keys of `map` a live query on node `i` of `c` returns: every key of the
-/// cluster whose owner (in node `i`'s table) holds it.
+/// Keys of `map` a live query on node `i` of `c` returns at STRONG: every
+/// key of the cluster whose owner (in node `i`'s table) holds it.
 ///
 /// # Errors
 /// When the node cannot be reached or does not answer the query.
@@ -597,7 +625,11 @@ pub async fn keys_on(
     map: &str,
 ) -> Result<std::collections::BTreeSet<String>, String> {
     let mut cl = Client::connect(&c.ws_url(i)).await?;
-    Ok(cl.subscribe("q", map).await?.into_iter().collect())
+    Ok(cl
+        .subscribe_at("q", map, Some("STRONG"))
+        .await?
+        .into_iter()
+        .collect())
 }
 
 /// A key in each of the 271 partitions, by partition, distinct per

@@ -189,6 +189,7 @@ fn t35_a_lone_nodes_reads_are_its_storages(
                 limit: 0,
                 min_score: 0.0,
                 boost: RVec::new(),
+                consistency: ROption::RNone,
             })
             .await
             .is_err(),
@@ -230,6 +231,7 @@ fn t36_a_lone_nodes_merkle_tree_is_its_storages(
                     map: map.into(),
                     kind,
                     path: path.as_str().into(),
+                    consistency: ROption::RNone,
                 };
                 let from_storage = storage.merkle_node(r.clone()).await.expect("storage node");
                 let from_cluster = m.merkle_node(r).await.expect("cluster node");
@@ -248,6 +250,7 @@ fn t36_a_lone_nodes_merkle_tree_is_its_storages(
                 map: "ml".into(),
                 kind: MapKind::Lww,
                 path: "zz".into(),
+                consistency: ROption::RNone,
             })
             .await
             .expect_err("not a trie path");

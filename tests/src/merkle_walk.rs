@@ -91,6 +91,22 @@ fn add(a: u32, b: u32) -> u32 {
 /// On an `ERROR` answer, a timeout, a closed connection, or hashes that do
 /// not add up (the message says where).
 pub async fn walk(c: &mut Client, map: &str, or: bool, timeout: Duration) -> Result<Walk, String> {
+    walk_at(c, map, or, None, timeout).await
+}
+
+/// [`walk`] with every message asking for read `consistency` (`EVENTUAL`,
+/// `QUORUM`, `STRONG`); `None` leaves it to the node's configuration.
+///
+/// # Errors
+/// As [`walk`].
+pub async fn walk_at(
+    c: &mut Client,
+    map: &str,
+    or: bool,
+    consistency: Option<&str>,
+    timeout: Duration,
+) -> Result<Walk, String> {
+    let consistency = consistency.map(ToString::to_string);
     if or {
         c.send(&Message::OrMapSyncInit(OrMapSyncInit {
             map_name: map.to_string(),
@@ -98,6 +114,7 @@ pub async fn walk(c: &mut Client, map: &str, or: bool, timeout: Duration) -> Res
             bucket_hashes: BTreeMap::new(),
             last_sync_timestamp: None,
             claimed_epoch: None,
+            consistency: consistency.clone(),
         }))
         .await?;
     } else {
@@ -106,6 +123,7 @@ pub async fn walk(c: &mut Client, map: &str, or: bool, timeout: Duration) -> Res
             last_sync_timestamp: None,
             root_hash: None,
             bucket_hashes: None,
+            consistency: consistency.clone(),
         }))
         .await?;
     }
@@ -134,6 +152,7 @@ pub async fn walk(c: &mut Client, map: &str, or: bool, timeout: Duration) -> Res
             let payload = MerkleReqBucket {
                 map_name: map.to_string(),
                 path: path.clone(),
+                consistency: consistency.clone(),
             };
             c.send(&if or {
                 Message::OrMapMerkleReqBucket { payload }

@@ -11,6 +11,7 @@ use hangar_core::module::cluster::{ClusterDeps, ClusterModule};
 use hangar_core::module::partition::PartitionView;
 use hangar_core::module::services::NoMetrics;
 use hangar_core::module::storage::{StorageDeps, StorageModule};
+use hangar_core::ModuleResult;
 use hangar_host::plugin::{self, Expectation, LoadError, LoadedPlugin};
 
 /// A partition view of a lone node: it owns everything.
@@ -196,6 +197,25 @@ pub fn loaded_cluster(crate_name: &str, node: &str) -> Arc<dyn ClusterModule> {
     let p = load(crate_name, PluginKind::Cluster).expect("cluster plugin loads");
     plugin::instantiate_cluster(&p, &cluster_config(node), &cluster_deps(node))
         .expect("cluster plugin builds its module")
+}
+
+/// Loads a cluster plugin and builds its module with `config` and `deps`
+/// (as the host would).
+///
+/// # Errors
+/// What the plugin's constructor refuses, as a `CONFIG` error with the
+/// loader's text.
+///
+/// # Panics
+/// If the plugin cannot be loaded.
+pub fn loaded_cluster_with(
+    crate_name: &str,
+    config: &ClusterModuleConfig,
+    deps: &ClusterDeps,
+) -> ModuleResult<Arc<dyn ClusterModule>> {
+    let p = load(crate_name, PluginKind::Cluster).expect("cluster plugin loads");
+    plugin::instantiate_cluster(&p, config, deps)
+        .map_err(|e| hangar_core::ModuleError::new(hangar_core::ErrorKind::CONFIG, e.to_string()))
 }
 
 /// What a failed test-case task said: its panic message, or that it was

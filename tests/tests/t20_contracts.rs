@@ -4,29 +4,19 @@
 
 use std::sync::Arc;
 
-use abi_stable::std_types::{ROption, RString, RVec};
+use abi_stable::std_types::{ROption, RVec};
 use hangar_core::abi::{
     cluster_from_ffi_forced, cluster_to_ffi_forced, partition_view_to_ffi, storage_from_ffi,
     storage_from_ffi_forced, storage_to_ffi, storage_to_ffi_forced, PartitionViewExport,
 };
-use hangar_core::module::accessor::StorageAccessor;
 use hangar_core::module::cluster::ClusterModule;
-use hangar_core::module::cluster_types::{
-    ClusterStatus, LockGrant, LockRelease, LockRequest, Member, PartitionMap, RepairReport,
-    ReplicationOutcome, ReplicationRequest,
-};
-use hangar_core::module::local_node::{LocalNode, TopicPublish};
-use hangar_core::module::partition::PartitionView;
+use hangar_core::module::cluster_types::{ReplicationOutcome, ReplicationRequest};
 use hangar_core::module::storage::StorageModule;
-use hangar_core::module::storage_types::{
-    AckResult, ApplyBatch, ChangeEvent, MerkleRequest, MerkleResponse, QueryRequest, QueryResponse,
-    QuerySink, SearchHit, SearchRequest, SubscriptionId,
-};
-use hangar_core::module::{ready, ModuleFuture, ModuleInfo};
-use hangar_core::{ConsistencyLevel, ModuleResult};
+use hangar_core::module::wrapper::ClusterWrapper;
+use hangar_core::module::{ready, ModuleFuture};
 use hangar_tests::support::{
-    cluster_config, cluster_deps, loaded_cluster, loaded_storage, loaded_storage_with,
-    storage_config, storage_deps,
+    cluster_config, cluster_deps, loaded_cluster, loaded_cluster_with, loaded_storage,
+    loaded_storage_with, storage_config, storage_deps,
 };
 use hangar_tests::{cluster_multi_suite, cluster_suite, storage_suite};
 
@@ -80,6 +70,16 @@ async fn t14_cluster_suite_through_the_loaded_plugin() {
     cluster_suite::run(
         "loaded plugin",
         &|| loaded_cluster("hangar_cluster", "n1"),
+        &|| loaded_storage("hangar_storage", "n1"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn t14b_cluster_suite_through_the_loaded_zones_plugin() {
+    cluster_suite::run(
+        "loaded zones plugin",
+        &|| loaded_cluster("hangar_cluster_zones", "n1"),
         &|| loaded_storage("hangar_storage", "n1"),
     )
     .await;
@@ -140,31 +140,28 @@ async fn t16_cluster_suite_on_three_nodes() {
     cluster_multi_suite::run("three nodes", Arc::new(hangar_cluster::create)).await;
 }
 
+/// The three-node suite through the loaded zones plugin, n1 and n2 in zone
+/// `a`, n3 in zone `b`, so its zone-aware placement and QUORUM rule run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn t16b_cluster_suite_on_three_nodes_through_the_loaded_zones_plugin() {
+    cluster_multi_suite::run(
+        "zones plugin, three nodes",
+        Arc::new(|mut c, d| {
+            c.zone = if c.node_id == "n3" { "b" } else { "a" }.to_string();
+            loaded_cluster_with("hangar_cluster_zones", &c, &d)
+        }),
+    )
+    .await;
+}
+
 /// A cluster module that reports every replication as done without
 /// shipping anything: the three-node suite must catch it.
 struct NoCopies(Arc<dyn ClusterModule>);
 
-impl ClusterModule for NoCopies {
-    fn info(&self) -> ModuleInfo {
-        self.0.info()
-    }
-    fn start(&self) -> ModuleFuture<()> {
-        self.0.start()
-    }
-    fn shutdown(&self) -> ModuleFuture<()> {
-        self.0.shutdown()
-    }
-    fn partition_view(&self) -> Arc<dyn PartitionView> {
-        self.0.partition_view()
-    }
-    fn attach_storage(&self, s: Arc<dyn StorageAccessor>) -> ModuleResult<()> {
-        self.0.attach_storage(s)
-    }
-    fn members(&self) -> RVec<Member> {
-        self.0.members()
-    }
-    fn partition_map(&self) -> PartitionMap {
-        self.0.partition_map()
+// Only `replicate` changes; `ClusterWrapper` forwards the rest.
+impl ClusterWrapper for NoCopies {
+    fn inner(&self) -> &dyn ClusterModule {
+        &*self.0
     }
     fn replicate(&self, _r: ReplicationRequest) -> ModuleFuture<ReplicationOutcome> {
         ready(Ok(ReplicationOutcome {
@@ -172,56 +169,6 @@ impl ClusterModule for NoCopies {
             acked_by: RVec::new(),
             error: ROption::RNone,
         }))
-    }
-    fn forward(&self, node: RString, batch: ApplyBatch) -> ModuleFuture<RVec<AckResult>> {
-        self.0.forward(node, batch)
-    }
-    fn read_replica(&self, p: u32, c: ConsistencyLevel) -> ROption<RString> {
-        self.0.read_replica(p, c)
-    }
-    fn lock(&self, r: LockRequest) -> ModuleFuture<LockGrant> {
-        self.0.lock(r)
-    }
-    fn unlock(&self, r: LockRelease) -> ModuleFuture<bool> {
-        self.0.unlock(r)
-    }
-    fn release_holder(&self, h: RString) -> ModuleFuture<u32> {
-        self.0.release_holder(h)
-    }
-    fn repair(&self) -> ModuleFuture<RepairReport> {
-        self.0.repair()
-    }
-    fn attach_node(&self, n: Arc<dyn LocalNode>) -> ModuleResult<()> {
-        self.0.attach_node(n)
-    }
-    fn observe_change(&self, e: &ChangeEvent) {
-        self.0.observe_change(e);
-    }
-    fn publish_topic(&self, m: TopicPublish) -> ModuleFuture<()> {
-        self.0.publish_topic(m)
-    }
-    fn status(&self) -> ClusterStatus {
-        self.0.status()
-    }
-    fn query(&self, r: QueryRequest) -> ModuleFuture<QueryResponse> {
-        self.0.query(r)
-    }
-    fn subscribe(
-        &self,
-        id: SubscriptionId,
-        r: QueryRequest,
-        sink: Arc<dyn QuerySink>,
-    ) -> ModuleFuture<QueryResponse> {
-        self.0.subscribe(id, r, sink)
-    }
-    fn unsubscribe(&self, id: SubscriptionId) -> bool {
-        self.0.unsubscribe(id)
-    }
-    fn search(&self, r: SearchRequest) -> ModuleFuture<RVec<SearchHit>> {
-        self.0.search(r)
-    }
-    fn merkle_node(&self, r: MerkleRequest) -> ModuleFuture<MerkleResponse> {
-        self.0.merkle_node(r)
     }
 }
 

@@ -75,6 +75,7 @@ async fn subscribe_with(cl: &mut Client, id: &str, map: &str, query: &Value) -> 
             map_name: map.into(),
             query: mp(query),
             fields: None,
+            consistency: None,
         },
     })
     .await
@@ -363,7 +364,20 @@ async fn wait_registrations(c: &Cluster, i: usize, want: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t40_after_kill9_a_live_query_still_covers_every_surviving_key_once() {
-    let mut c = formed("");
+    // Reads at STRONG go to every partition's owner, so each coordinator
+    // registers on every node that owns partitions (at EVENTUAL it would
+    // register only on the replicas it chooses; see t47).
+    let mut c = Cluster::new(
+        3,
+        &Settings {
+            cluster_toml: "gossip_interval_ms = 100\nbootstrap_timeout_ms = 3000\n\
+                           default_read_consistency = \"STRONG\"\n"
+                .into(),
+            ..Settings::default()
+        },
+    );
+    c.start_all();
+    c.wait_formed(&[0, 1, 2], FORM).expect("formed");
     let mut on_a = Client::connect(&c.ws_url(0)).await.unwrap();
     write_range(&mut on_a, "m", "k", 0..300).await;
     let mut live = Client::connect(&c.ws_url(0)).await.unwrap();
@@ -497,6 +511,7 @@ async fn t50_search_on_any_node_finds_documents_held_by_other_nodes() {
                         limit: Some(50),
                         ..SearchOptions::default()
                     }),
+                    consistency: None,
                 },
             })
             .await

@@ -1,7 +1,11 @@
 //! ABI mirrors of the sinks the host gives the storage module: live-query
 //! updates and change events.
 
-#![allow(non_camel_case_types, non_local_definitions)]
+#![allow(
+    non_camel_case_types,
+    non_local_definitions,
+    reason = "abi_stable's #[sabi_trait] generates trait-object types and impls named after the trait"
+)]
 
 use abi_stable::sabi_trait;
 use abi_stable::std_types::RArc;

@@ -1,6 +1,10 @@
 //! ABI mirror of the storage module.
 
-#![allow(non_camel_case_types, non_local_definitions)]
+#![allow(
+    non_camel_case_types,
+    non_local_definitions,
+    reason = "abi_stable's #[sabi_trait] generates trait-object types and impls named after the trait"
+)]
 
 use std::sync::Arc;
 

@@ -119,7 +119,6 @@ impl Whitelist<'_> {
 fn number_of(v: &Value) -> Option<f64> {
     match v {
         // Rounding to nearest f64 is the intended conversion (see module docs).
-        #[allow(clippy::cast_precision_loss)]
         Value::Integer(i) => i
             .as_i64()
             .map(|i| i as f64)

@@ -26,6 +26,7 @@ pub mod partition;
 pub mod services;
 pub mod storage;
 pub mod storage_types;
+pub mod wrapper;
 
 /// The future every async module call returns: `'static`, `Send`, resolving
 /// to a [`ModuleResult`].

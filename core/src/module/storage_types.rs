@@ -173,6 +173,11 @@ pub struct QueryRequest {
     pub query: RawValue,
     /// Projection: only these top-level fields of each value.
     pub fields: ROption<RVec<RString>>,
+    /// Read consistency the client asked for; `None` takes the configured
+    /// one (per map, then the cluster's default). In a cluster, EVENTUAL
+    /// reads may be served by any complete replica of a partition, QUORUM
+    /// and STRONG reads by its owner. The storage module ignores it.
+    pub consistency: ROption<crate::types::ConsistencyLevel>,
 }
 
 /// One result row.
@@ -185,9 +190,11 @@ pub struct QueryRow {
     pub value: RawValue,
 }
 
-/// What became of the cursor a query carried.
+/// What became of the cursor a query carried (the wire `cursorStatus`:
+/// `none`, `valid`, `invalid` or `expired`).
 #[repr(u8)]
-#[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum CursorStatus {
     /// No cursor was given.
     None,
@@ -197,6 +204,19 @@ pub enum CursorStatus {
     Invalid,
     /// Too old; results start from the beginning.
     Expired,
+}
+
+impl CursorStatus {
+    /// The wire string: `none`, `valid`, `invalid` or `expired`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Valid => "valid",
+            Self::Invalid => "invalid",
+            Self::Expired => "expired",
+        }
+    }
 }
 
 /// A query's result page.
@@ -213,9 +233,11 @@ pub struct QueryResponse {
     pub cursor_status: CursorStatus,
 }
 
-/// How a live query's result set changed.
+/// How a live query's result set changed (the wire `changeType`: `ENTER`,
+/// `UPDATE` or `LEAVE`).
 #[repr(u8)]
 #[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ChangeType {
     /// The key entered the result set (or the top-N window).
     Enter,
@@ -223,6 +245,18 @@ pub enum ChangeType {
     Update,
     /// The key left the result set (or was displaced from the window).
     Leave,
+}
+
+impl ChangeType {
+    /// The wire string: `ENTER`, `UPDATE` or `LEAVE`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enter => "ENTER",
+            Self::Update => "UPDATE",
+            Self::Leave => "LEAVE",
+        }
+    }
 }
 
 /// One live-query update.
@@ -272,6 +306,8 @@ pub struct SearchRequest {
     pub min_score: f64,
     /// Per-field weights.
     pub boost: RVec<Tuple2<RString, f64>>,
+    /// Read consistency, as [`QueryRequest::consistency`].
+    pub consistency: ROption<crate::types::ConsistencyLevel>,
 }
 
 /// One search hit.
@@ -298,6 +334,8 @@ pub struct MerkleRequest {
     pub kind: MapKind,
     /// Hex path from the root ("" is the root), at most the tree depth.
     pub path: RString,
+    /// Read consistency, as [`QueryRequest::consistency`].
+    pub consistency: ROption<crate::types::ConsistencyLevel>,
 }
 
 /// A node of a Merkle tree.

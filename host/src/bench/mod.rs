@@ -158,13 +158,11 @@ impl Report {
     /// not count).
     #[must_use]
     pub fn ops_per_sec(&self) -> f64 {
-        #[allow(clippy::cast_precision_loss)]
         let ops = self.acked_ops as f64;
         ops / self.elapsed.as_secs_f64().max(1e-9)
     }
 }
 
-#[allow(clippy::cast_precision_loss)]
 fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }

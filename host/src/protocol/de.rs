@@ -198,7 +198,7 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
                 let n = self.len(1 << (m - 0xc7))?;
                 self.visit_ext(n, v)
             }
-            #[allow(clippy::cast_possible_truncation)] // exactly 4 bytes were read
+            // exactly 4 bytes were read
             0xca => v.visit_f32(f32::from_bits(self.be(4)? as u32)),
             0xcb => v.visit_f64(f64::from_bits(self.be(8)?)),
             0xcc..=0xcf => v.visit_u64(self.be(1 << (m - 0xcc))?),
@@ -207,7 +207,7 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
                 let raw = self.be(n)?;
                 // sign-extend an n-byte two's complement integer
                 let shift = 64 - 8 * n as u32;
-                #[allow(clippy::cast_possible_wrap)] // reinterpreting the bits is the point
+                // reinterpreting the bits is the point
                 let signed = (raw << shift) as i64 >> shift;
                 v.visit_i64(signed)
             }

@@ -71,7 +71,7 @@ fn str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-#[allow(clippy::cast_possible_truncation)] // each arm checks the range first
+// each arm checks the range first
 fn uint(out: &mut Vec<u8>, v: u64) {
     match v {
         0..=0x7f => out.push(v as u8),

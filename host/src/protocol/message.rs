@@ -17,9 +17,10 @@ use super::messages::{
     ListResolversResponse, LockGranted, LockRelease, LockReleased, LockRequest, MerkleReqBucket,
     OpAck, OpBatch, OpRejected, OrMapDiffRequest, OrMapDiffResponse, OrMapPushDiff, OrMapSyncInit,
     OrMapSyncRespLeaf, OrMapSyncRespRoot, PartitionMap, PartitionMapRequest, Ping, Pong, QueryResp,
-    QuerySub, QuerySyncInit, QueryUnsub, QueryUpdate, RegisterResolver, ResolverResponse, Search,
-    SearchResp, ServerBatchEvent, ServerEvent, SyncInit, SyncResetRequired, SyncRespBuckets,
-    SyncRespLeaf, SyncRespRoot, TopicMessage, TopicPub, TopicRef, UnregisterResolver,
+    QuerySub, QuerySyncInit, QueryUnsub, QueryUpdatePayload, RegisterResolver, ResolverResponse,
+    Search, SearchResp, ServerBatchEvent, ServerEvent, SyncInit, SyncResetRequired,
+    SyncRespBuckets, SyncRespLeaf, SyncRespRoot, TopicMessage, TopicPub, TopicRef,
+    UnregisterResolver,
 };
 use super::scan::{check_frame, read_head, skip_value};
 
@@ -42,7 +43,10 @@ macro_rules! messages {
         /// [`Message::encode`] writes exactly that shape.
         #[derive(Debug, Clone, PartialEq, Serialize)]
         #[serde(tag = "type")]
-        #[allow(clippy::large_enum_variant)] // decoded once, moved by value, never stored in bulk
+        #[allow(
+            clippy::large_enum_variant,
+            reason = "decoded once, moved by value, never stored in bulk"
+        )]
         pub enum Message {
             $( $(#[$fdoc])* #[serde(rename = $fname)] $fvar($fty), )*
             $(
@@ -157,7 +161,7 @@ messages! {
         /// `QUERY_RESP` (S→C).
         "QUERY_RESP" => QueryResp(QueryResp),
         /// `QUERY_UPDATE` (S→C).
-        "QUERY_UPDATE" => QueryUpdate(QueryUpdate),
+        "QUERY_UPDATE" => QueryUpdate(QueryUpdatePayload),
         /// `QUERY_UNSUB` (C→S).
         "QUERY_UNSUB" => QueryUnsub(QueryUnsub),
         /// `QUERY_SYNC_INIT` (C→S): accepted, nothing to do.
@@ -240,7 +244,10 @@ impl Message {
 
 /// What a well-formed frame turned out to be.
 #[derive(Debug, Clone, PartialEq)]
-#[allow(clippy::large_enum_variant)] // a transient return value, matched at once
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a transient return value, matched at once"
+)]
 pub enum Decoded {
     /// A message of a type this node handles.
     Message(Message),

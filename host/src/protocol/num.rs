@@ -70,7 +70,7 @@ impl<T: WireInt> Visitor<'_> for WholeVisitor<T> {
         if !v.is_finite() || v.fract() != 0.0 || v.abs() >= I128_BOUND {
             return Err(E::invalid_value(Unexpected::Float(v), &self));
         }
-        #[allow(clippy::cast_possible_truncation)] // whole and below 2^127: exact
+        // whole and below 2^127: exact
         Self::fit(v as i128)
     }
 }

@@ -212,7 +212,10 @@ pub fn raise_fd_limit() -> io::Result<FdLimit> {
         return Err(io::Error::last_os_error());
     }
     // `rlim_t` is narrower than u64 on some 32-bit targets.
-    #[allow(clippy::useless_conversion)]
+    #[allow(
+        clippy::useless_conversion,
+        reason = "`rlim_t` is narrower than u64 on some 32-bit targets"
+    )]
     let (before, hard) = (u64::from(lim.rlim_cur), u64::from(lim.rlim_max));
     if lim.rlim_cur < lim.rlim_max {
         let raised = libc::rlimit {

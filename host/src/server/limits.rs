@@ -46,7 +46,7 @@ impl TokenBucket {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        #[allow(clippy::cast_precision_loss)] // item counts are far below 2^52
+        // item counts are far below 2^52
         let n = n as f64;
         if n <= self.tokens {
             self.tokens -= n;

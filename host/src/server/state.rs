@@ -188,7 +188,6 @@ impl FrontEnd {
     }
 
     fn report_open(&self) {
-        #[allow(clippy::cast_precision_loss)]
         let n = self.open.load(Ordering::Acquire) as f64;
         self.node.metrics.gauge("hangar_ws_connections", &[], n);
     }

@@ -231,7 +231,6 @@ pub(crate) async fn prepare(
         .filter(|r| matches!(r, Route::Refused { .. }))
         .count();
     if refused > 0 {
-        #[allow(clippy::cast_precision_loss)]
         node.metrics
             .counter("hangar_client_ops_rejected_total", &[], refused as f64);
     }

@@ -391,7 +391,10 @@ fn cost(m: &Message) -> usize {
 
 /// One message of a frame (the frame itself, or one item of a `BATCH`),
 /// as decoding left it.
-#[allow(clippy::large_enum_variant)] // transient: built and served within one frame
+#[allow(
+    clippy::large_enum_variant,
+    reason = "transient: built and served within one frame"
+)]
 enum Item {
     /// A message of a type this node handles.
     Message(Message),

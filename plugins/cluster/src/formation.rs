@@ -13,7 +13,7 @@
 //! - **Table** (on the Raft leader). Whenever gossip, Raft status or the
 //!   committed state changes, and every 500 ms, compute the next table from
 //!   the voters that are not confirmed failed, those leaving apart, and the
-//!   transfers known done ([`Table::plan`]), commit it with a
+//!   transfers known done (`ReplicationStrategy::next_table`), commit it with a
 //!   compare-and-set on its version, and start the transfers the committed
 //!   table asks for ([`Migrator::drive`]).
 //! - **Install** (every node). Install each committed table, tell storage
@@ -31,8 +31,9 @@ use hangar_core::PARTITION_COUNT;
 
 use crate::membership::{Membership, PeerHealth};
 use crate::migration::Migrator;
-use crate::partition_table::{PartitionTable, Table};
+use crate::partition_table::PartitionTable;
 use crate::raft::{ClusterRaft, Command, CommandResponse, NodeAddr};
+use crate::strategy::{ReplicationStrategy, Zones};
 use crate::transport::{Channel, Transport};
 use crate::wire::{self, Control, ControlMessage};
 
@@ -48,6 +49,8 @@ pub struct Formation {
     pub bootstrap_timeout: Duration,
     /// Backups per partition.
     pub backup_count: usize,
+    /// Plans the tables (see `crate::strategy`).
+    pub strategy: Arc<dyn ReplicationStrategy>,
     /// How long a new leader treats voters it has not heard of as alive.
     pub leader_grace: Duration,
     /// The transport.
@@ -209,9 +212,23 @@ impl Formation {
             return Ok(());
         }
         let current = self.raft.state().borrow().table.clone();
+        let zones: Zones = self
+            .raft
+            .members()
+            .into_iter()
+            .map(|(a, _)| (a.node_id, a.zone))
+            .collect();
+        let s = &self.strategy;
         let (expected, next) = match &current {
-            None => (0, Table::initial(&live, self.backup_count)),
-            Some(t) => match t.plan(&live, &leaving, self.backup_count, &self.migrator.done()) {
+            None => (0, s.initial_table(&live, &zones, self.backup_count)),
+            Some(t) => match s.next_table(
+                t,
+                &live,
+                &leaving,
+                &zones,
+                self.backup_count,
+                &self.migrator.done(),
+            ) {
                 Some(n) => {
                     let serving: Vec<String> = live.iter().chain(&leaving).cloned().collect();
                     let orphans = t.orphans(&serving);
@@ -285,7 +302,6 @@ impl Formation {
             of = PARTITION_COUNT,
             "partition table installed"
         );
-        #[allow(clippy::cast_precision_loss)]
         {
             self.metrics
                 .gauge("hangar_cluster_table_version", &[], version as f64);

@@ -19,6 +19,8 @@
 //!   node.
 //! - `repair`: anti-entropy repair: owners compare per-partition digests
 //!   with their backups and exchange the differing records, both ways.
+//! - `strategy`: [`ReplicationStrategy`], the replication extension point
+//!   (placement, shipping, acknowledgements) and [`DefaultStrategy`].
 //! - `wire`: what nodes say to each other on each channel.
 //! - `locks`: named locks with TTL leases and fencing tokens, as the Raft
 //!   state keeps them; `lock_service`: the lock operations over Raft and
@@ -36,9 +38,39 @@ pub mod repair;
 pub mod replication;
 pub mod routing;
 pub mod scatter;
+pub mod strategy;
 pub mod transport;
 pub mod wire;
 
-pub use module::{create, DefaultCluster};
+pub use module::{create, create_with_strategy, DefaultCluster};
+pub use strategy::{DefaultStrategy, ReplicationStrategy};
 
 hangar_plugin_sdk::export_cluster_plugin!(crate::module::create);
+
+#[doc(hidden)]
+pub use hangar_plugin_sdk as __sdk;
+
+/// Exports, from the calling crate, a cluster plugin that is the default
+/// cluster module run with the strategy `$strategy` (an expression of type
+/// `Arc<dyn ReplicationStrategy>`, evaluated each time the host creates the
+/// module). The manifest takes the calling crate's name, version and
+/// description, like `hangar_plugin_sdk::export_cluster_plugin!`; the crate
+/// must be a `cdylib` depending on `hangar-cluster` and `hangar-plugin-sdk`.
+///
+/// ```ignore
+/// hangar_cluster::export_cluster_plugin_with_strategy!(std::sync::Arc::new(MyStrategy));
+/// ```
+#[macro_export]
+macro_rules! export_cluster_plugin_with_strategy {
+    ($strategy:expr) => {
+        fn __hangar_cluster_with_strategy(
+            config: $crate::__sdk::__core::config::ClusterModuleConfig,
+            deps: $crate::__sdk::__core::module::cluster::ClusterDeps,
+        ) -> $crate::__sdk::__core::ModuleResult<
+            ::std::sync::Arc<dyn $crate::__sdk::__core::module::cluster::ClusterModule>,
+        > {
+            $crate::create_with_strategy(config, deps, $strategy)
+        }
+        $crate::__sdk::export_cluster_plugin!(__hangar_cluster_with_strategy);
+    };
+}

@@ -154,7 +154,6 @@ impl Replicator {
             .await;
             let sent = match room {
                 Ok(Ok(room)) => {
-                    #[allow(clippy::cast_possible_wrap)]
                     q.queued.fetch_add(n as i64, Ordering::Relaxed);
                     q.tx.send(Item {
                         changes: s.changes,
@@ -167,7 +166,6 @@ impl Replicator {
                 _ => false,
             };
             if !sent {
-                #[allow(clippy::cast_precision_loss)]
                 self.metrics.counter(
                     "hangar_replication_dropped_total",
                     &[("backup", &s.node)],
@@ -192,7 +190,6 @@ impl Replicator {
         }))
         .await;
         let ok = results.iter().filter(|(_, r)| r.is_ok()).count();
-        #[allow(clippy::cast_precision_loss)]
         {
             self.metrics.counter(
                 "hangar_replication_acks_total",
@@ -229,9 +226,7 @@ impl Replicator {
                     Err(_) => break,
                 }
             }
-            #[allow(clippy::cast_possible_wrap)]
             let left = queued.fetch_sub(n as i64, Ordering::Relaxed) - n as i64;
-            #[allow(clippy::cast_precision_loss)]
             self.metrics.gauge(
                 "hangar_replication_lag_changes",
                 &[("backup", &node)],

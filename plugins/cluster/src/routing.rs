@@ -154,7 +154,6 @@ impl Router {
             }
             if let Some(addr) = self.addr_of(&owner) {
                 let body = wire::encode(&Forward::from_batch(&batch, hops));
-                #[allow(clippy::cast_precision_loss)]
                 self.metrics.counter(
                     "hangar_cluster_forwarded_ops_total",
                     &[("direction", "sent")],
@@ -270,7 +269,6 @@ impl Router {
     pub async fn on_forward(self: &Arc<Self>, f: Forward) -> Result<ForwardReply, String> {
         let hops = f.hops;
         let batch = f.into_batch();
-        #[allow(clippy::cast_precision_loss)]
         self.metrics.counter(
             "hangar_cluster_forwarded_ops_total",
             &[("direction", "received")],

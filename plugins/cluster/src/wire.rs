@@ -203,6 +203,11 @@ pub struct WireQuery {
     pub query: RawValue,
     /// Projection.
     pub fields: Option<Vec<String>>,
+    /// Only rows of these partitions (`PartitionSet` words): those the
+    /// asked node serves in the coordinator's read plan; `None` for every
+    /// partition the node holds.
+    #[serde(default)]
+    pub partitions: Option<[u64; PARTITION_SET_WORDS]>,
 }
 
 impl WireQuery {
@@ -217,6 +222,7 @@ impl WireQuery {
                 .as_ref()
                 .into_option()
                 .map(|f| f.iter().map(ToString::to_string).collect()),
+            partitions: None,
         }
     }
 
@@ -230,6 +236,7 @@ impl WireQuery {
                 .fields
                 .map(|f| f.into_iter().map(Into::into).collect())
                 .into(),
+            consistency: ROption::RNone,
         }
     }
 }
@@ -272,6 +279,9 @@ pub struct WireSearch {
     pub min_score: f64,
     /// Per-field boosts.
     pub boost: Vec<(String, f64)>,
+    /// Only hits of these partitions, as [`WireQuery::partitions`].
+    #[serde(default)]
+    pub partitions: Option<[u64; PARTITION_SET_WORDS]>,
 }
 
 impl WireSearch {
@@ -284,6 +294,7 @@ impl WireSearch {
             limit: r.limit,
             min_score: r.min_score,
             boost: r.boost.iter().map(|t| (t.0.to_string(), t.1)).collect(),
+            partitions: None,
         }
     }
 
@@ -300,6 +311,7 @@ impl WireSearch {
                 .into_iter()
                 .map(|(f, w)| abi_stable::std_types::Tuple2(f.into(), w))
                 .collect(),
+            consistency: ROption::RNone,
         }
     }
 }
@@ -391,7 +403,7 @@ pub struct WireMerkle {
     /// Hex path ("" is the root).
     pub path: String,
     /// The partitions the share covers (`PartitionSet` words): those the
-    /// asked node owns in the coordinator's table.
+    /// asked node serves in the coordinator's read plan.
     pub partitions: [u64; PARTITION_SET_WORDS],
 }
 

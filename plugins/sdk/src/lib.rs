@@ -10,6 +10,8 @@
 //!   subscriber cannot see).
 //! - `export_storage_plugin!` / `export_cluster_plugin!`: export a module
 //!   constructor as a Hangar plugin.
+//! - [`StorageWrapper`] / [`ClusterWrapper`]: wrap a module and change only
+//!   the methods you need.
 //!
 //! Statically linked into a host (embedding), a plugin crate uses the host's
 //! `tracing` directly and the forwarding is never installed.
@@ -18,6 +20,10 @@ pub mod logging;
 pub mod runtime;
 
 pub use runtime::PluginRuntime;
+
+/// Wrap a module and change only some of its methods (the rest are
+/// forwarded): see `hangar_core::module::wrapper`.
+pub use hangar_core::module::wrapper::{ClusterWrapper, StorageWrapper};
 
 #[doc(hidden)]
 pub use hangar_core as __core;

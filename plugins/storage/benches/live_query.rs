@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use hangar_storage::query::{Projection, Query, QueryRegistry, QueryUpdate, Row};
+use hangar_storage::query::{LiveUpdate, Projection, Query, QueryRegistry, Row};
 use rmpv::Value;
 
 const RECORDS: usize = 100_000;
@@ -85,7 +85,7 @@ fn build() -> Fixture {
     let started = Instant::now();
     let subscribe = |q: Query| {
         let events = events.clone();
-        let sink = Arc::new(move |_u: QueryUpdate| {
+        let sink = Arc::new(move |_u: LiveUpdate| {
             events.fetch_add(1, Ordering::Relaxed);
         });
         let rows = keys.iter().zip(&base).map(|(k, v)| Row::live(k, v));

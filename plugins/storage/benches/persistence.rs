@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use abi_stable::std_types::ROption;
 use hangar_core::{LwwRecord, RawValue, Timestamp};
 use hangar_storage::persistence::{
-    GroupCommitConfig, GroupCommitter, PersistenceBackend, RedbBackend, StoredEntry, WriteBatch,
-    WriteOp, DB_FILE_NAME,
+    GroupCommitConfig, GroupCommitter, PersistenceBackend, RedbBackend, StoreOp, StoredEntry,
+    WriteBatch, DB_FILE_NAME,
 };
 
 fn first_line_with(path: &str, prefix: &str) -> Option<String> {
@@ -194,7 +194,7 @@ async fn load_run(dir: PathBuf, records: u64) {
     let chunk = 10_000;
     for start in (0..records).step_by(chunk) {
         let ops = (start..(start + chunk as u64).min(records))
-            .map(|i| WriteOp::Put {
+            .map(|i| StoreOp::Put {
                 map: "big".into(),
                 key: format!("key-{i:08}"),
                 entry: record(&value, i),

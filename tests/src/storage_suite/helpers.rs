@@ -216,6 +216,7 @@ pub fn qreq(map: &str, query: Json, fields: Option<&[&str]>) -> QueryRequest {
         fields: fields
             .map(|f| f.iter().map(|s| RString::from(*s)).collect::<RVec<_>>())
             .into(),
+        consistency: ROption::RNone,
     }
 }
 

@@ -31,6 +31,7 @@ fn search(query: &str, limit: u32, min_score: f64) -> SearchRequest {
         limit,
         min_score,
         boost: RVec::new(),
+        consistency: abi_stable::std_types::ROption::RNone,
     }
 }
 
@@ -175,6 +176,7 @@ async fn walk(
                 map: map.into(),
                 kind,
                 path: path.as_str().into(),
+                consistency: abi_stable::std_types::ROption::RNone,
             })
             .await
             .expect("merkle_node");
@@ -254,6 +256,7 @@ async fn t76_a_malformed_merkle_path_is_invalid_input(cx: Ctx) {
                 map: "mk".into(),
                 kind: MapKind::Lww,
                 path: path.into(),
+                consistency: abi_stable::std_types::ROption::RNone,
             })
             .await
             .expect_err("refused");

@@ -5,7 +5,10 @@
 
 // ELF words are u32 or u64 by class; `.into()` widens them on 32-bit hosts
 // and is the identity on 64-bit ones.
-#![allow(clippy::useless_conversion)]
+#![allow(
+    clippy::useless_conversion,
+    reason = "ELF words are u32 or u64 by class: `.into()` widens them on 32-bit hosts"
+)]
 
 use std::collections::{HashMap, HashSet};
 use std::mem::size_of;

@@ -62,34 +62,14 @@ pub struct ServerBatchEvent {
     pub events: Vec<ServerEvent>,
 }
 
-/// How a record's membership in a live query changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ChangeType {
-    /// Now matches (or was promoted into the window).
-    Enter,
-    /// Still matches, value changed.
-    Update,
-    /// No longer matches (or was displaced from the window).
-    Leave,
-}
-
-impl ChangeType {
-    /// The wire name.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Enter => "ENTER",
-            Self::Update => "UPDATE",
-            Self::Leave => "LEAVE",
-        }
-    }
-}
+/// How a record's membership in a live query changed: core's type, which
+/// serializes as the wire's `ENTER` / `UPDATE` / `LEAVE`.
+pub use hangar_core::module::storage_types::ChangeType;
 
 /// `QUERY_UPDATE` payload (S→C).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct QueryUpdate {
+pub struct QueryUpdatePayload {
     /// The subscription.
     pub query_id: String,
     /// The key that changed.

@@ -25,7 +25,7 @@ pub use coord::{
     NodeStatus, PartitionInfo, PartitionMap, PartitionMapRequest, TopicMessage, TopicPub, TopicRef,
 };
 pub use counters::{CounterRequest, CounterState};
-pub use events::{ChangeType, QueryUpdate, ServerBatchEvent, ServerEvent, ServerEventType};
+pub use events::{ChangeType, QueryUpdatePayload, ServerBatchEvent, ServerEvent, ServerEventType};
 pub use query::{
     CursorStatus, QueryResp, QueryResultEntry, QuerySub, QuerySyncInit, QueryUnsub, Search,
     SearchOptions, SearchResp, SearchResult,

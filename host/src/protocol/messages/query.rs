@@ -25,6 +25,10 @@ pub struct QuerySub {
     /// Projection: only these fields of each value are wanted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fields: Option<Vec<String>>,
+    /// Read consistency (`EVENTUAL`, `QUORUM`, `STRONG`); absent takes the
+    /// map's configured one, else the cluster's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<String>,
 }
 
 /// `QUERY_UNSUB` payload (C→S).
@@ -58,19 +62,9 @@ pub struct QueryResultEntry {
     pub value: RawMsgpack,
 }
 
-/// State of a pagination cursor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CursorStatus {
-    /// Usable.
-    Valid,
-    /// Timed out; restart the query.
-    Expired,
-    /// Malformed or unknown.
-    Invalid,
-    /// No cursor involved.
-    None,
-}
+/// State of a pagination cursor: core's type, which serializes as the
+/// wire's `none` / `valid` / `invalid` / `expired`.
+pub use hangar_core::module::storage_types::CursorStatus;
 
 /// `QUERY_RESP` payload (S→C): the initial snapshot of a subscription.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -140,6 +134,10 @@ pub struct Search {
     /// Options.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub options: Option<SearchOptions>,
+    /// Read consistency (`EVENTUAL`, `QUORUM`, `STRONG`); absent takes the
+    /// map's configured one, else the cluster's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<String>,
 }
 
 /// One search hit.

@@ -43,6 +43,10 @@ pub struct SyncInit {
         skip_serializing_if = "Option::is_none"
     )]
     pub bucket_hashes: Option<BTreeMap<String, u32>>,
+    /// Read consistency (`EVENTUAL`, `QUORUM`, `STRONG`); absent takes the
+    /// map's configured one, else the cluster's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<String>,
 }
 
 /// `SYNC_RESP_ROOT` payload (S→C).
@@ -67,6 +71,10 @@ pub struct MerkleReqBucket {
     pub map_name: String,
     /// Trie path: "" for the root's children, then hex prefixes.
     pub path: String,
+    /// Read consistency (`EVENTUAL`, `QUORUM`, `STRONG`); absent takes the
+    /// map's configured one, else the cluster's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<String>,
 }
 
 /// `SYNC_RESP_BUCKETS` and `ORMAP_SYNC_RESP_BUCKETS` payload (S→C).
@@ -140,6 +148,10 @@ pub struct OrMapSyncInit {
         skip_serializing_if = "Option::is_none"
     )]
     pub claimed_epoch: Option<u64>,
+    /// Read consistency (`EVENTUAL`, `QUORUM`, `STRONG`); absent takes the
+    /// map's configured one, else the cluster's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<String>,
 }
 
 /// `ORMAP_SYNC_RESP_ROOT` payload (S→C).

@@ -12,7 +12,6 @@ use crate::protocol::num;
 
 /// Reads a field that may be absent (`None`), `null` (`Some(None)`) or set
 /// (`Some(Some(v))`). Pair with `#[serde(default)]`.
-#[allow(clippy::option_option)]
 fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
 where
     D: serde::Deserializer<'de>,
@@ -29,7 +28,6 @@ where
 /// is decided is [`ClientOp::kind`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-#[allow(clippy::option_option)]
 pub struct ClientOp {
     /// Client-chosen op id (stringified integers from the TS client);
     /// acknowledged in `OP_ACK.lastId`.

@@ -68,8 +68,8 @@ pub async fn dispatch(fe: &Arc<FrontEnd>, s: &mut Session, msg: Message) -> Flow
         // Every QUERY_SUB gets its full first page, so the client's root
         // hash of a projected query saves nothing: accepted, no answer.
         Message::QuerySyncInit { .. } => {}
-        Message::SyncInit(m) => sync::init(fe, s, m.map_name, false).await,
-        Message::OrMapSyncInit(m) => sync::init(fe, s, m.map_name, true).await,
+        Message::SyncInit(m) => sync::init(fe, s, m.map_name, m.consistency, false).await,
+        Message::OrMapSyncInit(m) => sync::init(fe, s, m.map_name, m.consistency, true).await,
         Message::MerkleReqBucket { payload } => sync::bucket(fe, s, payload, false).await,
         Message::OrMapMerkleReqBucket { payload } => sync::bucket(fe, s, payload, true).await,
         Message::OrMapDiffRequest { payload } => sync::diff(fe, s, payload).await,

@@ -15,18 +15,13 @@ use std::sync::Arc;
 
 use abi_stable::std_types::{ROption, RString, Tuple2};
 use axum::body::Bytes;
-use hangar_core::module::storage_types::{
-    ChangeType as CoreChange, CursorStatus as CoreCursor, QueryRequest, QuerySink, QueryUpdate,
-    SearchRequest,
-};
+use hangar_core::module::storage_types::{QueryRequest, QuerySink, QueryUpdate, SearchRequest};
 use hangar_core::RawValue;
 use parking_lot::Mutex;
 
 use super::status_of;
-use crate::protocol::messages::{
-    ChangeType, CursorStatus, QueryResp, QuerySub, Search, SearchResp, SearchResult,
-};
-use crate::protocol::{fast, Message, RawMsgpack};
+use crate::protocol::messages::{QueryResp, QuerySub, Search, SearchResp, SearchResult};
+use crate::protocol::{fast, parse_consistency, Message, RawMsgpack};
 use crate::server::outbound::Outbound;
 use crate::server::session::{LiveQuery, Session};
 use crate::server::state::FrontEnd;
@@ -70,11 +65,6 @@ impl UpdateSink {
 
 impl QuerySink for UpdateSink {
     fn deliver(&self, u: &QueryUpdate) {
-        let change = match u.change {
-            CoreChange::Enter => ChangeType::Enter,
-            CoreChange::Update => ChangeType::Update,
-            CoreChange::Leave => ChangeType::Leave,
-        };
         let nil;
         let value = match &u.value {
             ROption::RSome(v) => v,
@@ -84,7 +74,7 @@ impl QuerySink for UpdateSink {
             }
         };
         let mut buf = Vec::with_capacity(64 + self.query_id.len() + u.key.len() + value.0.len());
-        fast::write_query_update(&mut buf, &self.query_id, &u.key, value, change);
+        fast::write_query_update(&mut buf, &self.query_id, &u.key, value, u.change);
         let frame = Bytes::from(buf);
         // The lock also orders direct deliveries after the held-back ones.
         let mut held = self.held.lock();
@@ -101,15 +91,6 @@ impl QuerySink for UpdateSink {
                 self.out.push(frame);
             }
         }
-    }
-}
-
-fn cursor(c: CoreCursor) -> CursorStatus {
-    match c {
-        CoreCursor::None => CursorStatus::None,
-        CoreCursor::Valid => CursorStatus::Valid,
-        CoreCursor::Invalid => CursorStatus::Invalid,
-        CoreCursor::Expired => CursorStatus::Expired,
     }
 }
 
@@ -157,6 +138,13 @@ pub async fn subscribe(fe: &FrontEnd, s: &mut Session, q: QuerySub) {
         q.query_id.clone(),
         fe.net.outbound_queue,
     ));
+    let consistency = match parse_consistency(q.consistency.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            s.reply(&failed_resp(q.query_id, e, 400)).await;
+            return;
+        }
+    };
     let mut query = Vec::new();
     if let Err(e) = rmpv::encode::write_value(&mut query, &q.query) {
         s.reply(&failed_resp(q.query_id, format!("query: {e}"), 400))
@@ -170,6 +158,7 @@ pub async fn subscribe(fe: &FrontEnd, s: &mut Session, q: QuerySub) {
             .fields
             .map(|f| f.into_iter().map(RString::from).collect())
             .into(),
+        consistency: consistency.into(),
     };
     // Listen for SERVER_EVENTs from before the snapshot, as updates are.
     fe.fanout.add(&q.map_name, &s.out);
@@ -195,7 +184,7 @@ pub async fn subscribe(fe: &FrontEnd, s: &mut Session, q: QuerySub) {
                 &resp.rows,
                 resp.next_cursor.as_ref().map(RString::as_str).into_option(),
                 resp.has_more,
-                cursor(resp.cursor_status),
+                resp.cursor_status,
             );
             s.out.send(Bytes::from(buf)).await;
             sink.go_live();
@@ -224,6 +213,19 @@ pub async fn search(fe: &FrontEnd, s: &Session, q: Search) {
     let Some(_permit) = super::admit(fe, s) else {
         return;
     };
+    let consistency = match parse_consistency(q.consistency.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            let resp = SearchResp {
+                request_id: q.request_id,
+                results: Vec::new(),
+                total_count: 0,
+                error: Some(e),
+            };
+            s.reply(&Message::SearchResp { payload: resp }).await;
+            return;
+        }
+    };
     let opts = q.options.unwrap_or_default();
     let request = SearchRequest {
         map: q.map_name.as_str().into(),
@@ -236,6 +238,7 @@ pub async fn search(fe: &FrontEnd, s: &Session, q: Search) {
             .into_iter()
             .map(|(k, v)| Tuple2(RString::from(k), v))
             .collect(),
+        consistency: consistency.into(),
     };
     let resp = match fe.node.cluster.search(request).await {
         Ok(hits) => SearchResp {

@@ -1,7 +1,11 @@
 //! Merkle sync with clients, over the trees of every partition of the
 //! cluster: each request goes through `ClusterModule::merkle_node`, which
-//! sums the owners' shares (a node alone answers from its storage's tree),
-//! so a client ends with every record whichever node it is connected to.
+//! sums the shares of each partition's serving replica (a node alone
+//! answers from its storage's tree), so a client ends with every record
+//! whichever node it is connected to. `SYNC_INIT`, `MERKLE_REQ_BUCKET` and
+//! their `ORMAP_*` counterparts may carry a read `consistency` (EVENTUAL:
+//! any complete replica; QUORUM, STRONG: the owners); without it the map's
+//! configured read consistency applies.
 //!
 //! LWW maps: `SYNC_INIT` → `SYNC_RESP_ROOT`; `MERKLE_REQ_BUCKET {path}` →
 //! `SYNC_RESP_BUCKETS` (an inner node's children) or `SYNC_RESP_LEAF` (the
@@ -18,10 +22,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use abi_stable::std_types::RString;
+use abi_stable::std_types::{ROption, RString};
 use hangar_core::merkle::{leaf_of_key, leaf_path};
 use hangar_core::module::storage_types::{MerkleNode, MerkleRequest, RecordState};
-use hangar_core::{MapKind, ModuleError, OrRecord};
+use hangar_core::{ConsistencyLevel, MapKind, ModuleError, OrRecord};
 
 use super::status_of;
 use super::writes::{write, Shape, Write};
@@ -30,7 +34,7 @@ use crate::protocol::messages::{
     OrMapPushDiff, OrMapSyncRespLeaf, OrMapSyncRespRoot, SyncLeafRecord, SyncRespBuckets,
     SyncRespLeaf, SyncRespRoot, WireLwwRecord,
 };
-use crate::protocol::Message;
+use crate::protocol::{parse_consistency, Message};
 use crate::server::session::Session;
 use crate::server::state::FrontEnd;
 
@@ -46,9 +50,38 @@ async fn fail(s: &Session, what: &str, map: &str, e: &ModuleError) {
     .await;
 }
 
-/// `SYNC_INIT` / `ORMAP_SYNC_INIT`: the root hash of the map's tree.
-pub async fn init(fe: &FrontEnd, s: &Session, map: String, or: bool) {
+/// The read consistency a sync message asked for; an unknown name is
+/// answered with an `ERROR` (400) naming it, and `None` returned.
+async fn consistency_of(
+    s: &Session,
+    what: &str,
+    map: &str,
+    asked: Option<&str>,
+) -> Option<ROption<ConsistencyLevel>> {
+    match parse_consistency(asked) {
+        Ok(c) => Some(c.into()),
+        Err(e) => {
+            s.reply(&Message::Error {
+                payload: ErrorPayload {
+                    code: 400,
+                    message: format!("{what} on map {map}: {e}"),
+                    details: None,
+                },
+            })
+            .await;
+            None
+        }
+    }
+}
+
+/// `SYNC_INIT` / `ORMAP_SYNC_INIT`: the root hash of the map's tree, read
+/// at the message's `consistency` (else the configured one).
+pub async fn init(fe: &FrontEnd, s: &Session, map: String, consistency: Option<String>, or: bool) {
     let Some(_permit) = super::admit(fe, s) else {
+        return;
+    };
+    let Some(consistency) = consistency_of(s, "sync init", &map, consistency.as_deref()).await
+    else {
         return;
     };
     let kind = if or { MapKind::Or } else { MapKind::Lww };
@@ -56,6 +89,7 @@ pub async fn init(fe: &FrontEnd, s: &Session, map: String, or: bool) {
         map: map.as_str().into(),
         kind,
         path: RString::new(),
+        consistency,
     };
     // The root hash is the wrapping sum of the root's buckets.
     let root = match fe.node.cluster.merkle_node(request).await {
@@ -88,9 +122,20 @@ pub async fn init(fe: &FrontEnd, s: &Session, map: String, or: bool) {
     s.reply(&msg).await;
 }
 
-/// `MERKLE_REQ_BUCKET` / `ORMAP_MERKLE_REQ_BUCKET`: one node of the tree.
+/// `MERKLE_REQ_BUCKET` / `ORMAP_MERKLE_REQ_BUCKET`: one node of the tree,
+/// read at the message's `consistency` (else the configured one).
 pub async fn bucket(fe: &FrontEnd, s: &Session, req: MerkleReqBucket, or: bool) {
     let Some(_permit) = super::admit(fe, s) else {
+        return;
+    };
+    let Some(consistency) = consistency_of(
+        s,
+        "merkle bucket request",
+        &req.map_name,
+        req.consistency.as_deref(),
+    )
+    .await
+    else {
         return;
     };
     let kind = if or { MapKind::Or } else { MapKind::Lww };
@@ -101,6 +146,7 @@ pub async fn bucket(fe: &FrontEnd, s: &Session, req: MerkleReqBucket, or: bool) 
             map: req.map_name.as_str().into(),
             kind,
             path: req.path.as_str().into(),
+            consistency,
         })
         .await
     {
@@ -190,6 +236,7 @@ pub async fn diff(fe: &FrontEnd, s: &Session, req: OrMapDiffRequest) {
                 map: req.map_name.as_str().into(),
                 kind: MapKind::Or,
                 path: path.as_str().into(),
+                consistency: ROption::RNone,
             })
             .await;
         let resp = match resp {

@@ -260,7 +260,6 @@ impl AckJob {
             self.started.elapsed().as_secs_f64(),
         );
         if failures > 0 {
-            #[allow(clippy::cast_precision_loss)]
             metrics.counter("hangar_client_ops_failed_total", &[], failures as f64);
         }
         if self.shape == Shape::Silent {

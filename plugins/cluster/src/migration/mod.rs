@@ -241,7 +241,6 @@ impl Migrator {
         let left = keys.len().saturating_sub(self.done.lock().len());
         let running = self.running.lock().len();
         let (n, total) = *self.finished.lock();
-        #[allow(clippy::cast_precision_loss)]
         {
             self.metrics
                 .gauge("hangar_migration_partitions_migrating", &[], running as f64);

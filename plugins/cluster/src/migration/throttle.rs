@@ -27,7 +27,6 @@ impl Throttle {
         if self.bytes_per_sec == 0 {
             return;
         }
-        #[allow(clippy::cast_precision_loss)]
         let cost = Duration::from_secs_f64(bytes as f64 / self.bytes_per_sec as f64);
         let start = {
             let mut next = self.next.lock();

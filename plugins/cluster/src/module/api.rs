@@ -177,31 +177,29 @@ impl ClusterModule for DefaultCluster {
         // roles), the new owner is among them and this node is not shipped
         // to itself. Pending holders (see `migration`) receive every write
         // too, before it is acknowledged, but count toward no level.
+        // Who gets each change and which copies count is the strategy's
+        // (see `crate::strategy`); the default ships to every holder but
+        // this node, counted, and to the pending holders, uncounted.
         let peers = r.membership.peers();
         let table = self.table.current();
+        let strategy = self.strategy.clone();
         let mut per_node: HashMap<String, Vec<hangar_core::KeyedOp>> = HashMap::new();
-        let mut needs: Vec<(Vec<String>, usize)> = Vec::with_capacity(request.changes.len());
+        let mut partitions: std::collections::BTreeSet<usize> = std::collections::BTreeSet::new();
         for ch in request.changes.iter() {
             let p = partition_of(&ch.key) as usize;
-            let (Some(owner), Some(backups)) = (table.owners.get(p), table.backups.get(p)) else {
+            if p >= table.owners.len() || p >= table.backups.len() {
                 continue;
-            };
-            let mut counted: Vec<String> = Vec::with_capacity(backups.len());
-            for n in std::iter::once(owner).chain(backups) {
-                if *n != self.config.node_id && !counted.contains(n) {
-                    counted.push(n.clone());
-                }
             }
-            for n in counted.iter().chain(
-                table
-                    .pending_of(p)
-                    .iter()
-                    .filter(|n| **n != self.config.node_id),
-            ) {
+            let to = strategy.receivers(&table, p, &self.config.node_id);
+            for n in to.counted.iter().chain(&to.uncounted) {
                 per_node.entry(n.clone()).or_default().push(ch.clone());
             }
-            needs.push((counted, required_acks(level, backups.len())));
+            partitions.insert(p);
         }
+        let zones: Zones = peers
+            .iter()
+            .map(|(id, p)| (id.clone(), p.zone.clone()))
+            .collect();
         let mut unreachable = Vec::new();
         let shipments: Vec<Shipment> = per_node
             .into_iter()
@@ -217,11 +215,14 @@ impl ClusterModule for DefaultCluster {
                 }
             })
             .collect();
-        let wait = needs.iter().any(|(_, n)| *n > 0);
+        let wait = partitions
+            .iter()
+            .any(|p| strategy.waits(level, table.backups[*p].len()));
         // Durability on backups matters only to a write that waits for them:
         // at EVENTUAL (or with no backup to wait for) PERSISTED means durable
         // on the owner, and a barrier per batch would only slow the stream.
         let durable = request.durable && wait;
+        let local = self.config.node_id.clone();
         self.runtime.spawn_call("cluster.replicate", async move {
             let results = r.replicator.ship(shipments, wait, durable).await;
             let acked: Vec<String> = results
@@ -229,9 +230,18 @@ impl ClusterModule for DefaultCluster {
                 .filter(|(_, res)| res.is_ok())
                 .map(|(n, _)| n.clone())
                 .collect();
-            let met = needs
-                .iter()
-                .all(|(b, need)| b.iter().filter(|x| acked.contains(x)).count() >= *need);
+            let met = partitions.iter().all(|p| {
+                strategy.acks_met(
+                    level,
+                    &Acks {
+                        owner: &table.owners[*p],
+                        backups: &table.backups[*p],
+                        local: &local,
+                        acked: &acked,
+                        zones: &zones,
+                    },
+                )
+            });
             let mut acked_by: Vec<RString> = vec![me];
             acked_by.extend(acked.iter().map(|n| RString::from(n.as_str())));
             let error = if met {
@@ -270,8 +280,15 @@ impl ClusterModule for DefaultCluster {
         })
     }
 
-    fn read_replica(&self, partition: u32, _consistency: ConsistencyLevel) -> ROption<RString> {
-        self.table.owner(partition)
+    fn read_replica(&self, partition: u32, consistency: ConsistencyLevel) -> ROption<RString> {
+        match self.running() {
+            Some(r) => r
+                .scatter
+                .read_replica(partition, consistency)
+                .map(RString::from)
+                .into(),
+            None => self.table.owner(partition),
+        }
     }
 
     fn lock(&self, request: LockRequest) -> ModuleFuture<LockGrant> {

@@ -8,6 +8,7 @@ pub(super) struct Boot {
     pub(super) deps: ClusterDeps,
     pub(super) seeds: Vec<String>,
     pub(super) table: Arc<PartitionTable>,
+    pub(super) strategy: Arc<dyn ReplicationStrategy>,
     pub(super) running: Arc<OnceLock<Arc<Running>>>,
     pub(super) storage: Arc<dyn StorageAccessor>,
     pub(super) node: Option<Arc<dyn LocalNode>>,
@@ -170,6 +171,11 @@ impl Boot {
             membership.clone(),
             self.table.clone(),
             storage.clone(),
+            crate::scatter::replicas::ReadPolicy {
+                default: c.default_read_consistency,
+                per_map: c.map_read_consistency.clone(),
+            },
+            self.deps.metrics.clone(),
         );
         let locks = LockService::new(&c.node_id, raft.clone(), membership.clone());
         let migrator = Migrator::new(
@@ -210,6 +216,7 @@ impl Boot {
             gossip_interval: interval,
             bootstrap_timeout: Duration::from_millis(c.bootstrap_timeout_ms),
             backup_count: c.backup_count as usize,
+            strategy: self.strategy.clone(),
             leader_grace: Duration::from_millis(c.failure_confirm_ms) + interval * 20,
             transport,
             membership,
@@ -260,7 +267,6 @@ async fn report_status(running: Arc<OnceLock<Arc<Running>>>, metrics: Arc<dyn Me
         let peers = r.membership.peers();
         let count = |h: PeerHealth| peers.values().filter(|p| p.health == h).count();
         let s = r.raft.status();
-        #[allow(clippy::cast_precision_loss)]
         {
             for (label, h) in [
                 ("alive", PeerHealth::Alive),

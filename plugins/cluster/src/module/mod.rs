@@ -64,9 +64,10 @@ use crate::migration::Migrator;
 use crate::partition_table::PartitionTable;
 use crate::raft::{ClusterRaft, NodeAddr, RaftRpc, RaftTiming};
 use crate::repair::Repairer;
-use crate::replication::{required_acks, Replicator, Shipment};
+use crate::replication::{Replicator, Shipment};
 use crate::routing::Router;
 use crate::scatter::Scatter;
+use crate::strategy::{Acks, DefaultStrategy, ReplicationStrategy, Zones};
 use crate::transport::{Channel, Inbound, PeerInfo, TlsFiles, Transport, TransportConfig};
 use crate::wire::{
     self, Control, ControlMessage, QueryCall, QueryMessage, Replicate, ReplicateReply, Topic,
@@ -109,17 +110,20 @@ pub struct DefaultCluster {
     started: AtomicBool,
     stopped: AtomicBool,
     tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    /// Placement, shipping and acknowledgement policy (see `crate::strategy`).
+    strategy: Arc<dyn ReplicationStrategy>,
 }
 
 impl std::fmt::Debug for DefaultCluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DefaultCluster")
             .field("node_id", &self.config.node_id)
+            .field("strategy", &self.strategy.name())
             .finish_non_exhaustive()
     }
 }
 
-/// Builds the default cluster module.
+/// Builds the default cluster module with the [`DefaultStrategy`].
 ///
 /// # Errors
 /// [`ErrorKind::CONFIG`] for an invalid node id or cluster setting, naming
@@ -128,7 +132,22 @@ pub fn create(
     config: ClusterModuleConfig,
     deps: ClusterDeps,
 ) -> ModuleResult<Arc<dyn ClusterModule>> {
-    DefaultCluster::new(config, deps).map(|c| c as Arc<dyn ClusterModule>)
+    create_with_strategy(config, deps, Arc::new(DefaultStrategy))
+}
+
+/// Builds the default cluster module with `strategy` deciding placement,
+/// shipping and acknowledgements (see `crate::strategy`). This is how
+/// another crate makes a cluster plugin of its own replication policy
+/// (see `crate::export_cluster_plugin_with_strategy!`).
+///
+/// # Errors
+/// As [`create`].
+pub fn create_with_strategy(
+    config: ClusterModuleConfig,
+    deps: ClusterDeps,
+    strategy: Arc<dyn ReplicationStrategy>,
+) -> ModuleResult<Arc<dyn ClusterModule>> {
+    DefaultCluster::with_strategy(config, deps, strategy).map(|c| c as Arc<dyn ClusterModule>)
 }
 
 fn config_error(msg: String) -> ModuleError {
@@ -145,6 +164,18 @@ impl DefaultCluster {
     /// # Errors
     /// As [`create`].
     pub fn new(config: ClusterModuleConfig, deps: ClusterDeps) -> ModuleResult<Arc<Self>> {
+        Self::with_strategy(config, deps, Arc::new(DefaultStrategy))
+    }
+
+    /// See [`create_with_strategy`].
+    ///
+    /// # Errors
+    /// As [`create`].
+    pub fn with_strategy(
+        config: ClusterModuleConfig,
+        deps: ClusterDeps,
+        strategy: Arc<dyn ReplicationStrategy>,
+    ) -> ModuleResult<Arc<Self>> {
         validate_node_id(&config.node_id)
             .map_err(|e| config_error(format!("cluster.node_id: {e}")))?;
         if config.cluster_id.is_empty() {
@@ -181,6 +212,7 @@ impl DefaultCluster {
             started: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             tasks: Arc::new(Mutex::new(Vec::new())),
+            strategy,
         }))
     }
 
@@ -249,6 +281,7 @@ impl DefaultCluster {
             deps: self.deps.clone(),
             seeds: self.seed_strings(),
             table: self.table.clone(),
+            strategy: self.strategy.clone(),
             running: self.running.clone(),
             storage: self.storage.lock().clone().ok_or_else(|| {
                 ModuleError::invalid("cluster.start: attach_storage was not called")

@@ -71,7 +71,6 @@ impl Table {
     /// `None` when this table already fits. See the module docs for the
     /// rules. A member in both lists counts as leaving.
     #[must_use]
-    #[allow(clippy::too_many_lines)]
     pub fn plan(
         &self,
         live: &[String],

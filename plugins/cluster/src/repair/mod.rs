@@ -128,7 +128,10 @@ pub fn run_order(t: &Table, node: &str, recent: &BTreeSet<u32>, cursor: u32) -> 
 impl Repairer {
     /// A repairer over this node's parts.
     #[must_use]
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the parts a repairer works with, each from the module's start-up"
+    )]
     pub fn new(
         node_id: &str,
         transport: Arc<Transport>,
@@ -262,7 +265,10 @@ impl Repairer {
         } else {
             "on_demand"
         };
-        #[allow(clippy::cast_precision_loss)]
+        #[allow(
+            clippy::cast_precision_loss,
+            reason = "metric values are f64; counts stay far below 2^52"
+        )]
         {
             let m = &self.metrics;
             m.counter("hangar_repair_runs_total", &[("trigger", trigger)], 1.0);

@@ -2,23 +2,29 @@
 //!
 //! A live query keeps, per node, the rows that node holds and sends updates
 //! for (`NodeRows`), and the view the client has: key → projected value.
-//! The view is always "the query over the rows each node holds of the
-//! partitions it owns in this node's table":
+//! The view is always "the query over the rows each serving replica holds
+//! of the partitions it serves in the round's read plan" (`replicas`: at
+//! EVENTUAL any complete replica, this node first; at QUORUM and STRONG
+//! the owner):
 //!
 //! - **Gathering.** Each round has a number (`gen`, increasing across
-//!   restarts of this node). A round registers the query on every live
-//!   member and takes their snapshots; updates of the round that arrive
-//!   before their node's snapshot wait for it, updates of older rounds are
-//!   dropped. The first round gives the first page.
+//!   restarts of this node) and a read plan made from this node's table.
+//!   A round registers the query on every serving replica, for exactly the
+//!   partitions it serves, and takes their snapshots; updates of the round
+//!   that arrive before their node's snapshot wait for it, updates of older
+//!   rounds are dropped. A node that serves nothing in the new plan is told
+//!   to drop its registration. The first round gives the first page.
 //! - **Updates.** A node's updates change its rows; the touched keys are
 //!   recomputed. For a query with a `limit` (a top-N window) the whole
 //!   window is recomputed from every node's rows with the storage module's
 //!   merge, and the differences are sent: ENTER for keys that came in,
 //!   LEAVE for keys pushed out, UPDATE for keys whose value changed.
 //! - **Table changes.** When this node's partition table changes (a
-//!   failover moves ownership), a new round is gathered from the live
-//!   members and only the differences reach the client: keys whose new
-//!   owner already had a copy do not leave and come back, none is doubled.
+//!   failover or a migration moves partitions), a new round is planned and
+//!   gathered and only the differences reach the client: keys whose new
+//!   server already had a copy do not leave and come back, none is
+//!   doubled. A serving replica that does not answer a round is missing
+//!   until the next table change (a dead node's partitions move then).
 //!
 //! Updates reach the host's sink under the query's lock, so they keep their
 //! order, and none is sent after [`LiveQuery::close`].
@@ -33,12 +39,13 @@ use abi_stable::std_types::RVec;
 use hangar_core::module::storage_types::{
     ChangeType, QueryRequest, QueryResponse, QueryRow, QuerySink, QueryUpdate, SubscriptionId,
 };
-use hangar_core::{ModuleError, ModuleResult, RawValue};
+use hangar_core::{ConsistencyLevel, ModuleError, ModuleResult, RawValue};
 use parking_lot::Mutex;
 
+use super::replicas::ReadPlan;
 use super::{page, remote_error, without_paging, Scatter, Target};
-use crate::transport::TransportError;
-use crate::wire::{self, QueryCall, WireQuery, WireRow, WireUpdate};
+use crate::transport::{Channel, TransportError};
+use crate::wire::{self, QueryCall, QueryMessage, WireQuery, WireRow, WireUpdate};
 
 /// Round numbers start at this process's start time in microseconds, so a
 /// restarted coordinator's rounds are newer than any it registered before.
@@ -64,6 +71,8 @@ struct NodeRows {
 
 struct LiveState {
     gen: u64,
+    /// Who serves which partition in the current round.
+    plan: Option<ReadPlan>,
     nodes: HashMap<String, NodeRows>,
     view: HashMap<String, RawValue>,
     /// The first page was computed; later changes are sent as updates.
@@ -80,6 +89,8 @@ pub struct LiveQuery {
     /// What each node runs: no limit, no cursor, no projection.
     remote: WireQuery,
     limited: bool,
+    /// The read consistency: which replicas may serve.
+    level: ConsistencyLevel,
     sink: Arc<dyn QuerySink>,
     state: Mutex<LiveState>,
 }
@@ -144,7 +155,9 @@ pub(super) async fn subscribe(
         map: request.map.to_string(),
         query: without_paging(&request.query)?,
         fields: None,
+        partitions: None,
     };
+    let level = s.level(&request.map, request.consistency);
     let window = QueryRequest {
         query: without_cursor(&request.query),
         ..request.clone()
@@ -152,12 +165,14 @@ pub(super) async fn subscribe(
     let lq = Arc::new(LiveQuery {
         id,
         limited: has_member(&request.query, "limit"),
+        level,
         request,
         window,
         remote,
         sink,
         state: Mutex::new(LiveState {
             gen: 0,
+            plan: None,
             nodes: HashMap::new(),
             view: HashMap::new(),
             live: false,
@@ -199,23 +214,42 @@ async fn gather(
     lq: &Arc<LiveQuery>,
     first: bool,
 ) -> ModuleResult<Option<QueryResponse>> {
-    let mut targets = s.targets();
-    if targets.is_empty() {
-        targets.push(Target {
-            node_id: s.node_id.clone(),
-            addr: s.transport.local_addr(),
-        });
+    let table = s.table.current();
+    let plan = s.plan(&table, lq.level, &std::collections::BTreeSet::new());
+    let targets: Vec<(Target, hangar_core::module::partition::PartitionSet)> = plan
+        .sets
+        .iter()
+        .filter_map(|(n, set)| {
+            let addr = s.addr_of(n)?;
+            Some((
+                Target {
+                    node_id: n.clone(),
+                    addr,
+                },
+                *set,
+            ))
+        })
+        .collect();
+    if plan.unserved() > 0 {
+        tracing::warn!(sub = lq.id, partitions = plan.unserved(), level = ?lq.level, "no live replica may serve some partitions of a live query; they are missing until the table moves them");
     }
     let gen = next_gen();
-    {
+    let dropped: Vec<SocketAddr> = {
         let mut st = lq.state.lock();
         if st.closed {
             return Ok(None);
         }
         st.gen = gen;
+        st.plan = Some(plan);
+        let dropped = st
+            .nodes
+            .iter()
+            .filter(|(n, _)| !targets.iter().any(|(t, _)| &t.node_id == *n))
+            .map(|(_, r)| r.addr)
+            .collect();
         st.nodes
-            .retain(|n, _| targets.iter().any(|t| &t.node_id == n));
-        for t in &targets {
+            .retain(|n, _| targets.iter().any(|(t, _)| &t.node_id == n));
+        for (t, _) in &targets {
             let e = st
                 .nodes
                 .entry(t.node_id.clone())
@@ -231,18 +265,31 @@ async fn gather(
             e.ready = false;
             e.pending.clear();
         }
-    }
-    let call = QueryCall::Subscribe {
-        sub: lq.id,
-        gen,
-        request: lq.remote.clone(),
+        dropped
     };
-    let answers = futures::future::join_all(targets.iter().map(|t| s.call(t, &call))).await;
+    for addr in dropped {
+        let body = wire::encode(&QueryMessage::Unsubscribe { sub: lq.id });
+        if let Err(e) = s.transport.try_send(addr, Channel::Query, body) {
+            tracing::debug!(peer = %addr, error = %e, "unsubscribe not sent; the node expires it");
+        }
+    }
+    let answers = futures::future::join_all(targets.iter().map(|(t, set)| {
+        s.count_read(&table, &t.node_id, set);
+        let mut request = lq.remote.clone();
+        request.partitions = Some(set.words);
+        let call = QueryCall::Subscribe {
+            sub: lq.id,
+            gen,
+            request,
+        };
+        async move { s.call(t, &call).await }
+    }))
+    .await;
     let mut st = lq.state.lock();
     if st.closed || st.gen != gen {
         return Ok(None);
     }
-    for (t, a) in targets.iter().zip(answers) {
+    for ((t, _), a) in targets.iter().zip(answers) {
         let rows: Vec<WireRow> = match a {
             Ok(body) => {
                 wire::decode(&body, "live query snapshot").map_err(ModuleError::internal)?
@@ -266,10 +313,9 @@ async fn gather(
         n.ready = true;
     }
     if first {
-        let resp = s.storage.merge_pages(
-            lq.request.clone(),
-            RVec::from(vec![page(owned_rows(s, &st))]),
-        )?;
+        let resp = s
+            .storage
+            .merge_pages(lq.request.clone(), RVec::from(vec![page(served_rows(&st))]))?;
         st.view = resp
             .rows
             .iter()
@@ -293,15 +339,20 @@ fn apply(rows: &mut HashMap<String, RawValue>, u: WireUpdate) {
     }
 }
 
-/// Every ready node's rows of the partitions it owns in this node's table.
-fn owned_rows(s: &Scatter, st: &LiveState) -> Vec<QueryRow> {
+/// True when `node` serves the partition of `key` in the round's `plan`.
+fn serves(plan: Option<&ReadPlan>, key: &str, node: &str) -> bool {
+    plan.is_some_and(|p| p.serves(key, node))
+}
+
+/// Every ready node's rows of the partitions it serves in the round's plan.
+fn served_rows(st: &LiveState) -> Vec<QueryRow> {
     let mut out = Vec::new();
     for (node, n) in &st.nodes {
         if !n.ready {
             continue;
         }
         for (k, v) in &n.rows {
-            if s.owned_by(k, node) {
+            if serves(st.plan.as_ref(), k, node) {
                 out.push(QueryRow {
                     key: k.as_str().into(),
                     value: v.clone(),
@@ -312,10 +363,10 @@ fn owned_rows(s: &Scatter, st: &LiveState) -> Vec<QueryRow> {
     out
 }
 
-/// The owning node's row of `key`, if a ready node that owns it holds it.
-fn owned_row(s: &Scatter, st: &LiveState, key: &str) -> Option<QueryRow> {
+/// The serving node's row of `key`, if the ready node that serves it holds it.
+fn served_row(st: &LiveState, key: &str) -> Option<QueryRow> {
     st.nodes.iter().find_map(|(node, n)| {
-        if !n.ready || !s.owned_by(key, node) {
+        if !n.ready || !serves(st.plan.as_ref(), key, node) {
             return None;
         }
         n.rows.get(key).map(|v| QueryRow {
@@ -337,8 +388,8 @@ fn recompute(s: &Scatter, lq: &LiveQuery, st: &mut LiveState, touched: Option<&H
         _ => None,
     };
     let rows: Vec<QueryRow> = match partial {
-        Some(t) => t.iter().filter_map(|k| owned_row(s, st, k)).collect(),
-        None => owned_rows(s, st),
+        Some(t) => t.iter().filter_map(|k| served_row(st, k)).collect(),
+        None => served_rows(st),
     };
     let merged = match s
         .storage
@@ -400,7 +451,8 @@ pub(super) fn on_updates(s: &Scatter, node: &str, updates: Vec<WireUpdate>) {
             continue;
         };
         let mut st = lq.state.lock();
-        let Some(n) = st.nodes.get_mut(node) else {
+        let LiveState { nodes, plan, .. } = &mut *st;
+        let Some(n) = nodes.get_mut(node) else {
             continue;
         };
         let mut touched = HashSet::new();
@@ -409,8 +461,8 @@ pub(super) fn on_updates(s: &Scatter, node: &str, updates: Vec<WireUpdate>) {
                 continue;
             }
             if n.ready {
-                // A backup's copy changing is not news: its owner reports it.
-                if s.owned_by(&u.key, node) {
+                // A key this node does not serve is not news from it.
+                if serves(plan.as_ref(), &u.key, node) {
                     touched.insert(u.key.clone());
                 }
                 apply(&mut n.rows, u);

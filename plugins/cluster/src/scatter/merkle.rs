@@ -2,23 +2,28 @@
 //!
 //! A trie node's hash is a wrapping `u32` sum of item hashes
 //! (`hangar_core::merkle`), and every key lies in exactly one partition, so
-//! the cluster-wide node is a sum of shares: the coordinator takes its
-//! partition table, asks each member for its share restricted to the
-//! partitions it OWNS in that table (`StorageAccessor::merkle_node_in`; this
-//! node's own share is read from its storage without a hop), adds the
-//! shares child by child (wrapping) for an inner node, and unites the
-//! records for a leaf (partitions are disjoint, so no key comes twice).
+//! the cluster-wide node is a sum of shares: the coordinator makes a read
+//! plan from its partition table (`replicas`: at EVENTUAL each partition's
+//! serving replica is this node if it holds it, else the replica with the
+//! lowest round trip; at QUORUM and STRONG its owner), asks each serving
+//! node for its share restricted to the partitions it SERVES in that plan
+//! (`StorageAccessor::merkle_node_in`; this node's own share is read from
+//! its storage without a hop), adds the shares child by child (wrapping)
+//! for an inner node, and unites the records for a leaf (the sets are
+//! disjoint, so no key comes twice).
 //!
 //! # Exactness
 //!
 //! An answer is never partial. The gather is repeated, with a short
-//! growing backoff, while a member says it does not hold one of its
+//! growing backoff, while a serving node says it does not hold one of its
 //! partitions in memory (it is loading it, or its table moved on), while a
-//! member does not answer (it died: the table moves its partitions to
-//! their backups), or when the coordinator's table version changed during
-//! the gather. Past [`MERKLE_DEADLINE`] the request fails with
-//! `UNAVAILABLE`, naming the node and the reason. A node that owns every
-//! partition (a node alone) answers from its storage with no hop.
+//! serving node does not answer (it died: at EVENTUAL the next gather
+//! leaves it out and asks the next replica; at STRONG the table moves its
+//! partitions to their backups), or when the coordinator's table version
+//! changed during the gather. Past [`MERKLE_DEADLINE`] the request fails
+//! with `UNAVAILABLE`, naming the node and the reason. A node that serves
+//! every partition (a node alone, or at EVENTUAL a node holding a copy of
+//! everything) answers from its storage with no hop.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -31,7 +36,6 @@ use hangar_core::{ErrorKind, ModuleError, ModuleResult};
 
 use super::{remote_error, Scatter, GATHER_TIMEOUT};
 use crate::membership::PeerHealth;
-use crate::partition_table::Table;
 use crate::transport::{Channel, TransportError};
 use crate::wire::{self, MerkleShare, QueryCall, WireMerkle};
 
@@ -49,15 +53,6 @@ enum Miss {
     Retry(String),
     /// The request itself is wrong (a bad path): fail at once.
     Fatal(ModuleError),
-}
-
-/// The partitions each node owns in `table`.
-fn owned_sets(table: &Table) -> BTreeMap<String, PartitionSet> {
-    let mut out: BTreeMap<String, PartitionSet> = BTreeMap::new();
-    for (p, owner) in (0u32..).zip(&table.owners) {
-        out.entry(owner.clone()).or_default().insert(p);
-    }
-    out
 }
 
 fn share_of(r: MerkleResponse) -> MerkleShare {
@@ -113,9 +108,9 @@ impl Scatter {
     ///
     /// # Errors
     /// `INVALID_INPUT` for a path that is not a trie path (or another
-    /// refusal of the request by a node's storage); `UNAVAILABLE` when the
-    /// owners of some partitions could not give their share within
-    /// [`MERKLE_DEADLINE`].
+    /// refusal of the request by a node's storage); `UNAVAILABLE` when no
+    /// replica allowed at the read's consistency could give the share of
+    /// some partitions within [`MERKLE_DEADLINE`].
     pub async fn merkle_node(&self, request: MerkleRequest) -> ModuleResult<MerkleResponse> {
         let Some(path) = TriePath::parse(&request.path) else {
             return Err(ModuleError::invalid(format!(
@@ -129,12 +124,30 @@ impl Scatter {
         let deadline = start + MERKLE_DEADLINE;
         let mut backoff = FIRST_BACKOFF;
         let mut attempts = 0u32;
+        let level = self.level(&request.map, request.consistency);
+        // Nodes that did not give their share in an earlier gather.
+        let mut excluded: BTreeSet<String> = BTreeSet::new();
         loop {
             attempts += 1;
             let table = self.table.current();
-            let owners = owned_sets(&table);
+            let plan = self.plan(&table, level, &excluded);
+            if plan.unserved() > 0 {
+                let why = format!(
+                    "no live replica may serve {} partitions at {level:?} (left out after \
+                     failing: {excluded:?})",
+                    plan.unserved()
+                );
+                // Left-out nodes may have recovered (a partition being
+                // loaded); the next gather may ask them again.
+                excluded.clear();
+                self.wait(&mut backoff, deadline, attempts, start, &why)
+                    .await?;
+                continue;
+            }
+            let owners = plan.sets;
             if owners.len() == 1 && owners.contains_key(&self.node_id) {
-                // This node owns everything: its storage's own tree.
+                // This node serves everything: its storage's own tree.
+                self.count_read(&table, &self.node_id, &PartitionSet::ALL);
                 match self
                     .storage
                     .merkle_node_in(request.clone(), PartitionSet::ALL)
@@ -150,19 +163,23 @@ impl Scatter {
                     }
                 }
             }
-            let gathered = futures::future::join_all(
-                owners
-                    .iter()
-                    .map(|(node, set)| self.share(node, *set, &request, deadline)),
-            )
+            let gathered = futures::future::join_all(owners.iter().map(|(node, set)| {
+                self.count_read(&table, node, set);
+                self.share(node, *set, &request, deadline)
+            }))
             .await;
             let mut shares = Vec::with_capacity(gathered.len());
             let mut retry = None;
-            for g in gathered {
+            for (node, g) in owners.keys().zip(gathered) {
                 match g {
                     Ok(s) => shares.push(s),
                     Err(Miss::Fatal(e)) => return Err(e),
-                    Err(Miss::Retry(why)) => retry = Some(why),
+                    Err(Miss::Retry(why)) => {
+                        if super::replicas::backups_may_serve(level) {
+                            excluded.insert(node.clone());
+                        }
+                        retry = Some(why);
+                    }
                 }
             }
             let moved = self.table.current().version != table.version;
@@ -194,8 +211,8 @@ impl Scatter {
                 ErrorKind::UNAVAILABLE,
                 format!(
                     "the Merkle tree over the whole cluster could not be gathered: {attempts} \
-                     attempts in {} ms; last: {why}; expected every partition's owner to answer \
-                     for its partitions within {} s",
+                     attempts in {} ms; last: {why}; expected a replica of every partition to \
+                     answer for it within {} s",
                     start.elapsed().as_millis(),
                     MERKLE_DEADLINE.as_secs()
                 ),
@@ -230,13 +247,13 @@ impl Scatter {
         }
         let Some(peer) = self.membership.peers().get(node).cloned() else {
             return Err(Miss::Retry(format!(
-                "node {node} owns {} partitions but is not a known member",
+                "node {node} serves {} partitions but is not a known member",
                 partitions.len()
             )));
         };
         if peer.health == PeerHealth::Failed {
             return Err(Miss::Retry(format!(
-                "node {node} owns {} partitions but failed; waiting for the table to move them",
+                "node {node} serves {} partitions but failed; waiting for the table to move them",
                 partitions.len()
             )));
         }
@@ -277,6 +294,7 @@ impl Scatter {
             map: m.map.into(),
             kind: m.kind,
             path: m.path.into(),
+            consistency: abi_stable::std_types::ROption::RNone,
         };
         match self
             .storage
@@ -324,22 +342,5 @@ mod tests {
             r.tombstones,
             RVec::from(vec![RString::from("t1"), RString::from("t2")])
         );
-    }
-
-    #[test]
-    fn t11_every_partition_has_exactly_one_owner_set() {
-        let t = Table::initial(&["a".into(), "b".into(), "c".into()], 1);
-        let sets = owned_sets(&t);
-        assert_eq!(sets.len(), 3);
-        let total: u32 = sets.values().map(PartitionSet::len).sum();
-        assert_eq!(total, hangar_core::PARTITION_COUNT);
-        let mut union = PartitionSet::EMPTY;
-        for s in sets.values() {
-            for w in 0..union.words.len() {
-                assert_eq!(union.words[w] & s.words[w], 0, "disjoint");
-                union.words[w] |= s.words[w];
-            }
-        }
-        assert_eq!(union, PartitionSet::ALL);
     }
 }

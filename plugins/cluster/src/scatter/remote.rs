@@ -7,6 +7,9 @@
 //!   the host's ids. Registering again (a newer gathering round) replaces
 //!   the storage subscription; an older round than the registered one is
 //!   refused, so a slow request cannot undo a newer one.
+//! - A registration covers the partitions the coordinator's read plan has
+//!   this node serve: its snapshot and its updates leave out the others
+//!   (this node may hold them too, as owner or backup).
 //! - The storage sink never blocks: it appends to an outbox per coordinator
 //!   address, flushed every 2 ms as one-way `Query` frames
 //!   ([`Transport::try_send`]); a full queue keeps the updates for the next
@@ -22,6 +25,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use hangar_core::module::accessor::StorageAccessor;
+use hangar_core::module::partition::PartitionSet;
 use hangar_core::module::storage_types::{QueryResponse, QuerySink, QueryUpdate, SubscriptionId};
 use parking_lot::Mutex;
 
@@ -105,6 +109,7 @@ impl Registrations {
             to: from.addr,
             sub,
             gen,
+            only: request.partitions.map(PartitionSet::from_words),
         });
         match self
             .storage
@@ -214,10 +219,18 @@ struct ShipSink {
     to: SocketAddr,
     sub: u64,
     gen: u64,
+    /// The partitions this registration serves; `None` for all.
+    only: Option<PartitionSet>,
 }
 
 impl QuerySink for ShipSink {
     fn deliver(&self, u: &QueryUpdate) {
+        if self
+            .only
+            .is_some_and(|o| !o.contains(hangar_core::partition_of(&u.key)))
+        {
+            return;
+        }
         let Some(outbox) = self.outbox.upgrade() else {
             return;
         };
@@ -228,5 +241,42 @@ impl QuerySink for ShipSink {
             value: u.value.clone().into_option(),
             change: u.change,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hangar_core::module::storage_types::ChangeType;
+    use hangar_core::partition_of;
+
+    #[test]
+    fn a_registration_ships_updates_of_the_partitions_it_serves_only() {
+        let outbox: Arc<Mutex<HashMap<SocketAddr, Vec<WireUpdate>>>> = Arc::default();
+        let to: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let (a, b) = (
+            "a",
+            (0..)
+                .map(|i| format!("b{i}"))
+                .find(|k| partition_of(k) != partition_of("a"))
+                .unwrap(),
+        );
+        let sink = ShipSink {
+            outbox: Arc::downgrade(&outbox),
+            to,
+            sub: 1,
+            gen: 2,
+            only: Some(PartitionSet::of([partition_of(a)])),
+        };
+        for key in [a, b.as_str()] {
+            sink.deliver(&QueryUpdate {
+                subscription: 5,
+                key: key.into(),
+                value: abi_stable::std_types::ROption::RNone,
+                change: ChangeType::Leave,
+            });
+        }
+        let shipped: Vec<String> = outbox.lock()[&to].iter().map(|u| u.key.clone()).collect();
+        assert_eq!(shipped, ["a"]);
     }
 }

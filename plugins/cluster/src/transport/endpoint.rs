@@ -19,6 +19,7 @@ use super::frame::{check_size, Frame, FrameKind};
 use super::handshake::{establish_inbound, Identity, HANDSHAKE_TIMEOUT};
 use super::metrics::TransportMetrics;
 use super::peer::{Peer, Pending};
+use super::rtt::RttTable;
 use super::tls::TlsContext;
 use super::{Channel, Inbound, PeerInfo, TransportConfig};
 
@@ -38,6 +39,8 @@ pub(crate) struct Shared {
     /// Accepted connections that completed the handshake, by a local id.
     incoming: Mutex<HashMap<u64, PeerInfo>>,
     next_id: AtomicU64,
+    /// Measured round trips of answered requests, by destination.
+    rtt: RttTable,
 }
 
 /// The node-to-node transport of one node: see the [module docs](super).
@@ -131,6 +134,7 @@ impl Transport {
             peers: Mutex::new(HashMap::new()),
             incoming: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            rtt: RttTable::default(),
         });
         tracing::info!(
             "cluster transport of node {} listening on {} (advertised {}, TLS {})",
@@ -289,6 +293,7 @@ impl Transport {
             return Err(TransportError::ShutDown);
         }
         let frame = Frame::new(FrameKind::Request, id, channel, body);
+        let sent = std::time::Instant::now();
         match tokio::time::timeout_at(deadline, peer.queue.send(frame)).await {
             Err(_) => return Err(timed_out),
             Ok(Err(_)) => return Err(TransportError::ShutDown),
@@ -296,10 +301,22 @@ impl Transport {
         }
         match tokio::time::timeout_at(deadline, rx).await {
             Err(_) => Err(timed_out),
-            Ok(Ok(answer)) => answer,
+            Ok(Ok(answer)) => {
+                if matches!(answer, Ok(_) | Err(TransportError::Remote(_))) {
+                    self.shared.rtt.record(to, sent.elapsed());
+                }
+                answer
+            }
             // The peer's task ended without answering: only at shutdown.
             Ok(Err(_)) => Err(TransportError::ShutDown),
         }
+    }
+
+    /// The average round trip of requests to `to` that were answered
+    /// (see [`RttTable`]); `None` before the first answer.
+    #[must_use]
+    pub fn rtt(&self, to: SocketAddr) -> Option<Duration> {
+        self.shared.rtt.get(to)
     }
 
     /// Peers with a live, handshaken connection in either direction, as

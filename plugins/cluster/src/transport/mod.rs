@@ -76,6 +76,7 @@ mod frame;
 mod handshake;
 mod metrics;
 mod peer;
+mod rtt;
 mod tls;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -84,6 +85,7 @@ use std::time::Duration;
 
 pub use endpoint::Transport;
 pub use error::TransportError;
+pub use rtt::{RttTable, RTT_ALPHA};
 
 /// Which subsystem a frame is for. The receiver's [`Inbound`] routes on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

@@ -100,6 +100,7 @@ pub async fn run() {
                         limit: 5,
                         min_score: 0.0,
                         boost: RVec::new(),
+                        consistency: abi_stable::std_types::ROption::RNone,
                     })
                     .await
                     .unwrap();

@@ -27,6 +27,7 @@ fn req(query: serde_json::Value) -> QueryRequest {
         map: "scores".into(),
         query: RawValue::encode(&query).unwrap(),
         fields: abi_stable::std_types::ROption::RNone,
+        consistency: abi_stable::std_types::ROption::RNone,
     }
 }
 

@@ -14,7 +14,7 @@ use hangar_core::module::storage_types::{ApplyBatch, Origin};
 use hangar_core::{KeyedOp, LwwRecord, MapOp, RawValue, Timestamp, WriteConcern};
 use hangar_storage::module::testing::{self, lone_node_deps};
 use hangar_storage::persistence::{
-    LoadedMap, MapInfo, PersistResult, PersistenceBackend, StoredEntry, WriteBatch,
+    LoadedMap, PersistResult, PersistenceBackend, StoredEntry, StoredMap, WriteBatch,
 };
 use hangar_storage::DefaultStorage;
 
@@ -116,7 +116,7 @@ impl PersistenceBackend for NullBackend {
     fn load_or_tombstones<'a>(&'a self, _m: &'a str) -> BoxFuture<'a, PersistResult<Vec<String>>> {
         Box::pin(async { Ok(Vec::new()) })
     }
-    fn list_maps(&self) -> BoxFuture<'_, PersistResult<Vec<MapInfo>>> {
+    fn list_maps(&self) -> BoxFuture<'_, PersistResult<Vec<StoredMap>>> {
         Box::pin(async { Ok(Vec::new()) })
     }
     fn flush(&self) -> BoxFuture<'_, PersistResult<()>> {

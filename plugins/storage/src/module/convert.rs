@@ -7,13 +7,12 @@ use std::sync::Arc;
 use abi_stable::std_types::{ROption, RString, RVec};
 use hangar_core::config::FullTextIndexConfig as CoreFtsConfig;
 use hangar_core::module::storage_types::{
-    ChangeType as CoreChange, CursorStatus as CoreCursor, QueryResponse, QueryRow,
-    QuerySink as CoreSink, QueryUpdate as CoreUpdate,
+    QueryResponse, QueryRow, QuerySink as CoreSink, QueryUpdate as CoreUpdate,
 };
 use hangar_core::RawValue;
 use rmpv::Value;
 
-use crate::query::{ChangeType, CursorStatus, Page, QuerySink, QueryUpdate};
+use crate::query::{LiveSink, LiveUpdate, Page};
 use crate::search::{
     Bm25Config, FullTextIndexConfig, Stemmer, StopwordList, Stopwords, TokenizerConfig,
 };
@@ -64,15 +63,6 @@ pub(crate) fn encode(v: &Value) -> RawValue {
     RawValue::from_msgpack(buf)
 }
 
-fn cursor_status(s: CursorStatus) -> CoreCursor {
-    match s {
-        CursorStatus::None => CoreCursor::None,
-        CursorStatus::Valid => CoreCursor::Valid,
-        CursorStatus::Invalid => CoreCursor::Invalid,
-        CursorStatus::Expired => CoreCursor::Expired,
-    }
-}
-
 /// A query page as the core response.
 pub(crate) fn response(page: Page) -> QueryResponse {
     QueryResponse {
@@ -86,7 +76,7 @@ pub(crate) fn response(page: Page) -> QueryResponse {
             .collect(),
         next_cursor: page.next_cursor.map(RString::from).into(),
         has_more: page.has_more,
-        cursor_status: cursor_status(page.cursor_status),
+        cursor_status: page.cursor_status,
     }
 }
 
@@ -120,18 +110,13 @@ fn encode_shared(v: &Arc<Value>) -> RawValue {
     })
 }
 
-impl QuerySink for SinkAdapter {
-    fn deliver(&self, update: QueryUpdate) {
-        let change = match update.change {
-            ChangeType::Enter => CoreChange::Enter,
-            ChangeType::Update => CoreChange::Update,
-            ChangeType::Leave => CoreChange::Leave,
-        };
+impl LiveSink for SinkAdapter {
+    fn deliver(&self, update: LiveUpdate) {
         self.sink.deliver(&CoreUpdate {
             subscription: update.subscription.0,
             key: RString::from(&*update.key),
             value: update.value.as_ref().map(encode_shared).into(),
-            change,
+            change: update.change,
         });
     }
 }

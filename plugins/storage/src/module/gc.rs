@@ -24,7 +24,7 @@ use hangar_core::{KeyedOp, LwwRecord, MapOp, ModuleResult, Timestamp, WriteConce
 
 use super::core::Core;
 use super::map_slot::MapData;
-use crate::persistence::{WriteBatch, WriteOp};
+use crate::persistence::{StoreOp, WriteBatch};
 
 /// How often expired records are collected.
 pub const GC_INTERVAL: Duration = Duration::from_secs(1);
@@ -130,11 +130,11 @@ impl Core {
         let cutoff = Timestamp::new(now.saturating_sub(TOMBSTONE_MAX_AGE_MS), 0, "");
         let mut st = slot.state.lock();
         let map = slot.name.to_string();
-        let ops: Vec<WriteOp> = match &mut st.data {
+        let ops: Vec<StoreOp> = match &mut st.data {
             MapData::Lww(m) => m
                 .prune(&cutoff)
                 .into_iter()
-                .map(|key| WriteOp::Delete {
+                .map(|key| StoreOp::Delete {
                     map: map.clone(),
                     key,
                 })
@@ -142,7 +142,7 @@ impl Core {
             MapData::Or(m) => m
                 .prune(&cutoff)
                 .into_iter()
-                .map(|tag| WriteOp::RemoveOrTombstone {
+                .map(|tag| StoreOp::RemoveOrTombstone {
                     map: map.clone(),
                     tag,
                 })

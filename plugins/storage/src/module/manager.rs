@@ -34,7 +34,7 @@ use super::load::{LoadReport, LoadTasklet};
 use super::map_slot::{LoadPhase, MapSlot};
 use super::partition_set::PartitionSet;
 use super::read_path::decoded_rows;
-use crate::persistence::MapInfo as StoredMapInfo;
+use crate::persistence::StoredMap;
 use crate::query::Row;
 
 /// The table of maps and the backend's catalog.
@@ -46,7 +46,7 @@ pub(crate) struct StorageManager {
 
 impl StorageManager {
     /// Records the maps the backend holds (read once at start).
-    pub(crate) fn set_catalog(&self, maps: Vec<StoredMapInfo>) {
+    pub(crate) fn set_catalog(&self, maps: Vec<StoredMap>) {
         let mut c = self.catalog.write();
         c.extend(maps.into_iter().map(|m| (m.name, m.kind)));
     }

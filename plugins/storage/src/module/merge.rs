@@ -71,6 +71,7 @@ mod tests {
             fields: fields
                 .map(|f| f.into_iter().map(RString::from).collect())
                 .into(),
+            consistency: ROption::RNone,
         }
     }
 

@@ -340,9 +340,7 @@ impl StorageModule for DefaultStorage {
     }
 
     fn unsubscribe(&self, id: SubscriptionId) -> bool {
-        self.0
-            .registry
-            .unsubscribe(crate::query::SubscriptionId(id))
+        self.0.registry.unsubscribe(crate::query::RegistryId(id))
     }
 
     fn search(&self, request: SearchRequest) -> ModuleFuture<RVec<SearchHit>> {

@@ -221,7 +221,7 @@ impl Core {
             if st.data.entries() <= INLINE_ROWS {
                 let rows = decoded_rows(&st.data, now);
                 let sub = self.registry.subscribe_as(
-                    query::SubscriptionId(id),
+                    query::RegistryId(id),
                     &request.map,
                     q,
                     projection,
@@ -242,7 +242,7 @@ impl Core {
         let changed = std::mem::take(&mut *capture.lock());
         apply_captured(&mut rows, changed, &st.data, now);
         let sub = self.registry.subscribe_as(
-            query::SubscriptionId(id),
+            query::RegistryId(id),
             &request.map,
             q,
             projection,

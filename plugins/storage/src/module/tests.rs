@@ -14,7 +14,7 @@ use super::testing::lone_node_deps;
 use super::DefaultStorage;
 use crate::persistence::testing::InstrumentedBackend;
 use crate::persistence::{MemoryBackend, MemoryStore, PersistenceBackend};
-use crate::query::{self, Projection, Query, QueryUpdate};
+use crate::query::{self, LiveUpdate, Projection, Query};
 
 fn module(store: &MemoryStore) -> (DefaultStorage, Arc<InstrumentedBackend>) {
     let inst = Arc::new(InstrumentedBackend::new(Arc::new(MemoryBackend::open(
@@ -80,10 +80,10 @@ async fn t10_live_queries_on_a_map_are_refreshed_when_its_load_finishes() {
     let seen: Arc<Mutex<Vec<(query::ChangeType, String)>>> = Arc::default();
     let sink = {
         let seen = seen.clone();
-        move |u: QueryUpdate| seen.lock().push((u.change, u.key.to_string()))
+        move |u: LiveUpdate| seen.lock().push((u.change, u.key.to_string()))
     };
     m.0.registry.subscribe_as(
-        query::SubscriptionId(9),
+        query::RegistryId(9),
         "m",
         Query::parse(&rmpv::Value::Nil).unwrap(),
         Projection::all(),

@@ -51,7 +51,7 @@ use super::load::{merge_stored, LoadClock};
 use super::map_slot::{MapData, MapSlot, MapState};
 use super::metrics::OpCounts;
 use crate::crdt::{OrApplyOutcome, OrMap};
-use crate::persistence::{StoredEntry, WriteBatch, WriteOp};
+use crate::persistence::{StoreOp, StoredEntry, WriteBatch};
 use crate::query::QueryRegistry;
 use crate::search::IndexWriter;
 
@@ -128,15 +128,15 @@ fn visible_lww(r: &LwwRecord, now_ms: u64) -> Option<&RawValue> {
     r.value.as_ref().into_option()
 }
 
-fn or_row(map: &str, key: &str, m: &OrMap) -> WriteOp {
+fn or_row(map: &str, key: &str, m: &OrMap) -> StoreOp {
     let records = m.records(key);
     if records.is_empty() {
-        WriteOp::Delete {
+        StoreOp::Delete {
             map: map.to_string(),
             key: key.to_string(),
         }
     } else {
-        WriteOp::Put {
+        StoreOp::Put {
             map: map.to_string(),
             key: key.to_string(),
             entry: StoredEntry::Or { records },
@@ -152,7 +152,7 @@ struct OpCx<'a> {
     registry: &'a QueryRegistry,
     fts: Option<&'a IndexWriter>,
     clock: &'a dyn ClockService,
-    wops: Vec<WriteOp>,
+    wops: Vec<StoreOp>,
 }
 
 impl OpCx<'_> {
@@ -204,7 +204,7 @@ fn apply_one(st: &mut MapState, cx: &mut OpCx<'_>, op: &KeyedOp) -> ModuleResult
             }
             expiry.push(key, rec.timestamp.millis, rec.ttl_ms.into_option());
             touch(key);
-            cx.wops.push(WriteOp::Put {
+            cx.wops.push(StoreOp::Put {
                 map: cx.map.to_string(),
                 key: key.to_string(),
                 entry: StoredEntry::Lww(rec.clone()),
@@ -262,7 +262,7 @@ fn apply_one(st: &mut MapState, cx: &mut OpCx<'_>, op: &KeyedOp) -> ModuleResult
                 return Ok(None);
             }
             if out.newly_tombstoned {
-                cx.wops.push(WriteOp::AddOrTombstone {
+                cx.wops.push(StoreOp::AddOrTombstone {
                     map: cx.map.to_string(),
                     tag: tag.to_string(),
                 });
@@ -396,7 +396,11 @@ impl Core {
     }
 
     /// The part under the map's lock; see the module docs.
-    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    #[allow(
+        clippy::too_many_arguments,
+        clippy::type_complexity,
+        reason = "the locked part of the write path takes the borrowed pieces of the map slot one by one"
+    )]
     fn apply_locked(
         &self,
         persist: &Persist,

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use futures::future::BoxFuture;
 use hangar_core::MapKind;
 
-use super::entry::{LoadedMap, MapInfo, StoredEntry, WriteBatch, WriteOp};
+use super::entry::{LoadedMap, StoreOp, StoredEntry, StoredMap, WriteBatch};
 use super::error::PersistenceError;
 
 /// Result of a backend call.
@@ -152,7 +152,7 @@ pub trait PersistenceBackend: Send + Sync + 'static {
     ///
     /// # Errors
     /// As [`Self::load_map`].
-    fn list_maps(&self) -> BoxFuture<'_, PersistResult<Vec<MapInfo>>>;
+    fn list_maps(&self) -> BoxFuture<'_, PersistResult<Vec<StoredMap>>>;
 
     /// Waits until every commit that returned before this call is durable.
     ///
@@ -178,7 +178,7 @@ pub trait PersistenceBackend: Send + Sync + 'static {
     ) -> BoxFuture<'a, PersistResult<()>> {
         let ops = entries
             .into_iter()
-            .map(|(key, entry)| WriteOp::Put {
+            .map(|(key, entry)| StoreOp::Put {
                 map: map.to_string(),
                 key,
                 entry,
@@ -194,7 +194,7 @@ pub trait PersistenceBackend: Send + Sync + 'static {
     fn delete<'a>(&'a self, map: &'a str, keys: &'a [String]) -> BoxFuture<'a, PersistResult<()>> {
         let ops = keys
             .iter()
-            .map(|key| WriteOp::Delete {
+            .map(|key| StoreOp::Delete {
                 map: map.to_string(),
                 key: key.clone(),
             })
@@ -219,7 +219,7 @@ fn check_name(what: &str, name: &str) -> PersistResult<()> {
 ///
 /// # Errors
 /// [`PersistenceError::InvalidInput`] naming the bad field.
-pub fn validate_op(op: &WriteOp) -> PersistResult<()> {
+pub fn validate_op(op: &StoreOp) -> PersistResult<()> {
     let map = op.map();
     if map.is_empty() {
         return Err(PersistenceError::InvalidInput(
@@ -228,7 +228,7 @@ pub fn validate_op(op: &WriteOp) -> PersistResult<()> {
     }
     check_name("map name", map)?;
     match op {
-        WriteOp::Put { key, entry, .. } => {
+        StoreOp::Put { key, entry, .. } => {
             check_name("key", key)?;
             if let StoredEntry::Or { records } = entry {
                 for r in records {
@@ -237,8 +237,8 @@ pub fn validate_op(op: &WriteOp) -> PersistResult<()> {
             }
             Ok(())
         }
-        WriteOp::Delete { key, .. } => check_name("key", key),
-        WriteOp::AddOrTombstone { tag, .. } | WriteOp::RemoveOrTombstone { tag, .. } => {
+        StoreOp::Delete { key, .. } => check_name("key", key),
+        StoreOp::AddOrTombstone { tag, .. } | StoreOp::RemoveOrTombstone { tag, .. } => {
             check_name("tag", tag)
         }
     }

@@ -5,7 +5,7 @@
 //! backend (redb, memory, PostgreSQL) speaks the same language.
 //!
 //! The OR-map tombstone set is *not* an entry: it lives beside the entries as
-//! one row per `(map, tag)` (see [`WriteOp::AddOrTombstone`]). Adding or
+//! one row per `(map, tag)` (see [`StoreOp::AddOrTombstone`]). Adding or
 //! pruning one tombstone therefore costs one row, not a rewrite of the whole
 //! set as the legacy `__tombstones__` row did, and loading a map's tombstones
 //! never goes through the partition filter that applies to keys.
@@ -46,7 +46,7 @@ impl StoredEntry {
 /// address spaces are separate, so a key and a tag with the same text never
 /// collide.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum WriteOp {
+pub enum StoreOp {
     /// Insert or replace the entry at `(map, key)`. Records `map` with the
     /// entry's kind if the map is new.
     Put {
@@ -83,7 +83,7 @@ pub enum WriteOp {
     },
 }
 
-impl WriteOp {
+impl StoreOp {
     /// The map this op writes to.
     #[must_use]
     pub fn map(&self) -> &str {
@@ -133,7 +133,7 @@ pub enum Slot<'a> {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WriteBatch {
     /// The ops, applied in order.
-    pub ops: Vec<WriteOp>,
+    pub ops: Vec<StoreOp>,
 }
 
 impl WriteBatch {
@@ -143,7 +143,7 @@ impl WriteBatch {
         Self::default()
     }
 
-    /// Appends a [`WriteOp::Put`].
+    /// Appends a [`StoreOp::Put`].
     #[must_use]
     pub fn put(
         mut self,
@@ -151,7 +151,7 @@ impl WriteBatch {
         key: impl Into<String>,
         entry: StoredEntry,
     ) -> Self {
-        self.ops.push(WriteOp::Put {
+        self.ops.push(StoreOp::Put {
             map: map.into(),
             key: key.into(),
             entry,
@@ -159,30 +159,30 @@ impl WriteBatch {
         self
     }
 
-    /// Appends a [`WriteOp::Delete`].
+    /// Appends a [`StoreOp::Delete`].
     #[must_use]
     pub fn delete(mut self, map: impl Into<String>, key: impl Into<String>) -> Self {
-        self.ops.push(WriteOp::Delete {
+        self.ops.push(StoreOp::Delete {
             map: map.into(),
             key: key.into(),
         });
         self
     }
 
-    /// Appends a [`WriteOp::AddOrTombstone`].
+    /// Appends a [`StoreOp::AddOrTombstone`].
     #[must_use]
     pub fn add_or_tombstone(mut self, map: impl Into<String>, tag: impl Into<String>) -> Self {
-        self.ops.push(WriteOp::AddOrTombstone {
+        self.ops.push(StoreOp::AddOrTombstone {
             map: map.into(),
             tag: tag.into(),
         });
         self
     }
 
-    /// Appends a [`WriteOp::RemoveOrTombstone`].
+    /// Appends a [`StoreOp::RemoveOrTombstone`].
     #[must_use]
     pub fn remove_or_tombstone(mut self, map: impl Into<String>, tag: impl Into<String>) -> Self {
-        self.ops.push(WriteOp::RemoveOrTombstone {
+        self.ops.push(StoreOp::RemoveOrTombstone {
             map: map.into(),
             tag: tag.into(),
         });
@@ -202,15 +202,15 @@ impl WriteBatch {
     }
 }
 
-impl From<Vec<WriteOp>> for WriteBatch {
-    fn from(ops: Vec<WriteOp>) -> Self {
+impl From<Vec<StoreOp>> for WriteBatch {
+    fn from(ops: Vec<StoreOp>) -> Self {
         Self { ops }
     }
 }
 
 /// A map the backend knows, with the kind recorded by its first write.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MapInfo {
+pub struct StoredMap {
     /// Map name.
     pub name: String,
     /// Its CRDT kind; it never changes once recorded.

@@ -66,7 +66,7 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use super::backend::{plan_kinds, PersistenceBackend};
-use super::entry::{WriteBatch, WriteOp};
+use super::entry::{StoreOp, WriteBatch};
 use super::error::PersistenceError;
 
 mod writer;
@@ -432,7 +432,7 @@ impl GroupCommitter {
     ///
     /// # Errors
     /// As [`Self::enqueue`].
-    pub fn enqueue_op(&self, op: WriteOp) -> Result<Durable, CommitError> {
+    pub fn enqueue_op(&self, op: StoreOp) -> Result<Durable, CommitError> {
         self.enqueue(WriteBatch { ops: vec![op] })
     }
 

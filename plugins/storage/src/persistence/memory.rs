@@ -17,7 +17,7 @@ use hangar_core::MapKind;
 use parking_lot::Mutex;
 
 use super::backend::{plan_kinds, PersistResult, PersistenceBackend};
-use super::entry::{LoadedMap, MapInfo, StoredEntry, WriteBatch, WriteOp};
+use super::entry::{LoadedMap, StoreOp, StoredEntry, StoredMap, WriteBatch};
 use super::error::PersistenceError;
 
 #[derive(Debug)]
@@ -106,22 +106,22 @@ impl MemoryBackend {
             }
             for op in &batch.ops {
                 match op {
-                    WriteOp::Put { map, key, entry } => {
+                    StoreOp::Put { map, key, entry } => {
                         if let Some(m) = maps.get_mut(map) {
                             m.entries.insert(key.clone(), entry.clone());
                         }
                     }
-                    WriteOp::Delete { map, key } => {
+                    StoreOp::Delete { map, key } => {
                         if let Some(m) = maps.get_mut(map) {
                             m.entries.remove(key);
                         }
                     }
-                    WriteOp::AddOrTombstone { map, tag } => {
+                    StoreOp::AddOrTombstone { map, tag } => {
                         if let Some(m) = maps.get_mut(map) {
                             m.tombstones.insert(tag.clone());
                         }
                     }
-                    WriteOp::RemoveOrTombstone { map, tag } => {
+                    StoreOp::RemoveOrTombstone { map, tag } => {
                         if let Some(m) = maps.get_mut(map) {
                             m.tombstones.remove(tag);
                         }
@@ -197,11 +197,11 @@ impl PersistenceBackend for MemoryBackend {
         }))
     }
 
-    fn list_maps(&self) -> BoxFuture<'_, PersistResult<Vec<MapInfo>>> {
+    fn list_maps(&self) -> BoxFuture<'_, PersistResult<Vec<StoredMap>>> {
         ready(self.with(|maps| {
             Ok(maps
                 .iter()
-                .map(|(name, m)| MapInfo {
+                .map(|(name, m)| StoredMap {
                     name: name.clone(),
                     kind: m.kind,
                 })

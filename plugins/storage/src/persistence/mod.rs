@@ -4,8 +4,8 @@
 //!
 //! - `backend`: [`PersistenceBackend`], the trait every store implements, and
 //!   its written contract (what MUST hold when a call returns).
-//! - `entry`: what is stored: [`StoredEntry`] per key, [`WriteOp`] /
-//!   [`WriteBatch`], [`LoadedMap`], [`MapInfo`].
+//! - `entry`: what is stored: [`StoredEntry`] per key, [`StoreOp`] /
+//!   [`WriteBatch`], [`LoadedMap`], [`StoredMap`].
 //! - `codec`: the versioned byte layout of stored values (msgpack bodies).
 //! - `redb_backend`: [`RedbBackend`], the embedded default (one redb file).
 //! - `redb_open`: opening its file so that damage is refused, never taken
@@ -44,7 +44,7 @@ pub mod testing;
 
 pub use backend::{plan_kinds, validate_op, PersistResult, PersistenceBackend};
 pub use codec::FORMAT_VERSION;
-pub use entry::{LoadedMap, MapInfo, Slot, StoredEntry, WriteBatch, WriteOp};
+pub use entry::{LoadedMap, Slot, StoreOp, StoredEntry, StoredMap, WriteBatch};
 pub use error::PersistenceError;
 pub use group_commit::{
     AckMode, CommitError, CommitObserver, CommitStats, Durable, GroupCommitConfig, GroupCommitter,

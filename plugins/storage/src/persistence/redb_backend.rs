@@ -54,7 +54,7 @@ use tokio::runtime::Handle;
 
 use super::backend::{plan_kinds, PersistResult, PersistenceBackend};
 use super::codec;
-use super::entry::{LoadedMap, MapInfo, StoredEntry, WriteBatch, WriteOp};
+use super::entry::{LoadedMap, StoreOp, StoredEntry, StoredMap, WriteBatch};
 use super::error::PersistenceError;
 use super::redb_open::{self, is_damage, panic_text};
 
@@ -309,7 +309,7 @@ fn prepare(db: &Database) -> PersistResult<HashMap<String, MapKind>> {
         .collect())
 }
 
-fn read_catalog(db: &Database) -> PersistResult<Vec<MapInfo>> {
+fn read_catalog(db: &Database) -> PersistResult<Vec<StoredMap>> {
     let txn = db.begin_read().map_err(err("list_maps"))?;
     let table = txn.open_table(CATALOG).map_err(err("list_maps"))?;
     let mut out = Vec::new();
@@ -317,7 +317,7 @@ fn read_catalog(db: &Database) -> PersistResult<Vec<MapInfo>> {
         let (k, v) = row.map_err(err("list_maps"))?;
         let name = k.value().to_string();
         let kind = codec::decode_catalog(v.value(), &format!("catalog/{name}"))?;
-        out.push(MapInfo { name, kind });
+        out.push(StoredMap { name, kind });
     }
     Ok(out)
 }
@@ -333,7 +333,7 @@ fn commit_batch(inner: &Inner, db: &Database, batch: &WriteBatch) -> PersistResu
         .ops
         .iter()
         .map(|op| match op {
-            WriteOp::Put { entry, .. } => codec::encode_entry(entry).map(Some),
+            StoreOp::Put { entry, .. } => codec::encode_entry(entry).map(Some),
             _ => Ok(None),
         })
         .collect::<PersistResult<Vec<_>>>()?;
@@ -347,27 +347,27 @@ fn commit_batch(inner: &Inner, db: &Database, batch: &WriteBatch) -> PersistResu
         let tomb_value = codec::encode_tombstone();
         for (op, bytes) in batch.ops.iter().zip(&encoded) {
             match (op, bytes) {
-                (WriteOp::Put { map, key, .. }, Some(bytes)) => {
+                (StoreOp::Put { map, key, .. }, Some(bytes)) => {
                     entries
                         .insert((map.as_str(), key.as_str()), bytes.as_slice())
                         .map_err(err("commit"))?;
                 }
-                (WriteOp::Delete { map, key }, _) => {
+                (StoreOp::Delete { map, key }, _) => {
                     entries
                         .remove((map.as_str(), key.as_str()))
                         .map_err(err("commit"))?;
                 }
-                (WriteOp::AddOrTombstone { map, tag }, _) => {
+                (StoreOp::AddOrTombstone { map, tag }, _) => {
                     tombs
                         .insert((map.as_str(), tag.as_str()), tomb_value.as_slice())
                         .map_err(err("commit"))?;
                 }
-                (WriteOp::RemoveOrTombstone { map, tag }, _) => {
+                (StoreOp::RemoveOrTombstone { map, tag }, _) => {
                     tombs
                         .remove((map.as_str(), tag.as_str()))
                         .map_err(err("commit"))?;
                 }
-                (WriteOp::Put { .. }, None) => {
+                (StoreOp::Put { .. }, None) => {
                     return Err(PersistenceError::storage(
                         "commit",
                         "internal: a put lost its encoding",
@@ -508,7 +508,7 @@ impl PersistenceBackend for RedbBackend {
         })
     }
 
-    fn list_maps(&self) -> BoxFuture<'_, PersistResult<Vec<MapInfo>>> {
+    fn list_maps(&self) -> BoxFuture<'_, PersistResult<Vec<StoredMap>>> {
         self.run("list_maps", |_, db| read_catalog(db))
     }
 

@@ -42,31 +42,9 @@ pub const MAX_CURSOR_LEN: usize = 64 * 1024;
 
 const FORMAT_VERSION: u64 = 1;
 
-/// What became of the cursor a query carried (the wire `cursorStatus`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CursorStatus {
-    /// No cursor was given.
-    None,
-    /// The cursor was honoured.
-    Valid,
-    /// The cursor was undecodable or belongs to another query; ignored.
-    Invalid,
-    /// The cursor was too old; ignored.
-    Expired,
-}
-
-impl CursorStatus {
-    /// The wire string: `none`, `valid`, `invalid` or `expired`.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::None => "none",
-            Self::Valid => "valid",
-            Self::Invalid => "invalid",
-            Self::Expired => "expired",
-        }
-    }
-}
+/// What became of the cursor a query carried: core's type, so a page's
+/// status crosses the module boundary unchanged.
+pub use hangar_core::module::storage_types::CursorStatus;
 
 /// Makes the cursor string for a page whose last row is `last`.
 #[must_use]

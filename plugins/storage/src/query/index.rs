@@ -34,7 +34,7 @@ use rmpv::Value;
 use super::predicate::IndexTerms;
 use super::sort::encode_one;
 use super::value::{map_get, IndexKey};
-use super::SubscriptionId;
+use super::RegistryId;
 
 /// What one subscription registered in the index, kept to remove it again.
 #[derive(Debug, Default, Clone)]
@@ -70,14 +70,14 @@ impl Registration {
 /// The filter index of one map.
 #[derive(Debug, Default)]
 pub(crate) struct ReverseIndex {
-    equality: HashMap<String, HashMap<IndexKey, Vec<SubscriptionId>>>,
+    equality: HashMap<String, HashMap<IndexKey, Vec<RegistryId>>>,
     ranges: HashMap<String, RangeIndex>,
-    interest: HashMap<String, Vec<SubscriptionId>>,
-    on_create: Vec<SubscriptionId>,
+    interest: HashMap<String, Vec<RegistryId>>,
+    on_create: Vec<RegistryId>,
 }
 
 impl ReverseIndex {
-    pub(crate) fn add(&mut self, id: SubscriptionId, reg: &Registration) {
+    pub(crate) fn add(&mut self, id: RegistryId, reg: &Registration) {
         for (f, k) in &reg.equality {
             push_unique(
                 self.equality
@@ -102,7 +102,7 @@ impl ReverseIndex {
         }
     }
 
-    pub(crate) fn remove(&mut self, id: SubscriptionId, reg: &Registration) {
+    pub(crate) fn remove(&mut self, id: RegistryId, reg: &Registration) {
         for (f, k) in &reg.equality {
             if let Some(by_value) = self.equality.get_mut(f) {
                 if let Some(ids) = by_value.get_mut(k) {
@@ -143,7 +143,7 @@ impl ReverseIndex {
         &self,
         old: Option<&Value>,
         new: &Value,
-        out: &mut Vec<SubscriptionId>,
+        out: &mut Vec<RegistryId>,
     ) -> bool {
         let Value::Map(new_entries) = new else {
             return false;
@@ -178,7 +178,7 @@ impl ReverseIndex {
         true
     }
 
-    fn field_changed(&self, field: &str, new: Option<&Value>, out: &mut Vec<SubscriptionId>) {
+    fn field_changed(&self, field: &str, new: Option<&Value>, out: &mut Vec<RegistryId>) {
         if let Some(ids) = self.interest.get(field) {
             out.extend_from_slice(ids);
         }
@@ -203,20 +203,20 @@ impl ReverseIndex {
 /// changes are rare next to record changes).
 #[derive(Debug, Default)]
 pub(crate) struct RangeIndex {
-    spans: Vec<(Vec<u8>, Vec<u8>, SubscriptionId)>,
+    spans: Vec<(Vec<u8>, Vec<u8>, RegistryId)>,
     /// Index into `spans` of the largest `hi` per tree node (root at 1).
     max_hi: Vec<usize>,
 }
 
 impl RangeIndex {
-    pub(crate) fn insert(&mut self, lo: Vec<u8>, hi: Vec<u8>, id: SubscriptionId) {
+    pub(crate) fn insert(&mut self, lo: Vec<u8>, hi: Vec<u8>, id: RegistryId) {
         if lo < hi {
             self.spans.push((lo, hi, id));
             self.rebuild();
         }
     }
 
-    pub(crate) fn remove(&mut self, id: SubscriptionId) {
+    pub(crate) fn remove(&mut self, id: RegistryId) {
         self.spans.retain(|s| s.2 != id);
         self.rebuild();
     }
@@ -250,7 +250,7 @@ impl RangeIndex {
         best
     }
 
-    pub(crate) fn stab(&self, x: &[u8], out: &mut Vec<SubscriptionId>) {
+    pub(crate) fn stab(&self, x: &[u8], out: &mut Vec<RegistryId>) {
         let p = self.spans.partition_point(|s| s.0.as_slice() <= x);
         if p > 0 {
             self.visit(1, 0, self.spans.len(), p, x, out);
@@ -264,7 +264,7 @@ impl RangeIndex {
         r: usize,
         p: usize,
         x: &[u8],
-        out: &mut Vec<SubscriptionId>,
+        out: &mut Vec<RegistryId>,
     ) {
         if l >= p || self.spans[self.max_hi[node]].1.as_slice() <= x {
             return;
@@ -279,7 +279,7 @@ impl RangeIndex {
     }
 }
 
-fn push_unique(ids: &mut Vec<SubscriptionId>, id: SubscriptionId) {
+fn push_unique(ids: &mut Vec<RegistryId>, id: RegistryId) {
     if !ids.contains(&id) {
         ids.push(id);
     }
@@ -289,7 +289,7 @@ fn push_unique(ids: &mut Vec<SubscriptionId>, id: SubscriptionId) {
 /// they were last told about (shared by all of them).
 #[derive(Debug)]
 pub(crate) struct Member {
-    pub subs: Vec<SubscriptionId>,
+    pub subs: Vec<RegistryId>,
     pub value: Arc<Value>,
 }
 

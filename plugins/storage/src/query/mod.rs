@@ -15,7 +15,7 @@
 //! - `execute`: one-shot [`execute`] giving a [`Page`].
 //! - `window`: one subscription's live window (all rows, or a sliding top-N).
 //! - `index`: the per-map reverse index that prunes fan-out.
-//! - `update`: what subscriptions emit ([`QueryUpdate`], [`QuerySink`]).
+//! - `update`: what subscriptions emit ([`LiveUpdate`], [`LiveSink`]).
 //! - `subscription`: one subscription and how a change becomes updates.
 //! - `registry`: [`QueryRegistry`], the live-query registry.
 //!
@@ -78,5 +78,5 @@ pub use matcher::{Matcher, Row};
 pub use registry::{QueryRegistry, RegistryOptions, Subscribed};
 pub use sort::{Direction, SortField, SortKey, SortSpec};
 pub use spec::{Projection, Query, QueryLimits};
-pub use update::{ChangeType, QuerySink, QueryUpdate, SubscriptionId};
+pub use update::{ChangeType, LiveSink, LiveUpdate, RegistryId};
 pub use value::FieldPath;

@@ -39,7 +39,7 @@ use super::matcher::Row;
 use super::sort::SortKey;
 use super::spec::{Projection, Query};
 use super::subscription::{IdMap, Subscription};
-use super::update::{ChangeType, QuerySink, QueryUpdate, SubscriptionId};
+use super::update::{ChangeType, LiveSink, LiveUpdate, RegistryId};
 use super::value::{identical, is_truthy};
 use super::window::Window;
 
@@ -62,7 +62,7 @@ impl Default for RegistryOptions {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Subscribed {
     /// The id to unsubscribe with.
-    pub id: SubscriptionId,
+    pub id: RegistryId,
     /// The initial results (`QUERY_RESP`).
     pub page: Page,
 }
@@ -122,11 +122,11 @@ impl QueryRegistry {
         map: &str,
         query: Query,
         projection: Projection,
-        sink: Arc<dyn QuerySink>,
+        sink: Arc<dyn LiveSink>,
         rows: impl IntoIterator<Item = Row<'a>>,
         now_ms: u64,
     ) -> Subscribed {
-        let id = SubscriptionId(self.next_id.fetch_add(1, Ordering::Relaxed));
+        let id = RegistryId(self.next_id.fetch_add(1, Ordering::Relaxed));
         self.subscribe_as(id, map, query, projection, sink, rows, now_ms)
     }
 
@@ -137,14 +137,17 @@ impl QueryRegistry {
     ///
     /// A registry MUST be used either with caller-chosen ids or with
     /// [`Self::subscribe`]'s own, not both: the two ranges may collide.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "each argument is one independent input; a struct would only be built to be taken apart"
+    )]
     pub fn subscribe_as<'a>(
         &self,
-        id: SubscriptionId,
+        id: RegistryId,
         map: &str,
         query: Query,
         projection: Projection,
-        sink: Arc<dyn QuerySink>,
+        sink: Arc<dyn LiveSink>,
         rows: impl IntoIterator<Item = Row<'a>>,
         now_ms: u64,
     ) -> Subscribed {
@@ -258,7 +261,7 @@ impl QueryRegistry {
 
     /// Stops a subscription. Returns `false` when `id` is unknown. No update
     /// for `id` is delivered after this returns.
-    pub fn unsubscribe(&self, id: SubscriptionId) -> bool {
+    pub fn unsubscribe(&self, id: RegistryId) -> bool {
         let Some(map) = self.owners.lock().remove(&id) else {
             return false;
         };
@@ -295,7 +298,7 @@ impl QueryRegistry {
 
     /// Stops every subscription in `ids` (a client's, on disconnect).
     /// Returns how many existed.
-    pub fn unsubscribe_all(&self, ids: impl IntoIterator<Item = SubscriptionId>) -> usize {
+    pub fn unsubscribe_all(&self, ids: impl IntoIterator<Item = RegistryId>) -> usize {
         ids.into_iter().filter(|id| self.unsubscribe(*id)).count()
     }
 
@@ -319,8 +322,7 @@ impl QueryRegistry {
             }
         }
 
-        let mut cands: Vec<SubscriptionId> =
-            stored.as_ref().map(|s| s.2.clone()).unwrap_or_default();
+        let mut cands: Vec<RegistryId> = stored.as_ref().map(|s| s.2.clone()).unwrap_or_default();
         if let Some(n) = new {
             let prev = match &stored {
                 Some((_, sv, _)) => Some(&**sv),
@@ -413,7 +415,7 @@ impl QueryRegistry {
                 let d = sub.window.apply(&key_arc, None);
                 if let Some(p) = &d.promoted {
                     if let Some(m) = st.members.get(&**p) {
-                        sub.sink.deliver(QueryUpdate {
+                        sub.sink.deliver(LiveUpdate {
                             subscription: id,
                             key: p.clone(),
                             change: ChangeType::Enter,
@@ -468,7 +470,7 @@ impl QueryRegistry {
             let now_visible: HashSet<&str> = placed[..shown].iter().map(|sk| &**sk.key()).collect();
             let was_visible: HashSet<&str> = before.iter().map(|k| &**k).collect();
             let send = |change: ChangeType, key: &Arc<str>, value: Option<Arc<Value>>| {
-                sub.sink.deliver(QueryUpdate {
+                sub.sink.deliver(LiveUpdate {
                     subscription: *id,
                     key: key.clone(),
                     change,
@@ -529,7 +531,7 @@ impl QueryRegistry {
 
     /// The live subscriptions of `map`, in id order.
     #[must_use]
-    pub fn subscriptions_of(&self, map: &str) -> Vec<SubscriptionId> {
+    pub fn subscriptions_of(&self, map: &str) -> Vec<RegistryId> {
         let Some(state) = self.maps.read().get(map).cloned() else {
             return Vec::new();
         };
@@ -542,7 +544,7 @@ impl QueryRegistry {
     /// for a limited query (any order otherwise), and how many rows match in
     /// total (visible or not). For diagnostics and tests.
     #[must_use]
-    pub fn window_of(&self, id: SubscriptionId) -> Option<(Vec<Arc<str>>, usize)> {
+    pub fn window_of(&self, id: RegistryId) -> Option<(Vec<Arc<str>>, usize)> {
         let map = self.owners.lock().get(&id).cloned()?;
         let state = self.maps.read().get(&map).cloned()?;
         let st = state.lock();

@@ -278,7 +278,6 @@ fn encode_value(v: &Value, out: &mut Vec<u8>) {
     }
 }
 
-#[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
 fn encode_number(n: Num, out: &mut Vec<u8>) {
     let (approx, exact): (f64, i128) = match n {
         Num::I(i) => (i as f64, i128::from(i)),

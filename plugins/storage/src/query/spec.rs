@@ -316,9 +316,8 @@ fn parse_limit(v: &Value) -> Result<Option<usize>, QueryError> {
             if !(f >= 0.0 && f.fract() == 0.0 && f < 1.0e15) {
                 return Err(bad());
             }
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            let n = f as u64;
-            n
+            // Whole, non-negative and below 2^53: exact.
+            f as u64
         }
         _ => return Err(bad()),
     };

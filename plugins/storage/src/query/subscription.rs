@@ -10,7 +10,7 @@ use rmpv::Value;
 use super::index::{Members, Registration};
 use super::sort::SortKey;
 use super::spec::{Projection, Query};
-use super::update::{ChangeType, QuerySink, QueryUpdate, SubscriptionId};
+use super::update::{ChangeType, LiveSink, LiveUpdate, RegistryId};
 use super::value::identical;
 use super::window::{Delta, Window};
 
@@ -20,7 +20,7 @@ pub(super) struct Subscription {
     /// Only rows strictly after this position belong (a resumed cursor).
     pub(super) after: Option<SortKey>,
     pub(super) window: Window,
-    pub(super) sink: Arc<dyn QuerySink>,
+    pub(super) sink: Arc<dyn LiveSink>,
     pub(super) registration: Registration,
     /// Whether positions must be computed for every change (top-N or cursor).
     pub(super) positional: bool,
@@ -56,7 +56,7 @@ impl Subscription {
     /// last told about; the caller guarantees `old` and `new` differ.
     pub(super) fn apply(
         &mut self,
-        id: SubscriptionId,
+        id: RegistryId,
         key: &Arc<str>,
         old: Option<&Arc<Value>>,
         new: Option<&Arc<Value>>,
@@ -65,7 +65,7 @@ impl Subscription {
         let now = new.and_then(|v| self.place(key, v));
         let d = self.window.apply(key, now);
         let send = |change: ChangeType, k: &Arc<str>, value: Option<Arc<Value>>| {
-            self.sink.deliver(QueryUpdate {
+            self.sink.deliver(LiveUpdate {
                 subscription: id,
                 key: k.clone(),
                 change,
@@ -104,7 +104,7 @@ impl Subscription {
     }
 }
 
-/// Hashes a [`SubscriptionId`] with one multiplication (ids are
+/// Hashes a [`RegistryId`] with one multiplication (ids are
 /// registry-assigned, not attacker-chosen, so SipHash buys nothing here).
 #[derive(Default)]
 pub(super) struct IdHasher(u64);
@@ -126,4 +126,4 @@ impl Hasher for IdHasher {
     }
 }
 
-pub(super) type IdMap<V> = HashMap<SubscriptionId, V, BuildHasherDefault<IdHasher>>;
+pub(super) type IdMap<V> = HashMap<RegistryId, V, BuildHasherDefault<IdHasher>>;

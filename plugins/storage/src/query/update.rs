@@ -1,5 +1,5 @@
-//! What a live subscription emits: [`SubscriptionId`], [`ChangeType`],
-//! [`QueryUpdate`], and the [`QuerySink`] that receives them.
+//! What a live subscription emits: [`RegistryId`], [`ChangeType`],
+//! [`LiveUpdate`], and the [`LiveSink`] that receives them.
 
 use std::sync::Arc;
 
@@ -8,36 +8,17 @@ use rmpv::Value;
 /// A live subscription's identity, assigned by the registry (never by the
 /// client: client query ids are only unique per connection).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SubscriptionId(pub u64);
+pub struct RegistryId(pub u64);
 
-/// How a record's membership in a result window changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ChangeType {
-    /// The record entered the window.
-    Enter,
-    /// The record stayed in the window and its (projected) value changed.
-    Update,
-    /// The record left the window.
-    Leave,
-}
-
-impl ChangeType {
-    /// The wire string: `ENTER`, `UPDATE` or `LEAVE`.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Enter => "ENTER",
-            Self::Update => "UPDATE",
-            Self::Leave => "LEAVE",
-        }
-    }
-}
+/// How a record's membership in a result window changed: core's type, so
+/// updates cross the module boundary unchanged.
+pub use hangar_core::module::storage_types::ChangeType;
 
 /// One live-query update, what `QUERY_UPDATE` carries.
 #[derive(Debug, Clone, PartialEq)]
-pub struct QueryUpdate {
+pub struct LiveUpdate {
     /// The subscription it is for.
-    pub subscription: SubscriptionId,
+    pub subscription: RegistryId,
     /// The record key.
     pub key: Arc<str>,
     /// What happened.
@@ -48,18 +29,18 @@ pub struct QueryUpdate {
 }
 
 /// Where a subscription's updates go. Implemented for every
-/// `Fn(QueryUpdate) + Send + Sync`.
+/// `Fn(LiveUpdate) + Send + Sync`.
 ///
 /// # Contract
 /// `deliver` is called under the registry's per-map lock: it MUST return
 /// promptly and MUST NOT call into the [`QueryRegistry`](super::QueryRegistry).
-pub trait QuerySink: Send + Sync {
+pub trait LiveSink: Send + Sync {
     /// Takes one update.
-    fn deliver(&self, update: QueryUpdate);
+    fn deliver(&self, update: LiveUpdate);
 }
 
-impl<F: Fn(QueryUpdate) + Send + Sync> QuerySink for F {
-    fn deliver(&self, update: QueryUpdate) {
+impl<F: Fn(LiveUpdate) + Send + Sync> LiveSink for F {
+    fn deliver(&self, update: LiveUpdate) {
         self(update);
     }
 }

@@ -142,7 +142,6 @@ impl Num {
             Self::U(n) => Some(i128::from(n)),
             Self::F(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 1.0e38 => {
                 // In range (|f| < 1e38 < 2^127) and integral: exact.
-                #[allow(clippy::cast_possible_truncation)]
                 Some(f as i128)
             }
             Self::F(_) => None,
@@ -175,7 +174,6 @@ fn cmp_int_float(n: Num, f: f64) -> Option<Ordering> {
         return Some(Ordering::Greater);
     }
     let t = f.trunc();
-    #[allow(clippy::cast_possible_truncation)]
     let ti = t as i128; // exact: |t| < 2^64
     Some(n.cmp(&ti).then_with(|| {
         let fr = f - t;

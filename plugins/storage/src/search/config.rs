@@ -52,22 +52,22 @@ impl FullTextIndexConfig {
     /// Checks the whole config.
     ///
     /// # Errors
-    /// [`ConfigError`] naming the first setting that is out of range: no
+    /// [`FtsConfigError`] naming the first setting that is out of range: no
     /// fields, an empty, malformed or repeated field, `k1` negative or not
     /// finite, `b` outside `[0, 1]`, or token lengths that admit no token.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), FtsConfigError> {
         if self.fields.is_empty() {
-            return Err(ConfigError::NoFields);
+            return Err(FtsConfigError::NoFields);
         }
         for (index, field) in self.fields.iter().enumerate() {
             if field.is_empty() || field.split('.').any(str::is_empty) {
-                return Err(ConfigError::InvalidField {
+                return Err(FtsConfigError::InvalidField {
                     index,
                     field: field.clone(),
                 });
             }
             if self.fields[..index].contains(field) {
-                return Err(ConfigError::DuplicateField {
+                return Err(FtsConfigError::DuplicateField {
                     field: field.clone(),
                 });
             }
@@ -111,11 +111,11 @@ impl TokenizerConfig {
     /// Checks the length bounds.
     ///
     /// # Errors
-    /// [`ConfigError::InvalidLengths`] when `max_length` is 0 or below
+    /// [`FtsConfigError::InvalidLengths`] when `max_length` is 0 or below
     /// `min_length`: no token could ever be kept.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), FtsConfigError> {
         if self.max_length == 0 || self.min_length > self.max_length {
-            return Err(ConfigError::InvalidLengths {
+            return Err(FtsConfigError::InvalidLengths {
                 min: self.min_length,
                 max: self.max_length,
             });
@@ -187,14 +187,14 @@ impl Bm25Config {
     /// Checks the parameters.
     ///
     /// # Errors
-    /// [`ConfigError::InvalidK1`] or [`ConfigError::InvalidB`] when a
+    /// [`FtsConfigError::InvalidK1`] or [`FtsConfigError::InvalidB`] when a
     /// parameter is out of range or not a number.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), FtsConfigError> {
         if !(self.k1.is_finite() && self.k1 >= 0.0) {
-            return Err(ConfigError::InvalidK1(self.k1));
+            return Err(FtsConfigError::InvalidK1(self.k1));
         }
         if !(0.0..=1.0).contains(&self.b) {
-            return Err(ConfigError::InvalidB(self.b));
+            return Err(FtsConfigError::InvalidB(self.b));
         }
         Ok(())
     }
@@ -203,7 +203,7 @@ impl Bm25Config {
 /// Why a full-text configuration was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
-pub enum ConfigError {
+pub enum FtsConfigError {
     /// `fields` was empty.
     #[error("full-text config: `fields` is empty; expected at least one field name to index")]
     NoFields,
@@ -306,41 +306,41 @@ mod tests {
             f(&mut c);
             c.validate().unwrap_err()
         };
-        assert_eq!(with(&|c| c.fields.clear()), ConfigError::NoFields);
+        assert_eq!(with(&|c| c.fields.clear()), FtsConfigError::NoFields);
         assert!(matches!(
             with(&|c| c.fields.push(String::new())),
-            ConfigError::InvalidField { index: 1, .. }
+            FtsConfigError::InvalidField { index: 1, .. }
         ));
         assert!(matches!(
             with(&|c| c.fields.push("a..b".into())),
-            ConfigError::InvalidField { .. }
+            FtsConfigError::InvalidField { .. }
         ));
         assert!(matches!(
             with(&|c| c.fields.push("title".into())),
-            ConfigError::DuplicateField { .. }
+            FtsConfigError::DuplicateField { .. }
         ));
-        assert_eq!(with(&|c| c.bm25.k1 = -0.1), ConfigError::InvalidK1(-0.1));
+        assert_eq!(with(&|c| c.bm25.k1 = -0.1), FtsConfigError::InvalidK1(-0.1));
         assert!(matches!(
             with(&|c| c.bm25.k1 = f64::NAN),
-            ConfigError::InvalidK1(_)
+            FtsConfigError::InvalidK1(_)
         ));
         assert!(matches!(
             with(&|c| c.bm25.k1 = f64::INFINITY),
-            ConfigError::InvalidK1(_)
+            FtsConfigError::InvalidK1(_)
         ));
-        assert_eq!(with(&|c| c.bm25.b = 1.5), ConfigError::InvalidB(1.5));
-        assert_eq!(with(&|c| c.bm25.b = -0.5), ConfigError::InvalidB(-0.5));
+        assert_eq!(with(&|c| c.bm25.b = 1.5), FtsConfigError::InvalidB(1.5));
+        assert_eq!(with(&|c| c.bm25.b = -0.5), FtsConfigError::InvalidB(-0.5));
         assert!(matches!(
             with(&|c| c.bm25.b = f64::NAN),
-            ConfigError::InvalidB(_)
+            FtsConfigError::InvalidB(_)
         ));
         assert_eq!(
             with(&|c| c.tokenizer.min_length = 50),
-            ConfigError::InvalidLengths { min: 50, max: 40 }
+            FtsConfigError::InvalidLengths { min: 50, max: 40 }
         );
         assert!(matches!(
             with(&|c| c.tokenizer.max_length = 0),
-            ConfigError::InvalidLengths { .. }
+            FtsConfigError::InvalidLengths { .. }
         ));
         // Boundary values are accepted.
         let mut ok = base.clone();
@@ -348,7 +348,7 @@ mod tests {
         ok.validate().unwrap();
         ok.bm25.b = 1.0;
         ok.validate().unwrap();
-        let msg = ConfigError::InvalidB(1.5).to_string();
+        let msg = FtsConfigError::InvalidB(1.5).to_string();
         assert!(
             msg.contains("bm25.b = 1.5") && msg.contains("from 0 to 1"),
             "{msg}"

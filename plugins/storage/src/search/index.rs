@@ -23,9 +23,9 @@ use hangar_core::RawValue;
 use rmpv::Value;
 use rustc_hash::FxHashMap;
 
-use super::config::{ConfigError, FullTextIndexConfig};
+use super::config::{FtsConfigError, FullTextIndexConfig};
 use super::inverted::{tf_in, Change, DocId, InvertedIndex, TermTf};
-use super::query::{SearchError, SearchHit, SearchOptions, SearchResults};
+use super::query::{SearchError, SearchMatch, SearchOptions, SearchResults};
 use super::terms::{TermDict, TermId};
 use super::tokenizer::Tokenizer;
 
@@ -138,9 +138,9 @@ impl FullTextIndex {
     /// An empty index for `config`.
     ///
     /// # Errors
-    /// [`ConfigError`] when the config does not pass
+    /// [`FtsConfigError`] when the config does not pass
     /// [`FullTextIndexConfig::validate`].
-    pub fn new(config: FullTextIndexConfig) -> Result<Self, ConfigError> {
+    pub fn new(config: FullTextIndexConfig) -> Result<Self, FtsConfigError> {
         config.validate()?;
         let fields: Vec<FieldPath> = config.fields.iter().map(|f| FieldPath::new(f)).collect();
         let per_field = if fields.len() > 1 {
@@ -332,7 +332,7 @@ impl FullTextIndex {
         key: &str,
         query: &str,
         options: &SearchOptions,
-    ) -> Result<Option<SearchHit>, SearchError> {
+    ) -> Result<Option<SearchMatch>, SearchError> {
         let weights = self.weights(options)?;
         let min_score = min_score(options)?;
         let Some(&id) = self.keys.get(key) else {
@@ -364,10 +364,10 @@ impl FullTextIndex {
             .map(|s| self.hit(id, s, &distinct)))
     }
 
-    fn hit(&self, id: DocId, score: f64, distinct: &[TermId]) -> SearchHit {
+    fn hit(&self, id: DocId, score: f64, distinct: &[TermId]) -> SearchMatch {
         let slot = &self.docs[id as usize];
         let combined = list(&slot.terms, &slot.ends, self.per_field.len());
-        SearchHit {
+        SearchMatch {
             key: self.key_of(id).to_owned(),
             score,
             matched_terms: distinct

@@ -9,7 +9,7 @@
 //! - `terms`: the term dictionary (term text ↔ small id, reference-counted).
 //! - `inverted`: one inverted index with incrementally kept BM25 statistics.
 //! - `index`: [`FullTextIndex`], one map's combined and per-field indexes.
-//! - `query`: [`SearchOptions`], [`SearchHit`], [`SearchResults`], [`SearchError`].
+//! - `query`: [`SearchOptions`], [`SearchMatch`], [`SearchResults`], [`SearchError`].
 //! - `writer`: [`IndexWriter`], deferred indexing off the write path.
 //!
 //! # How the storage module uses it
@@ -43,10 +43,11 @@ mod tests;
 
 pub use bm25::{idf, term_score};
 pub use config::{
-    Bm25Config, ConfigError, FullTextIndexConfig, Stemmer, StopwordList, Stopwords, TokenizerConfig,
+    Bm25Config, FtsConfigError, FullTextIndexConfig, Stemmer, StopwordList, Stopwords,
+    TokenizerConfig,
 };
 pub use index::{FullTextIndex, IndexStats};
-pub use query::{SearchError, SearchHit, SearchOptions, SearchResults};
+pub use query::{SearchError, SearchMatch, SearchOptions, SearchResults};
 pub use stopwords::ENGLISH_STOPWORDS;
 pub use tokenizer::Tokenizer;
 pub use writer::{Document, IndexWriter, WriterOptions, WriterStats};

@@ -3,7 +3,7 @@
 //! [`SearchOptions`] deserializes from the `options` object of the client's
 //! `SEARCH` / `SEARCH_SUB` frames (`{limit, minScore, boost}`); unknown keys
 //! (the legacy client also sends `fields`, which the legacy server ignored)
-//! are ignored. [`SearchHit`] carries what a `SEARCH_RESP` result needs
+//! are ignored. [`SearchMatch`] carries what a `SEARCH_RESP` result needs
 //! besides the value, which the caller reads from the map.
 
 use std::collections::BTreeMap;
@@ -41,7 +41,7 @@ impl SearchOptions {
 /// One matching document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct SearchHit {
+pub struct SearchMatch {
     /// The record's key in the map.
     pub key: String,
     /// BM25 score, always `> 0`.
@@ -57,7 +57,7 @@ pub struct SearchHit {
 pub struct SearchResults {
     /// Hits by score descending, then key ascending (byte order); at most
     /// `limit` of them.
-    pub hits: Vec<SearchHit>,
+    pub hits: Vec<SearchMatch>,
     /// Number of hits that passed `min_score`, before `limit` was applied
     /// (the `totalCount` of `SEARCH_RESP`).
     pub total_count: usize,
@@ -105,7 +105,7 @@ mod tests {
 
     #[test]
     fn t11_hit_serializes_with_wire_names() {
-        let h = SearchHit {
+        let h = SearchMatch {
             key: "article-1".into(),
             score: 0.95,
             matched_terms: vec!["rust".into()],

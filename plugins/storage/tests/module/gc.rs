@@ -52,6 +52,7 @@ async fn t40_gc_turns_expired_records_into_tombstones_that_live_queries_see() {
             map: "ttl".into(),
             query: empty,
             fields: ROption::RNone,
+            consistency: ROption::RNone,
         },
         updates.clone(),
     )

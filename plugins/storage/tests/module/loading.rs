@@ -185,6 +185,7 @@ async fn t23_a_large_maps_snapshot_is_read_in_slices_and_misses_no_concurrent_ch
                 map: "big".into(),
                 query: query.clone(),
                 fields: ROption::RNone,
+                consistency: ROption::RNone,
             },
             window.clone(),
         )
@@ -202,6 +203,7 @@ async fn t23_a_large_maps_snapshot_is_read_in_slices_and_misses_no_concurrent_ch
             map: "big".into(),
             query,
             fields: ROption::RNone,
+            consistency: ROption::RNone,
         })
         .await
         .unwrap();

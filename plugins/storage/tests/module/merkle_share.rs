@@ -23,6 +23,7 @@ fn req(map: &str, kind: MapKind, path: &str) -> MerkleRequest {
         map: map.into(),
         kind,
         path: path.into(),
+        consistency: abi_stable::std_types::ROption::RNone,
     }
 }
 

@@ -130,6 +130,7 @@ async fn query_keys(m: &DefaultStorage) -> Vec<String> {
             map: MAP.into(),
             query: RawValue::from_msgpack(Vec::new()),
             fields: ROption::RNone,
+            consistency: ROption::RNone,
         })
         .await
         .unwrap();
@@ -162,6 +163,7 @@ async fn subscribe(m: &DefaultStorage) -> (Arc<Updates>, Vec<String>) {
                 map: MAP.into(),
                 query: RawValue::from_msgpack(Vec::new()),
                 fields: ROption::RNone,
+                consistency: ROption::RNone,
             },
             updates.clone(),
         )

@@ -310,25 +310,25 @@ fn t59_start_refuses_a_zero_group_size() {
 #[test]
 fn t61_coalesce_keeps_the_last_op_per_slot_in_order() {
     let ops = vec![
-        WriteOp::Delete {
+        StoreOp::Delete {
             map: "m".into(),
             key: "a".into(),
         },
-        WriteOp::AddOrTombstone {
+        StoreOp::AddOrTombstone {
             map: "m".into(),
             tag: "a".into(),
         },
-        WriteOp::Put {
+        StoreOp::Put {
             map: "m".into(),
             key: "b".into(),
             entry: lww(Some(1), 1, None),
         },
-        WriteOp::Put {
+        StoreOp::Put {
             map: "m".into(),
             key: "a".into(),
             entry: lww(Some(2), 2, None),
         },
-        WriteOp::Put {
+        StoreOp::Put {
             map: "n".into(),
             key: "a".into(),
             entry: lww(Some(3), 3, None),

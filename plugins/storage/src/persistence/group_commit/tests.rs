@@ -119,12 +119,12 @@ async fn t42_repeated_writes_to_one_key_coalesce_and_the_last_wins() {
     assert_eq!(
         log[1],
         vec![
-            WriteOp::Put {
+            StoreOp::Put {
                 map: "m".into(),
                 key: "k".into(),
                 entry: lww(Some(3), 3, None)
             },
-            WriteOp::RemoveOrTombstone {
+            StoreOp::RemoveOrTombstone {
                 map: "o".into(),
                 tag: "t".into()
             },

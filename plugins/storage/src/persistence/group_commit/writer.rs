@@ -11,13 +11,13 @@ use tokio::time::Instant;
 
 use super::{CommitError, CommitObserver, GroupCommitConfig, Receipt, Shared, FAILED, RUNNING};
 use crate::persistence::backend::PersistenceBackend;
-use crate::persistence::entry::{WriteBatch, WriteOp};
+use crate::persistence::entry::{StoreOp, WriteBatch};
 use crate::persistence::error::PersistenceError;
 
 /// One enqueued batch on its way to a group commit.
 pub(super) struct Request {
     pub(super) seq: u64,
-    pub(super) ops: Vec<WriteOp>,
+    pub(super) ops: Vec<StoreOp>,
     /// `None` when the request was already acknowledged (the unsafe mode).
     pub(super) done: Option<oneshot::Sender<Result<Receipt, CommitError>>>,
 }
@@ -33,7 +33,7 @@ pub(super) enum Msg {
 /// Drops every op that a later op of the same slot replaces, keeping the
 /// order of the others. Returns the kept ops and how many were dropped.
 #[must_use]
-pub fn coalesce(ops: Vec<WriteOp>) -> (Vec<WriteOp>, usize) {
+pub fn coalesce(ops: Vec<StoreOp>) -> (Vec<StoreOp>, usize) {
     let mut keep = vec![true; ops.len()];
     {
         let mut seen = HashSet::with_capacity(ops.len());

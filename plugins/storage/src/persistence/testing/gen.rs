@@ -4,7 +4,7 @@ use abi_stable::std_types::ROption;
 use hangar_core::{LwwRecord, OrRecord, RawValue, Timestamp};
 use proptest::prelude::*;
 
-use crate::persistence::entry::{StoredEntry, WriteOp};
+use crate::persistence::entry::{StoreOp, StoredEntry};
 
 /// Any timestamp with a short ASCII node id.
 pub fn timestamp() -> impl Strategy<Value = Timestamp> {
@@ -55,33 +55,33 @@ pub fn stored_entry() -> impl Strategy<Value = StoredEntry> {
 
 /// An op on a small key space of two maps: `"lww"` (LWW puts and deletes)
 /// and `"or"` (OR puts, deletes and tombstones), so that slots collide often.
-pub fn small_op() -> impl Strategy<Value = WriteOp> {
+pub fn small_op() -> impl Strategy<Value = StoreOp> {
     let key = "k[0-4]";
     let tag = "t[0-3]";
     prop_oneof![
-        (key, lww_record()).prop_map(|(k, r)| WriteOp::Put {
+        (key, lww_record()).prop_map(|(k, r)| StoreOp::Put {
             map: "lww".into(),
             key: k,
             entry: StoredEntry::Lww(r),
         }),
-        key.prop_map(|k| WriteOp::Delete {
+        key.prop_map(|k| StoreOp::Delete {
             map: "lww".into(),
             key: k,
         }),
-        (key, proptest::collection::vec(or_record(), 0..3)).prop_map(|(k, records)| WriteOp::Put {
+        (key, proptest::collection::vec(or_record(), 0..3)).prop_map(|(k, records)| StoreOp::Put {
             map: "or".into(),
             key: k,
             entry: StoredEntry::Or { records },
         }),
-        key.prop_map(|k| WriteOp::Delete {
+        key.prop_map(|k| StoreOp::Delete {
             map: "or".into(),
             key: k,
         }),
-        tag.prop_map(|t| WriteOp::AddOrTombstone {
+        tag.prop_map(|t| StoreOp::AddOrTombstone {
             map: "or".into(),
             tag: t,
         }),
-        tag.prop_map(|t| WriteOp::RemoveOrTombstone {
+        tag.prop_map(|t| StoreOp::RemoveOrTombstone {
             map: "or".into(),
             tag: t,
         }),

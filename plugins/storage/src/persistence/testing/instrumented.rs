@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, OwnedMutexGuard};
 
 use crate::persistence::backend::{PersistResult, PersistenceBackend};
-use crate::persistence::entry::{LoadedMap, MapInfo, StoredEntry, WriteBatch, WriteOp};
+use crate::persistence::entry::{LoadedMap, StoreOp, StoredEntry, StoredMap, WriteBatch};
 use crate::persistence::error::PersistenceError;
 
 /// How an injected commit failure behaves.
@@ -34,7 +34,7 @@ pub struct InstrumentedBackend {
     /// Commits still allowed before failing, and how to fail.
     countdown: Mutex<Option<(usize, FailureStyle)>>,
     gate: Arc<tokio::sync::Mutex<()>>,
-    log: Mutex<Vec<Vec<WriteOp>>>,
+    log: Mutex<Vec<Vec<StoreOp>>>,
     started: AtomicUsize,
     started_notify: Notify,
     load_failures: AtomicUsize,
@@ -101,7 +101,7 @@ impl InstrumentedBackend {
 
     /// The ops of every commit attempted so far, in order.
     #[must_use]
-    pub fn commit_log(&self) -> Vec<Vec<WriteOp>> {
+    pub fn commit_log(&self) -> Vec<Vec<StoreOp>> {
         self.log.lock().clone()
     }
 }
@@ -176,7 +176,7 @@ impl PersistenceBackend for InstrumentedBackend {
         self.inner.load_or_tombstones(map)
     }
 
-    fn list_maps(&self) -> BoxFuture<'_, PersistResult<Vec<MapInfo>>> {
+    fn list_maps(&self) -> BoxFuture<'_, PersistResult<Vec<StoredMap>>> {
         self.inner.list_maps()
     }
 

@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 use hangar_core::{LwwRecord, MapKind, OrRecord, RawValue, Timestamp};
 
 use crate::persistence::backend::PersistenceBackend;
-use crate::persistence::entry::{LoadedMap, MapInfo, StoredEntry, WriteBatch};
+use crate::persistence::entry::{LoadedMap, StoredEntry, StoredMap, WriteBatch};
 use crate::persistence::error::PersistenceError;
 
 /// Makes stores for the suite and opens backends on them.
@@ -188,15 +188,15 @@ pub async fn t14_list_keys_and_maps_in_byte_order_with_kinds<H: SuiteHarness>(h:
     assert_eq!(
         b.list_maps().await.unwrap(),
         vec![
-            MapInfo {
+            StoredMap {
                 name: "alpha".into(),
                 kind: MapKind::Or
             },
-            MapInfo {
+            StoredMap {
                 name: "only-tombs".into(),
                 kind: MapKind::Or
             },
-            MapInfo {
+            StoredMap {
                 name: "zeta".into(),
                 kind: MapKind::Lww
             },
@@ -272,7 +272,7 @@ pub async fn t20_delete_removes_and_ignores_missing<H: SuiteHarness>(h: &H) {
     );
     assert_eq!(
         b.list_maps().await.unwrap(),
-        vec![MapInfo {
+        vec![StoredMap {
             name: "m".into(),
             kind: MapKind::Lww
         }],
@@ -374,7 +374,7 @@ pub async fn t22_rejected_batch_writes_nothing<H: SuiteHarness>(h: &H) {
     );
     assert_eq!(
         b.list_maps().await.unwrap(),
-        vec![MapInfo {
+        vec![StoredMap {
             name: "l".into(),
             kind: MapKind::Lww
         }],

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use rmpv::Value;
 
-use super::{ChangeType, Query, QuerySink, QueryUpdate, Row};
+use super::{ChangeType, LiveSink, LiveUpdate, Query, Row};
 
 /// A msgpack value from JSON (integers stay integers, other numbers are f64).
 pub(super) fn v(j: serde_json::Value) -> Value {
@@ -70,7 +70,7 @@ pub(super) fn rows(recs: &[(String, Value)]) -> Vec<Row<'_>> {
 /// A sink that records every update.
 #[derive(Default)]
 pub(super) struct Recorder {
-    pub events: Mutex<Vec<QueryUpdate>>,
+    pub events: Mutex<Vec<LiveUpdate>>,
 }
 
 impl Recorder {
@@ -87,8 +87,8 @@ impl Recorder {
     }
 }
 
-impl QuerySink for Recorder {
-    fn deliver(&self, update: QueryUpdate) {
+impl LiveSink for Recorder {
+    fn deliver(&self, update: LiveUpdate) {
         self.events.lock().push(update);
     }
 }

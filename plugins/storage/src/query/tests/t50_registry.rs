@@ -6,9 +6,7 @@ use rmpv::Value;
 use serde_json::json;
 
 use super::{keys, pq, q, records, rows, v, Recorder};
-use crate::query::{
-    ChangeType, CursorStatus, Projection, Query, QueryRegistry, Row, SubscriptionId,
-};
+use crate::query::{ChangeType, CursorStatus, Projection, Query, QueryRegistry, RegistryId, Row};
 
 use ChangeType::{Enter, Leave, Update};
 
@@ -31,7 +29,7 @@ impl Map {
         reg: &QueryRegistry,
         query: Query,
         proj: Projection,
-    ) -> (SubscriptionId, Arc<Recorder>, crate::query::Page) {
+    ) -> (RegistryId, Arc<Recorder>, crate::query::Page) {
         let rec = Recorder::new();
         let s = reg.subscribe(self.name, query, proj, rec.clone(), rows(&self.recs), 0);
         (s.id, rec, s.page)
@@ -76,7 +74,7 @@ fn scores() -> Map {
 }
 
 /// The keys of subscription `id`'s window, in order.
-fn window_keys(reg: &QueryRegistry, id: SubscriptionId) -> Vec<String> {
+fn window_keys(reg: &QueryRegistry, id: RegistryId) -> Vec<String> {
     let (window, _) = reg.window_of(id).unwrap();
     window.iter().map(|k| k.to_string()).collect()
 }
@@ -281,7 +279,7 @@ fn t56_unsubscribe_stops_updates_and_forgets_the_map() {
     map.put(&reg, "a", json!({"x": 2}));
     assert_eq!(rec1.take(), []);
     assert_eq!(rec2.take().len(), 1);
-    assert_eq!(reg.unsubscribe_all([id2, SubscriptionId(999)]), 1);
+    assert_eq!(reg.unsubscribe_all([id2, RegistryId(999)]), 1);
     assert!(!reg.has_subscriptions("m"));
     assert_eq!(reg.subscriptions_of("m"), []);
     map.put(&reg, "a", json!({"x": 3}));
@@ -514,7 +512,7 @@ fn t5d_a_caller_chosen_id_subscribed_twice_replaces_the_first() {
     let reg = QueryRegistry::default();
     let mut map = Map::new("m", &[("a", json!({"x": 1}))]);
     let first = Recorder::new();
-    let id = SubscriptionId(42);
+    let id = RegistryId(42);
     let s = reg.subscribe_as(
         id,
         "m",

@@ -12,7 +12,7 @@ use serde_json::json;
 use super::{q, Recorder};
 use crate::query::index::RangeIndex;
 use crate::query::value::Num;
-use crate::query::{execute, ChangeType, Projection, Query, QueryRegistry, Row, SubscriptionId};
+use crate::query::{execute, ChangeType, Projection, Query, QueryRegistry, RegistryId, Row};
 
 // ---------------------------------------------------------------------------
 // Sort encoding
@@ -141,20 +141,20 @@ proptest! {
     ) {
         let mut idx = RangeIndex::default();
         for (i, (lo, hi)) in spans.iter().enumerate() {
-            idx.insert(lo.clone(), hi.clone(), SubscriptionId(i as u64));
+            idx.insert(lo.clone(), hi.clone(), RegistryId(i as u64));
         }
         for r in &removed {
-            idx.remove(SubscriptionId(*r));
+            idx.remove(RegistryId(*r));
         }
         for x in points {
             let mut got = Vec::new();
             idx.stab(&x, &mut got);
             got.sort();
-            let want: Vec<SubscriptionId> = spans
+            let want: Vec<RegistryId> = spans
                 .iter()
                 .enumerate()
                 .filter(|(i, (lo, hi))| !removed.contains(&(*i as u64)) && *lo <= x && x < *hi)
-                .map(|(i, _)| SubscriptionId(i as u64))
+                .map(|(i, _)| RegistryId(i as u64))
                 .collect();
             prop_assert_eq!(got, want);
         }
@@ -298,7 +298,7 @@ fn live_rows(data: &HashMap<String, Value>) -> Vec<Row<'_>> {
 }
 
 struct Client {
-    id: SubscriptionId,
+    id: RegistryId,
     query: Query,
     projection: Projection,
     rec: Arc<Recorder>,
