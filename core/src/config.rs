@@ -157,6 +157,41 @@ pub struct ClusterModuleConfig {
     pub data_dir: Option<PathBuf>,
     /// Partition migration tuning (joins, restored backups, graceful leaves).
     pub migration: MigrationConfig,
+    /// Anti-entropy repair (`[cluster.repair]`).
+    pub repair: RepairConfig,
+}
+
+/// Anti-entropy repair: each owner periodically compares its partitions
+/// with their backups by per-partition digests and exchanges the records
+/// that differ, both ways (`[cluster.repair]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RepairConfig {
+    /// Run repair periodically (true). On-demand repair
+    /// (`POST /cluster/repair`) works either way.
+    pub enabled: bool,
+    /// Time between periodic runs, in ms (60 000).
+    pub interval_ms: u64,
+    /// Time one periodic run may take, in ms (2 000); partitions not
+    /// reached wait for the next run (partitions that recently changed
+    /// hands come first).
+    pub budget_ms: u64,
+    /// Partitions compared per round with one backup (16).
+    pub batch_partitions: u32,
+    /// Records per read or apply message (1 000).
+    pub chunk_records: u32,
+}
+
+impl Default for RepairConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_ms: 60_000,
+            budget_ms: 2_000,
+            batch_partitions: 16,
+            chunk_records: 1_000,
+        }
+    }
 }
 
 /// Tuning of partition migration: how fast a partition's records stream to
@@ -219,6 +254,7 @@ impl Default for ClusterModuleConfig {
             client_endpoint: None,
             data_dir: None,
             migration: MigrationConfig::default(),
+            repair: RepairConfig::default(),
         }
     }
 }

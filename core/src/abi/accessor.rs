@@ -17,6 +17,7 @@ use super::guard::{await_foreign, guard, guard_future, report, FfiFut, FfiResult
 use super::sinks::{query_sink_from_ffi, query_sink_to_ffi, FfiQuerySinkBox};
 use crate::error::ModuleResult;
 use crate::module::accessor::{ScanPage, ScanRequest, StorageAccessor};
+use crate::module::digest::{DigestItem, DigestRequest};
 use crate::module::partition::PartitionSet;
 use crate::module::storage_types::{
     KeyRecord, MapInfo, MerkleRequest, MerkleResponse, OpStatus, Origin, QueryRequest,
@@ -62,12 +63,14 @@ pub trait FfiStorageAccessor: Send + Sync + Clone {
         pages: RVec<QueryResponse>,
     ) -> FfiResult<QueryResponse>;
     /// See [`StorageAccessor::merkle_node_in`].
-    #[sabi(last_prefix_field)]
     fn merkle_node_in(
         &self,
         request: MerkleRequest,
         partitions: PartitionSet,
     ) -> FfiFut<MerkleResponse>;
+    /// See [`StorageAccessor::partition_digests`].
+    #[sabi(last_prefix_field)]
+    fn partition_digests(&self, request: DigestRequest) -> FfiFut<RVec<DigestItem>>;
 }
 
 /// A storage accessor as it crosses the boundary.
@@ -139,6 +142,11 @@ impl FfiStorageAccessor for StorageAccessorExport {
     ) -> FfiFut<MerkleResponse> {
         guard_future("accessor.merkle_node_in", || {
             self.0.merkle_node_in(request, partitions)
+        })
+    }
+    fn partition_digests(&self, request: DigestRequest) -> FfiFut<RVec<DigestItem>> {
+        guard_future("accessor.partition_digests", || {
+            self.0.partition_digests(request)
         })
     }
 }
@@ -213,6 +221,12 @@ impl StorageAccessor for ForeignStorageAccessor {
         await_foreign(
             "accessor.merkle_node_in",
             self.0.merkle_node_in(request, partitions),
+        )
+    }
+    fn partition_digests(&self, request: DigestRequest) -> ModuleFuture<RVec<DigestItem>> {
+        await_foreign(
+            "accessor.partition_digests",
+            self.0.partition_digests(request),
         )
     }
 }

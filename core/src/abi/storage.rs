@@ -271,6 +271,12 @@ impl StorageAccessor for FailedAccessor {
     ) -> ModuleFuture<MerkleResponse> {
         ready(Err(self.0.clone()))
     }
+    fn partition_digests(
+        &self,
+        _: crate::module::digest::DigestRequest,
+    ) -> ModuleFuture<RVec<crate::module::digest::DigestItem>> {
+        ready(Err(self.0.clone()))
+    }
 }
 
 conversions! {

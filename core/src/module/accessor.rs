@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
 
+use super::digest::{DigestItem, DigestRequest};
 use super::partition::PartitionSet;
 use super::storage_types::{
     KeyRecord, MapInfo, MerkleRequest, MerkleResponse, OpStatus, Origin, QueryRequest,
@@ -180,4 +181,26 @@ pub trait StorageAccessor: Send + Sync + 'static {
         request: MerkleRequest,
         partitions: PartitionSet,
     ) -> ModuleFuture<MerkleResponse>;
+
+    /// Per-partition digests of this node's maps at one level (see
+    /// [`super::digest`]): what anti-entropy repair compares between a
+    /// partition's owner and its backups, walking down only the buckets
+    /// that differ.
+    ///
+    /// Cost: kept current by storage on every change (client and
+    /// replicated writes, TTL expiry and GC, releases, loads), so a
+    /// partition's digest is O(1), its mid buckets O(256), the leaves under
+    /// a mid bucket O(16); only `Keys` visits keys (those of the asked
+    /// leaves). Answers are sorted by (map, partition, bucket, key) and list
+    /// only buckets that hold keys; a map this node does not know answers
+    /// nothing.
+    ///
+    /// # Errors
+    /// - [`crate::ErrorKind::INVALID_INPUT`] for a partition `>=`
+    ///   [`crate::PARTITION_COUNT`], a bucket out of range, or not exactly
+    ///   one partition for `Leaves` / `Keys`;
+    /// - [`crate::ErrorKind::UNAVAILABLE`] when this node's memory does not
+    ///   reflect one of the partitions (not held here, or still loading
+    ///   after a table change): the digests would lack keys.
+    fn partition_digests(&self, request: DigestRequest) -> ModuleFuture<RVec<DigestItem>>;
 }

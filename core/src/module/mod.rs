@@ -20,6 +20,7 @@ use crate::error::ModuleResult;
 pub mod accessor;
 pub mod cluster;
 pub mod cluster_types;
+pub mod digest;
 pub mod local_node;
 pub mod partition;
 pub mod services;

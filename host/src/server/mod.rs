@@ -1,4 +1,5 @@
-//! The network front end: one port serving HTTP (`/health`, `/metrics`) and
+//! The network front end: one port serving HTTP (`/health`, `/metrics`,
+//! `/cluster/repair`, `/cluster/digests`) and
 //! the TopGun client protocol over WebSocket at `/ws` (and at `/`).
 //!
 //! # Layout
@@ -12,6 +13,7 @@
 //! - `handlers/`: one file per message family.
 //! - `fanout`: the storage change sink that sends `SERVER_EVENT`s.
 //! - `topics`: node-local pub/sub.
+//! - `repair`: the operator endpoints of anti-entropy repair.
 //! - `auth`: HS256 JWT checks.
 //! - `limits`: the per-connection token bucket and the in-flight cap.
 //! - `state`: what all connections share, and the drain tracker.
@@ -53,6 +55,7 @@ pub mod limits;
 pub mod link;
 pub mod outbound;
 pub mod pn_counter;
+pub mod repair;
 pub mod session;
 pub mod state;
 pub mod topics;
@@ -67,6 +70,8 @@ pub fn router(fe: Arc<FrontEnd>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .route("/cluster/repair", axum::routing::post(repair::repair))
+        .route("/cluster/digests", get(repair::digests))
         .route("/ws", get(ws::upgrade))
         // Clients given a node's address without a path (cluster maps
         // advertise `ws://host:port`) upgrade at the root.

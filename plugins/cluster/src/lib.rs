@@ -17,6 +17,8 @@
 //! - `scatter`: queries, live queries, search and client Merkle sync over
 //!   every partition, gathered from every node and merged on the client's
 //!   node.
+//! - `repair`: anti-entropy repair: owners compare per-partition digests
+//!   with their backups and exchange the differing records, both ways.
 //! - `strategy`: [`ReplicationStrategy`], the replication extension point
 //!   (placement, shipping, acknowledgements) and [`DefaultStrategy`].
 //! - `wire`: what nodes say to each other on each channel.
@@ -32,6 +34,7 @@ pub mod migration;
 pub mod module;
 pub mod partition_table;
 pub mod raft;
+pub mod repair;
 pub mod replication;
 pub mod routing;
 pub mod scatter;

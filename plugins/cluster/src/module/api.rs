@@ -321,7 +321,18 @@ impl ClusterModule for DefaultCluster {
     }
 
     fn repair(&self) -> ModuleFuture<RepairReport> {
-        ready(Ok(RepairReport::default()))
+        if let Err(e) = self.check_running("repair") {
+            return ready(Err(e));
+        }
+        let Some(repairer) = self.running().map(|r| r.repairer.clone()) else {
+            return ready(Err(unavailable(
+                "cluster.repair: the cluster module has not started",
+            )));
+        };
+        self.runtime.spawn_call(
+            "cluster.repair",
+            async move { Ok(repairer.run(None).await) },
+        )
     }
 
     fn attach_node(&self, node: Arc<dyn LocalNode>) -> ModuleResult<()> {

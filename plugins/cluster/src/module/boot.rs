@@ -193,6 +193,15 @@ impl Boot {
             c.migration.clone(),
             self.deps.metrics.clone(),
         );
+        let repairer = Repairer::new(
+            &c.node_id,
+            transport.clone(),
+            membership.clone(),
+            self.table.clone(),
+            storage.clone(),
+            c.repair.clone(),
+            self.deps.metrics.clone(),
+        );
         let _ = self.running.set(Arc::new(Running {
             transport: transport.clone(),
             membership: membership.clone(),
@@ -202,6 +211,7 @@ impl Boot {
             scatter,
             storage: storage.clone(),
             migrator: migrator.clone(),
+            repairer: repairer.clone(),
             node_id: c.node_id.clone(),
             locks: locks.clone(),
             raft_dir: dir.clone(),
@@ -234,6 +244,7 @@ impl Boot {
                 self.deps.metrics.clone(),
             )));
             tasks.push(h.spawn(locks.keep()));
+            tasks.push(h.spawn(repairer.keep()));
         }
 
         if seed_strings.is_empty() {

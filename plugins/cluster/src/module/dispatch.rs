@@ -65,6 +65,7 @@ impl Inbound for Dispatch {
                     r.scatter.on_request(from, call).await
                 }
                 Channel::Migration => r.migrator.on_request(&from, body).await,
+                Channel::Repair => r.repairer.on_request(&from, body).await,
                 Channel::Forward => {
                     let f = wire::decode(&body, "forwarded write")?;
                     r.router.on_forward(f).await.map(|a| wire::encode(&a))

@@ -8,6 +8,7 @@
 //! - `routing`: forwarded writes, change events, topics;
 //! - `replication`: shipping changes to backups at a consistency level;
 //! - `migration`: moving partitions with their data to new holders;
+//! - `repair`: anti-entropy between owners and backups;
 //! - `locks`, `lock_service`: cluster-wide named locks decided by Raft.
 //!
 //! A node with no seeds forms a cluster of one at start and owns every
@@ -62,6 +63,7 @@ use crate::membership::{GossipLink, Membership, MembershipConfig, PeerHealth};
 use crate::migration::Migrator;
 use crate::partition_table::PartitionTable;
 use crate::raft::{ClusterRaft, NodeAddr, RaftRpc, RaftTiming};
+use crate::repair::Repairer;
 use crate::replication::{Replicator, Shipment};
 use crate::routing::Router;
 use crate::scatter::Scatter;
@@ -83,6 +85,7 @@ struct Running {
     scatter: Arc<Scatter>,
     storage: Arc<dyn StorageAccessor>,
     migrator: Arc<Migrator>,
+    repairer: Arc<Repairer>,
     node_id: String,
     locks: Arc<LockService>,
     /// The Raft directory; a graceful leave marks it (see [`LEFT_MARKER`]).

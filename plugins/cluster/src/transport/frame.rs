@@ -90,6 +90,7 @@ impl Channel {
             4 => Self::Replication,
             5 => Self::Query,
             6 => Self::Migration,
+            7 => Self::Repair,
             _ => return None,
         })
     }

@@ -105,11 +105,13 @@ pub enum Channel {
     Query = 5,
     /// Partition migration.
     Migration = 6,
+    /// Anti-entropy repair (digest comparison and record exchange).
+    Repair = 7,
 }
 
 impl Channel {
     /// Every channel, in wire order.
-    pub const ALL: [Channel; 7] = [
+    pub const ALL: [Channel; 8] = [
         Channel::Gossip,
         Channel::Raft,
         Channel::Control,
@@ -117,6 +119,7 @@ impl Channel {
         Channel::Replication,
         Channel::Query,
         Channel::Migration,
+        Channel::Repair,
     ];
 
     /// Lower-case name, as used in metric labels.
@@ -130,6 +133,7 @@ impl Channel {
             Self::Replication => "replication",
             Self::Query => "query",
             Self::Migration => "migration",
+            Self::Repair => "repair",
         }
     }
 }

@@ -6,13 +6,12 @@
 //! record it replaced so that live queries can diff old against new.
 
 use abi_stable::std_types::ROption;
-use hangar_core::merkle::{
-    leaf_of_key, leaf_path, lww_item_hash, Buckets, LeafIndex, MerkleTrie, TriePath,
-};
+use hangar_core::merkle::{leaf_of_key, leaf_path, lww_item_hash, Buckets, LeafIndex, TriePath};
 use hangar_core::{LwwRecord, RawValue, Timestamp};
 
 use super::lww_store::{LwwSlot, LwwStore};
 use super::outcome::LwwMergeOutcome;
+use super::partition_digest::KeyedTrie;
 use super::stamp::{NodeInterner, Stamp};
 
 /// A last-write-wins map with its Merkle trie.
@@ -30,7 +29,7 @@ use super::stamp::{NodeInterner, Stamp};
 pub struct LwwMap {
     store: LwwStore,
     nodes: NodeInterner,
-    trie: MerkleTrie,
+    trie: KeyedTrie,
 }
 
 impl LwwMap {
@@ -90,11 +89,11 @@ impl LwwMap {
         match (old_hash, self.store.get_mut(leaf, key)) {
             (Some(old), Some(stored)) => {
                 *stored = slot;
-                self.trie.replace(leaf, old, new_hash);
+                self.trie.replace(key, leaf, old, new_hash);
             }
             _ => {
                 self.store.insert_new(leaf, slot);
-                self.trie.insert(leaf, new_hash);
+                self.trie.insert(key, leaf, new_hash);
             }
         }
         LwwMergeOutcome {
@@ -192,7 +191,8 @@ impl LwwMap {
         dropped
             .into_iter()
             .map(|(leaf, slot)| {
-                self.trie.remove(leaf, self.item_hash(&slot));
+                let h = self.item_hash(&slot);
+                self.trie.remove(slot.key(), leaf, h);
                 slot.key().to_string()
             })
             .collect()
@@ -209,7 +209,8 @@ impl LwwMap {
         dropped
             .into_iter()
             .map(|slot| {
-                self.trie.remove(leaf, self.item_hash(&slot));
+                let h = self.item_hash(&slot);
+                self.trie.remove(slot.key(), leaf, h);
                 slot.key().to_string()
             })
             .collect()
@@ -228,6 +229,36 @@ impl LwwMap {
     #[must_use]
     pub fn merkle_buckets(&self, path: &str) -> Buckets {
         self.trie.buckets(path)
+    }
+
+    /// The trie with its per-partition digests (see
+    /// [`super::partition_digest`]).
+    #[must_use]
+    pub fn digests(&self) -> &KeyedTrie {
+        &self.trie
+    }
+
+    /// `(key, item hash, stamp)` of the stored records (tombstones
+    /// included) of `partition` in Merkle leaf `leaf`, sorted by key: the
+    /// finest level repair compares. The stamp is `millis << 16 |
+    /// min(counter, 0xffff)` of the record's timestamp.
+    #[must_use]
+    pub fn partition_items_in_leaf(
+        &self,
+        partition: u32,
+        leaf: LeafIndex,
+    ) -> Vec<(&str, u32, u64)> {
+        let mut out: Vec<(&str, u32, u64)> = self
+            .store
+            .leaf(leaf)
+            .filter(|s| hangar_core::partition_of(s.key()) == partition)
+            .map(|s| {
+                let stamp = (s.stamp.millis << 16) | u64::from(s.stamp.counter.min(0xffff));
+                (s.key(), self.item_hash(s), stamp)
+            })
+            .collect();
+        out.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        out
     }
 
     /// `(leaf, item hash)` of every stored record (tombstones included)

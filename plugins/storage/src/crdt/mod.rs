@@ -29,6 +29,8 @@
 //!   and its leaf-bucketed table.
 //! - `lww_map`: [`LwwMap`].
 //! - `or_map`: [`OrMap`].
+//! - `partition_digest`: [`partition_digest::KeyedTrie`], the trie plus the
+//!   per-partition digests anti-entropy repair compares.
 //! - `outcome`: what a merge did ([`LwwMergeOutcome`], [`OrApplyOutcome`], ...).
 //!
 //! [`LwwRecord`]: hangar_core::LwwRecord
@@ -39,6 +41,7 @@ pub mod lww_map;
 mod lww_store;
 pub mod or_map;
 pub mod outcome;
+pub mod partition_digest;
 mod stamp;
 
 pub use lww_map::LwwMap;

@@ -17,14 +17,15 @@ use std::cmp::Ordering;
 use std::sync::Arc;
 
 use hangar_core::merkle::{
-    cmp_utf16, leaf_of_key, leaf_path, or_entry_hash_sorted, Buckets, LeafIndex, MerkleTrie,
-    OrHashInput, TriePath,
+    cmp_utf16, leaf_of_key, leaf_path, or_entry_hash_sorted, Buckets, LeafIndex, OrHashInput,
+    TriePath,
 };
 use hangar_core::{OrRecord, RawValue, Timestamp};
 use hashbrown::{HashMap, HashSet};
 
 use super::leaves::Leaves;
 use super::outcome::{OrApplyOutcome, OrMergeKeyOutcome, TombstoneOutcome};
+use super::partition_digest::KeyedTrie;
 use super::stamp::{NodeInterner, Stamp};
 
 #[derive(Debug, Clone)]
@@ -73,7 +74,7 @@ pub struct OrMap {
     tag_index: HashMap<Arc<str>, Arc<str>>,
     tombstones: HashSet<Box<str>>,
     nodes: NodeInterner,
-    trie: MerkleTrie,
+    trie: KeyedTrie,
 }
 
 impl OrMap {
@@ -116,14 +117,14 @@ impl OrMap {
         let old = entry.hash;
         if entry.records.is_empty() {
             self.leaves.remove(leaf, key);
-            self.trie.remove(leaf, old);
+            self.trie.remove(key, leaf, old);
             return;
         }
         let new = self.compute_entry_hash(key, &entry.records);
         if let Some(e) = self.leaves.get_mut(leaf, key) {
             e.hash = new;
         }
-        self.trie.replace(leaf, old, new);
+        self.trie.replace(key, leaf, old, new);
     }
 
     /// Takes a stored tag out of the map (not tombstoning it).
@@ -155,7 +156,7 @@ impl OrMap {
                 hash: 0,
             };
             self.leaves.insert_new(leaf, key_arc.clone(), entry);
-            self.trie.insert(leaf, 0);
+            self.trie.insert(key, leaf, 0);
             key_arc
         };
         self.tag_index.insert(tag, key_arc);
@@ -285,7 +286,7 @@ impl OrMap {
             for s in &entry.records {
                 self.tag_index.remove(&s.tag);
             }
-            self.trie.remove(leaf, entry.hash);
+            self.trie.remove(&key, leaf, entry.hash);
             out.push(key.to_string());
         }
         out
@@ -392,6 +393,27 @@ impl OrMap {
     #[must_use]
     pub fn is_leaf(&self, path: &str) -> bool {
         self.trie.is_leaf(path)
+    }
+
+    /// The trie with its per-partition digests (see
+    /// [`super::partition_digest`]).
+    #[must_use]
+    pub fn digests(&self) -> &KeyedTrie {
+        &self.trie
+    }
+
+    /// `(key, entry hash)` of the keys of `partition` in Merkle leaf `leaf`,
+    /// sorted by key: the finest level repair compares.
+    #[must_use]
+    pub fn partition_items_in_leaf(&self, partition: u32, leaf: LeafIndex) -> Vec<(&str, u32)> {
+        let mut out: Vec<(&str, u32)> = self
+            .leaves
+            .leaf(leaf)
+            .filter(|(k, _)| hangar_core::partition_of(k) == partition)
+            .map(|(k, e)| (k.as_ref(), e.hash))
+            .collect();
+        out.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        out
     }
 
     /// `(leaf, entry hash)` of every key holding records under `path` that

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use abi_stable::std_types::{RString, RVec};
 use hangar_core::module::accessor::{ScanCursor, ScanItem, ScanPage, ScanRequest, StorageAccessor};
+use hangar_core::module::digest::{DigestItem, DigestRequest};
 use hangar_core::module::partition::PartitionSet;
 use hangar_core::module::storage_types::{
     KeyRecord, MapInfo, MerkleRequest, MerkleResponse, OpStatus, Origin, QueryRequest,
@@ -231,6 +232,16 @@ impl StorageAccessor for Accessor {
             .spawn_call("storage.accessor.merkle_node_in", async move {
                 let _g = core.enter("merkle_node_in")?;
                 core.merkle_node_in(&request, partitions).await
+            })
+    }
+
+    fn partition_digests(&self, request: DigestRequest) -> ModuleFuture<RVec<DigestItem>> {
+        let core = self.0.clone();
+        self.0
+            .runtime
+            .spawn_call("storage.accessor.partition_digests", async move {
+                let _g = core.enter("partition_digests")?;
+                core.partition_digests(&request).await
             })
     }
 }

@@ -91,6 +91,7 @@ use crate::tasklet::TaskletStats;
 mod accessor;
 mod convert;
 mod core;
+mod digests;
 mod durability;
 mod fts_runtime;
 mod gc;
