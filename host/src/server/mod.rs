@@ -1,5 +1,6 @@
-//! The network front end: one port serving HTTP (`/health`, `/metrics`) and
-//! the TopGun client protocol over WebSocket at `/ws` (and at `/`).
+//! The network front end: one port serving HTTP (`/health`, `/metrics`,
+//! `POST /sync`) and the TopGun client protocol over WebSocket at `/ws`
+//! (and at `/`).
 //!
 //! # Layout
 //!
@@ -10,6 +11,7 @@
 //! - `session`: one connection's state and its clean-up.
 //! - `outbound`: the bounded queue towards one client and its kill switch.
 //! - `handlers/`: one file per message family.
+//! - `http_sync`: `POST /sync`, HTTP sync for clients without a WebSocket.
 //! - `fanout`: the storage change sink that sends `SERVER_EVENT`s.
 //! - `topics`: node-local pub/sub.
 //! - `auth`: HS256 JWT checks.
@@ -33,7 +35,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use hangar_core::module::services::MetricKind;
 use serde_json::json;
@@ -49,6 +51,7 @@ pub mod auth;
 pub mod counters;
 pub mod fanout;
 pub mod handlers;
+pub mod http_sync;
 pub mod limits;
 pub mod link;
 pub mod outbound;
@@ -67,6 +70,7 @@ pub fn router(fe: Arc<FrontEnd>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .route("/sync", post(http_sync::sync))
         .route("/ws", get(ws::upgrade))
         // Clients given a node's address without a path (cluster maps
         // advertise `ws://host:port`) upgrade at the root.
