@@ -10,7 +10,7 @@
 //! | 401 | auth is on and the `Authorization: Bearer <JWT>` header is missing or its token is refused | JSON `{code, message}` |
 //! | 413 | the body is over 2 MiB (`MAX_FRAME_BYTES`, the WebSocket frame cap) | JSON |
 //! | 400 | nesting deeper than `MAX_DEPTH`, malformed msgpack, a missing field or a wrong type | JSON, the message says what and where |
-//! | 429 | the node is at its in-flight cap (`network.max_in_flight`) | JSON |
+//! | 429 | the client's address is over its rate limit (`FrontEnd::http_buckets`: charged the number of `operations`, at least 1), or the node is at its in-flight cap (`network.max_in_flight`) | JSON |
 //! | 503 | the node is shutting down | JSON |
 //! | 408 | serving took longer than [`SYNC_TIMEOUT`] | JSON |
 //!
@@ -41,15 +41,16 @@
 //! Failures of a query, search or delta are `errors` entries naming it in
 //! `context`; the other parts are still answered.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use abi_stable::std_types::{ROption, RString, Tuple2};
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use futures::{StreamExt, TryStreamExt};
 use hangar_core::module::services::MetricsExt;
 use hangar_core::module::storage_types::{
@@ -103,7 +104,12 @@ fn refusal(code: StatusCode, message: impl Into<String>) -> Response {
 }
 
 /// `POST /sync`.
-pub async fn sync(State(fe): State<Arc<FrontEnd>>, headers: HeaderMap, body: Body) -> Response {
+pub async fn sync(
+    State(fe): State<Arc<FrontEnd>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let metrics = &fe.node.metrics;
     metrics.counter("hangar_http_sync_requests_total", &[], 1.0);
     if fe.is_shutting_down() {
@@ -145,6 +151,22 @@ pub async fn sync(State(fe): State<Arc<FrontEnd>>, headers: HeaderMap, body: Bod
             )
         }
     };
+    let cost = req
+        .as_ref()
+        .and_then(|r| r.operations.as_ref())
+        .map_or(1, |o| o.len().max(1));
+    if let Some(Extension(ConnectInfo(peer))) = peer {
+        let (rate, burst) = (fe.net.rate_limit_per_sec, fe.net.rate_limit_burst);
+        if !fe.http_buckets.charge(peer.ip(), cost, rate, burst) {
+            metrics.counter("hangar_http_sync_rate_limited_total", &[], 1.0);
+            return refusal(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "rate limit exceeded: a request of {cost} operations refused (limit {rate} per second, burst {burst}, per client address)"
+                ),
+            );
+        }
+    }
     let Some(_permit) = fe.in_flight.try_acquire() else {
         metrics.counter("hangar_ws_overload_shed_total", &[], 1.0);
         return refusal(

@@ -1,7 +1,7 @@
 // POST /sync (HTTP sync, TopGun's HttpSyncProvider): msgpack body in and
 // out; writes shared with WebSocket clients both ways; deltas after a
 // timestamp with PUT and REMOVE; queries and searches; the fixture request;
-// 401 / 413 / 400 refusals.
+// 401 / 413 / 400 refusals; the rate limit (429).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -14,13 +14,16 @@ const SECRET = 'http-sync-secret-0123456789';
 
 let node;
 let authNode;
+let limitedNode;
 before(async () => {
+  limitedNode = await memoryNode({ config: '[network]\nrate_limit_per_sec = 0.5\nrate_limit_burst = 10.0\n' });
   node = await memoryNode({ config: '[storage.full_text_search.articles]\nfields = ["title", "body"]\n' });
   authNode = await startNode({ env: { JWT_SECRET: SECRET, STORAGE_BACKEND: 'memory' } });
 });
 after(async () => {
   await node?.stop();
   await authNode?.stop();
+  await limitedNode?.stop();
 });
 
 /** POSTs `body` (an object, packed; or raw bytes) to /sync. */
@@ -235,4 +238,15 @@ test('t55h limits: 413 over 2 MiB, 400 for nesting too deep and for garbage', as
   r = await post(node, Buffer.alloc(0));
   assert.equal(r.status, 200, 'an empty body is an empty request');
   assert.equal(typeof r.body.serverHlc.millis, 'number');
+});
+
+test('t55i the rate limit charges a request its number of operations, per client address', async () => {
+  const ops = (n, from) => Array.from({ length: n }, (_, i) => putOp(from + i, 'h55i', `k${from + i}`, i));
+  let r = await post(limitedNode, { ...base(), operations: ops(8, 1) });
+  assert.equal(r.status, 200, r.text);
+  r = await post(limitedNode, { ...base(), operations: ops(8, 100) });
+  assert.equal(r.status, 429, 'a burst of 10 does not pay 8 + 8 operations');
+  assert.match(r.body.message, /rate limit exceeded: a request of 8 operations/);
+  r = await post(limitedNode, { ...base(), operations: ops(1, 200) });
+  assert.equal(r.status, 200, 'the refused request took nothing: 2 tokens are left');
 });
