@@ -21,10 +21,12 @@
 //! the `hangar` binary calls at start.
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::http::Request;
 use axum::Router;
 use hangar_core::module::services::MetricsExt;
@@ -78,10 +80,10 @@ pub async fn accept_loop(
             _ = stop.wait_for(|s| *s) => break,
             r = listener.accept() => r,
         };
-        let tcp = match accepted {
-            Ok((tcp, _peer)) => {
+        let (tcp, peer) = match accepted {
+            Ok((tcp, peer)) => {
                 backoff = MIN_BACKOFF;
-                tcp
+                (tcp, peer)
             }
             Err(e) if is_connection_error(&e) => {
                 tracing::debug!(error = %e, "a connection failed before it was accepted");
@@ -116,6 +118,7 @@ pub async fn accept_loop(
         let _ = tcp.set_nodelay(true);
         tokio::spawn(serve_connection(
             tcp,
+            peer,
             app.clone(),
             Arc::new(slot),
             timeout,
@@ -139,9 +142,12 @@ async fn refuse(mut tcp: TcpStream) {
 }
 
 /// Serves one HTTP/1.1 connection; `slot` travels with every request (an
-/// extension) so that a WebSocket upgrade keeps the connection counted.
+/// extension) so that a WebSocket upgrade keeps the connection counted, and
+/// so does the peer's address (`ConnectInfo`, which `POST /sync` charges
+/// its rate limit to).
 async fn serve_connection(
     tcp: TcpStream,
+    peer: SocketAddr,
     app: Router,
     slot: Arc<ConnectionSlot>,
     request_timeout: Duration,
@@ -150,6 +156,7 @@ async fn serve_connection(
 ) {
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         req.extensions_mut().insert(slot.clone());
+        req.extensions_mut().insert(ConnectInfo(peer));
         let mut app = app.clone();
         async move { tower_service::Service::call(&mut app, req.map(Body::new)).await }
     });

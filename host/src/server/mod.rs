@@ -1,6 +1,6 @@
 //! The network front end: one port serving HTTP (`/health`, `/metrics`,
-//! `/cluster/repair`, `/cluster/digests`) and
-//! the TopGun client protocol over WebSocket at `/ws` (and at `/`).
+//! `/cluster/repair`, `/cluster/digests`, `POST /sync`) and the TopGun
+//! client protocol over WebSocket at `/ws` (and at `/`).
 //!
 //! # Layout
 //!
@@ -11,6 +11,7 @@
 //! - `session`: one connection's state and its clean-up.
 //! - `outbound`: the bounded queue towards one client and its kill switch.
 //! - `handlers/`: one file per message family.
+//! - `http_sync`: `POST /sync`, HTTP sync for clients without a WebSocket.
 //! - `fanout`: the storage change sink that sends `SERVER_EVENT`s.
 //! - `topics`: node-local pub/sub.
 //! - `repair`: the operator endpoints of anti-entropy repair.
@@ -35,7 +36,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use hangar_core::module::services::MetricKind;
 use serde_json::json;
@@ -51,6 +52,7 @@ pub mod auth;
 pub mod counters;
 pub mod fanout;
 pub mod handlers;
+pub mod http_sync;
 pub mod limits;
 pub mod link;
 pub mod outbound;
@@ -70,8 +72,9 @@ pub fn router(fe: Arc<FrontEnd>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
-        .route("/cluster/repair", axum::routing::post(repair::repair))
+        .route("/cluster/repair", post(repair::repair))
         .route("/cluster/digests", get(repair::digests))
+        .route("/sync", post(http_sync::sync))
         .route("/ws", get(ws::upgrade))
         // Clients given a node's address without a path (cluster maps
         // advertise `ws://host:port`) upgrade at the root.

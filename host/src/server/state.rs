@@ -8,6 +8,7 @@ use hangar_core::module::services::MetricsExt;
 use tokio::sync::{watch, Notify};
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use axum::body::Bytes;
 use parking_lot::Mutex;
@@ -16,7 +17,7 @@ use super::auth::Verifier;
 use super::counters::Counters;
 use super::fanout::Fanout;
 use super::handlers::partition_to_wire as to_wire;
-use super::limits::InFlight;
+use super::limits::{InFlight, TokenBucket};
 use super::outbound::Outbound;
 use super::topics::Topics;
 use crate::config::NetworkConfig;
@@ -71,6 +72,34 @@ impl Drain {
     }
 }
 
+/// The rate limits of `POST /sync`: one [`TokenBucket`] per client IP
+/// address, with the WebSocket's rate and burst (`network.rate_limit_*`),
+/// since an HTTP client has no connection to hold one.
+///
+/// The table is bounded: past [`HttpBuckets::MAX_ADDRESSES`] addresses it is
+/// emptied, so a flood of addresses costs memory once, and the addresses
+/// then start again with full buckets.
+#[derive(Debug, Default)]
+pub struct HttpBuckets(Mutex<HashMap<IpAddr, TokenBucket>>);
+
+impl HttpBuckets {
+    /// Most addresses tracked at once.
+    pub const MAX_ADDRESSES: usize = 65_536;
+
+    /// Charges `n` tokens to `ip` (a new address starts with a full bucket
+    /// of `burst`, refilled at `rate` per second); false when it has not
+    /// that many.
+    pub fn charge(&self, ip: IpAddr, n: usize, rate: f64, burst: f64) -> bool {
+        let mut t = self.0.lock();
+        if t.len() >= Self::MAX_ADDRESSES && !t.contains_key(&ip) {
+            t.clear();
+        }
+        t.entry(ip)
+            .or_insert_with(|| TokenBucket::new(rate, burst))
+            .charge(n)
+    }
+}
+
 /// One client connection counted against `max_connections`: taken when the
 /// TCP connection is accepted (so that sockets still sending their HTTP
 /// request count), carried over to the WebSocket task on upgrade, and
@@ -104,6 +133,8 @@ pub struct FrontEnd {
     pub drain: Arc<Drain>,
     /// Becomes true when the node shuts down.
     pub shutdown: watch::Receiver<bool>,
+    /// `POST /sync` rate limits, one token bucket per client IP address.
+    pub http_buckets: HttpBuckets,
     /// Authenticated connections, for messages sent unasked
     /// (`PARTITION_MAP` when the partition table changes).
     clients: Mutex<HashMap<u64, Outbound>>,
@@ -133,6 +164,7 @@ impl FrontEnd {
             in_flight: InFlight::new(net.max_in_flight),
             drain: Arc::new(Drain::default()),
             shutdown,
+            http_buckets: HttpBuckets::default(),
             clients: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
             next_sub: AtomicU64::new(1),

@@ -13,6 +13,7 @@
 pub mod coord;
 pub mod counters;
 pub mod events;
+pub mod http_sync;
 pub mod query;
 pub mod records;
 pub mod session;
@@ -26,6 +27,10 @@ pub use coord::{
 };
 pub use counters::{CounterRequest, CounterState};
 pub use events::{ChangeType, QueryUpdatePayload, ServerBatchEvent, ServerEvent, ServerEventType};
+pub use http_sync::{
+    decode_http_sync, DeltaRecord, HttpAck, HttpQuery, HttpQueryResult, HttpSearch,
+    HttpSearchResult, HttpSyncError, HttpSyncRequest, HttpSyncResponse, MapDelta, SyncMapRequest,
+};
 pub use query::{
     CursorStatus, QueryResp, QueryResultEntry, QuerySub, QuerySyncInit, QueryUnsub, Search,
     SearchOptions, SearchResp, SearchResult,

@@ -41,6 +41,7 @@ mod unsupported;
 mod writes;
 
 pub use partition::to_wire as partition_to_wire;
+pub(crate) use writes::{convert, Converted};
 
 /// What the connection does after a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

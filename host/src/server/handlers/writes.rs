@@ -44,6 +44,7 @@ use hangar_core::module::storage_types::{Origin, WriteOp};
 use hangar_core::{KeyedOp, MapOp, WriteConcern};
 
 use super::admit;
+use crate::factory::Node;
 use crate::protocol::messages::{ClientOp, OpBatch, OpRejected, OpResult};
 use crate::protocol::{fast, parse_consistency, parse_write_concern, Message};
 use crate::server::counters::RESERVED_MAP_PREFIX;
@@ -114,28 +115,43 @@ fn kind_label(op: &MapOp) -> &'static str {
     }
 }
 
-/// Runs a write: convert, route, apply, then spawn the acknowledgement.
-pub(super) async fn write(fe: &Arc<FrontEnd>, s: &mut Session, w: Write) {
-    let started = Instant::now();
-    let Some(permit) = admit(fe, s) else { return };
-    let node = &fe.node;
+/// A write's ops converted for the write path.
+pub(crate) struct Converted {
+    /// Each op's id (empty when it had none), in order.
+    pub ids: Vec<String>,
+    /// Each op ready to route, or refused with its reason and code.
+    pub incoming: Vec<Incoming>,
+    /// The write's replication consistency (`None` when it named none or
+    /// named an unknown one; the ops then carry the refusal).
+    pub consistency: Option<hangar_core::ConsistencyLevel>,
+    /// The id of the last op, or "unknown" (what `OP_ACK.lastId` carries).
+    pub last_id: String,
+}
+
+/// Converts client ops for the write path: checks names (non-empty, not
+/// reserved) and consistency names, and turns each op into a core write.
+/// Shared by the WebSocket writes and `POST /sync`.
+pub(crate) fn convert(
+    node: &Node,
+    ops: Vec<ClientOp>,
+    concern: Option<&str>,
+    timeout: Option<u64>,
+    consistency: Option<&str>,
+) -> Converted {
     let metrics = &node.metrics;
-    let origin = Origin::client(s.id, &node.config.node_id);
-    let last_id = w
-        .ops
+    let last_id = ops
         .last()
         .and_then(|o| o.id.clone())
         .unwrap_or_else(|| "unknown".to_string());
-    let consistency = parse_consistency(w.consistency.as_deref());
-
-    let mut ids = Vec::with_capacity(w.ops.len());
-    let mut incoming: Vec<Incoming> = Vec::with_capacity(w.ops.len());
-    for op in w.ops {
+    let consistency = parse_consistency(consistency);
+    let mut ids = Vec::with_capacity(ops.len());
+    let mut incoming: Vec<Incoming> = Vec::with_capacity(ops.len());
+    for op in ops {
         ids.push(op.id.clone().unwrap_or_default());
         let concern = op
             .own_write_concern()
-            .unwrap_or_else(|| parse_write_concern(w.concern.as_deref()));
-        let timeout = op.timeout.or(w.timeout);
+            .unwrap_or_else(|| parse_write_concern(concern));
+        let timeout = op.timeout.or(timeout);
         if op.map_name.is_empty() || op.key.is_empty() {
             incoming.push(Err((
                 "mapName and key must be non-empty strings".into(),
@@ -179,7 +195,33 @@ pub(super) async fn write(fe: &Arc<FrontEnd>, s: &mut Session, w: Write) {
             timeout_ms: timeout.into(),
         }));
     }
-    let pending = write_path::prepare(node, incoming, &origin, consistency.unwrap_or(None)).await;
+    Converted {
+        ids,
+        incoming,
+        consistency: consistency.unwrap_or(None),
+        last_id,
+    }
+}
+
+/// Runs a write: convert, route, apply, then spawn the acknowledgement.
+pub(super) async fn write(fe: &Arc<FrontEnd>, s: &mut Session, w: Write) {
+    let started = Instant::now();
+    let Some(permit) = admit(fe, s) else { return };
+    let node = &fe.node;
+    let origin = Origin::client(s.id, &node.config.node_id);
+    let Converted {
+        ids,
+        incoming,
+        consistency,
+        last_id,
+    } = convert(
+        node,
+        w.ops,
+        w.concern.as_deref(),
+        w.timeout,
+        w.consistency.as_deref(),
+    );
+    let pending = write_path::prepare(node, incoming, &origin, consistency).await;
 
     // A single op refused outright: OP_REJECTED at once, nothing to await.
     if w.shape == Shape::Single {

@@ -1,0 +1,134 @@
+//! `queries` → `queryResults` and `searches` → `searchResults`: one-shot
+//! reads through the cluster module, so they cover every partition.
+
+use abi_stable::std_types::{ROption, RString, Tuple2};
+use hangar_core::module::storage_types::{CursorStatus, QueryRequest, SearchRequest};
+use hangar_core::{ModuleError, RawValue};
+
+use crate::protocol::messages::{
+    HttpQuery, HttpQueryResult, HttpSearch, HttpSearchResult, QueryResultEntry, SearchResult,
+};
+use crate::protocol::RawMsgpack;
+use crate::server::handlers::status_of;
+use crate::server::state::FrontEnd;
+
+/// One query, once, over every partition.
+pub(super) async fn query(fe: &FrontEnd, q: HttpQuery) -> Result<HttpQueryResult, (u32, String)> {
+    let mut members: Vec<(rmpv::Value, rmpv::Value)> = Vec::new();
+    match q.filter {
+        None | Some(rmpv::Value::Nil) => {}
+        Some(f @ rmpv::Value::Map(_)) => members.push(("where".into(), f)),
+        Some(other) => {
+            return Err((
+                400,
+                format!(
+                    "query filter must be a map of field → value (equality) or null, found {}",
+                    kind_of(&other)
+                ),
+            ))
+        }
+    }
+    let skip = if q.cursor.is_some() {
+        0
+    } else {
+        q.offset.unwrap_or(0)
+    };
+    if let Some(limit) = q.limit.filter(|l| *l > 0) {
+        members.push(("limit".into(), limit.saturating_add(skip).into()));
+    }
+    if let Some(c) = &q.cursor {
+        members.push(("cursor".into(), c.as_str().into()));
+    }
+    let mut bytes = Vec::new();
+    rmpv::encode::write_value(&mut bytes, &rmpv::Value::Map(members))
+        .map_err(|e| (500, format!("cannot encode the query: {e}")))?;
+    let resp = fe
+        .node
+        .cluster
+        .query(QueryRequest {
+            map: q.map_name.as_str().into(),
+            query: RawValue::from_msgpack(bytes),
+            fields: ROption::RNone,
+            consistency: ROption::RNone,
+        })
+        .await
+        .map_err(|e| (status_of(&e), format!("query failed: {}", e.message)))?;
+    if matches!(
+        resp.cursor_status,
+        CursorStatus::Invalid | CursorStatus::Expired
+    ) {
+        return Err((
+            400,
+            format!(
+                "invalid or expired cursor ({}): query again without it",
+                resp.cursor_status.as_str()
+            ),
+        ));
+    }
+    Ok(HttpQueryResult {
+        query_id: q.query_id,
+        results: resp
+            .rows
+            .into_iter()
+            .skip(skip as usize)
+            .map(|r| QueryResultEntry {
+                key: r.key.into_string(),
+                value: RawMsgpack::from_raw_value(r.value),
+            })
+            .collect(),
+        has_more: resp.has_more.then_some(true),
+        next_cursor: resp.next_cursor.map(RString::into_string).into_option(),
+    })
+}
+
+fn kind_of(v: &rmpv::Value) -> &'static str {
+    match v {
+        rmpv::Value::Nil => "nil",
+        rmpv::Value::Boolean(_) => "a boolean",
+        rmpv::Value::Integer(_) | rmpv::Value::F32(_) | rmpv::Value::F64(_) => "a number",
+        rmpv::Value::String(_) => "a string",
+        rmpv::Value::Binary(_) => "binary",
+        rmpv::Value::Array(_) => "an array",
+        rmpv::Value::Map(_) => "a map",
+        rmpv::Value::Ext(..) => "an extension value",
+    }
+}
+
+/// One full-text search, once, over every partition.
+pub(super) async fn search(fe: &FrontEnd, s: HttpSearch) -> Result<HttpSearchResult, ModuleError> {
+    let opts = s.options.unwrap_or_default();
+    let hits = fe
+        .node
+        .cluster
+        .search(SearchRequest {
+            map: s.map_name.as_str().into(),
+            query: s.query.as_str().into(),
+            limit: opts.limit.unwrap_or(0),
+            min_score: opts.min_score.unwrap_or(0.0),
+            boost: opts
+                .boost
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| Tuple2(RString::from(k), v))
+                .collect(),
+            consistency: ROption::RNone,
+        })
+        .await?;
+    Ok(HttpSearchResult {
+        search_id: s.search_id,
+        total_count: Some(u32::try_from(hits.len()).unwrap_or(u32::MAX)),
+        results: hits
+            .into_iter()
+            .map(|h| SearchResult {
+                key: h.key.into_string(),
+                value: RawMsgpack::from_raw_value(h.value),
+                score: h.score,
+                matched_terms: h
+                    .matched_terms
+                    .into_iter()
+                    .map(RString::into_string)
+                    .collect(),
+            })
+            .collect(),
+    })
+}
