@@ -45,6 +45,9 @@ const FLUSH_BURST: usize = 64;
 const PROTOCOL_VERSION: u32 = 1;
 /// Longest wait for a client's close reply after the node closed.
 const LINGER: Duration = Duration::from_secs(2);
+/// How long a connection closed for an oversized frame keeps its socket
+/// open after sending the close frame (see the end of the connection task).
+const TOO_BIG_HOLD: Duration = Duration::from_millis(500);
 /// Stands for "never" where a connection has no token to expire.
 const NO_EXPIRY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
@@ -190,6 +193,7 @@ async fn run(socket: WebSocket, fe: Arc<FrontEnd>) {
         End::Error(_) | End::Killed => None,
     };
     let lingering = close.is_some();
+    let too_big = matches!(end, End::TooBig);
     match close {
         Some((code, reason)) => out.close(code, reason).await,
         None => out.kill(),
@@ -201,6 +205,14 @@ async fn run(socket: WebSocket, fe: Arc<FrontEnd>) {
     }
     if let Err(e) = writer.await {
         tracing::error!(conn = id, error = %e, "connection writer task failed");
+    }
+    if too_big {
+        // The oversized frame's payload is still unread in the socket and
+        // the stream cannot be read past the error, so `linger` returned at
+        // once: closing now would reset the connection (TCP RST) and the
+        // client could lose the 1009 close frame the writer just sent. Hold
+        // the socket open briefly so the client reads it first.
+        tokio::time::sleep(TOO_BIG_HOLD).await;
     }
     tracing::debug!(conn = id, "client disconnected");
 }
