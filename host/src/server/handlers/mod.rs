@@ -34,7 +34,7 @@ mod device;
 mod locks;
 mod partition;
 mod ping;
-mod queries;
+pub(crate) mod queries;
 mod sync;
 mod topics;
 mod unsupported;

@@ -13,14 +13,19 @@
 
 use std::sync::Arc;
 
-use abi_stable::std_types::{ROption, RString, Tuple2};
+use abi_stable::std_types::{ROption, RString, RVec, Tuple2};
 use axum::body::Bytes;
-use hangar_core::module::storage_types::{QueryRequest, QuerySink, QueryUpdate, SearchRequest};
+use hangar_core::module::storage_types::{
+    QueryRequest, QuerySink, QueryUpdate, SearchHit, SearchRequest,
+};
+use hangar_core::ConsistencyLevel;
 use hangar_core::RawValue;
 use parking_lot::Mutex;
 
 use super::status_of;
-use crate::protocol::messages::{QueryResp, QuerySub, Search, SearchResp, SearchResult};
+use crate::protocol::messages::{
+    QueryResp, QuerySub, Search, SearchOptions, SearchResp, SearchResult,
+};
 use crate::protocol::{fast, parse_consistency, Message, RawMsgpack};
 use crate::server::outbound::Outbound;
 use crate::server::session::{LiveQuery, Session};
@@ -226,37 +231,12 @@ pub async fn search(fe: &FrontEnd, s: &Session, q: Search) {
             return;
         }
     };
-    let opts = q.options.unwrap_or_default();
-    let request = SearchRequest {
-        map: q.map_name.as_str().into(),
-        query: q.query.as_str().into(),
-        limit: opts.limit.unwrap_or(0),
-        min_score: opts.min_score.unwrap_or(0.0),
-        boost: opts
-            .boost
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| Tuple2(RString::from(k), v))
-            .collect(),
-        consistency: consistency.into(),
-    };
+    let request = search_request(&q.map_name, &q.query, q.options, consistency);
     let resp = match fe.node.cluster.search(request).await {
         Ok(hits) => SearchResp {
             request_id: q.request_id,
             total_count: u32::try_from(hits.len()).unwrap_or(u32::MAX),
-            results: hits
-                .into_iter()
-                .map(|h| SearchResult {
-                    key: h.key.into_string(),
-                    value: RawMsgpack::from_raw_value(h.value),
-                    score: h.score,
-                    matched_terms: h
-                        .matched_terms
-                        .into_iter()
-                        .map(RString::into_string)
-                        .collect(),
-                })
-                .collect(),
+            results: search_results(hits),
             error: None,
         },
         Err(e) => SearchResp {
@@ -267,4 +247,44 @@ pub async fn search(fe: &FrontEnd, s: &Session, q: Search) {
         },
     };
     s.reply(&Message::SearchResp { payload: resp }).await;
+}
+
+/// The module request of a client search (`SEARCH` and the searches of
+/// `POST /sync`): unset options take the module's defaults.
+pub(crate) fn search_request(
+    map: &str,
+    query: &str,
+    options: Option<SearchOptions>,
+    consistency: Option<ConsistencyLevel>,
+) -> SearchRequest {
+    let opts = options.unwrap_or_default();
+    SearchRequest {
+        map: map.into(),
+        query: query.into(),
+        limit: opts.limit.unwrap_or(0),
+        min_score: opts.min_score.unwrap_or(0.0),
+        boost: opts
+            .boost
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| Tuple2(RString::from(k), v))
+            .collect(),
+        consistency: consistency.into(),
+    }
+}
+
+/// The module's hits as the client's search results, in order.
+pub(crate) fn search_results(hits: RVec<SearchHit>) -> Vec<SearchResult> {
+    hits.into_iter()
+        .map(|h| SearchResult {
+            key: h.key.into_string(),
+            value: RawMsgpack::from_raw_value(h.value),
+            score: h.score,
+            matched_terms: h
+                .matched_terms
+                .into_iter()
+                .map(RString::into_string)
+                .collect(),
+        })
+        .collect()
 }

@@ -1,14 +1,15 @@
 //! `queries` → `queryResults` and `searches` → `searchResults`: one-shot
 //! reads through the cluster module, so they cover every partition.
 
-use abi_stable::std_types::{ROption, RString, Tuple2};
-use hangar_core::module::storage_types::{CursorStatus, QueryRequest, SearchRequest};
+use abi_stable::std_types::{ROption, RString};
+use hangar_core::module::storage_types::{CursorStatus, QueryRequest};
 use hangar_core::{ModuleError, RawValue};
 
 use crate::protocol::messages::{
-    HttpQuery, HttpQueryResult, HttpSearch, HttpSearchResult, QueryResultEntry, SearchResult,
+    HttpQuery, HttpQueryResult, HttpSearch, HttpSearchResult, QueryResultEntry,
 };
 use crate::protocol::RawMsgpack;
+use crate::server::handlers::queries::{search_request, search_results};
 use crate::server::handlers::status_of;
 use crate::server::state::FrontEnd;
 
@@ -96,39 +97,14 @@ fn kind_of(v: &rmpv::Value) -> &'static str {
 
 /// One full-text search, once, over every partition.
 pub(super) async fn search(fe: &FrontEnd, s: HttpSearch) -> Result<HttpSearchResult, ModuleError> {
-    let opts = s.options.unwrap_or_default();
     let hits = fe
         .node
         .cluster
-        .search(SearchRequest {
-            map: s.map_name.as_str().into(),
-            query: s.query.as_str().into(),
-            limit: opts.limit.unwrap_or(0),
-            min_score: opts.min_score.unwrap_or(0.0),
-            boost: opts
-                .boost
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| Tuple2(RString::from(k), v))
-                .collect(),
-            consistency: ROption::RNone,
-        })
+        .search(search_request(&s.map_name, &s.query, s.options, None))
         .await?;
     Ok(HttpSearchResult {
         search_id: s.search_id,
         total_count: Some(u32::try_from(hits.len()).unwrap_or(u32::MAX)),
-        results: hits
-            .into_iter()
-            .map(|h| SearchResult {
-                key: h.key.into_string(),
-                value: RawMsgpack::from_raw_value(h.value),
-                score: h.score,
-                matched_terms: h
-                    .matched_terms
-                    .into_iter()
-                    .map(RString::into_string)
-                    .collect(),
-            })
-            .collect(),
+        results: search_results(hits),
     })
 }
