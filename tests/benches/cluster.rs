@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use hangar_core::{ConsistencyLevel, WriteConcern, PARTITION_COUNT};
 use hangar_host::bench::{self, consistency_name, BenchConfig, KeySelection, Report, Stop};
-use hangar_tests::cluster_harness::{formed, loadavg, one_key_per_partition, put, Client, Cluster};
+use hangar_tests::cluster_harness::{
+    formed, load1, loadavg, one_key_per_partition, put, Client, Cluster,
+};
 use hangar_tests::support::target_dir;
 
 const FORM: Duration = Duration::from_secs(60);
@@ -34,14 +36,6 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn load1() -> String {
-    loadavg()
-        .split_whitespace()
-        .next()
-        .unwrap_or("?")
-        .to_string()
 }
 
 fn ms(us: u64) -> f64 {

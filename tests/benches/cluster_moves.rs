@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hangar_tests::cluster_harness::{loadavg, put, Client, Cluster, Settings};
+use hangar_tests::cluster_harness::{load1, loadavg, put, Client, Cluster, Settings};
 use hangar_tests::cluster_state::{backups_restored, balanced, drained, gauge, series, settle};
 use hangar_tests::support::target_dir;
 use parking_lot::Mutex;
@@ -39,14 +39,6 @@ fn env_u64(name: &str, default: u64) -> u64 {
             .parse()
             .unwrap_or_else(|_| panic!("{name}={v:?}: expected a whole number")),
     }
-}
-
-fn load1() -> String {
-    loadavg()
-        .split_whitespace()
-        .next()
-        .unwrap_or("?")
-        .to_string()
 }
 
 fn settings(extra: &str) -> Settings {

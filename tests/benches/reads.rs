@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use hangar_host::protocol::messages::{PartitionMapRequest, QuerySub, QueryUnsub, SyncInit};
 use hangar_host::protocol::Message;
-use hangar_tests::cluster_harness::{loadavg, put, Client, Cluster, Settings};
+use hangar_tests::cluster_harness::{load1, loadavg, put, Client, Cluster, Settings};
 use hangar_tests::support::target_dir;
 use serde_json::json;
 
@@ -34,14 +34,6 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn load1() -> String {
-    loadavg()
-        .split_whitespace()
-        .next()
-        .unwrap_or("?")
-        .to_string()
 }
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {

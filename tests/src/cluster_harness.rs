@@ -594,6 +594,16 @@ pub fn loadavg() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// The 1-minute load average alone, for a figure line.
+#[must_use]
+pub fn load1() -> String {
+    loadavg()
+        .split_whitespace()
+        .next()
+        .unwrap_or("?")
+        .to_string()
+}
+
 /// `n` nodes of cluster `id`, started together and formed.
 ///
 /// # Panics
