@@ -7,7 +7,7 @@
 //! `commit` returns. Opening the directory replays the log. It is simple
 //! and slow to open for large data (no compaction): a teaching example that
 //! nevertheless keeps the whole backend contract (it passes the persistence
-//! conformance suite, `tests/append_log_conformance.rs`).
+//! conformance suite, `tests/t20_append_log_conformance.rs`).
 //!
 //! # File format
 //!

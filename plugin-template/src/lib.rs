@@ -9,7 +9,7 @@
 //!   the data directory), through `hangar_storage::create_with_backend`.
 //!   Any type implementing `hangar_storage::persistence::PersistenceBackend`
 //!   that passes its conformance suite works the same way
-//!   (`tests/append_log_conformance.rs` runs it for this one).
+//!   (`tests/t20_append_log_conformance.rs` runs it for this one).
 //! - **Add behaviour.** It wraps the module and adds one rule of its own:
 //!   keys longer than [`MAX_KEY_LEN`] bytes are rejected with a clear error.
 //!   As a `StorageWrapper` it writes only the methods it changes (`info`
@@ -29,7 +29,7 @@
 //! Rules your module must keep: never let a panic escape on purpose (the
 //! boundary catches it, but the call fails); return executor-agnostic futures
 //! (spawn on your own runtime, see `hangar_plugin_sdk::PluginRuntime`); pass
-//! the conformance suite (`tests/conformance.rs`).
+//! the conformance suite (`tests/t10_conformance.rs`).
 
 use std::sync::Arc;
 

@@ -1,8 +1,9 @@
 //! The repository explains itself: every path that `docs/` and
 //! `INVARIANTS.md` name exists, and every test `INVARIANTS.md` cites as
 //! enforcing an invariant still exists (see `INVARIANTS.md` for the citation
-//! form). The checker's own negative controls (`t10`–`t12` on made-up
-//! text) show that it reports what is missing.
+//! form), and every test file and test follows the one naming scheme of
+//! `docs/testing.md`. The checker's own negative controls (`t10`–`t13` on
+//! made-up input) show that it reports what is wrong.
 
 use std::path::{Path, PathBuf};
 
@@ -96,6 +97,133 @@ fn documents(root: &Path) -> Vec<PathBuf> {
     docs
 }
 
+/// A numbered name: `t`, two digits, an optional lowercase letter, `_`,
+/// then a non-empty snake-case rest (`t42_cluster_migration`, `t29b_x`).
+fn numbered(name: &str) -> bool {
+    let b = name.as_bytes();
+    if b.len() < 5 || b[0] != b't' || !b[1].is_ascii_digit() || !b[2].is_ascii_digit() {
+        return false;
+    }
+    let rest = if b[3].is_ascii_lowercase() {
+        &name[4..]
+    } else {
+        &name[3..]
+    };
+    rest.len() > 1
+        && rest.starts_with('_')
+        && rest[1..]
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
+}
+
+/// Files of a multi-file test target that are not tests themselves.
+const SHARED_TEST_FILES: &[&str] = &["main", "support", "harness"];
+
+/// Problems with the names in one crate's `tests/` folder: each test target
+/// (a file, or a folder with a `main.rs`) and each file of a folder target
+/// is numbered; helper modules (a folder with a `mod.rs`), fixtures and
+/// non-Rust files are left alone.
+fn misnamed_test_files(tests_dir: &Path) -> Vec<String> {
+    let mut problems = Vec::new();
+    let Ok(entries) = std::fs::read_dir(tests_dir) else {
+        return problems;
+    };
+    for entry in entries {
+        let path = entry.expect("readable tests/ entry").path();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        if path.is_dir() {
+            if !path.join("main.rs").exists() {
+                continue;
+            }
+            if !numbered(&name) {
+                problems.push(format!(
+                    "{}: a test target must be tNN_<topic>",
+                    path.display()
+                ));
+            }
+            for inner in std::fs::read_dir(&path).expect("readable test folder") {
+                let inner = inner.expect("readable entry").path();
+                let Some(stem) = inner.file_stem().map(|s| s.to_string_lossy().to_string()) else {
+                    continue;
+                };
+                let is_rs = inner.extension().is_some_and(|e| e == "rs");
+                if is_rs && !SHARED_TEST_FILES.contains(&stem.as_str()) && !numbered(&stem) {
+                    problems.push(format!(
+                        "{}: a test file must be tNN_<topic>.rs",
+                        inner.display()
+                    ));
+                }
+            }
+        } else if let Some(stem) = name.strip_suffix(".rs") {
+            if !numbered(stem) {
+                problems.push(format!(
+                    "{}: a test file must be tNN_<topic>.rs",
+                    path.display()
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// Problems with the test functions of a Rust source: every `#[test]`,
+/// `#[tokio::test]` or `#[proptest]` function is numbered (`tNN_<claim>`),
+/// except `child_*`, the ignored entry points of re-executed test binaries.
+fn misnamed_test_fns(source: &str, file: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut pending = false;
+    for (i, line) in source.lines().enumerate() {
+        let t = line.trim_start();
+        if t.starts_with("#[test]") || t.starts_with("#[tokio::test") || t.starts_with("#[proptest")
+        {
+            pending = true;
+            continue;
+        }
+        if !pending {
+            continue;
+        }
+        let t = t.strip_prefix("pub ").unwrap_or(t);
+        let t = t.strip_prefix("async ").unwrap_or(t);
+        if let Some(rest) = t.strip_prefix("fn ") {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            if !numbered(&name) && !name.starts_with("child_") {
+                problems.push(format!(
+                    "{file}:{}: test `{name}` is not tNN_<claim>",
+                    i + 1
+                ));
+            }
+            pending = false;
+        }
+    }
+    problems
+}
+
+/// Every folder the walk visits: the repository without build output,
+/// dependencies, version control and the separate fuzz workspace.
+fn source_dirs(root: &Path) -> Vec<PathBuf> {
+    const SKIP: &[&str] = &["target", "node_modules", ".git", "fuzz", "fixtures"];
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        out.push(dir.clone());
+        for entry in std::fs::read_dir(&dir).expect("readable folder").flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().to_string();
+            if path.is_dir() && !SKIP.contains(&name.as_str()) {
+                stack.push(path);
+            }
+        }
+    }
+    out
+}
+
 #[test]
 fn t01_every_path_named_in_docs_and_invariants_exists() {
     let root = repo_root();
@@ -132,6 +260,101 @@ fn t02_every_test_cited_in_invariants_exists() {
         problems.is_empty(),
         "stale citations:\n{}",
         problems.join("\n")
+    );
+}
+
+#[test]
+fn t03_every_test_file_and_test_is_numbered() {
+    let root = repo_root();
+    let mut problems = Vec::new();
+    let (mut folders, mut tests) = (0, 0);
+    for dir in source_dirs(&root) {
+        if dir.join("Cargo.toml").exists() && dir.join("tests").is_dir() {
+            folders += 1;
+            problems.extend(misnamed_test_files(&dir.join("tests")));
+        }
+        for entry in std::fs::read_dir(&dir).expect("readable folder").flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "rs") {
+                let source = std::fs::read_to_string(&path).expect("readable source");
+                tests +=
+                    source.matches("#[test]").count() + source.matches("#[tokio::test").count();
+                let file = path
+                    .strip_prefix(&root)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string();
+                problems.extend(misnamed_test_fns(&source, &file));
+            }
+        }
+    }
+    let js = std::fs::read_dir(root.join("tests/js/test")).expect("tests/js/test");
+    for entry in js.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if let Some(stem) = name.strip_suffix(".test.mjs") {
+            if !numbered(stem) {
+                problems.push(format!(
+                    "tests/js/test/{name}: must be tNN_<topic>.test.mjs"
+                ));
+            }
+        }
+    }
+    assert!(
+        folders >= 6 && tests > 500,
+        "found {folders} test folders and {tests} tests: is the walk broken?"
+    );
+    assert!(
+        problems.is_empty(),
+        "names outside the scheme (docs/testing.md):\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn t13_negative_control_unnumbered_tests_and_files_are_reported() {
+    for good in [
+        "t10_x",
+        "t42_cluster_migration",
+        "t29b_nested_paths",
+        "t01_a1",
+    ] {
+        assert!(numbered(good), "{good}");
+    }
+    for bad in [
+        "t1_x",
+        "t10",
+        "t10_",
+        "t2a_x",
+        "protocol_ops",
+        "t10_Caps",
+        "t10-x",
+    ] {
+        assert!(!numbered(bad), "{bad}");
+    }
+    let source = "#[test]\nfn t10_fine() {}\n#[tokio::test(flavor = \"multi_thread\")]\n\
+                  #[ignore]\nasync fn stray_name() {}\n#[test]\n#[ignore]\nfn child_writer() {}\n";
+    assert_eq!(
+        misnamed_test_fns(source, "x.rs"),
+        vec!["x.rs:5: test `stray_name` is not tNN_<claim>".to_string()]
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("t10_ok.rs"), "").unwrap();
+    std::fs::write(dir.path().join("loose.rs"), "").unwrap();
+    std::fs::create_dir(dir.path().join("t20_suite")).unwrap();
+    std::fs::write(dir.path().join("t20_suite/main.rs"), "").unwrap();
+    std::fs::write(dir.path().join("t20_suite/gc.rs"), "").unwrap();
+    std::fs::create_dir(dir.path().join("helpers")).unwrap();
+    std::fs::write(dir.path().join("helpers/mod.rs"), "").unwrap();
+    let mut problems = misnamed_test_files(dir.path());
+    problems.sort();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems[0].ends_with("loose.rs: a test file must be tNN_<topic>.rs"),
+        "{problems:?}"
+    );
+    assert!(
+        problems[1].ends_with("gc.rs: a test file must be tNN_<topic>.rs"),
+        "{problems:?}"
     );
 }
 

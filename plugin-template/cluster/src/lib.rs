@@ -18,7 +18,7 @@
 //!
 //! Placement must keep the contract in `hangar_cluster::strategy`: a node
 //! becomes a holder only once it has the data (a pending holder first).
-//! Keep `tests/conformance.rs`: the cluster conformance suites, loaded.
+//! Keep `tests/t10_conformance.rs`: the cluster conformance suites, loaded.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

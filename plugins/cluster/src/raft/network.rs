@@ -285,7 +285,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rpc_kind_reads_the_request_kind() {
+    fn t10_rpc_kind_reads_the_request_kind() {
         let b = encode_body(&Request::RemoveMember("n1".into())).unwrap();
         assert_eq!(rpc_kind(&b), Some("RemoveMember"));
         let b = encode_body(&Request::Propose(Command::NextFence { name: "x".into() })).unwrap();

@@ -269,7 +269,7 @@ mod tests {
     }
 
     #[test]
-    fn raft_id_is_fnv1a_64() {
+    fn t10_raft_id_is_fnv1a_64() {
         // Published FNV-1a 64 test vectors.
         assert_eq!(raft_id(""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(raft_id("a"), 0xaf63_dc4c_8601_ec8c);
@@ -277,7 +277,7 @@ mod tests {
     }
 
     #[test]
-    fn set_table_is_an_exact_compare_and_set() {
+    fn t11_set_table_is_an_exact_compare_and_set() {
         let mut s = ClusterState::default();
         let set = |e, v| Command::SetTable {
             expected_version: e,
@@ -308,7 +308,7 @@ mod tests {
     }
 
     #[test]
-    fn set_table_refuses_a_wrong_partition_count() {
+    fn t12_set_table_refuses_a_wrong_partition_count() {
         let mut s = ClusterState::default();
         let mut t = table(1);
         t.owners.pop();
@@ -322,7 +322,7 @@ mod tests {
     }
 
     #[test]
-    fn fences_increase_per_name() {
+    fn t13_fences_increase_per_name() {
         let mut s = ClusterState::default();
         let f = |n: &str| Command::NextFence { name: n.into() };
         assert_eq!(s.apply(&f("x")), CommandResponse::Fence(1));

@@ -251,7 +251,7 @@ mod tests {
     use hangar_core::partition_of;
 
     #[test]
-    fn a_registration_ships_updates_of_the_partitions_it_serves_only() {
+    fn t10_a_registration_ships_updates_of_the_partitions_it_serves_only() {
         let outbox: Arc<Mutex<HashMap<SocketAddr, Vec<WireUpdate>>>> = Arc::default();
         let to: SocketAddr = "127.0.0.1:9".parse().unwrap();
         let (a, b) = (

@@ -219,7 +219,7 @@ mod tests {
     const NONE: BTreeSet<String> = BTreeSet::new();
 
     #[test]
-    fn eventual_reads_go_to_this_node_when_it_holds_the_partition() {
+    fn t10_eventual_reads_go_to_this_node_when_it_holds_the_partition() {
         let t = table();
         // c is a backup of partition 0 and the slowest by far: still local.
         let f = facts("c", &[("a", 10), ("b", 20), ("c", 9_999)]);
@@ -230,7 +230,7 @@ mod tests {
     }
 
     #[test]
-    fn eventual_reads_elsewhere_go_to_the_replica_with_the_lowest_round_trip() {
+    fn t11_eventual_reads_elsewhere_go_to_the_replica_with_the_lowest_round_trip() {
         let t = table();
         let f = facts("x", &[("a", 900), ("b", 300), ("c", 500)]);
         assert_eq!(
@@ -264,7 +264,7 @@ mod tests {
     }
 
     #[test]
-    fn strong_and_quorum_reads_go_to_the_owner_only() {
+    fn t12_strong_and_quorum_reads_go_to_the_owner_only() {
         let t = table();
         let f = facts("b", &[("a", 9_000), ("b", 1), ("c", 1)]);
         for level in [ConsistencyLevel::Strong, ConsistencyLevel::Quorum] {
@@ -280,7 +280,7 @@ mod tests {
     }
 
     #[test]
-    fn a_pending_holder_never_serves_even_when_local_or_fastest() {
+    fn t13_a_pending_holder_never_serves_even_when_local_or_fastest() {
         let t = table();
         let f = facts("d", &[("d", 1), ("a", 500), ("b", 400), ("c", 600)]);
         assert_eq!(
@@ -292,7 +292,7 @@ mod tests {
     }
 
     #[test]
-    fn a_plan_covers_every_partition_once_and_counts_roles() {
+    fn t14_a_plan_covers_every_partition_once_and_counts_roles() {
         let t = table();
         let f = facts("a", &[]);
         let local = ReadPlan::new(&t, ConsistencyLevel::Eventual, &f, &NONE);
@@ -326,7 +326,7 @@ mod tests {
     }
 
     #[test]
-    fn read_consistency_comes_from_the_request_then_the_map_then_the_default() {
+    fn t15_read_consistency_comes_from_the_request_then_the_map_then_the_default() {
         let p = ReadPolicy {
             default: ConsistencyLevel::Eventual,
             per_map: [("m".to_string(), ConsistencyLevel::Strong)].into(),

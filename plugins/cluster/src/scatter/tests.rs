@@ -21,7 +21,7 @@ fn keys(h: &[SearchHit]) -> Vec<&str> {
 }
 
 #[test]
-fn hits_from_several_nodes_are_ordered_by_score_then_key_and_cut_at_the_limit() {
+fn t10_hits_from_several_nodes_are_ordered_by_score_then_key_and_cut_at_the_limit() {
     let hits = vec![
         hit("b", 1.0),
         hit("a", 3.0),
@@ -33,7 +33,7 @@ fn hits_from_several_nodes_are_ordered_by_score_then_key_and_cut_at_the_limit() 
 }
 
 #[test]
-fn a_key_found_on_two_nodes_is_returned_once_with_its_best_score() {
+fn t11_a_key_found_on_two_nodes_is_returned_once_with_its_best_score() {
     let hits = vec![hit("k", 1.0), hit("k", 2.0), hit("j", 1.5)];
     let out = merge_hits(hits, 10);
     assert_eq!(keys(&out), ["k", "j"]);
@@ -47,7 +47,7 @@ fn enc(v: &rmpv::Value) -> RawValue {
 }
 
 #[test]
-fn nodes_run_the_query_without_its_limit_and_cursor_but_with_its_filter_and_sort() {
+fn t12_nodes_run_the_query_without_its_limit_and_cursor_but_with_its_filter_and_sort() {
     let q = rmpv::Value::Map(vec![
         (
             "where".into(),
@@ -71,7 +71,7 @@ fn nodes_run_the_query_without_its_limit_and_cursor_but_with_its_filter_and_sort
 }
 
 #[test]
-fn an_undecodable_query_is_refused_with_what_was_expected() {
+fn t13_an_undecodable_query_is_refused_with_what_was_expected() {
     let err = without_paging(&RawValue::from_msgpack(vec![0x92, 0x01])).unwrap_err();
     assert!(err.message.contains("msgpack"), "{err}");
 }

@@ -50,7 +50,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_first_sample_is_the_average_then_each_new_one_weighs_a_fifth() {
+    fn t10_the_first_sample_is_the_average_then_each_new_one_weighs_a_fifth() {
         let t = RttTable::default();
         let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let b: SocketAddr = "127.0.0.1:2".parse().unwrap();

@@ -8,7 +8,7 @@
 //!   passes wall-clock time as `now_ms` wherever TTLs matter.
 //! - Merges are convergent: applying any multiset of ops in any order, with
 //!   any repetition, yields the same state and the same Merkle root (the
-//!   property tests in `tests/crdt_laws.rs` check this). Pruning old
+//!   property tests in `tests/t10_crdt_laws.rs` check this). Pruning old
 //!   tombstones is the one deliberate exception.
 //! - Each map keeps its Merkle trie current on every change (O(depth) plus,
 //!   for OR maps, the entry hash of the touched key).

@@ -5,7 +5,7 @@
 //! sinks only borrow it. Building it in a pooled [`EventPayload`] reuses the
 //! buffers of an earlier event instead of allocating new ones: after warm-up,
 //! an acquire / fill / release cycle allocates nothing for values that fit
-//! the capacity already held (proved by `tests/event_pool_allocs.rs`).
+//! the capacity already held (proved by `tests/t20_event_pool_allocs.rs`).
 //!
 //! # Contract
 //!

@@ -1,6 +1,6 @@
 //! Claims about the pool and the event payload, numbered by theme: t10 the
 //! pool, t20 the payload fill, t30 threads. (Zero allocations after warm-up:
-//! `tests/event_pool_allocs.rs`, which needs its own global allocator.)
+//! `tests/t20_event_pool_allocs.rs`, which needs its own global allocator.)
 
 use std::sync::Arc;
 

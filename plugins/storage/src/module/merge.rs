@@ -95,7 +95,7 @@ mod tests {
     }
 
     #[test]
-    fn sorted_limited_pages_merge_into_the_global_top_n_with_has_more() {
+    fn t10_sorted_limited_pages_merge_into_the_global_top_n_with_has_more() {
         let a = page(&[("a1", json!({"v": 5})), ("a2", json!({"v": 1}))]);
         let b = page(&[("b1", json!({"v": 9})), ("b2", json!({"v": 3}))]);
         let c = page(&[("c1", json!({"v": 7}))]);
@@ -107,7 +107,7 @@ mod tests {
     }
 
     #[test]
-    fn unsorted_pages_come_back_by_key_and_a_duplicate_key_counts_once() {
+    fn t11_unsorted_pages_come_back_by_key_and_a_duplicate_key_counts_once() {
         let a = page(&[("k2", json!({"v": 2})), ("k1", json!({"v": 1}))]);
         let b = page(&[("k1", json!({"v": 100})), ("k3", json!({"v": 3}))]);
         let out = merge_pages(&request(&json!({}), None), &vec![a, b].into(), 1).unwrap();
@@ -117,7 +117,7 @@ mod tests {
     }
 
     #[test]
-    fn the_projection_is_applied_after_sorting_on_an_unprojected_field() {
+    fn t12_the_projection_is_applied_after_sorting_on_an_unprojected_field() {
         let a = page(&[("x", json!({"v": 1, "name": "x"}))]);
         let b = page(&[("y", json!({"v": 2, "name": "y"}))]);
         let req = request(&json!({"sort": {"v": "desc"}}), Some(vec!["name"]));
@@ -127,7 +127,7 @@ mod tests {
     }
 
     #[test]
-    fn an_invalid_query_is_refused_like_a_local_query() {
+    fn t13_an_invalid_query_is_refused_like_a_local_query() {
         let err = merge_pages(&request(&json!({"bogus": 1}), None), &RVec::new(), 1).unwrap_err();
         assert!(err.message.contains("invalid query"), "{err}");
     }

@@ -20,8 +20,8 @@
 //!
 //! | id | statement | enforced by |
 //! |---|---|---|
-//! | HG-PER-001 | A write whose durability future resolved `Ok` survives SIGKILL of the process. | `tests/crash_kill9.rs` `t10_acked_writes_survive_sigkill` |
-//! | HG-PER-002 | The crash checker catches a committer that acks before committing. | `tests/crash_kill9.rs` `t11_negative_control_ack_before_commit_is_caught` |
+//! | HG-PER-001 | A write whose durability future resolved `Ok` survives SIGKILL of the process. | `tests/t30_crash_kill9.rs` `t10_acked_writes_survive_sigkill` |
+//! | HG-PER-002 | The crash checker catches a committer that acks before committing. | `tests/t30_crash_kill9.rs` `t11_negative_control_ack_before_commit_is_caught` |
 //! | HG-PER-003 | No ack before the group's commit returned. | `group_commit::tests::t47_ack_waits_for_the_commit_to_return` |
 //! | HG-PER-004 | A failed commit fails its whole group and stops the committer (fail-stop); nothing acked is lost. | `group_commit::failure_tests::t50..t52` |
 //! | HG-PER-005 | Coalescing a group gives the same stored state as committing each request alone. | `group_commit::failure_tests::t60_prop_grouped_commits_equal_one_by_one` |

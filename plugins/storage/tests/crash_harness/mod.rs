@@ -1,5 +1,5 @@
-//! The kill -9 protocol shared by `crash_kill9.rs` (a group committer over
-//! redb) and `crash_module_kill9.rs` (the whole module).
+//! The kill -9 protocol shared by `t30_crash_kill9.rs` (a group committer over
+//! redb) and `t31_crash_module_kill9.rs` (the whole module).
 //!
 //! The test binary re-executes itself as a child: an ignored test, selected
 //! with `--ignored --exact`, reads its [`ChildArgs`] from the environment

@@ -269,7 +269,7 @@ fn t29_contains_ops_on_arrays_test_membership() {
 }
 
 #[test]
-fn t2a_and_or_not_combine_and_empty_combinators_are_identities() {
+fn t29a_and_or_not_combine_and_empty_combinators_are_identities() {
     let a1 = leaf("eq", "a", json!(1));
     let b2 = leaf("eq", "b", json!(2));
     let rec = json!({"a": 1, "b": 3});
@@ -282,7 +282,7 @@ fn t2a_and_or_not_combine_and_empty_combinators_are_identities() {
 }
 
 #[test]
-fn t2b_dotted_paths_read_nested_maps_and_array_indexes() {
+fn t29b_dotted_paths_read_nested_maps_and_array_indexes() {
     let rec = json!({"address": {"city": "Oslo", "geo": {"lat": 59.9}}, "tags": ["x", "y"]});
     assert!(m(leaf("eq", "address.city", json!("Oslo")), rec.clone()));
     assert!(m(leaf("gt", "address.geo.lat", json!(59)), rec.clone()));
@@ -295,7 +295,7 @@ fn t2b_dotted_paths_read_nested_maps_and_array_indexes() {
 }
 
 #[test]
-fn t2c_where_scalars_and_operator_objects_all_must_hold() {
+fn t29c_where_scalars_and_operator_objects_all_must_hold() {
     let query = q(
         json!({"where": {"status": "active", "age": {"$gte": 18, "$lt": 65}, "role": {"$ne": "bot"}}}),
     );
@@ -310,7 +310,7 @@ fn t2c_where_scalars_and_operator_objects_all_must_hold() {
 }
 
 #[test]
-fn t2d_predicate_overrides_where() {
+fn t29d_predicate_overrides_where() {
     let query =
         q(json!({"where": {"a": 1}, "predicate": {"op": "eq", "attribute": "b", "value": 2}}));
     assert!(query.matcher().matches(&v(json!({"a": 0, "b": 2}))));
@@ -318,7 +318,7 @@ fn t2d_predicate_overrides_where() {
 }
 
 #[test]
-fn t2e_falsy_record_values_never_match() {
+fn t29e_falsy_record_values_never_match() {
     let all = q(json!({}));
     for falsy in [json!(null), json!(false), json!(0), json!(0.0), json!("")] {
         assert!(!all.matcher().matches(&v(falsy.clone())), "{falsy}");
@@ -330,7 +330,7 @@ fn t2e_falsy_record_values_never_match() {
 }
 
 #[test]
-fn t2f_tombstones_and_expired_records_never_match() {
+fn t29f_tombstones_and_expired_records_never_match() {
     let all = q(json!({}));
     let val = v(json!({"a": 1}));
     assert!(!all.matcher().matches_row(

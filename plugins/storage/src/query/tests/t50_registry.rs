@@ -451,7 +451,7 @@ fn subscribe_all_with_a(reg: &QueryRegistry, rec: &Arc<Recorder>, value: &Value)
 }
 
 #[test]
-fn t5a_a_change_already_in_the_snapshot_is_not_sent_twice() {
+fn t59a_a_change_already_in_the_snapshot_is_not_sent_twice() {
     // The writer applied the change, the subscriber's snapshot saw it, and
     // the writer's on_change arrives after registration.
     let reg = QueryRegistry::default();
@@ -476,7 +476,7 @@ fn t5a_a_change_already_in_the_snapshot_is_not_sent_twice() {
 }
 
 #[test]
-fn t5b_a_record_created_before_subscribe_and_changed_after_is_tracked() {
+fn t59b_a_record_created_before_subscribe_and_changed_after_is_tracked() {
     let reg = QueryRegistry::default();
     let mut map = Map::new("m", &[("a", json!({"k": "x", "v": 1}))]);
     let (_, rec, _) = map.subscribe(&reg, q(json!({"where": {"k": "y"}})), Projection::all());
@@ -495,7 +495,7 @@ fn t5b_a_record_created_before_subscribe_and_changed_after_is_tracked() {
 }
 
 #[test]
-fn t5c_scalar_record_values_reach_every_subscription() {
+fn t59c_scalar_record_values_reach_every_subscription() {
     let reg = QueryRegistry::default();
     let mut map = Map::new("m", &[]);
     let (_, rec, _) = map.subscribe(
@@ -508,7 +508,7 @@ fn t5c_scalar_record_values_reach_every_subscription() {
 }
 
 #[test]
-fn t5d_a_caller_chosen_id_subscribed_twice_replaces_the_first() {
+fn t59d_a_caller_chosen_id_subscribed_twice_replaces_the_first() {
     let reg = QueryRegistry::default();
     let mut map = Map::new("m", &[("a", json!({"x": 1}))]);
     let first = Recorder::new();
@@ -542,7 +542,7 @@ fn t5d_a_caller_chosen_id_subscribed_twice_replaces_the_first() {
 }
 
 #[test]
-fn t5e_forgotten_keys_send_no_leave_a_promoted_row_enters_and_a_return_enters() {
+fn t59e_forgotten_keys_send_no_leave_a_promoted_row_enters_and_a_return_enters() {
     let reg = QueryRegistry::default();
     let mut map = scores();
     let (id, rec, page) = map.subscribe(&reg, score_desc_top2(), Projection::all());

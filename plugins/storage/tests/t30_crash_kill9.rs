@@ -22,7 +22,7 @@
 //! Several rounds run against the same directory, so the database is also
 //! recovered after a crash repeatedly. The kill does not model a power loss:
 //! the OS page cache survives it (as TopGun's harness also notes). The
-//! protocol itself is shared with `crash_module_kill9.rs`: `crash_harness`.
+//! protocol itself is shared with `t31_crash_module_kill9.rs`: `crash_harness`.
 
 mod crash_harness;
 

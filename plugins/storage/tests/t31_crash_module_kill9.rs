@@ -23,7 +23,7 @@
 //! Several rounds run on the same directory. In the negative-control mode
 //! the child writes with APPLIED concern and prints its APPLIED acks as if
 //! they were PERSISTED: the checker must find lost acknowledged writes. The
-//! protocol itself is shared with `crash_kill9.rs`: `crash_harness`.
+//! protocol itself is shared with `t30_crash_kill9.rs`: `crash_harness`.
 
 mod crash_harness;
 

@@ -6,8 +6,8 @@
 
 mod harness;
 
-mod commands;
-mod compaction;
-mod lifecycle;
-mod membership;
-mod recovery;
+mod t10_commands;
+mod t30_recovery;
+mod t50_membership;
+mod t70_compaction;
+mod t80_lifecycle;
