@@ -54,7 +54,7 @@ fn missing_paths(text: &str, root: &Path) -> Vec<String> {
 }
 
 /// Problems with the test citations (`path::name`) of a text: the file must
-/// exist and define the test (`fn name` in Rust, a `test(` titled `name…`
+/// exist and define the test (`fn name(` or `fn name<` in Rust, a `test(` titled `name…`
 /// in JavaScript).
 fn missing_tests(text: &str, root: &Path) -> Vec<String> {
     let mut problems = Vec::new();
@@ -70,7 +70,8 @@ fn missing_tests(text: &str, root: &Path) -> Vec<String> {
             continue;
         };
         let found = if path.ends_with(".rs") {
-            source.contains(&format!("fn {name}("))
+            // A suite case may be generic over its harness (`fn name<H: ...>(`).
+            source.contains(&format!("fn {name}(")) || source.contains(&format!("fn {name}<"))
         } else {
             ["test('", "test(\"", "test(`"]
                 .iter()

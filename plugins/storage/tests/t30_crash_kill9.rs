@@ -1,6 +1,6 @@
-//! Crash test: acknowledged writes survive SIGKILL (HG-PER-001), and the
+//! Crash test: acknowledged writes survive SIGKILL (`INVARIANTS.md` I4), and the
 //! checker catches a committer that acknowledges before committing
-//! (HG-PER-002, the negative control).
+//! (the negative control).
 //!
 //! The test binary re-executes itself as a child process (the ignored test
 //! `child_process_writer`, selected by `--exact`). The child opens a

@@ -1,7 +1,7 @@
 //! Crash test of the whole storage module: every write acknowledged as
-//! PERSISTED survives SIGKILL, with its timestamp (HG-PER-010), and the
+//! PERSISTED survives SIGKILL, with its timestamp (`INVARIANTS.md` I4), and the
 //! checker catches a writer that reports APPLIED acks as persisted
-//! (HG-PER-011, the negative control).
+//! (the negative control).
 //!
 //! The test binary re-executes itself as a child (the ignored test
 //! `child_module_writer`). The child builds the default module in-process

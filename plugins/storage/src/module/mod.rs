@@ -45,21 +45,9 @@
 //!
 //! # Invariants
 //!
-//! | id | statement | enforced by |
-//! |---|---|---|
-//! | HG-STO-001 | A stale op never overwrites newer data, in memory or on disk (also before the map's load reached the key, and for keys held only on disk). | suite `t12`, `t90`, `t91`, `t83`; `tests/t40_module/t80_ownership.rs` `t81`, `t83`, `t86` |
-//! | HG-STO-002 | Concurrent first uses of a map share one load. | `tests/t40_module/t20_loading.rs` `t20` |
-//! | HG-STO-003 | Writes during a load are applied at once and never lost. | suite `t83`, `t92` |
-//! | HG-STO-004 | A failed load surfaces as `STORAGE` and the next use retries it. | `tests/t40_module/t20_loading.rs` `t21` |
-//! | HG-STO-005 | Only related keys load; OR tombstones always load. | suite `t84` |
-//! | HG-STO-006 | PERSISTED is reported only once the op's commit is durable (and every level below it was reached). | suite `t23`, `t24`; HG-PER-010 |
-//! | HG-STO-007 | After a commit failure, writes are refused with `STORAGE`; reads keep working. | `tests/t40_module/t30_fail_stop.rs` `t30` |
-//! | HG-STO-008 | A live query's snapshot and registration are atomic; updates follow every affecting change; unsubscribe stops them before it returns. | suite `t60`–`t66` |
-//! | HG-STO-009 | Any order, batching and repetition of the same ops gives the same reads and Merkle roots. | `tests/t40_module/t60_convergence.rs` `t60` (property), suite `t35`, `t73` |
-//! | HG-STO-010 | After a partition table change is applied, a loaded map holds the related partitions' persisted records (merged by the CRDT rules, live queries refreshed) and none of the others' in memory; released keys stay on disk and send no LEAVE; a later table supersedes an earlier one. | `tests/t40_module/t80_ownership.rs` `t80`–`t86` |
-//! | HG-STO-011 | A map's Merkle node restricted to a partition set (`merkle_node_in`) is exactly the share of those partitions' keys: every partition gives `merkle_node`'s answer, disjoint sets add up to the whole; a partition not held in memory is refused with `UNAVAILABLE`, never answered short. | `tests/t40_module/t87_merkle_share.rs` `t87`, `t88` |
-//! | HG-PER-010 | Every write acknowledged PERSISTED through the module survives SIGKILL with its timestamp. | `tests/t31_crash_module_kill9.rs` `t10` |
-//! | HG-PER-011 | The module crash checker catches APPLIED acks passed off as PERSISTED. | `tests/t31_crash_module_kill9.rs` `t11` |
+//! What this module promises is listed, with the tests that enforce each
+//! promise, in `INVARIANTS.md` (I3, I4, I20 to I25);
+//! `tests/tests/t01_repository.rs` fails when a cited test is gone.
 //!
 //! # Legacy defects fixed (against the legacy TopGun server)
 //!

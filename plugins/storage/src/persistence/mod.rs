@@ -18,19 +18,9 @@
 //!
 //! # Invariants
 //!
-//! | id | statement | enforced by |
-//! |---|---|---|
-//! | HG-PER-001 | A write whose durability future resolved `Ok` survives SIGKILL of the process. | `tests/t30_crash_kill9.rs` `t10_acked_writes_survive_sigkill` |
-//! | HG-PER-002 | The crash checker catches a committer that acks before committing. | `tests/t30_crash_kill9.rs` `t11_negative_control_ack_before_commit_is_caught` |
-//! | HG-PER-003 | No ack before the group's commit returned. | `group_commit::tests::t47_ack_waits_for_the_commit_to_return` |
-//! | HG-PER-004 | A failed commit fails its whole group and stops the committer (fail-stop); nothing acked is lost. | `group_commit::failure_tests::t50..t52` |
-//! | HG-PER-005 | Coalescing a group gives the same stored state as committing each request alone. | `group_commit::failure_tests::t60_prop_grouped_commits_equal_one_by_one` |
-//! | HG-PER-006 | A batch is atomic: a rejected batch writes nothing. | suite `t22_rejected_batch_writes_nothing` |
-//! | HG-PER-007 | `ttl_ms` and LWW tombstones round-trip. | suite `t11`, `codec::tests::t20` |
-//! | HG-PER-008 | Stored bytes of an unknown format version are refused, never misread. | `codec::tests::t12` |
-//! | HG-PER-009 | A batch is atomic across a crash. | NAKED: relies on redb's commit; no torn-write test |
-//! | HG-PER-012 | A store file that exists but cannot be read (empty, truncated, corrupt page, marker without file) is refused at open, never taken for an empty store; `reset_damaged` moves it aside unchanged. | `redb_open::tests` `t10`-`t17` |
-//! | HG-PER-013 | Damage met at run time fails the redb backend for good: no engine panic escapes a call, every later call answers `Damaged`. | `redb_open::tests::t14`, module tests `damage::t72` |
+//! What persistence promises is listed, with the tests that enforce each
+//! promise, in `INVARIANTS.md` (I4, I22, I26 to I29);
+//! `tests/tests/t01_repository.rs` fails when a cited test is gone.
 
 mod backend;
 mod codec;

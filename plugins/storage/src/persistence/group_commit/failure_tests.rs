@@ -350,7 +350,7 @@ fn t61_coalesce_keeps_the_last_op_per_slot_in_order() {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
-    /// HG-PER-005: committing requests in coalesced groups leaves the same
+    /// `INVARIANTS.md` I26: committing requests in coalesced groups leaves the same
     /// entries and tombstones as committing each request alone.
     #[test]
     fn t60_prop_grouped_commits_equal_one_by_one(
