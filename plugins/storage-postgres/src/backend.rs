@@ -348,9 +348,11 @@ impl PostgresBackend {
                             return Err(PersistenceError::storage(
                                 op,
                                 format!(
-                                    "PostgreSQL at {} unreachable for {} ms (HANGAR_POSTGRES_RETRY_MS): {cause}",
+                                    "PostgreSQL at {} unreachable; gave up retrying after {} ms \
+                                     (HANGAR_POSTGRES_RETRY_MS = {}): {cause}",
                                     inner.settings.redacted_url(),
-                                    started.elapsed().as_millis()
+                                    started.elapsed().as_millis(),
+                                    inner.settings.retry_ms
                                 ),
                             ));
                         }

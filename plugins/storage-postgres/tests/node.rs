@@ -1,7 +1,9 @@
 //! The stock `hangar` binary on the PostgreSQL plugin (multi-process):
 //! acknowledged PERSISTED writes survive `kill -9` of the node at random
 //! moments; PostgreSQL stopped and started under load loses nothing
-//! acknowledged and the node carries on by itself; an unreachable database
+//! acknowledged and the node carries on by itself; down past
+//! `HANGAR_POSTGRES_RETRY_MS`, writes fail with the reason and `/health`
+//! says failed; an unreachable database
 //! stops the start with a non-zero exit and a message naming the URL
 //! without its password.
 //!
@@ -45,6 +47,8 @@ fn node_on(s: &PostgresSettings) -> Cluster {
 struct Tally {
     acked: Mutex<BTreeSet<String>>,
     failed: Mutex<u64>,
+    /// The first reason a write was refused.
+    first_error: Mutex<Option<String>>,
 }
 
 /// Writes batches of 4 unique keys at PERSISTED until `stop` or until the
@@ -69,6 +73,10 @@ async fn writer(url: String, prefix: String, stop: Arc<AtomicBool>, t: Arc<Tally
                         t.acked.lock().unwrap().insert(r.op_id);
                     } else {
                         *t.failed.lock().unwrap() += 1;
+                        t.first_error
+                            .lock()
+                            .unwrap()
+                            .get_or_insert(r.error.unwrap_or_default());
                     }
                 }
             }
@@ -88,6 +96,21 @@ async fn stored_keys(s: &PostgresSettings) -> BTreeSet<String> {
     let keys = b.list_keys(MAP).await.unwrap().into_iter().collect();
     b.close().await.unwrap();
     keys
+}
+
+/// The whole HTTP response to `GET path` (status line included).
+fn raw_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("the node answers");
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    resp
 }
 
 fn missing(acked: &BTreeSet<String>, stored: &BTreeSet<String>) -> Vec<String> {
@@ -201,6 +224,16 @@ async fn t20_postgres_stopped_and_started_under_load_loses_nothing_acknowledged(
     }
     let health = c.health(0).unwrap();
     assert_eq!(health["storage"]["status"], "ok", "{health}");
+    let metrics = c.metrics(0).unwrap();
+    for name in [
+        "hangar_postgres_commit_seconds",
+        "hangar_postgres_retries_total",
+        "hangar_postgres_errors_total",
+        "hangar_postgres_pool_connections",
+        "hangar_postgres_pool_max",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
     c.stop(0, Duration::from_secs(30));
     let acked = t.acked.lock().unwrap().clone();
     let stored = stored_keys(&s).await;
@@ -211,6 +244,46 @@ async fn t20_postgres_stopped_and_started_under_load_loses_nothing_acknowledged(
         t.failed.lock().unwrap()
     );
     assert_eq!(missing(&acked, &stored), Vec::<String>::new());
+    server.destroy();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t21_postgres_down_past_the_retry_window_fails_writes_with_a_reason_and_health() {
+    let server = PgTestServer::start();
+    let s = server.fresh_settings();
+    let mut c = node_on(&s);
+    c.set_env(0, "HANGAR_POSTGRES_RETRY_MS", "1000");
+    start_ready(&mut c);
+    let t = Arc::new(Tally::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = tokio::spawn(writer(c.ws_url(0), "w".into(), stop.clone(), t.clone()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.halt();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while *t.failed.lock().unwrap() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no write failed; log:\n{}",
+            c.log_tail(0, 40)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, Ordering::Release);
+    w.await.unwrap();
+    let reason = t.first_error.lock().unwrap().clone().unwrap_or_default();
+    eprintln!("t21: first refused write: {reason}");
+    assert!(reason.contains("unreachable; gave up retrying"), "{reason}");
+    let health = raw_get(c.nodes[0].port, "/health");
+    assert!(health.starts_with("HTTP/1.1 503"), "{health}");
+    assert!(health.contains(r#""status":"failed""#), "{health}");
+    server.resume();
+    c.kill9(0);
+    let acked = t.acked.lock().unwrap().clone();
+    assert!(!acked.is_empty());
+    assert_eq!(
+        missing(&acked, &stored_keys(&s).await),
+        Vec::<String>::new()
+    );
     server.destroy();
 }
 
