@@ -10,7 +10,7 @@
 //! | `HANGAR_POSTGRES_POOL_SIZE` | `pool_size` | 8 |
 //! | `HANGAR_POSTGRES_SCHEMA` | `schema` | `hangar` |
 //! | `HANGAR_POSTGRES_CONNECT_TIMEOUT_MS` | `connect_timeout_ms` | 5000 |
-//! | `HANGAR_POSTGRES_RETRY_MS` | `retry_ms` | 10000 |
+//! | `HANGAR_POSTGRES_RETRY_MS` | `retry_ms` | 30000 |
 //!
 //! The struct is `Deserialize` with unknown fields refused, so that it can
 //! become the plugin's TOML section as it is.
@@ -37,8 +37,11 @@ pub struct PostgresSettings {
     /// How long one connection attempt may take.
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
-    /// How long a commit keeps retrying while the database is unreachable
-    /// (restarting) before it fails; the write's PERSISTED wait fails then.
+    /// How long a call keeps retrying while the database is unreachable
+    /// (restarting) before it fails. Long enough for a database restart;
+    /// writes waiting for PERSISTED meanwhile time out on their own
+    /// timeout. A commit that gives up fails the store until the node
+    /// restarts (the storage module's group commit is fail-stop).
     #[serde(default = "default_retry_ms")]
     pub retry_ms: u64,
 }
@@ -53,7 +56,7 @@ fn default_connect_timeout_ms() -> u64 {
     5_000
 }
 fn default_retry_ms() -> u64 {
-    10_000
+    30_000
 }
 
 impl Default for PostgresSettings {
