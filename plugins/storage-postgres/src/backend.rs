@@ -53,8 +53,9 @@ use tokio_postgres::NoTls;
 
 use crate::errors::{chain, describe_connect_error, is_transient, is_transient_pool};
 use crate::rows;
-use crate::schema::{self, quoted};
+use crate::schema;
 use crate::settings::PostgresSettings;
+use crate::sql::{PutColumns, Sql};
 
 /// Pause between two attempts of a call while the database is unreachable.
 pub const RETRY_PAUSE: Duration = Duration::from_millis(200);
@@ -91,71 +92,6 @@ impl From<PersistenceError> for Attempt {
     }
 }
 
-/// The SQL text of every statement, with the schema filled in.
-struct Sql {
-    catalog: String,
-    insert_maps: String,
-    upsert_entries: String,
-    delete_entries: String,
-    add_tombstones: String,
-    remove_tombstones: String,
-    map_kind: String,
-    map_entries: String,
-    map_keys: String,
-    some_entries: String,
-    map_tombstones: String,
-}
-
-impl Sql {
-    fn new(schema: &str) -> Self {
-        let q = quoted(schema);
-        Self {
-            catalog: format!("SELECT map_name, kind FROM {q}.hangar_maps ORDER BY map_name"),
-            insert_maps: format!(
-                "INSERT INTO {q}.hangar_maps (map_name, kind) \
-                 SELECT * FROM UNNEST($1::text[], $2::int2[]) ON CONFLICT (map_name) DO NOTHING"
-            ),
-            upsert_entries: format!(
-                "INSERT INTO {q}.hangar_entries \
-                 (map_name, key, partition_id, kind, hlc_millis, hlc_counter, hlc_node, value) \
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::int2[], \
-                 $5::int8[], $6::int8[], $7::text[], $8::bytea[]) \
-                 ON CONFLICT (map_name, key) DO UPDATE SET partition_id = EXCLUDED.partition_id, \
-                 kind = EXCLUDED.kind, hlc_millis = EXCLUDED.hlc_millis, \
-                 hlc_counter = EXCLUDED.hlc_counter, hlc_node = EXCLUDED.hlc_node, \
-                 value = EXCLUDED.value"
-            ),
-            delete_entries: format!(
-                "DELETE FROM {q}.hangar_entries e USING UNNEST($1::text[], $2::text[]) AS d(m, k) \
-                 WHERE e.map_name = d.m COLLATE \"C\" AND e.key = d.k COLLATE \"C\""
-            ),
-            add_tombstones: format!(
-                "INSERT INTO {q}.hangar_or_tombstones (map_name, tag) \
-                 SELECT * FROM UNNEST($1::text[], $2::text[]) ON CONFLICT DO NOTHING"
-            ),
-            remove_tombstones: format!(
-                "DELETE FROM {q}.hangar_or_tombstones t \
-                 USING UNNEST($1::text[], $2::text[]) AS d(m, g) \
-                 WHERE t.map_name = d.m COLLATE \"C\" AND t.tag = d.g COLLATE \"C\""
-            ),
-            map_kind: format!("SELECT kind FROM {q}.hangar_maps WHERE map_name = $1"),
-            map_entries: format!(
-                "SELECT key, kind, value FROM {q}.hangar_entries WHERE map_name = $1 ORDER BY key"
-            ),
-            map_keys: format!(
-                "SELECT key FROM {q}.hangar_entries WHERE map_name = $1 ORDER BY key"
-            ),
-            some_entries: format!(
-                "SELECT key, kind, value FROM {q}.hangar_entries \
-                 WHERE map_name = $1 AND key = ANY($2::text[]) ORDER BY key"
-            ),
-            map_tombstones: format!(
-                "SELECT tag FROM {q}.hangar_or_tombstones WHERE map_name = $1 ORDER BY tag"
-            ),
-        }
-    }
-}
-
 /// The catalog as this backend last read or wrote it.
 struct Catalog {
     kinds: HashMap<String, MapKind>,
@@ -168,8 +104,11 @@ struct Inner {
     /// `None` once closed. Calls hold the read lock for their whole run, so
     /// `close` (write lock) waits for calls in progress.
     pool: Arc<RwLock<Option<Pool>>>,
-    /// The catalog; its lock also serialises commits.
+    /// The catalog as of the last commit.
     catalog: Mutex<Catalog>,
+    /// Held by a commit (and `flush`) for its whole run, retries included,
+    /// so that no other batch commits between two attempts of one batch.
+    serial: Arc<Mutex<()>>,
     sql: Sql,
     settings: PostgresSettings,
     metrics: Arc<dyn MetricsSink>,
@@ -259,6 +198,7 @@ impl PostgresBackend {
                 kinds: HashMap::new(),
                 stale: true,
             }),
+            serial: Arc::new(Mutex::new(())),
             sql,
             settings,
             metrics,
@@ -307,7 +247,8 @@ impl PostgresBackend {
     }
 
     /// Runs `call` with a pool on the backend's runtime, retrying passing
-    /// connection trouble within the retry window.
+    /// connection trouble within the retry window. `commit` and `flush`
+    /// hold the commit lock for the whole run.
     fn run<T, F, Fut>(&self, op: &'static str, call: F) -> BoxFuture<'static, PersistResult<T>>
     where
         T: Send + 'static,
@@ -318,6 +259,10 @@ impl PostgresBackend {
         let task = self.runtime.spawn(async move {
             let guard = inner.pool.clone().read_owned().await;
             let pool = guard.as_ref().ok_or(PersistenceError::Closed)?.clone();
+            let _serial = match op {
+                "commit" | "flush" => Some(inner.serial.clone().lock_owned().await),
+                _ => None,
+            };
             let started = Instant::now();
             let deadline = started + inner.settings.retry_window();
             loop {
@@ -512,32 +457,6 @@ impl Inner {
     }
 }
 
-/// The columns of the entry upsert, one array per column.
-#[derive(Default)]
-struct PutColumns<'a> {
-    maps: Vec<&'a str>,
-    keys: Vec<&'a str>,
-    partitions: Vec<i32>,
-    kinds: Vec<i16>,
-    millis: Vec<Option<i64>>,
-    counters: Vec<Option<i64>>,
-    nodes: Vec<Option<String>>,
-    values: Vec<Vec<u8>>,
-}
-
-impl<'a> PutColumns<'a> {
-    fn push(&mut self, map: &'a str, key: &'a str, row: rows::EntryRow) {
-        self.maps.push(map);
-        self.keys.push(key);
-        self.partitions.push(row.partition);
-        self.kinds.push(row.kind);
-        self.millis.push(row.hlc_millis);
-        self.counters.push(row.hlc_counter);
-        self.nodes.push(row.hlc_node);
-        self.values.push(row.value);
-    }
-}
-
 fn decode_rows(
     map: &str,
     rows: &[tokio_postgres::Row],
@@ -660,12 +579,9 @@ impl PersistenceBackend for PostgresBackend {
     }
 
     fn flush(&self) -> BoxFuture<'_, PersistResult<()>> {
-        // Every commit is durable when it returns; waiting for the commit
-        // lock waits for the commit in progress.
-        self.run("flush", |inner, _pool| async move {
-            drop(inner.catalog.lock().await);
-            Ok(())
-        })
+        // Every commit is durable when it returns; `run` takes the commit
+        // lock, which waits for the commit in progress (retries included).
+        self.run("flush", |_inner, _pool| async move { Ok(()) })
     }
 
     fn close(&self) -> BoxFuture<'_, PersistResult<()>> {

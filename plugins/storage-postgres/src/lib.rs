@@ -18,6 +18,7 @@
 //! - `schema`: tables and versioned migrations.
 //! - `rows`: one entry as one row (partition, HLC columns, msgpack value).
 //! - `backend`: the `PersistenceBackend`: commits, reads, retries, metrics.
+//! - `sql`: the statements' text and the upsert's column arrays.
 //! - `errors`: operator-facing messages for connection failures.
 //! - `test_server`: a throwaway PostgreSQL server for tests
 //!   (`scripts/pg-test-server`).
@@ -36,6 +37,7 @@ pub mod errors;
 pub mod rows;
 pub mod schema;
 pub mod settings;
+mod sql;
 pub mod test_server;
 
 pub use backend::PostgresBackend;

@@ -258,14 +258,32 @@ async fn t30_a_database_restart_while_writing_is_retried_and_nothing_is_lost() {
                 .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // A later batch on the same key waits for the one being retried, so
+    // the later value wins whichever attempt reaches the server first.
+    let later = {
+        let b = b.clone();
+        tokio::spawn(async move {
+            b.commit(WriteBatch::new().put("m", "during", lww(Some(20), 3, None)))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(!writer.is_finished(), "the commit waits for the database");
     server.resume();
     writer
         .await
         .unwrap()
         .expect("the commit lands once the database is back");
+    later
+        .await
+        .unwrap()
+        .expect("the later commit lands after it");
     assert_eq!(b.list_keys("m").await.unwrap(), ["before", "during"]);
+    assert_eq!(
+        b.load_keys("m", &["during".to_string()]).await.unwrap()[0].1,
+        lww(Some(20), 3, None)
+    );
     assert!(
         !metrics.named("hangar_postgres_retries_total").is_empty(),
         "retries are counted"
