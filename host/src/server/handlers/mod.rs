@@ -41,6 +41,7 @@ mod unsupported;
 mod writes;
 
 pub use partition::to_wire as partition_to_wire;
+pub use queries::UpdateSink;
 pub(crate) use writes::{convert, Converted};
 
 /// What the connection does after a message.
