@@ -5,6 +5,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { isDeepStrictEqual } from 'node:util';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startNode, connect, putOp, unpack } from '../lib/hangar.mjs';
@@ -163,49 +165,67 @@ function recompute(records) {
   return out;
 }
 
+/** A seeded stream of records `{status, team?, score?}`. */
+function recordsOf(next) {
+  const pick = (xs) => xs[Math.floor(next() * xs.length)];
+  return () => {
+    const r = { status: pick(['open', 'open', 'open', 'closed']) };
+    const team = pick(['red', 'blue', 'green', 7, null, undefined]);
+    if (team !== undefined) r.team = team;
+    // Integers and quarters: sums are exact, so comparisons can be too.
+    const score = pick(['int', 'quarter', 'text', 'none']);
+    if (score === 'int') r.score = Math.floor(next() * 200) - 100;
+    if (score === 'quarter') r.score = Math.floor(next() * 80) - 40 + 0.25;
+    if (score === 'text') r.score = 'n/a';
+    return r;
+  };
+}
+
+const GROUPED = {
+  where: { status: 'open' },
+  groupBy: ['team'],
+  aggregations: ['sum', 'avg', 'min', 'max'].map((func) => ({ func, field: 'score' })),
+};
+
+/** The client's view of a grouped query: the snapshot, then its updates,
+ * each checked to be ENTER for a group it lacks, UPDATE / LEAVE for one it has. */
+class GroupView {
+  constructor(snap) {
+    this.rows = new Map(snap.payload.results.map((r) => [r.key, r.value]));
+  }
+
+  apply(c, what) {
+    for (const u of c.take('QUERY_UPDATE')) {
+      const { key, changeType, value } = u.payload;
+      if (changeType === 'ENTER') assert.ok(!this.rows.has(key), `${what}: ENTER for a group the client has: ${key}`);
+      else assert.ok(this.rows.has(key), `${what}: ${changeType} for a group the client lacks: ${key}`);
+      if (changeType === 'LEAVE') this.rows.delete(key);
+      else this.rows.set(key, value);
+    }
+    return Object.fromEntries(this.rows);
+  }
+}
+
 for (const seed of [1, 7, 42, 2026]) {
   test(`t57 property (seed ${seed}): live group rows equal a recomputation after random puts, updates and deletes`, async () => {
     const next = rng(seed);
-    const pick = (xs) => xs[Math.floor(next() * xs.length)];
+    const randomRecord = recordsOf(next);
     const map = `g57p${seed}`;
     const sub = await connect(node);
     const w = await connect(node);
     const records = new Map();
-    const randomRecord = () => {
-      const r = { status: pick(['open', 'open', 'open', 'closed']) };
-      const team = pick(['red', 'blue', 'green', 7, null, undefined]);
-      if (team !== undefined) r.team = team;
-      // Integers and quarters: sums are exact, so comparisons can be too.
-      const score = pick(['int', 'quarter', 'text', 'none']);
-      if (score === 'int') r.score = Math.floor(next() * 200) - 100;
-      if (score === 'quarter') r.score = Math.floor(next() * 80) - 40 + 0.25;
-      if (score === 'text') r.score = 'n/a';
-      return r;
-    };
     // Some records before the subscription (in the snapshot), the rest live.
     for (let i = 0; i < 10; i++) {
       const r = randomRecord();
       records.set(`k${i}`, r);
       await write(w, map, `k${i}`, r);
     }
-    const query = {
-      where: { status: 'open' },
-      groupBy: ['team'],
-      aggregations: ['sum', 'avg', 'min', 'max'].map((func) => ({ func, field: 'score' })),
-    };
-    sub.send({ type: 'QUERY_SUB', payload: { queryId: 'p', mapName: map, query } });
-    const snap = await sub.expect('QUERY_RESP', (m) => m.payload.queryId === 'p');
-    const view = new Map(snap.payload.results.map((r) => [r.key, r.value]));
+    sub.send({ type: 'QUERY_SUB', payload: { queryId: 'p', mapName: map, query: GROUPED } });
+    const view = new GroupView(await sub.expect('QUERY_RESP', (m) => m.payload.queryId === 'p'));
     const check = async (step) => {
+      // Updates are queued before the writer's OP_ACK: a barrier sees them all.
       await sub.barrier();
-      for (const u of sub.take('QUERY_UPDATE')) {
-        const { key, changeType, value } = u.payload;
-        if (changeType === 'ENTER') assert.ok(!view.has(key), `${step}: ENTER for a group the client has: ${key}`);
-        else assert.ok(view.has(key), `${step}: ${changeType} for a group the client lacks: ${key}`);
-        if (changeType === 'LEAVE') view.delete(key);
-        else view.set(key, value);
-      }
-      assert.deepEqual(Object.fromEntries(view), recompute(records), `seed ${seed}, ${step}`);
+      assert.deepEqual(view.apply(sub, step), recompute(records), `seed ${seed}, ${step}`);
     };
     await check('snapshot');
     for (let step = 0; step < 60; step++) {
@@ -225,3 +245,84 @@ for (const seed of [1, 7, 42, 2026]) {
     await w.close();
   });
 }
+
+// ---- the same on a 3-node cluster ---------------------------------------
+
+async function freePort() {
+  const srv = createServer();
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address();
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+test('t57 cluster: a grouped live query on one of 3 nodes follows writes to the others, across every partition', async () => {
+  const ids = ['g1', 'g2', 'g3'];
+  const ports = await Promise.all(ids.map(() => freePort()));
+  const nodes = await Promise.all(
+    ids.map((id, i) =>
+      startNode({
+        env: { HANGAR_NO_AUTH: '1', STORAGE_BACKEND: 'memory' },
+        args: [
+          '--node-id', id,
+          '--cluster-id', 'js-grouped',
+          '--cluster-port', String(ports[i]),
+          '--seed-nodes', ports.filter((_, j) => j !== i).map((p) => `127.0.0.1:${p}`).join(','),
+          '--advertise-host', '127.0.0.1',
+        ],
+      }),
+    ),
+  );
+  try {
+    const [sub, w1, w3] = await Promise.all([connect(nodes[1]), connect(nodes[0]), connect(nodes[2])]);
+    // Wait for a map where all three nodes are ACTIVE and own partitions.
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      sub.send({ type: 'PARTITION_MAP_REQUEST', payload: { currentVersion: 0 } });
+      const { payload: m } = await sub.expect('PARTITION_MAP');
+      const active = m.nodes.filter((n) => n.status === 'ACTIVE').length;
+      if (active === 3 && new Set(m.partitions.map((p) => p.ownerNodeId)).size === 3) break;
+      assert.ok(Date.now() < deadline, 'no complete 3-node map within 30 s');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const next = rng(57);
+    const randomRecord = recordsOf(next);
+    const records = new Map();
+    const map = 'g57c';
+    for (let i = 0; i < 20; i++) {
+      const r = randomRecord();
+      records.set(`k${i}`, r);
+      await write(i % 2 ? w1 : w3, map, `k${i}`, r);
+    }
+    sub.send({ type: 'QUERY_SUB', payload: { queryId: 'c', mapName: map, query: GROUPED } });
+    const snap = await sub.expect('QUERY_RESP', (m) => m.payload.queryId === 'c');
+    assert.equal(snap.payload.error, undefined, JSON.stringify(snap.payload));
+    const view = new GroupView(snap);
+    assert.deepEqual(view.apply(sub, 'snapshot'), recompute(records), 'snapshot over every partition');
+    for (let step = 0; step < 60; step++) {
+      const key = `k${Math.floor(next() * 30)}`;
+      const w = next() < 0.5 ? w1 : w3;
+      if (next() < 0.25) {
+        records.delete(key);
+        await write(w, map, key, undefined);
+      } else {
+        const r = randomRecord();
+        records.set(key, r);
+        await write(w, map, key, r);
+      }
+    }
+    // Updates from other nodes arrive after the writers' acks: wait (bounded)
+    // until the view settles on the recomputation.
+    const want = recompute(records);
+    const until = Date.now() + 15_000;
+    let got = view.apply(sub, 'live');
+    while (!isDeepStrictEqual(got, want) && Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 100));
+      got = view.apply(sub, 'live');
+    }
+    assert.deepEqual(got, want);
+    await Promise.all([sub.close(), w1.close(), w3.close()]);
+  } finally {
+    await Promise.all(nodes.map((n) => n.stop()));
+  }
+});
