@@ -18,9 +18,9 @@ use super::messages::{
     OpAck, OpBatch, OpRejected, OrMapDiffRequest, OrMapDiffResponse, OrMapPushDiff, OrMapSyncInit,
     OrMapSyncRespLeaf, OrMapSyncRespRoot, PartitionMap, PartitionMapRequest, Ping, Pong, QueryResp,
     QuerySub, QuerySyncInit, QueryUnsub, QueryUpdatePayload, RegisterResolver, ResolverResponse,
-    Search, SearchResp, ServerBatchEvent, ServerEvent, SyncInit, SyncResetRequired,
-    SyncRespBuckets, SyncRespLeaf, SyncRespRoot, TopicMessage, TopicPub, TopicRef,
-    UnregisterResolver,
+    Search, SearchResp, SearchSub, SearchUnsub, SearchUpdatePayload, ServerBatchEvent, ServerEvent,
+    SyncInit, SyncResetRequired, SyncRespBuckets, SyncRespLeaf, SyncRespRoot, TopicMessage,
+    TopicPub, TopicRef, UnregisterResolver,
 };
 use super::scan::{check_frame, read_head, skip_value};
 
@@ -170,6 +170,12 @@ messages! {
         "SEARCH" => Search(Search),
         /// `SEARCH_RESP` (S→C).
         "SEARCH_RESP" => SearchResp(SearchResp),
+        /// `SEARCH_SUB` (C→S): a live search.
+        "SEARCH_SUB" => SearchSub(SearchSub),
+        /// `SEARCH_UNSUB` (C→S).
+        "SEARCH_UNSUB" => SearchUnsub(SearchUnsub),
+        /// `SEARCH_UPDATE` (S→C).
+        "SEARCH_UPDATE" => SearchUpdate(SearchUpdatePayload),
         /// `SYNC_RESP_ROOT` (S→C).
         "SYNC_RESP_ROOT" => SyncRespRoot(SyncRespRoot),
         /// `MERKLE_REQ_BUCKET` (C→S).

@@ -13,6 +13,8 @@
 //! - `handlers/`: one file per message family.
 //! - `http_sync`: `POST /sync`, HTTP sync for clients without a WebSocket.
 //! - `fanout`: the storage change sink that sends `SERVER_EVENT`s.
+//! - `grouped`: grouped live queries (`groupBy` / `aggregations`), kept
+//!   on the host from the ungrouped live query's updates.
 //! - `topics`: node-local pub/sub.
 //! - `repair`: the operator endpoints of anti-entropy repair.
 //! - `auth`: HS256 JWT checks.
@@ -51,6 +53,7 @@ pub mod accept;
 pub mod auth;
 pub mod counters;
 pub mod fanout;
+pub mod grouped;
 pub mod handlers;
 pub mod http_sync;
 pub mod limits;

@@ -14,6 +14,7 @@ use hangar_core::module::storage_types::SubscriptionId;
 use tokio::sync::Semaphore;
 
 use super::auth::Principal;
+use super::handlers::live_search::LiveSearch;
 use super::limits::TokenBucket;
 use super::outbound::Outbound;
 use super::state::FrontEnd;
@@ -43,6 +44,8 @@ pub struct Session {
     pub principal: Option<Principal>,
     /// Client query id → live query.
     pub queries: HashMap<String, LiveQuery>,
+    /// Client subscription id → live search.
+    pub searches: HashMap<String, LiveSearch>,
     /// Topics subscribed.
     pub topics: HashSet<String>,
     /// PN counters listened to.
@@ -68,6 +71,7 @@ impl Session {
             out,
             principal: None,
             queries: HashMap::new(),
+            searches: HashMap::new(),
             topics: HashSet::new(),
             counters: HashSet::new(),
             took_locks: false,
@@ -96,6 +100,9 @@ impl Session {
         for (_, q) in self.queries.drain() {
             fe.node.cluster.unsubscribe(q.subscription);
             fe.fanout.remove(&q.map, self.id);
+        }
+        for (_, l) in self.searches.drain() {
+            l.stop(fe);
         }
         for t in self.topics.drain() {
             fe.topics.unsubscribe(&t, self.id);

@@ -1,5 +1,6 @@
 // Live queries (QUERY_SUB → QUERY_RESP, then QUERY_UPDATE ENTER / UPDATE /
-// LEAVE; QUERY_UNSUB) and full-text search (SEARCH → SEARCH_RESP).
+// LEAVE; QUERY_UNSUB) and full-text search (SEARCH → SEARCH_RESP; live:
+// SEARCH_SUB → SEARCH_RESP, then SEARCH_UPDATE; SEARCH_UNSUB).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startNode, connect, putOp } from '../lib/hangar.mjs';
@@ -125,5 +126,64 @@ test('t44 SEARCH ranks documents of a map with full-text search configured', asy
   c.send({ type: 'SEARCH', payload: { requestId: 's2', mapName: 'no-index', query: 'rust' } });
   const err = await c.expect('SEARCH_RESP', (m) => m.payload.requestId === 's2');
   assert.ok(err.payload.error, 'a map without an index is an error');
+  await c.close();
+});
+
+test('t45 SEARCH_SUB answers SEARCH_RESP (requestId = subscriptionId), then SEARCH_UPDATE ENTER / UPDATE / LEAVE; SEARCH_UNSUB stops it', async () => {
+  const sub = await connect(node);
+  const w = await connect(node);
+  await write(w, 'articles', 'z1', { title: 'Zebra facts', body: 'the zebra has stripes' });
+  sub.send({ type: 'SEARCH_SUB', payload: { subscriptionId: 'ls1', mapName: 'articles', query: 'zebra', options: { limit: 10 } } });
+  const first = await sub.expect('SEARCH_RESP', (m) => m.payload.requestId === 'ls1');
+  assert.equal(first.payload.error, undefined, JSON.stringify(first.payload));
+  assert.deepEqual(first.payload.results.map((r) => r.key), ['z1']);
+  const z1Score = first.payload.results[0].score;
+
+  const upd = (key, type) =>
+    sub
+      .expect('SEARCH_UPDATE', (m) => m.payload.subscriptionId === 'ls1' && m.payload.key === key && m.payload.changeType === type)
+      .catch((e) => {
+        throw new Error(`${type} of ${key}: ${e.message}; pending: ${JSON.stringify(sub.pending('SEARCH_UPDATE').map((m) => m.payload))}`);
+      });
+  await write(w, 'articles', 'z2', { title: 'Zebra zebra', body: 'more zebra' });
+  const enter = await upd('z2', 'ENTER');
+  assert.ok(enter.payload.score > 0);
+  assert.deepEqual(enter.payload.matchedTerms, ['zebra']);
+  assert.equal(enter.payload.value.title, 'Zebra zebra');
+
+  // A document that changes its text changes score: UPDATE.
+  await write(w, 'articles', 'z1', { title: 'Zebra facts', body: 'the zebra has stripes; a zebra runs' });
+  const changed = await upd('z1', 'UPDATE');
+  assert.notEqual(changed.payload.score, z1Score);
+
+  // Stops matching: LEAVE with score 0; deleted: LEAVE.
+  await write(w, 'articles', 'z2', { title: 'Horses', body: 'no stripes here' });
+  const left = await upd('z2', 'LEAVE');
+  assert.equal(left.payload.score, 0);
+  assert.equal(left.payload.value, null);
+  w.send({ type: 'CLIENT_OP', payload: { id: String(++opId), mapName: 'articles', key: 'z1', opType: 'REMOVE' } });
+  await w.expect('OP_ACK', (m) => m.payload.lastId === String(opId));
+  await upd('z1', 'LEAVE');
+  // Rescoring moves other documents too (UPDATEs of z1 after z2 came in);
+  // the run that sent this LEAVE saw every write before it.
+  sub.take('SEARCH_UPDATE');
+
+  // After SEARCH_UNSUB, ls1 hears nothing, while a second live search does.
+  sub.send({ type: 'SEARCH_UNSUB', payload: { subscriptionId: 'ls1' } });
+  sub.send({ type: 'SEARCH_SUB', payload: { subscriptionId: 'ls2', mapName: 'articles', query: 'zebra' } });
+  await sub.expect('SEARCH_RESP', (m) => m.payload.requestId === 'ls2');
+  await write(w, 'articles', 'z3', { title: 'A zebra', body: 'zebra' });
+  await sub.expect('SEARCH_UPDATE', (m) => m.payload.subscriptionId === 'ls2' && m.payload.key === 'z3');
+  await sub.barrier();
+  assert.deepEqual(sub.pending('SEARCH_UPDATE').filter((m) => m.payload.subscriptionId === 'ls1'), []);
+  await sub.close();
+  await w.close();
+});
+
+test('t46 SEARCH_SUB on a map without full-text search is answered with an error', async () => {
+  const c = await connect(node);
+  c.send({ type: 'SEARCH_SUB', payload: { subscriptionId: 'nope', mapName: 'no-index', query: 'rust' } });
+  const r = await c.expect('SEARCH_RESP', (m) => m.payload.requestId === 'nope');
+  assert.ok(r.payload.error, JSON.stringify(r.payload));
   await c.close();
 });

@@ -33,7 +33,7 @@ pub use http_sync::{
 };
 pub use query::{
     CursorStatus, QueryResp, QueryResultEntry, QuerySub, QuerySyncInit, QueryUnsub, Search,
-    SearchOptions, SearchResp, SearchResult,
+    SearchOptions, SearchResp, SearchResult, SearchSub, SearchUnsub, SearchUpdatePayload,
 };
 pub use records::{OrMapEntry, WireLwwRecord, WireOrRecord};
 pub use session::{

@@ -169,3 +169,51 @@ pub struct SearchResp {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
+
+/// `SEARCH_SUB` payload (C→S): a live full-text search. Answered with a
+/// `SEARCH_RESP` whose `requestId` is the `subscriptionId`, then
+/// `SEARCH_UPDATE`s.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchSub {
+    /// Client-chosen id; the same id again replaces the older search.
+    pub subscription_id: String,
+    /// The map searched.
+    pub map_name: String,
+    /// The query text.
+    pub query: String,
+    /// Options (`limit` bounds the live top results too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<SearchOptions>,
+    /// Read consistency, as for `SEARCH`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<String>,
+}
+
+/// `SEARCH_UNSUB` payload (C→S): ends a live search. No answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchUnsub {
+    /// The live search to end.
+    pub subscription_id: String,
+}
+
+/// `SEARCH_UPDATE` payload (S→C): a document entered the top results
+/// (`ENTER`), changed score or matched terms there (`UPDATE`), or left them
+/// (`LEAVE`, score 0, nil value).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchUpdatePayload {
+    /// The `SEARCH_SUB`'s id.
+    pub subscription_id: String,
+    /// The document's key.
+    pub key: String,
+    /// Its value (nil on `LEAVE`).
+    pub value: RawMsgpack,
+    /// Its score (0 on `LEAVE`).
+    pub score: f64,
+    /// Query terms found in it.
+    pub matched_terms: Vec<String>,
+    /// `ENTER`, `UPDATE` or `LEAVE`.
+    pub change_type: String,
+}

@@ -4,6 +4,7 @@
 //! - `ping`: `PING` → `PONG`, and `AUTH` after the handshake.
 //! - `writes`: `CLIENT_OP`, `OP_BATCH` → `OP_ACK` / `OP_REJECTED`.
 //! - `queries`: `QUERY_SUB` / `QUERY_UNSUB` live queries, `SEARCH`.
+//! - `live_search`: `SEARCH_SUB` / `SEARCH_UNSUB` live searches.
 //! - `sync`: Merkle sync of LWW maps and OR maps.
 //! - `locks`: `LOCK_REQUEST` / `LOCK_RELEASE`.
 //! - `topics`: `TOPIC_SUB` / `TOPIC_UNSUB` / `TOPIC_PUB`.
@@ -31,6 +32,7 @@ use crate::protocol::Message;
 
 mod counters;
 mod device;
+pub mod live_search;
 mod locks;
 mod partition;
 mod ping;
@@ -41,6 +43,7 @@ mod unsupported;
 mod writes;
 
 pub use partition::to_wire as partition_to_wire;
+pub use queries::UpdateSink;
 pub(crate) use writes::{convert, Converted};
 
 /// What the connection does after a message.
@@ -66,6 +69,10 @@ pub async fn dispatch(fe: &Arc<FrontEnd>, s: &mut Session, msg: Message) -> Flow
         Message::QuerySub { payload } => queries::subscribe(fe, s, payload).await,
         Message::QueryUnsub { payload } => queries::unsubscribe(fe, s, &payload.query_id),
         Message::Search { payload } => queries::search(fe, s, payload).await,
+        Message::SearchSub { payload } => live_search::subscribe(fe, s, payload).await,
+        Message::SearchUnsub { payload } => {
+            live_search::unsubscribe(fe, s, &payload.subscription_id)
+        }
         // Every QUERY_SUB gets its full first page, so the client's root
         // hash of a projected query saves nothing: accepted, no answer.
         Message::QuerySyncInit { .. } => {}

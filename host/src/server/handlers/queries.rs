@@ -10,6 +10,9 @@
 //! after it, so a client never sees an update before its snapshot. While it
 //! holds a live query on a map, the connection also receives that map's
 //! `SERVER_EVENT`s (see [`crate::server::fanout`]).
+//!
+//! A query with `groupBy` / `aggregations` subscribes its ungrouped form
+//! and is grouped here, on the host (see [`crate::server::grouped`]).
 
 use std::sync::Arc;
 
@@ -27,6 +30,7 @@ use crate::protocol::messages::{
     QueryResp, QuerySub, Search, SearchOptions, SearchResp, SearchResult,
 };
 use crate::protocol::{fast, parse_consistency, Message, RawMsgpack};
+use crate::server::grouped::{self, GroupedSink, Groups};
 use crate::server::outbound::Outbound;
 use crate::server::session::{LiveQuery, Session};
 use crate::server::state::FrontEnd;
@@ -99,6 +103,12 @@ impl QuerySink for UpdateSink {
     }
 }
 
+/// The sink of a live query: rows as they are, or grouped.
+enum Sink {
+    Rows(Arc<UpdateSink>),
+    Groups(Arc<GroupedSink>),
+}
+
 fn drop_query(fe: &FrontEnd, s: &mut Session, query_id: &str) {
     if let Some(old) = s.queries.remove(query_id) {
         fe.node.cluster.unsubscribe(old.subscription);
@@ -137,12 +147,36 @@ pub async fn subscribe(fe: &FrontEnd, s: &mut Session, q: QuerySub) {
         .await;
         return;
     }
+    let split = match grouped::split(&q.query) {
+        Ok(split) => split,
+        Err(e) => {
+            s.reply(&failed_resp(q.query_id, e, 400)).await;
+            return;
+        }
+    };
+    if split.group.is_some() && q.fields.is_some() {
+        s.reply(&failed_resp(
+            q.query_id,
+            "fields: a projection does not apply to a grouped query (its rows are the group rows); leave it out".into(),
+            400,
+        ))
+        .await;
+        return;
+    }
     let sub = fe.next_subscription_id();
-    let sink = Arc::new(UpdateSink::new(
-        s.out.clone(),
-        q.query_id.clone(),
-        fe.net.outbound_queue,
-    ));
+    let sink = match split.group {
+        None => Sink::Rows(Arc::new(UpdateSink::new(
+            s.out.clone(),
+            q.query_id.clone(),
+            fe.net.outbound_queue,
+        ))),
+        Some(spec) => Sink::Groups(Arc::new(GroupedSink::new(
+            s.out.clone(),
+            q.query_id.clone(),
+            Groups::new(spec),
+            fe.net.outbound_queue,
+        ))),
+    };
     let consistency = match parse_consistency(q.consistency.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -151,7 +185,7 @@ pub async fn subscribe(fe: &FrontEnd, s: &mut Session, q: QuerySub) {
         }
     };
     let mut query = Vec::new();
-    if let Err(e) = rmpv::encode::write_value(&mut query, &q.query) {
+    if let Err(e) = rmpv::encode::write_value(&mut query, &split.rows_query) {
         s.reply(&failed_resp(q.query_id, format!("query: {e}"), 400))
             .await;
         return;
@@ -167,8 +201,12 @@ pub async fn subscribe(fe: &FrontEnd, s: &mut Session, q: QuerySub) {
     };
     // Listen for SERVER_EVENTs from before the snapshot, as updates are.
     fe.fanout.add(&q.map_name, &s.out);
-    match fe.node.cluster.subscribe(sub, request, sink.clone()).await {
-        Ok(resp) => {
+    let module_sink: Arc<dyn QuerySink> = match &sink {
+        Sink::Rows(r) => r.clone(),
+        Sink::Groups(g) => g.clone(),
+    };
+    match fe.node.cluster.subscribe(sub, request, module_sink).await {
+        Ok(mut resp) => {
             s.queries.insert(
                 q.query_id.clone(),
                 LiveQuery {
@@ -176,6 +214,9 @@ pub async fn subscribe(fe: &FrontEnd, s: &mut Session, q: QuerySub) {
                     map: q.map_name,
                 },
             );
+            if let Sink::Groups(g) = &sink {
+                resp.rows = g.load(&resp.rows).into();
+            }
             let mut buf = Vec::with_capacity(
                 64 + resp
                     .rows
@@ -192,7 +233,10 @@ pub async fn subscribe(fe: &FrontEnd, s: &mut Session, q: QuerySub) {
                 resp.cursor_status,
             );
             s.out.send(Bytes::from(buf)).await;
-            sink.go_live();
+            match &sink {
+                Sink::Rows(r) => r.go_live(),
+                Sink::Groups(g) => g.go_live(),
+            }
         }
         Err(e) => {
             fe.fanout.remove(&q.map_name, s.id);

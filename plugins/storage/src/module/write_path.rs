@@ -11,10 +11,13 @@
 //! 4. the *winning* state goes to the persistence batch (the merged LWW
 //!    record, the key's whole OR row, a tombstone row): never the incoming
 //!    op as such, so a stale op never reaches the disk;
-//! 5. the query registry hears `on_change(map, key, old, new)` with decoded
+//! 5. the map's full-text writer, if any, gets the new value (or a removal),
+//!    before any live query hears of the change: a search started from a
+//!    live-query update (`host/src/server/handlers/live_search.rs`) waits
+//!    for the index to take it;
+//! 6. the query registry hears `on_change(map, key, old, new)` with decoded
 //!    values (only when the map has subscriptions: values are decoded once
 //!    per change, and not at all otherwise);
-//! 6. the map's full-text writer, if any, gets the new value (or a removal);
 //! 7. the change sink gets the effective change in a pooled event payload.
 //!
 //! Then, still under the lock, the map's persistence batch is enqueued in
@@ -210,6 +213,14 @@ fn apply_one(st: &mut MapState, cx: &mut OpCx<'_>, op: &KeyedOp) -> ModuleResult
                 entry: StoredEntry::Lww(rec.clone()),
             });
             let new_raw = visible_lww(rec, cx.now);
+            // The index first: a search started because a live query heard
+            // of this change (the host's live search) waits for it.
+            if let Some(w) = cx.fts {
+                match new_raw {
+                    Some(v) => w.upsert(key, v.clone()),
+                    None => w.remove(key),
+                }
+            }
             if cx.subs {
                 let old = out
                     .previous
@@ -217,12 +228,6 @@ fn apply_one(st: &mut MapState, cx: &mut OpCx<'_>, op: &KeyedOp) -> ModuleResult
                     .and_then(|p| visible_lww(p, cx.now))
                     .and_then(|v| decode(v.as_bytes()));
                 cx.changed(key, old, new_raw.and_then(|v| decode(v.as_bytes())));
-            }
-            if let Some(w) = cx.fts {
-                match new_raw {
-                    Some(v) => w.upsert(key, v.clone()),
-                    None => w.remove(key),
-                }
             }
             Ok(Some(op.clone()))
         }

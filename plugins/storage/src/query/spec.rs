@@ -118,7 +118,7 @@ impl Query {
                     return Err(QueryError::Unsupported {
                         at: format!("query.{name}"),
                         feature: "aggregation".into(),
-                        hint: "live queries return records; aggregate on the client",
+                        hint: "the storage module returns records; the host groups a QUERY_SUB (host/src/server/grouped)",
                     })
                 }
                 other => {
