@@ -74,6 +74,15 @@ pub struct Shipment {
     pub addr: SocketAddr,
     /// The changes of the write that partitions it backs up hold.
     pub changes: Vec<KeyedOp>,
+    /// True when the node holds (owns or backs up) the partition of at
+    /// least one of `changes`, so its acknowledgement counts toward the
+    /// write's level; false when it is only a pending holder of all of
+    /// them (see `crate::migration`). A pending holder is never asked for
+    /// durability: its answer means "applied", and the transfer's last
+    /// chunk makes everything it applied durable before it becomes a
+    /// holder. Asking it for an fsync per write would make every client
+    /// write wait for the commits of the chunks it is ingesting.
+    pub counted: bool,
 }
 
 /// Ships changes to backups.
@@ -125,7 +134,9 @@ impl Replicator {
 
     /// Ships `shipments`. With `wait`, resolves once each backup answered
     /// or `ack_timeout_ms` passed, with one result per backup; without, once
-    /// everything is queued, with no results (EVENTUAL).
+    /// everything is queued, with no results (EVENTUAL). `durable` asks the
+    /// shipments that are [`Shipment::counted`] to answer once durable;
+    /// the others answer once applied.
     pub async fn ship(
         self: &Arc<Self>,
         shipments: Vec<Shipment>,
@@ -157,7 +168,7 @@ impl Replicator {
                     q.queued.fetch_add(n as i64, Ordering::Relaxed);
                     q.tx.send(Item {
                         changes: s.changes,
-                        durable,
+                        durable: durable && s.counted,
                         done,
                         _room: room,
                     })

@@ -5,7 +5,10 @@
 //! 1. the Raft leader commits a table listing `target` as a pending holder
 //!    of `p`; from the moment the owner installs it, the owner replicates
 //!    every write to `p` to `target` too (not counted toward QUORUM or
-//!    STRONG acks; see `DefaultCluster::replicate`);
+//!    STRONG acks; see `DefaultCluster::replicate`). A waiting write waits
+//!    until `target` applied it, but never asks `target` to make it
+//!    durable (`Shipment::counted`): the barrier before each chunk's
+//!    answer, the last one included, covers it;
 //! 2. the leader asks the owner ([`MigrationMessage::Start`]); the owner
 //!    waits until it has installed that table (so every write it applies
 //!    from then on reaches `target`), then reads `p`'s records of every
@@ -20,8 +23,10 @@
 //! 3. `target` merges each chunk with the CRDT rules
 //!    (`apply_replicated`: a chunk record never overwrites a newer write
 //!    replicated meanwhile, and a replicated write never loses to an older
-//!    chunk record), and makes everything durable before it answers the
-//!    last chunk;
+//!    chunk record), and makes everything durable before it answers each
+//!    chunk, so a transfer has at most one chunk waiting for the target's
+//!    group commit, and the client writes the target persists as a backup
+//!    never queue behind more than that per transfer;
 //! 4. the owner answers the leader with what it sent; the leader records
 //!    the transfer as done, and its next table makes `target` a backup.
 //!
@@ -84,8 +89,10 @@ pub enum MigrationMessage {
         version: u64,
     },
     /// Owner → target: records of `partition`. Answered with a
-    /// [`ChunkReply`]; the answer to the `last` chunk comes once everything
-    /// received is durable.
+    /// [`ChunkReply`] once everything received is durable (the owner sends
+    /// the next chunk after the answer: the target's disk paces the stream).
+    /// Before this version, only the `last` chunk's answer waited for
+    /// durability, which the owner still checks.
     Chunk {
         /// The partition.
         partition: u32,
@@ -103,7 +110,8 @@ pub enum MigrationMessage {
 pub struct ChunkReply {
     /// Changes applied.
     pub applied: u32,
-    /// True when everything received so far is durable (asked by `last`).
+    /// True when everything received so far is durable (every chunk's
+    /// answer; the owner requires it of the `last` one).
     pub durable: bool,
 }
 

@@ -86,7 +86,7 @@ impl Migrator {
                 partition,
                 version,
                 changes,
-                last,
+                last: _,
             } => {
                 self.installed(version).await?;
                 let n = changes.len();
@@ -113,15 +113,18 @@ impl Migrator {
                             "records of a transfer were refused by storage");
                     }
                 }
-                if last {
-                    self.storage
-                        .durable_barrier()
-                        .await
-                        .map_err(|e| format!("partition {partition}: making it durable: {e}"))?;
-                }
+                // Every chunk is answered once durable, not only the last:
+                // the source sends its next chunk after this answer, so a
+                // transfer never has more than one chunk's records waiting
+                // for this node's group commit. Client writes this node
+                // persists (as a backup) queue behind at most that much.
+                self.storage
+                    .durable_barrier()
+                    .await
+                    .map_err(|e| format!("partition {partition}: making it durable: {e}"))?;
                 Ok(wire::encode(&ChunkReply {
                     applied: u32::try_from(n).unwrap_or(u32::MAX),
-                    durable: last,
+                    durable: true,
                 }))
             }
         }

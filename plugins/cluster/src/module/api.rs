@@ -184,6 +184,7 @@ impl ClusterModule for DefaultCluster {
         let table = self.table.current();
         let strategy = self.strategy.clone();
         let mut per_node: HashMap<String, Vec<hangar_core::KeyedOp>> = HashMap::new();
+        let mut counted: std::collections::HashSet<String> = std::collections::HashSet::new();
         let mut partitions: std::collections::BTreeSet<usize> = std::collections::BTreeSet::new();
         for ch in request.changes.iter() {
             let p = partition_of(&ch.key) as usize;
@@ -194,6 +195,7 @@ impl ClusterModule for DefaultCluster {
             for n in to.counted.iter().chain(&to.uncounted) {
                 per_node.entry(n.clone()).or_default().push(ch.clone());
             }
+            counted.extend(to.counted);
             partitions.insert(p);
         }
         let zones: Zones = peers
@@ -205,6 +207,7 @@ impl ClusterModule for DefaultCluster {
             .into_iter()
             .filter_map(|(node, changes)| match peers.get(&node) {
                 Some(p) if p.health != PeerHealth::Failed => Some(Shipment {
+                    counted: counted.contains(&node),
                     node,
                     addr: p.addr,
                     changes,
@@ -221,6 +224,8 @@ impl ClusterModule for DefaultCluster {
         // Durability on backups matters only to a write that waits for them:
         // at EVENTUAL (or with no backup to wait for) PERSISTED means durable
         // on the owner, and a barrier per batch would only slow the stream.
+        // A pending holder is asked to apply, not to persist (see
+        // `Shipment::counted`).
         let durable = request.durable && wait;
         let local = self.config.node_id.clone();
         self.runtime.spawn_call("cluster.replicate", async move {

@@ -9,6 +9,7 @@
 //!   replication budget against a backup that never answers.
 //! - `t50`: a peer that dies and comes back.
 //! - `t60`: oversized and malformed frames.
+//! - `t70`: which receivers of a replicated write are asked for durability.
 
 mod support;
 mod t10_basics;
@@ -17,3 +18,4 @@ mod t30_tls;
 mod t40_backpressure;
 mod t50_reconnect;
 mod t60_frames;
+mod t70_replication_durability;

@@ -213,6 +213,7 @@ async fn t42_a_backup_that_never_answers_holds_at_most_queue_size_limit_changes(
                 }),
             })
             .collect(),
+        counted: true,
     };
     let dropped = || {
         owner

@@ -159,6 +159,26 @@ impl LwwMap {
         self.store.iter().map(LwwSlot::key)
     }
 
+    /// The stored keys (tombstones included) of `partition`, in no
+    /// particular order. Visits only the Merkle leaves the partition's
+    /// digests list as occupied, so it costs O(keys in those leaves), not
+    /// O(keys of the map): a partition transfer pages through one
+    /// partition under the map's lock while writers wait for it.
+    #[must_use]
+    pub fn partition_keys(&self, partition: u32) -> Vec<&str> {
+        let Some(d) = self.trie.partition(partition) else {
+            return Vec::new();
+        };
+        d.occupied_leaves()
+            .flat_map(|l| {
+                self.store
+                    .leaf(l)
+                    .map(LwwSlot::key)
+                    .filter(move |k| hangar_core::partition_of(k) == partition)
+            })
+            .collect()
+    }
+
     /// Every stored record, tombstones and expired included, in no
     /// particular order (snapshots, persistence, anti-entropy).
     pub fn records(&self) -> impl Iterator<Item = (&str, LwwRecord)> {
@@ -484,5 +504,44 @@ mod tests {
         m.merge("k", &del(ts(5, 0, "n")));
         m.prune(&ts(10, 0, "n"));
         assert!(m.merge("k", &put(1, ts(1, 0, "n"), None)).changed);
+    }
+
+    /// The keys of `p` by brute force: the reference `partition_keys` must
+    /// agree with.
+    fn brute(m: &LwwMap, p: u32) -> Vec<String> {
+        let mut v: Vec<String> = m
+            .keys()
+            .filter(|k| hangar_core::partition_of(k) == p)
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn t40_partition_keys_are_the_keys_of_the_partition_tombstones_included() {
+        let mut m = LwwMap::new();
+        for i in 0..3_000u64 {
+            m.merge(&format!("k{i}"), &put(1, ts(i + 1, 0, "a"), None));
+        }
+        for i in (0..3_000u64).step_by(7) {
+            m.merge(&format!("k{i}"), &del(ts(10_000 + i, 0, "a")));
+        }
+        // A released leaf leaves the digests too.
+        let leaf = leaf_of_key("k1");
+        let released = m.release_in_leaf(leaf, |_| true);
+        assert!(!released.is_empty());
+        let mut seen = 0;
+        for p in 0..hangar_core::PARTITION_COUNT {
+            let mut got: Vec<String> = m
+                .partition_keys(p)
+                .into_iter()
+                .map(str::to_string)
+                .collect();
+            got.sort();
+            assert_eq!(got, brute(&m, p), "partition {p}");
+            seen += got.len();
+        }
+        assert_eq!(seen, m.len(), "every key is in exactly one partition");
     }
 }

@@ -340,6 +340,25 @@ impl OrMap {
         self.leaves.iter().map(|(k, _)| k.as_ref())
     }
 
+    /// The keys of `partition` holding at least one record, in no
+    /// particular order. Visits only the Merkle leaves the partition's
+    /// digests list as occupied: O(keys in those leaves), not O(keys of
+    /// the map) (see `LwwMap::partition_keys`).
+    #[must_use]
+    pub fn partition_keys(&self, partition: u32) -> Vec<&str> {
+        let Some(d) = self.trie.partition(partition) else {
+            return Vec::new();
+        };
+        d.occupied_leaves()
+            .flat_map(|l| {
+                self.leaves
+                    .leaf(l)
+                    .map(|(k, _)| k.as_ref())
+                    .filter(move |k| hangar_core::partition_of(k) == partition)
+            })
+            .collect()
+    }
+
     /// The key a stored tag is under.
     #[must_use]
     pub fn key_of_tag(&self, tag: &str) -> Option<&str> {
@@ -665,5 +684,35 @@ mod tests {
         assert_eq!(m.keys_in_leaf(&path), t.keys_in_leaf(&path));
         assert_eq!(m.entry_hashes(&path), t.entry_hashes(&path));
         assert_eq!(m.entry_hash("b"), t.entry_hash("b"));
+    }
+
+    #[test]
+    fn t50_partition_keys_are_the_keys_holding_records_in_the_partition() {
+        let mut m = OrMap::new();
+        for i in 0..2_000u64 {
+            m.apply(
+                &format!("k{}", i % 900),
+                &rec(&format!("t{i}"), 1, i + 1, None),
+            );
+        }
+        // Removing every tag of a key removes the key.
+        for i in (0..2_000u64).filter(|i| i % 900 == 5) {
+            m.apply_tombstone(&format!("t{i}"));
+        }
+        assert!(m.records("k5").is_empty());
+        let mut seen = 0;
+        for p in 0..hangar_core::PARTITION_COUNT {
+            let mut got: Vec<&str> = m.partition_keys(p);
+            got.sort_unstable();
+            let mut want: Vec<&str> = m
+                .keys()
+                .filter(|k| hangar_core::partition_of(k) == p)
+                .collect();
+            want.sort_unstable();
+            assert_eq!(got, want, "partition {p}");
+            seen += got.len();
+        }
+        assert_eq!(seen, m.size());
+        assert_eq!(seen, 899);
     }
 }

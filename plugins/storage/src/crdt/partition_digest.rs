@@ -121,6 +121,13 @@ impl PartDigest {
     pub fn leaf(&self, leaf: LeafIndex) -> Sum {
         self.leaves.get(&leaf).copied().unwrap_or_default()
     }
+
+    /// The leaves holding items of this partition, in no particular order
+    /// (what lets a map list one partition's keys without visiting all of
+    /// its keys).
+    pub fn occupied_leaves(&self) -> impl Iterator<Item = LeafIndex> + '_ {
+        self.leaves.keys().copied()
+    }
 }
 
 /// A map's Merkle trie plus its per-partition digests (module docs).

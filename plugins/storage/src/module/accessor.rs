@@ -17,7 +17,7 @@ use hangar_core::module::storage_types::{
     QueryResponse, QuerySink, RecordState, SearchHit, SearchRequest, SubscriptionId,
 };
 use hangar_core::module::ModuleFuture;
-use hangar_core::{partition_of, KeyedOp, ModuleResult};
+use hangar_core::{KeyedOp, ModuleResult};
 
 use super::core::Core;
 use super::map_slot::MapData;
@@ -52,11 +52,11 @@ impl Core {
                 .filter(|c| c.map.as_str() == name)
                 .map(|c| c.key.as_str());
             let mut keys: Vec<&str> = match &st.data {
-                MapData::Lww(m) => m.keys().collect(),
-                MapData::Or(m) => m.keys().collect(),
+                MapData::Lww(m) => m.partition_keys(request.partition),
+                MapData::Or(m) => m.partition_keys(request.partition),
                 MapData::Empty => Vec::new(),
             };
-            keys.retain(|k| partition_of(k) == request.partition && resume.is_none_or(|r| *k > r));
+            keys.retain(|k| resume.is_none_or(|r| *k > r));
             keys.sort_unstable();
             for k in keys {
                 if items.len() == limit {
