@@ -33,8 +33,9 @@ use hangar_core::MapKind;
 use parking_lot::Mutex;
 
 use super::durability::FailureSignal;
+use super::journal::JournalHub;
 use crate::event_pool::PoolStats;
-use crate::persistence::{CommitObserver, PersistenceError};
+use crate::persistence::{CommitObserver, JournalRecord, PersistenceError};
 use crate::tasklet::TaskletStats;
 
 /// The gauge that says the store failed (1) or not (0).
@@ -189,11 +190,20 @@ impl Metrics {
 pub(crate) struct CommitHooks {
     sink: Arc<dyn MetricsSink>,
     failure: Arc<FailureSignal>,
+    journal: Arc<JournalHub>,
 }
 
 impl CommitHooks {
-    pub(crate) fn new(sink: Arc<dyn MetricsSink>, failure: Arc<FailureSignal>) -> Self {
-        Self { sink, failure }
+    pub(crate) fn new(
+        sink: Arc<dyn MetricsSink>,
+        failure: Arc<FailureSignal>,
+        journal: Arc<JournalHub>,
+    ) -> Self {
+        Self {
+            sink,
+            failure,
+            journal,
+        }
     }
 }
 
@@ -212,5 +222,9 @@ impl CommitObserver for CommitHooks {
         self.sink.gauge(STORE_FAILED, &[], 1.0);
         self.failure
             .raise(format!("group commit #{group} failed: {cause}"));
+    }
+
+    fn journaled(&self, records: &[Arc<JournalRecord>]) {
+        self.journal.publish(records);
     }
 }

@@ -17,6 +17,8 @@
 //!   (`t87`, `t88`).
 //! - `damage`: a damaged embedded store refused at start, reset on purpose,
 //!   and failed visibly when met at run time (`t90`-`t92`).
+//! - `journal`: the event journal: what is journaled, retention, replay
+//!   and live delivery, a restart on redb (`t100`-`t105`).
 //! - `support`: the module builders, ops and sinks the tests share.
 
 mod clock;
@@ -25,6 +27,7 @@ mod convergence;
 mod damage;
 mod fail_stop;
 mod gc;
+mod journal;
 mod loading;
 mod merkle_share;
 mod metrics;
