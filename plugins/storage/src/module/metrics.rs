@@ -10,7 +10,7 @@
 //! | `hangar_map_load_failures_total` | counter | `map` | loads that failed |
 //! | `hangar_ownership_records_total` | counter | `map`, `change` (loaded/released) | records loaded into or dropped from memory by partition table changes |
 //! | `hangar_commit_seconds` | histogram | | one group commit (the backend's `commit` call) |
-//! | `hangar_commit_ops_total` | counter | | ops committed (after coalescing) |
+//! | `hangar_commit_ops_total` | counter | | ops committed (after coalescing; event-journal entries and prunes count) |
 //! | `hangar_commit_failures_total` | counter | | failed group commits (fail-stop) |
 //! | `hangar_storage_failed` | gauge | | 1 once the store failed (damage met at run time, or a failed commit), else 0; the host's `/health` reports it |
 //! | `hangar_tasklets_active`, `hangar_tasklets_queued` | gauge | | tasklets running / waiting |
