@@ -364,6 +364,18 @@ pub struct StorageModuleConfig {
     /// file. Not sent across the boundary when false.
     #[serde(skip_serializing_if = "is_false")]
     pub check_integrity_on_start: bool,
+    /// Most event-journal entries kept (10 000): past it the oldest are
+    /// pruned, in the commit that adds the new ones. 0 turns the journal
+    /// off. Not sent across the boundary at its default.
+    #[serde(skip_serializing_if = "is_default_journal_capacity")]
+    pub journal_capacity: u64,
+}
+
+/// The default of [`StorageModuleConfig::journal_capacity`].
+pub const DEFAULT_JOURNAL_CAPACITY: u64 = 10_000;
+
+fn is_default_journal_capacity(n: &u64) -> bool {
+    *n == DEFAULT_JOURNAL_CAPACITY
 }
 
 // serde's skip_serializing_if takes a reference
@@ -386,6 +398,7 @@ impl Default for StorageModuleConfig {
             worker_threads: 2,
             reset_damaged_store: false,
             check_integrity_on_start: false,
+            journal_capacity: DEFAULT_JOURNAL_CAPACITY,
         }
     }
 }

@@ -23,6 +23,10 @@
 //! and the file truncated to the last whole record: a batch is all or
 //! nothing. A whole record that does not decode is corruption and fails the
 //! open.
+//!
+//! It keeps no event journal (`keeps_journal` is false, journal ops are
+//! refused): a storage module over it runs with the journal off and says
+//! so to journal requests.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
@@ -204,20 +208,26 @@ fn to_record(batch: &WriteBatch, new_maps: Vec<(String, MapKind)>) -> LogRecord 
     let ops = batch
         .ops
         .iter()
-        .map(|op| match op {
-            StoreOp::Put { map, key, entry } => LogOp::Put(
-                map.clone(),
-                key.clone(),
-                match entry {
-                    StoredEntry::Lww(r) => LogEntry::Lww(r.clone()),
-                    StoredEntry::Or { records } => LogEntry::Or(records.clone()),
-                },
-            ),
-            StoreOp::Delete { map, key } => LogOp::Delete(map.clone(), key.clone()),
-            StoreOp::AddOrTombstone { map, tag } => LogOp::AddTombstone(map.clone(), tag.clone()),
-            StoreOp::RemoveOrTombstone { map, tag } => {
-                LogOp::RemoveTombstone(map.clone(), tag.clone())
-            }
+        .filter_map(|op| {
+            Some(match op {
+                StoreOp::Put { map, key, entry } => LogOp::Put(
+                    map.clone(),
+                    key.clone(),
+                    match entry {
+                        StoredEntry::Lww(r) => LogEntry::Lww(r.clone()),
+                        StoredEntry::Or { records } => LogEntry::Or(records.clone()),
+                    },
+                ),
+                StoreOp::Delete { map, key } => LogOp::Delete(map.clone(), key.clone()),
+                StoreOp::AddOrTombstone { map, tag } => {
+                    LogOp::AddTombstone(map.clone(), tag.clone())
+                }
+                StoreOp::RemoveOrTombstone { map, tag } => {
+                    LogOp::RemoveTombstone(map.clone(), tag.clone())
+                }
+                // Refused by `commit` before this is reached (no journal here).
+                StoreOp::JournalAppend(_) | StoreOp::JournalPrune { .. } => return None,
+            })
         })
         .collect();
     LogRecord { new_maps, ops }
@@ -234,6 +244,17 @@ impl PersistenceBackend for AppendLogBackend {
                 return Err(PersistenceError::storage(
                     "commit",
                     "an earlier write to the log failed; reopen the store to recover",
+                ));
+            }
+            if batch
+                .ops
+                .iter()
+                .any(|op| matches!(op, StoreOp::JournalAppend(_) | StoreOp::JournalPrune { .. }))
+            {
+                return Err(PersistenceError::InvalidInput(
+                    "the append-log backend keeps no event journal (keeps_journal is false); \
+                     journal ops are refused"
+                        .into(),
                 ));
             }
             let new_maps = plan_kinds(&batch, |m| open.state.catalog.get(m).copied())?;

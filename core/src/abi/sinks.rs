@@ -1,5 +1,5 @@
 //! ABI mirrors of the sinks the host gives the storage module: live-query
-//! updates and change events.
+//! updates, change events and journal entries.
 
 #![allow(
     non_camel_case_types,
@@ -12,6 +12,7 @@ use abi_stable::std_types::RArc;
 
 use super::convert::conversions;
 use super::guard::{guard, report, FfiResult};
+use crate::module::journal::{JournalEvent, JournalSink};
 use crate::module::storage_types::{ChangeEvent, ChangeSink, QuerySink, QueryUpdate};
 
 /// ABI mirror of [`QuerySink`].
@@ -108,4 +109,52 @@ conversions! {
     from_ffi: change_sink_from_ffi,
     to_ffi_forced: change_sink_to_ffi_forced,
     from_ffi_forced: change_sink_from_ffi_forced,
+}
+
+/// ABI mirror of [`JournalSink`].
+#[sabi_trait]
+pub trait FfiJournalSink: Send + Sync + Clone {
+    /// See [`JournalSink::deliver`].
+    #[sabi(last_prefix_field)]
+    fn deliver(&self, event: &JournalEvent) -> FfiResult<()>;
+}
+
+/// A journal sink as it crosses the boundary.
+pub type FfiJournalSinkBox = FfiJournalSink_TO<'static, RArc<()>>;
+
+/// Exports a native journal sink.
+#[derive(Clone)]
+pub struct JournalSinkExport(pub std::sync::Arc<dyn JournalSink>);
+
+impl FfiJournalSink for JournalSinkExport {
+    fn deliver(&self, event: &JournalEvent) -> FfiResult<()> {
+        guard("journal_sink.deliver", || {
+            self.0.deliver(event);
+            Ok(())
+        })
+    }
+}
+
+/// A journal sink received through the boundary.
+pub struct ForeignJournalSink(pub FfiJournalSinkBox);
+
+impl JournalSink for ForeignJournalSink {
+    fn as_foreign_object(&self) -> Option<&dyn std::any::Any> {
+        Some(&self.0)
+    }
+    fn deliver(&self, event: &JournalEvent) {
+        report(self.0.deliver(event), || ());
+    }
+}
+
+conversions! {
+    native: JournalSink,
+    ffi_box: FfiJournalSinkBox,
+    ffi_to: FfiJournalSink_TO,
+    export: JournalSinkExport,
+    foreign: ForeignJournalSink,
+    to_ffi: journal_sink_to_ffi,
+    from_ffi: journal_sink_from_ffi,
+    to_ffi_forced: journal_sink_to_ffi_forced,
+    from_ffi_forced: journal_sink_from_ffi_forced,
 }

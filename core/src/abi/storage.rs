@@ -9,17 +9,18 @@
 use std::sync::Arc;
 
 use abi_stable::sabi_trait;
-use abi_stable::std_types::{RArc, RString, RVec};
+use abi_stable::std_types::{RArc, ROption, RString, RVec};
 
 use super::accessor::{accessor_from_ffi, accessor_to_ffi, FfiStorageAccessorBox};
 use super::convert::conversions;
 use super::guard::{await_foreign, guard, guard_future, report, FfiFut, FfiResult};
 use super::sinks::{
-    change_sink_from_ffi, change_sink_to_ffi, query_sink_from_ffi, query_sink_to_ffi,
-    FfiChangeSinkBox, FfiQuerySinkBox,
+    change_sink_from_ffi, change_sink_to_ffi, journal_sink_from_ffi, journal_sink_to_ffi,
+    query_sink_from_ffi, query_sink_to_ffi, FfiChangeSinkBox, FfiJournalSinkBox, FfiQuerySinkBox,
 };
 use crate::error::ModuleError;
 use crate::module::accessor::{ScanPage, ScanRequest, StorageAccessor};
+use crate::module::journal::{JournalFilter, JournalPage, JournalReadRequest, JournalSink};
 use crate::module::storage::StorageModule;
 use crate::module::storage_types::{
     AckId, AckResult, ApplyBatch, ChangeSink, KeyRecord, MapInfo, MerkleRequest, MerkleResponse,
@@ -69,8 +70,20 @@ pub trait FfiStorageModule: Send + Sync + Clone {
     /// See [`StorageModule::set_change_sink`].
     fn set_change_sink(&self, sink: FfiChangeSinkBox) -> FfiResult<()>;
     /// See [`StorageModule::accessor`].
-    #[sabi(last_prefix_field)]
     fn accessor(&self) -> FfiResult<FfiStorageAccessorBox>;
+    /// See [`StorageModule::journal_read`].
+    fn journal_read(&self, request: JournalReadRequest) -> FfiFut<JournalPage>;
+    /// See [`StorageModule::journal_subscribe`].
+    fn journal_subscribe(
+        &self,
+        id: SubscriptionId,
+        from_sequence: ROption<u64>,
+        filter: JournalFilter,
+        sink: FfiJournalSinkBox,
+    ) -> FfiFut<u64>;
+    /// See [`StorageModule::journal_unsubscribe`].
+    #[sabi(last_prefix_field)]
+    fn journal_unsubscribe(&self, id: SubscriptionId) -> FfiResult<bool>;
 }
 
 /// A storage module as it crosses the boundary.
@@ -144,6 +157,26 @@ impl FfiStorageModule for StorageExport {
             Ok(accessor_to_ffi(self.0.accessor()))
         })
     }
+    fn journal_read(&self, request: JournalReadRequest) -> FfiFut<JournalPage> {
+        guard_future("storage.journal_read", || self.0.journal_read(request))
+    }
+    fn journal_subscribe(
+        &self,
+        id: SubscriptionId,
+        from_sequence: ROption<u64>,
+        filter: JournalFilter,
+        sink: FfiJournalSinkBox,
+    ) -> FfiFut<u64> {
+        guard_future("storage.journal_subscribe", || {
+            self.0
+                .journal_subscribe(id, from_sequence, filter, journal_sink_from_ffi(sink))
+        })
+    }
+    fn journal_unsubscribe(&self, id: SubscriptionId) -> FfiResult<bool> {
+        guard("storage.journal_unsubscribe", || {
+            Ok(self.0.journal_unsubscribe(id))
+        })
+    }
 }
 
 /// A storage module received through the boundary.
@@ -213,6 +246,25 @@ impl StorageModule for ForeignStorage {
             Ok(a) => accessor_from_ffi(a),
             Err(e) => Arc::new(FailedAccessor(e)),
         }
+    }
+    fn journal_read(&self, request: JournalReadRequest) -> ModuleFuture<JournalPage> {
+        await_foreign("storage.journal_read", self.0.journal_read(request))
+    }
+    fn journal_subscribe(
+        &self,
+        id: SubscriptionId,
+        from_sequence: ROption<u64>,
+        filter: JournalFilter,
+        sink: Arc<dyn JournalSink>,
+    ) -> ModuleFuture<u64> {
+        await_foreign(
+            "storage.journal_subscribe",
+            self.0
+                .journal_subscribe(id, from_sequence, filter, journal_sink_to_ffi(sink)),
+        )
+    }
+    fn journal_unsubscribe(&self, id: SubscriptionId) -> bool {
+        report(self.0.journal_unsubscribe(id), || false)
     }
 }
 

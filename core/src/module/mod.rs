@@ -21,6 +21,7 @@ pub mod accessor;
 pub mod cluster;
 pub mod cluster_types;
 pub mod digest;
+pub mod journal;
 pub mod local_node;
 pub mod partition;
 pub mod services;

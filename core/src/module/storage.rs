@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
-use abi_stable::std_types::{RString, RVec};
+use abi_stable::std_types::{ROption, RString, RVec};
 
 use super::accessor::StorageAccessor;
+use super::journal::{JournalFilter, JournalPage, JournalReadRequest, JournalSink};
 use super::partition::PartitionView;
 use super::services::{ClockService, MetricsSink};
 use super::storage_types::{
@@ -106,4 +107,34 @@ pub trait StorageModule: Send + Sync + 'static {
     fn set_change_sink(&self, sink: Arc<dyn ChangeSink>);
     /// The accessor handed to the cluster module.
     fn accessor(&self) -> Arc<dyn StorageAccessor>;
+
+    /// Reads the node's event journal (see [`super::journal`]): matching
+    /// entries with `sequence >= from_sequence`, in order, at most `limit`.
+    /// Only durable entries are read.
+    ///
+    /// # Errors
+    /// [`crate::ErrorKind::NOT_FOUND`] when `from_sequence` (other than 0)
+    /// is older than the oldest entry kept (retention pruned it), naming the
+    /// oldest available sequence; [`crate::ErrorKind::UNSUPPORTED`] when the
+    /// journal is off (configured so, or a backend that keeps none).
+    fn journal_read(&self, request: JournalReadRequest) -> ModuleFuture<JournalPage>;
+    /// Follows the journal under `id`: with `from_sequence` (not 0), the
+    /// entries from there that are already durable reach `sink` first (the
+    /// replay, before the future resolves), then every later matching entry
+    /// as its commit becomes durable, each once, in sequence order; without
+    /// it, only later entries. Resolves with the newest durable sequence at
+    /// registration. Subscribing an id twice replaces the first.
+    ///
+    /// # Errors
+    /// As [`Self::journal_read`] (then nothing is registered).
+    fn journal_subscribe(
+        &self,
+        id: SubscriptionId,
+        from_sequence: ROption<u64>,
+        filter: JournalFilter,
+        sink: Arc<dyn JournalSink>,
+    ) -> ModuleFuture<u64>;
+    /// Stops a journal subscription; true if it existed. Nothing reaches its
+    /// sink after this returns.
+    fn journal_unsubscribe(&self, id: SubscriptionId) -> bool;
 }

@@ -45,6 +45,7 @@ use super::cluster_types::{
     ClusterStatus, LockGrant, LockRelease, LockRequest, Member, PartitionMap, RepairReport,
     ReplicationOutcome, ReplicationRequest,
 };
+use super::journal::{JournalFilter, JournalPage, JournalReadRequest, JournalSink};
 use super::local_node::{LocalNode, TopicPublish};
 use super::partition::PartitionView;
 use super::storage::StorageModule;
@@ -120,6 +121,22 @@ pub trait StorageWrapper: Send + Sync + 'static {
     fn accessor(&self) -> Arc<dyn StorageAccessor> {
         self.inner().accessor()
     }
+    fn journal_read(&self, request: JournalReadRequest) -> ModuleFuture<JournalPage> {
+        self.inner().journal_read(request)
+    }
+    fn journal_subscribe(
+        &self,
+        id: SubscriptionId,
+        from_sequence: ROption<u64>,
+        filter: JournalFilter,
+        sink: Arc<dyn JournalSink>,
+    ) -> ModuleFuture<u64> {
+        self.inner()
+            .journal_subscribe(id, from_sequence, filter, sink)
+    }
+    fn journal_unsubscribe(&self, id: SubscriptionId) -> bool {
+        self.inner().journal_unsubscribe(id)
+    }
 }
 
 impl<W: StorageWrapper> StorageModule for W {
@@ -175,6 +192,21 @@ impl<W: StorageWrapper> StorageModule for W {
     }
     fn accessor(&self) -> Arc<dyn StorageAccessor> {
         StorageWrapper::accessor(self)
+    }
+    fn journal_read(&self, request: JournalReadRequest) -> ModuleFuture<JournalPage> {
+        StorageWrapper::journal_read(self, request)
+    }
+    fn journal_subscribe(
+        &self,
+        id: SubscriptionId,
+        from_sequence: ROption<u64>,
+        filter: JournalFilter,
+        sink: Arc<dyn JournalSink>,
+    ) -> ModuleFuture<u64> {
+        StorageWrapper::journal_subscribe(self, id, from_sequence, filter, sink)
+    }
+    fn journal_unsubscribe(&self, id: SubscriptionId) -> bool {
+        StorageWrapper::journal_unsubscribe(self, id)
     }
 }
 

@@ -13,7 +13,8 @@ use super::error::{EncodeError, FrameError};
 use super::messages::{
     Auth, AuthAck, AuthFail, AuthRequired, Batch, ClientApplyAck, ClientOp, CounterRequest,
     CounterState, DeviceAck, DeviceHello, EntryProcess, EntryProcessBatch,
-    EntryProcessBatchResponse, EntryProcessResponse, ErrorPayload, GcPrune, ListResolvers,
+    EntryProcessBatchResponse, EntryProcessResponse, ErrorPayload, GcPrune, JournalEventMessage,
+    JournalRead, JournalReadResponse, JournalSubscribe, JournalUnsubscribe, ListResolvers,
     ListResolversResponse, LockGranted, LockRelease, LockReleased, LockRequest, MerkleReqBucket,
     OpAck, OpBatch, OpRejected, OrMapDiffRequest, OrMapDiffResponse, OrMapPushDiff, OrMapSyncInit,
     OrMapSyncRespLeaf, OrMapSyncRespRoot, PartitionMap, PartitionMapRequest, Ping, Pong, QueryResp,
@@ -138,6 +139,16 @@ messages! {
         "UNREGISTER_RESOLVER_RESPONSE" => UnregisterResolverResponse(ResolverResponse),
         /// `LIST_RESOLVERS` (C→S).
         "LIST_RESOLVERS" => ListResolvers(ListResolvers),
+        /// `JOURNAL_SUBSCRIBE` (C→S).
+        "JOURNAL_SUBSCRIBE" => JournalSubscribe(JournalSubscribe),
+        /// `JOURNAL_UNSUBSCRIBE` (C→S).
+        "JOURNAL_UNSUBSCRIBE" => JournalUnsubscribe(JournalUnsubscribe),
+        /// `JOURNAL_READ` (C→S).
+        "JOURNAL_READ" => JournalRead(JournalRead),
+        /// `JOURNAL_READ_RESPONSE` (S→C).
+        "JOURNAL_READ_RESPONSE" => JournalReadResponse(JournalReadResponse),
+        /// `JOURNAL_EVENT` (S→C): the entry sits under `event`.
+        "JOURNAL_EVENT" => JournalEvent(JournalEventMessage),
         /// `LIST_RESOLVERS_RESPONSE` (S→C).
         "LIST_RESOLVERS_RESPONSE" => ListResolversResponse(ListResolversResponse),
     }

@@ -50,6 +50,8 @@ pub struct Session {
     pub topics: HashSet<String>,
     /// PN counters listened to.
     pub counters: HashSet<String>,
+    /// Journal subscription (`requestId`) → the storage module's id.
+    pub journals: HashMap<String, u64>,
     /// True once the connection was granted any lock.
     pub took_locks: bool,
     /// The per-connection rate limit.
@@ -74,6 +76,7 @@ impl Session {
             searches: HashMap::new(),
             topics: HashSet::new(),
             counters: HashSet::new(),
+            journals: HashMap::new(),
             took_locks: false,
             bucket: TokenBucket::new(fe.net.rate_limit_per_sec, fe.net.rate_limit_burst),
             ack_slots: Arc::new(Semaphore::new(fe.net.max_in_flight_per_connection)),
@@ -94,7 +97,7 @@ impl Session {
     }
 
     /// Ends the connection's live queries, event listening, topic
-    /// subscriptions and counter listening: nothing more is pushed to it.
+    /// subscriptions, journal subscriptions and counter listening: nothing more is pushed to it.
     /// Locks are kept.
     pub fn drop_subscriptions(&mut self, fe: &FrontEnd) {
         for (_, q) in self.queries.drain() {
@@ -109,6 +112,9 @@ impl Session {
         }
         for c in self.counters.drain() {
             fe.counters.unsubscribe(&c, self.id);
+        }
+        for (_, id) in self.journals.drain() {
+            fe.node.storage.journal_unsubscribe(id);
         }
     }
 

@@ -14,6 +14,7 @@ pub mod coord;
 pub mod counters;
 pub mod events;
 pub mod http_sync;
+pub mod journal;
 pub mod query;
 pub mod records;
 pub mod session;
@@ -30,6 +31,10 @@ pub use events::{ChangeType, QueryUpdatePayload, ServerBatchEvent, ServerEvent, 
 pub use http_sync::{
     decode_http_sync, DeltaRecord, HttpAck, HttpQuery, HttpQueryResult, HttpSearch,
     HttpSearchResult, HttpSyncError, HttpSyncRequest, HttpSyncResponse, MapDelta, SyncMapRequest,
+};
+pub use journal::{
+    JournalEventData, JournalEventMessage, JournalRead, JournalReadResponse, JournalSubscribe,
+    JournalUnsubscribe,
 };
 pub use query::{
     CursorStatus, QueryResp, QueryResultEntry, QuerySub, QuerySyncInit, QueryUnsub, Search,

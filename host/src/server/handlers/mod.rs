@@ -11,6 +11,8 @@
 //! - `partition`: `PARTITION_MAP_REQUEST`.
 //! - `counters`: `COUNTER_REQUEST` / `COUNTER_SYNC` PN counters.
 //! - `device`: `DEVICE_HELLO` → `DEVICE_ACK`, `CLIENT_APPLY_ACK`.
+//! - `journal`: `JOURNAL_SUBSCRIBE` / `JOURNAL_UNSUBSCRIBE` /
+//!   `JOURNAL_READ`, the node's event journal.
 //! - `unsupported`: entry processors and conflict resolvers, answered with
 //!   their response types saying they are not supported.
 //!
@@ -32,6 +34,7 @@ use crate::protocol::Message;
 
 mod counters;
 mod device;
+pub(crate) mod journal;
 pub mod live_search;
 mod locks;
 mod partition;
@@ -97,6 +100,9 @@ pub async fn dispatch(fe: &Arc<FrontEnd>, s: &mut Session, msg: Message) -> Flow
         Message::RegisterResolver(r) => unsupported::register(s, r).await,
         Message::UnregisterResolver(r) => unsupported::unregister(s, r).await,
         Message::ListResolvers(r) => unsupported::list(s, r).await,
+        Message::JournalSubscribe(m) => journal::subscribe(fe, s, m).await,
+        Message::JournalUnsubscribe(m) => journal::unsubscribe(fe, s, &m),
+        Message::JournalRead(m) => journal::read(fe, s, m).await,
         other => {
             let ty = other.type_name();
             tracing::debug!(

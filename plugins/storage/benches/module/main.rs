@@ -17,6 +17,8 @@
 //!    without full-text search on the map.
 //! 6. `events`: allocations per applied op on the change-event path, with
 //!    the pooled payload vs building a fresh event.
+//! 7. `journal`: apply throughput and latency with the event journal off
+//!    and on.
 //!
 //! Environment: `HANGAR_BENCH_RECORDS` (default 1 000 000) for sections 2
 //! and 3; `HANGAR_BENCH_SECS` (default 3) per throughput row.
@@ -25,6 +27,7 @@ mod alloc;
 mod apply;
 mod events;
 mod fts;
+mod journal;
 mod live;
 mod load;
 #[path = "../common/machine.rs"]
@@ -64,5 +67,8 @@ fn main() {
     }
     if wants("events") {
         rt.block_on(events::run());
+    }
+    if wants("journal") {
+        rt.block_on(journal::run());
     }
 }

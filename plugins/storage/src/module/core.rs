@@ -33,6 +33,7 @@ use tokio::task::JoinHandle;
 
 use super::convert::fts_config;
 use super::durability::{Durability, FailureSignal};
+use super::journal::JournalHub;
 use super::manager::StorageManager;
 use super::metrics::{CommitHooks, Metrics, REPORT_INTERVAL};
 use super::BackendOpener;
@@ -76,6 +77,8 @@ pub(crate) struct Core {
     pub(crate) backend_label: String,
     /// Where applying partition table changes stands (see `ownership`).
     pub(crate) ownership: super::ownership::Ownership,
+    /// The event journal's subscriptions (see `journal`).
+    pub(crate) journal: Arc<JournalHub>,
     persist: OnceLock<Persist>,
     opener: BackendOpener,
     phase: tokio::sync::Mutex<Phase>,
@@ -154,6 +157,7 @@ impl Core {
         Ok(Arc::new(Self {
             metrics: Metrics::new(deps.metrics.clone()),
             ownership: super::ownership::Ownership::default(),
+            journal: Arc::new(JournalHub::default()),
             manager: StorageManager::default(),
             registry: QueryRegistry::default(),
             sink: RwLock::new(None),
@@ -240,6 +244,15 @@ impl Core {
         let catalog = backend.list_maps().await.map_err(|e| {
             ModuleError::storage(format!("storage.start: cannot list the stored maps: {e}"))
         })?;
+        let journal_latest = backend
+            .journal_bounds()
+            .await
+            .map_err(|e| {
+                ModuleError::storage(format!("storage.start: cannot read the event journal: {e}"))
+            })?
+            .map_or(0, |(_, last)| last);
+        self.journal
+            .start(self.config.journal_capacity, &*backend, journal_latest);
         let failure = Arc::new(FailureSignal::default());
         let committer = GroupCommitter::start(
             backend.clone(),
@@ -247,7 +260,9 @@ impl Core {
                 observer: Some(Arc::new(CommitHooks::new(
                     self.deps.metrics.clone(),
                     failure.clone(),
+                    self.journal.clone(),
                 ))),
+                journal_capacity: self.config.journal_capacity,
                 ..GroupCommitConfig::default()
             },
         )

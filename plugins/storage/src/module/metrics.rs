@@ -10,7 +10,7 @@
 //! | `hangar_map_load_failures_total` | counter | `map` | loads that failed |
 //! | `hangar_ownership_records_total` | counter | `map`, `change` (loaded/released) | records loaded into or dropped from memory by partition table changes |
 //! | `hangar_commit_seconds` | histogram | | one group commit (the backend's `commit` call) |
-//! | `hangar_commit_ops_total` | counter | | ops committed (after coalescing) |
+//! | `hangar_commit_ops_total` | counter | | ops committed (after coalescing; event-journal entries and prunes count) |
 //! | `hangar_commit_failures_total` | counter | | failed group commits (fail-stop) |
 //! | `hangar_storage_failed` | gauge | | 1 once the store failed (damage met at run time, or a failed commit), else 0; the host's `/health` reports it |
 //! | `hangar_tasklets_active`, `hangar_tasklets_queued` | gauge | | tasklets running / waiting |
@@ -33,8 +33,9 @@ use hangar_core::MapKind;
 use parking_lot::Mutex;
 
 use super::durability::FailureSignal;
+use super::journal::JournalHub;
 use crate::event_pool::PoolStats;
-use crate::persistence::{CommitObserver, PersistenceError};
+use crate::persistence::{CommitObserver, JournalRecord, PersistenceError};
 use crate::tasklet::TaskletStats;
 
 /// The gauge that says the store failed (1) or not (0).
@@ -189,11 +190,20 @@ impl Metrics {
 pub(crate) struct CommitHooks {
     sink: Arc<dyn MetricsSink>,
     failure: Arc<FailureSignal>,
+    journal: Arc<JournalHub>,
 }
 
 impl CommitHooks {
-    pub(crate) fn new(sink: Arc<dyn MetricsSink>, failure: Arc<FailureSignal>) -> Self {
-        Self { sink, failure }
+    pub(crate) fn new(
+        sink: Arc<dyn MetricsSink>,
+        failure: Arc<FailureSignal>,
+        journal: Arc<JournalHub>,
+    ) -> Self {
+        Self {
+            sink,
+            failure,
+            journal,
+        }
     }
 }
 
@@ -212,5 +222,9 @@ impl CommitObserver for CommitHooks {
         self.sink.gauge(STORE_FAILED, &[], 1.0);
         self.failure
             .raise(format!("group commit #{group} failed: {cause}"));
+    }
+
+    fn journaled(&self, records: &[Arc<JournalRecord>]) {
+        self.journal.publish(records);
     }
 }

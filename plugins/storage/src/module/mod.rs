@@ -28,6 +28,8 @@
 //! - `partition_set`: partition bit sets; what each map holds.
 //! - `durability`: PERSISTED acks from the committer's durable watermark.
 //! - `gc`: TTL expiry and tombstone pruning.
+//! - `journal`: the event journal's reads and subscriptions (its entries
+//!   are written by `write_path` and numbered by the group committer).
 //! - `fts_runtime`: the low-priority thread full-text indexing runs on.
 //! - `metrics`: metric names and reporting.
 //! - `convert`: core types to and from the engines' types.
@@ -61,9 +63,10 @@
 
 use std::sync::Arc;
 
-use abi_stable::std_types::{RString, RVec};
+use abi_stable::std_types::{ROption, RString, RVec};
 use hangar_core::config::StorageModuleConfig;
 use hangar_core::module::accessor::StorageAccessor;
+use hangar_core::module::journal::{JournalFilter, JournalPage, JournalReadRequest, JournalSink};
 use hangar_core::module::storage::{StorageDeps, StorageModule};
 use hangar_core::module::storage_types::{
     AckId, AckResult, ApplyBatch, ChangeSink, KeyRecord, MapInfo, MerkleRequest, MerkleResponse,
@@ -83,6 +86,7 @@ mod digests;
 mod durability;
 mod fts_runtime;
 mod gc;
+mod journal;
 mod load;
 mod manager;
 mod map_slot;
@@ -98,6 +102,7 @@ mod write_fetch;
 mod write_path;
 
 pub use gc::{GcReport, GC_INTERVAL, PRUNE_INTERVAL, TOMBSTONE_MAX_AGE_MS};
+pub use journal::MAX_READ_LIMIT as JOURNAL_MAX_READ_LIMIT;
 pub use metrics::STORE_FAILED;
 
 /// Opens the persistence backend of a module. Called once, by `start`, on
@@ -125,6 +130,8 @@ pub struct StorageStats {
     pub acks_waiting_durable: usize,
     /// Live subscriptions.
     pub subscriptions: usize,
+    /// Event-journal subscriptions.
+    pub journal_subscriptions: usize,
 }
 
 impl DefaultStorage {
@@ -186,6 +193,7 @@ impl DefaultStorage {
             acks_tracked: c.acks.tracked(),
             acks_waiting_durable: c.persist_opt().map_or(0, |p| p.durability.waiting()),
             subscriptions: c.registry.subscription_count(),
+            journal_subscriptions: c.journal.subscriptions(),
         }
     }
 
@@ -365,6 +373,46 @@ impl StorageModule for DefaultStorage {
 
     fn accessor(&self) -> Arc<dyn StorageAccessor> {
         Arc::new(accessor::Accessor(self.0.clone()))
+    }
+
+    fn journal_read(&self, request: JournalReadRequest) -> ModuleFuture<JournalPage> {
+        let core = self.0.clone();
+        self.0
+            .runtime
+            .spawn_call("storage.journal_read", async move {
+                let _g = core.enter("journal_read")?;
+                let backend = core.persist()?.backend.clone();
+                core.journal.read(&*backend, &request).await
+            })
+    }
+
+    fn journal_subscribe(
+        &self,
+        id: SubscriptionId,
+        from_sequence: ROption<u64>,
+        filter: JournalFilter,
+        sink: Arc<dyn JournalSink>,
+    ) -> ModuleFuture<u64> {
+        let core = self.0.clone();
+        self.0
+            .runtime
+            .spawn_call("storage.journal_subscribe", async move {
+                let _g = core.enter("journal_subscribe")?;
+                let backend = core.persist()?.backend.clone();
+                core.journal
+                    .subscribe(
+                        &*backend,
+                        id,
+                        journal::start_of(&from_sequence),
+                        filter,
+                        sink,
+                    )
+                    .await
+            })
+    }
+
+    fn journal_unsubscribe(&self, id: SubscriptionId) -> bool {
+        self.0.journal.unsubscribe(id)
     }
 }
 

@@ -18,7 +18,10 @@
 //! 6. the query registry hears `on_change(map, key, old, new)` with decoded
 //!    values (only when the map has subscriptions: values are decoded once
 //!    per change, and not at all otherwise);
-//! 7. the change sink gets the effective change in a pooled event payload.
+//! 7. the change sink gets the effective change in a pooled event payload;
+//! 8. with the event journal on, a change of the key's visible value adds
+//!    its journal entry (value before and after) to the same persistence
+//!    batch (see `journal`).
 //!
 //! Then, still under the lock, the map's persistence batch is enqueued in
 //! the group committer as one request, so the committer sees a key's states
@@ -43,7 +46,7 @@ use hangar_core::module::storage_types::{
     AckId, ApplyBatch, ChangeSink, OpOutcome, OpStatus, Origin, WriteOp as CoreWriteOp,
 };
 use hangar_core::{
-    ErrorKind, KeyedOp, LwwRecord, MapKind, MapOp, ModuleError, ModuleResult, RawValue,
+    ErrorKind, KeyedOp, LwwRecord, MapKind, MapOp, ModuleError, ModuleResult, RawValue, Timestamp,
     WriteConcern,
 };
 use rmpv::Value;
@@ -124,6 +127,22 @@ pub(crate) fn or_value(m: &OrMap, key: &str, now_ms: u64) -> Option<Value> {
     Some(Value::Array(vals.into_iter().filter_map(decode).collect()))
 }
 
+/// The live values of an OR key as one msgpack array (the journal's
+/// value of an OR key), `None` when it has none.
+fn or_raw(m: &OrMap, key: &str, now_ms: u64) -> Option<RawValue> {
+    let vals = m.get(key, now_ms);
+    if vals.is_empty() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(5 + vals.iter().map(|v| v.len()).sum::<usize>());
+    let n = u32::try_from(vals.len()).unwrap_or(u32::MAX);
+    rmp::encode::write_array_len(&mut out, n).expect("writing msgpack into a Vec cannot fail");
+    for v in vals {
+        out.extend_from_slice(v);
+    }
+    Some(RawValue::from_msgpack(out))
+}
+
 fn visible_lww(r: &LwwRecord, now_ms: u64) -> Option<&RawValue> {
     if r.is_expired(now_ms) {
         return None;
@@ -156,9 +175,30 @@ struct OpCx<'a> {
     fts: Option<&'a IndexWriter>,
     clock: &'a dyn ClockService,
     wops: Vec<StoreOp>,
+    /// This node's id when the event journal is on.
+    journal: Option<&'a str>,
 }
 
 impl OpCx<'_> {
+    /// Adds the journal entry of a change to the persistence batch (when
+    /// the journal is on and the visible value changed).
+    fn journal(
+        &mut self,
+        key: &str,
+        previous: Option<RawValue>,
+        value: Option<RawValue>,
+        timestamp: &Timestamp,
+    ) {
+        let Some(node) = self.journal else {
+            return;
+        };
+        if let Some(r) =
+            super::journal::record(self.map, key, previous, value, timestamp.clone(), node)
+        {
+            self.wops.push(StoreOp::JournalAppend(Arc::new(r)));
+        }
+    }
+
     fn changed(&self, key: &str, old: Option<Value>, new: Option<Value>) {
         if self.subs {
             self.registry
@@ -221,6 +261,14 @@ fn apply_one(st: &mut MapState, cx: &mut OpCx<'_>, op: &KeyedOp) -> ModuleResult
                     None => w.remove(key),
                 }
             }
+            if cx.journal.is_some() {
+                let old = out
+                    .previous
+                    .as_ref()
+                    .and_then(|p| visible_lww(p, cx.now))
+                    .cloned();
+                cx.journal(key, old, new_raw.cloned(), &rec.timestamp);
+            }
             if cx.subs {
                 let old = out
                     .previous
@@ -237,6 +285,16 @@ fn apply_one(st: &mut MapState, cx: &mut OpCx<'_>, op: &KeyedOp) -> ModuleResult
             } else {
                 None
             };
+            // The journal's "before" of the key and of a key the tag moves from.
+            let (old_raw, moved_from) = if cx.journal.is_some() {
+                let moved = m
+                    .key_of_tag(rec.tag.as_str())
+                    .filter(|k| *k != key)
+                    .map(|k| or_raw(m, k, cx.now));
+                (or_raw(m, key, cx.now), moved)
+            } else {
+                (None, None)
+            };
             match m.apply(key, rec) {
                 OrApplyOutcome::Tombstoned | OrApplyOutcome::Stale => return Ok(None),
                 OrApplyOutcome::Added => {}
@@ -245,6 +303,10 @@ fn apply_one(st: &mut MapState, cx: &mut OpCx<'_>, op: &KeyedOp) -> ModuleResult
                         touch(&previous_key);
                         cx.wops.push(or_row(cx.map, &previous_key, m));
                         cx.changed(&previous_key, None, or_value(m, &previous_key, cx.now));
+                        if let Some(before) = moved_from {
+                            let after = or_raw(m, &previous_key, cx.now);
+                            cx.journal(&previous_key, before, after, &rec.timestamp);
+                        }
                     }
                 }
             }
@@ -254,12 +316,20 @@ fn apply_one(st: &mut MapState, cx: &mut OpCx<'_>, op: &KeyedOp) -> ModuleResult
             if cx.subs {
                 cx.changed(key, old, or_value(m, key, cx.now));
             }
+            if cx.journal.is_some() {
+                let after = or_raw(m, key, cx.now);
+                cx.journal(key, old_raw, after, &rec.timestamp);
+            }
             Ok(Some(op.clone()))
         }
         (MapData::Or(m), MapOp::OrRemove(tag)) => {
             let holder = m.key_of_tag(tag).map(str::to_owned);
             let old = match (&holder, cx.subs) {
                 (Some(k), true) => or_value(m, k, cx.now),
+                _ => None,
+            };
+            let old_raw = match (&holder, cx.journal) {
+                (Some(k), Some(_)) => or_raw(m, k, cx.now),
                 _ => None,
             };
             let out = m.apply_tombstone(tag);
@@ -277,6 +347,11 @@ fn apply_one(st: &mut MapState, cx: &mut OpCx<'_>, op: &KeyedOp) -> ModuleResult
                 cx.wops.push(or_row(cx.map, k, m));
                 if cx.subs {
                     cx.changed(k, old, or_value(m, k, cx.now));
+                }
+                if cx.journal.is_some() {
+                    let after = or_raw(m, k, cx.now);
+                    let ts = cx.clock.now();
+                    cx.journal(k, old_raw, after, &ts);
                 }
             }
             Ok(Some(op.clone()))
@@ -436,6 +511,7 @@ impl Core {
             fts,
             clock: &*self.deps.clock,
             wops: Vec::new(),
+            journal: self.journal.is_on().then_some(self.config.node_id.as_str()),
         };
         let mut counts = OpCounts::default();
         let mut changed = Vec::with_capacity(todo.len());

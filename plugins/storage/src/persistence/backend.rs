@@ -9,6 +9,7 @@ use hangar_core::MapKind;
 
 use super::entry::{LoadedMap, StoreOp, StoredEntry, StoredMap, WriteBatch};
 use super::error::PersistenceError;
+use super::journal::JournalRecord;
 
 /// Result of a backend call.
 pub type PersistResult<T> = Result<T, PersistenceError>;
@@ -167,6 +168,48 @@ pub trait PersistenceBackend: Send + Sync + 'static {
     /// closing (the backend is closed all the same).
     fn close(&self) -> BoxFuture<'_, PersistResult<()>>;
 
+    /// Whether this backend keeps the event journal ([`StoreOp::JournalAppend`],
+    /// [`StoreOp::JournalPrune`], [`Self::read_journal`],
+    /// [`Self::journal_bounds`]). A backend that does not MUST refuse
+    /// journal ops with [`PersistenceError::InvalidInput`] (writing nothing)
+    /// and keep the defaults of the journal reads; the storage module then
+    /// runs without a journal and answers journal requests with an error
+    /// saying the backend keeps none.
+    ///
+    /// A backend that does MUST commit journal rows atomically with the
+    /// batch's other ops (so an entry exists exactly when its write is
+    /// durable), keep them across close and open, and read them in
+    /// ascending sequence order.
+    fn keeps_journal(&self) -> bool {
+        false
+    }
+
+    /// Up to `limit` journal entries with `seq >= from`, in ascending order.
+    ///
+    /// # Errors
+    /// [`PersistenceError::InvalidInput`] when the backend keeps no
+    /// journal; otherwise as [`Self::load_map`].
+    fn read_journal(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, PersistResult<Vec<JournalRecord>>> {
+        let _ = (from, limit);
+        let name = self.name();
+        Box::pin(std::future::ready(Err(PersistenceError::InvalidInput(
+            format!("the {name} backend keeps no event journal"),
+        ))))
+    }
+
+    /// The first and last sequence numbers of the journal's entries, `None`
+    /// when it holds none (also for a backend that keeps no journal).
+    ///
+    /// # Errors
+    /// As [`Self::load_map`].
+    fn journal_bounds(&self) -> BoxFuture<'_, PersistResult<Option<(u64, u64)>>> {
+        Box::pin(std::future::ready(Ok(None)))
+    }
+
     /// Stores `entries` into `map` in one commit (see [`Self::commit`]).
     ///
     /// # Errors
@@ -220,7 +263,21 @@ fn check_name(what: &str, name: &str) -> PersistResult<()> {
 /// # Errors
 /// [`PersistenceError::InvalidInput`] naming the bad field.
 pub fn validate_op(op: &StoreOp) -> PersistResult<()> {
-    let map = op.map();
+    let map = match op {
+        StoreOp::JournalAppend(r) => {
+            if r.seq == 0 {
+                return Err(PersistenceError::InvalidInput(
+                    "journal entry without a sequence number; entries are numbered from 1 by \
+                     the group committer"
+                        .into(),
+                ));
+            }
+            check_name("journal map name", &r.map)?;
+            return check_name("journal key", &r.key);
+        }
+        StoreOp::JournalPrune { .. } => return Ok(()),
+        _ => op.map().unwrap_or_default(),
+    };
     if map.is_empty() {
         return Err(PersistenceError::InvalidInput(
             "empty map name, expected at least one character".into(),
@@ -241,6 +298,7 @@ pub fn validate_op(op: &StoreOp) -> PersistResult<()> {
         StoreOp::AddOrTombstone { tag, .. } | StoreOp::RemoveOrTombstone { tag, .. } => {
             check_name("tag", tag)
         }
+        StoreOp::JournalAppend(_) | StoreOp::JournalPrune { .. } => Ok(()),
     }
 }
 
@@ -259,10 +317,9 @@ pub fn plan_kinds(
     let mut new_index: HashMap<&str, MapKind> = HashMap::new();
     for op in &batch.ops {
         validate_op(op)?;
-        let Some(requested) = op.required_kind() else {
+        let (Some(requested), Some(map)) = (op.required_kind(), op.map()) else {
             continue;
         };
-        let map = op.map();
         let known = new_index.get(map).copied().or_else(|| recorded(map));
         match known {
             Some(k) if k == requested => {}

@@ -10,7 +10,11 @@
 //! set as the legacy `__tombstones__` row did, and loading a map's tombstones
 //! never goes through the partition filter that applies to keys.
 
+use std::sync::Arc;
+
 use hangar_core::{LwwRecord, MapKind, OrRecord};
+
+use super::journal::JournalRecord;
 
 /// The persisted state of one key of one map.
 ///
@@ -81,17 +85,30 @@ pub enum StoreOp {
         /// The pruned tag.
         tag: String,
     },
+    /// Append an event-journal entry under its sequence number (numbered
+    /// by the group committer at enqueue; see `super::journal`). Only for
+    /// backends whose `keeps_journal` is true; others refuse it with
+    /// `InvalidInput`.
+    JournalAppend(Arc<JournalRecord>),
+    /// Remove every journal entry with a sequence number below `below`
+    /// (retention).
+    JournalPrune {
+        /// The first sequence number kept.
+        below: u64,
+    },
 }
 
 impl StoreOp {
-    /// The map this op writes to.
+    /// The map this op writes rows of; `None` for journal ops, which
+    /// write no map's rows.
     #[must_use]
-    pub fn map(&self) -> &str {
+    pub fn map(&self) -> Option<&str> {
         match self {
             Self::Put { map, .. }
             | Self::Delete { map, .. }
             | Self::AddOrTombstone { map, .. }
-            | Self::RemoveOrTombstone { map, .. } => map,
+            | Self::RemoveOrTombstone { map, .. } => Some(map),
+            Self::JournalAppend(_) | Self::JournalPrune { .. } => None,
         }
     }
 
@@ -102,7 +119,7 @@ impl StoreOp {
         match self {
             Self::Put { entry, .. } => Some(entry.kind()),
             Self::AddOrTombstone { .. } | Self::RemoveOrTombstone { .. } => Some(MapKind::Or),
-            Self::Delete { .. } => None,
+            Self::Delete { .. } | Self::JournalAppend(_) | Self::JournalPrune { .. } => None,
         }
     }
 
@@ -115,6 +132,8 @@ impl StoreOp {
             Self::AddOrTombstone { map, tag } | Self::RemoveOrTombstone { map, tag } => {
                 Slot::Tombstone(map, tag)
             }
+            Self::JournalAppend(r) => Slot::Journal(r.seq),
+            Self::JournalPrune { .. } => Slot::JournalPrune,
         }
     }
 }
@@ -126,6 +145,12 @@ pub enum Slot<'a> {
     Entry(&'a str, &'a str),
     /// The tombstone row of `(map, tag)`.
     Tombstone(&'a str, &'a str),
+    /// The journal row of one sequence number (never shared: appends are
+    /// never coalesced).
+    Journal(u64),
+    /// The journal's retention bound: a later prune (with a bound at least
+    /// as high, since bounds only grow) supersedes an earlier one.
+    JournalPrune,
 }
 
 /// An ordered list of ops that a backend commits atomically and durably in

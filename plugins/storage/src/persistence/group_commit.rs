@@ -68,6 +68,7 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 use super::backend::{plan_kinds, PersistenceBackend};
 use super::entry::{StoreOp, WriteBatch};
 use super::error::PersistenceError;
+use super::journal::JournalRecord;
 
 mod writer;
 
@@ -105,6 +106,13 @@ pub trait CommitObserver: Send + Sync + 'static {
     fn committed(&self, group: u64, ops: usize, requests: usize, elapsed: Duration);
     /// Group `group` failed after `elapsed`; the committer stops (fail-stop).
     fn failed(&self, group: u64, cause: &PersistenceError, elapsed: Duration);
+    /// The journal entries of a group that just committed, in sequence
+    /// order (called after [`Self::committed`]; groups in commit order, so
+    /// every entry is heard once, in sequence order). The default ignores
+    /// them.
+    fn journaled(&self, records: &[Arc<JournalRecord>]) {
+        let _ = records;
+    }
 }
 
 /// Settings of a [`GroupCommitter`].
@@ -125,6 +133,10 @@ pub struct GroupCommitConfig {
     pub ack_mode: AckMode,
     /// Told about every commit (none by default).
     pub observer: Option<Arc<dyn CommitObserver>>,
+    /// Most event-journal entries kept: a request whose entries take the
+    /// journal past it also carries a [`StoreOp::JournalPrune`] of the
+    /// oldest ones, in the same commit. 0 keeps every entry.
+    pub journal_capacity: u64,
 }
 
 impl std::fmt::Debug for GroupCommitConfig {
@@ -135,6 +147,7 @@ impl std::fmt::Debug for GroupCommitConfig {
             .field("queue_capacity_ops", &self.queue_capacity_ops)
             .field("ack_mode", &self.ack_mode)
             .field("observer", &self.observer.is_some())
+            .field("journal_capacity", &self.journal_capacity)
             .finish()
     }
 }
@@ -147,6 +160,7 @@ impl Default for GroupCommitConfig {
             queue_capacity_ops: 64 * 1024,
             ack_mode: AckMode::AfterCommit,
             observer: None,
+            journal_capacity: 0,
         }
     }
 }
@@ -272,11 +286,41 @@ const RUNNING: u8 = 0;
 const FAILED: u8 = 1;
 const SHUTTING_DOWN: u8 = 2;
 
-/// What `enqueue` serialises: kind registry, sequence numbers and the queue.
+/// What `enqueue` serialises: kind registry, sequence numbers (of requests
+/// and of journal entries) and the queue.
 struct Intake {
     kinds: HashMap<String, MapKind>,
     next_seq: u64,
+    /// The number the next journal entry gets.
+    journal_next: u64,
+    /// The oldest journal entry kept (== `journal_next` when none).
+    journal_first: u64,
+    journal_capacity: u64,
     tx: mpsc::UnboundedSender<Msg>,
+}
+
+impl Intake {
+    /// Numbers the batch's journal entries from `journal_next` and, past
+    /// the capacity, appends the prune. Returns the new `(next, first)`,
+    /// applied by the caller once the request is queued.
+    fn number_journal(&self, batch: &mut WriteBatch) -> (u64, u64) {
+        let mut next = self.journal_next;
+        for op in &mut batch.ops {
+            if let StoreOp::JournalAppend(r) = op {
+                Arc::make_mut(r).seq = next;
+                next += 1;
+            }
+        }
+        let mut first = self.journal_first;
+        if next != self.journal_next
+            && self.journal_capacity > 0
+            && next - first > self.journal_capacity
+        {
+            first = next - self.journal_capacity;
+            batch.ops.push(StoreOp::JournalPrune { below: first });
+        }
+        (next, first)
+    }
 }
 
 /// State shared by the handles and the writer. The queue's sender is not
@@ -344,6 +388,15 @@ impl GroupCommitter {
             .into_iter()
             .map(|m| (m.name, m.kind))
             .collect();
+        let (journal_first, journal_next) = match backend
+            .journal_bounds()
+            .await
+            .map_err(CommitError::Rejected)?
+        {
+            Some((first, last)) => (first, last + 1),
+            None => (1, 1),
+        };
+        let journal_capacity = config.journal_capacity;
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             status: AtomicU8::new(RUNNING),
@@ -360,6 +413,9 @@ impl GroupCommitter {
         let intake = Arc::new(Mutex::new(Intake {
             kinds,
             next_seq: 1,
+            journal_next,
+            journal_first,
+            journal_capacity,
             tx,
         }));
         Ok(Self { shared, intake })
@@ -380,7 +436,11 @@ impl GroupCommitter {
     }
 
     /// Queues `batch` for the next group commit and returns the future that
-    /// resolves when it is durable. Never blocks; see [`Self::admit`] for
+    /// resolves when it is durable. Its [`StoreOp::JournalAppend`] entries
+    /// are numbered here, under the lock that orders requests, so journal
+    /// order is commit order and the numbers are dense (a failed commit
+    /// stops the committer, so no later entry can become durable after a
+    /// lost one); see `journal_capacity` for pruning. Never blocks; see [`Self::admit`] for
     /// back-pressure. The batch's ops are committed atomically (never split
     /// across groups). An empty batch is a flush barrier.
     ///
@@ -389,12 +449,13 @@ impl GroupCommitter {
     /// the map's recorded kind (nothing queued, committer keeps running);
     /// [`CommitError::Stopped`] after a commit failure;
     /// [`CommitError::ShutDown`] after [`Self::shutdown`].
-    pub fn enqueue(&self, batch: WriteBatch) -> Result<Durable, CommitError> {
-        let n_ops = batch.ops.len();
+    pub fn enqueue(&self, mut batch: WriteBatch) -> Result<Durable, CommitError> {
         let mut intake = self.intake.lock();
         if self.shared.status.load(Ordering::Acquire) != RUNNING {
             return Err(self.stopped_error());
         }
+        let (journal_next, journal_first) = intake.number_journal(&mut batch);
+        let n_ops = batch.ops.len();
         let new_maps =
             plan_kinds(&batch, |m| intake.kinds.get(m).copied()).map_err(CommitError::Rejected)?;
         let seq = intake.next_seq;
@@ -420,6 +481,8 @@ impl GroupCommitter {
             return Err(CommitError::WriterGone);
         }
         intake.next_seq += 1;
+        intake.journal_next = journal_next;
+        intake.journal_first = journal_first;
         intake.kinds.extend(new_maps);
         drop(intake);
         let c = &self.shared.counters;

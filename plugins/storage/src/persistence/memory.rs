@@ -19,6 +19,7 @@ use parking_lot::Mutex;
 use super::backend::{plan_kinds, PersistResult, PersistenceBackend};
 use super::entry::{LoadedMap, StoreOp, StoredEntry, StoredMap, WriteBatch};
 use super::error::PersistenceError;
+use super::journal::JournalRecord;
 
 #[derive(Debug)]
 struct MemMap {
@@ -31,6 +32,8 @@ struct MemMap {
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
     maps: Arc<Mutex<BTreeMap<String, MemMap>>>,
+    /// The event journal; locked after `maps` (commits hold both).
+    journal: Arc<Mutex<BTreeMap<u64, Arc<JournalRecord>>>>,
 }
 
 impl MemoryStore {
@@ -104,8 +107,16 @@ impl MemoryBackend {
                     },
                 );
             }
+            let mut journal = self.store.journal.lock();
             for op in &batch.ops {
                 match op {
+                    StoreOp::JournalAppend(r) => {
+                        journal.insert(r.seq, Arc::clone(r));
+                    }
+                    StoreOp::JournalPrune { below } => {
+                        let kept = journal.split_off(below);
+                        *journal = kept;
+                    }
                     StoreOp::Put { map, key, entry } => {
                         if let Some(m) = maps.get_mut(map) {
                             m.entries.insert(key.clone(), entry.clone());
@@ -144,6 +155,34 @@ impl PersistenceBackend for MemoryBackend {
 
     fn commit(&self, batch: WriteBatch) -> BoxFuture<'_, PersistResult<()>> {
         ready(self.commit_now(&batch))
+    }
+
+    fn keeps_journal(&self) -> bool {
+        true
+    }
+
+    fn read_journal(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, PersistResult<Vec<JournalRecord>>> {
+        ready(self.with(|_| {
+            Ok(self
+                .store
+                .journal
+                .lock()
+                .range(from..)
+                .take(limit)
+                .map(|(_, r)| JournalRecord::clone(r))
+                .collect())
+        }))
+    }
+
+    fn journal_bounds(&self) -> BoxFuture<'_, PersistResult<Option<(u64, u64)>>> {
+        ready(self.with(|_| {
+            let j = self.store.journal.lock();
+            Ok(j.keys().next().copied().zip(j.keys().next_back().copied()))
+        }))
     }
 
     fn load_map<'a>(&'a self, map: &'a str) -> BoxFuture<'a, PersistResult<LoadedMap>> {

@@ -13,6 +13,7 @@
 //! - `memory`: [`MemoryBackend`], a real in-memory backend for tests.
 //! - `group_commit`: [`GroupCommitter`], many writers into few durable
 //!   commits, with a durability future per write (PERSISTED acks hang on it).
+//! - `journal`: [`JournalRecord`], the event journal's rows.
 //! - `error`: [`PersistenceError`].
 //! - `testing`: the conformance suite and a fault-injecting wrapper.
 //!
@@ -27,6 +28,7 @@ mod codec;
 mod entry;
 mod error;
 pub mod group_commit;
+pub mod journal;
 mod memory;
 mod redb_backend;
 mod redb_open;
@@ -40,5 +42,6 @@ pub use group_commit::{
     AckMode, CommitError, CommitObserver, CommitStats, Durable, GroupCommitConfig, GroupCommitter,
     Receipt,
 };
+pub use journal::JournalRecord;
 pub use memory::{MemoryBackend, MemoryStore};
 pub use redb_backend::{RedbBackend, RedbOptions, DB_FILE_NAME};

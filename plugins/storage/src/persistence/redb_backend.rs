@@ -10,7 +10,12 @@
 //! table "hangar_entries_v1"        key (map: &str, key: &str)  -> entry value (version, kind, msgpack)
 //! table "hangar_or_tombstones_v1"  key (map: &str, tag: &str)  -> tombstone value (version)
 //! table "hangar_maps_v1"           key map: &str               -> catalog value (version, kind)
+//! table "hangar_journal_v1"        key sequence: u64           -> journal entry (see super::journal)
 //! ```
+//!
+//! Journal rows are written in the same transaction as the map rows of the
+//! batch that carries them, so an entry is durable exactly when its write
+//! is.
 //!
 //! Why one table keyed by `(map, key)` rather than a table per map: a
 //! group commit touches many maps, and with one table it opens three tables
@@ -56,12 +61,14 @@ use super::backend::{plan_kinds, PersistResult, PersistenceBackend};
 use super::codec;
 use super::entry::{LoadedMap, StoreOp, StoredEntry, StoredMap, WriteBatch};
 use super::error::PersistenceError;
+use super::journal::{decode_journal, encode_journal, JournalRecord};
 use super::redb_open::{self, is_damage, panic_text};
 
 const ENTRIES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("hangar_entries_v1");
 const TOMBSTONES: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("hangar_or_tombstones_v1");
 const CATALOG: TableDefinition<&str, &[u8]> = TableDefinition::new("hangar_maps_v1");
+const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("hangar_journal_v1");
 
 /// The file name the backend uses inside its data directory.
 pub const DB_FILE_NAME: &str = "hangar.redb";
@@ -301,6 +308,7 @@ fn prepare(db: &Database) -> PersistResult<HashMap<String, MapKind>> {
         txn.open_table(ENTRIES).map_err(err("open"))?;
         txn.open_table(TOMBSTONES).map_err(err("open"))?;
         txn.open_table(CATALOG).map_err(err("open"))?;
+        txn.open_table(JOURNAL).map_err(err("open"))?;
     }
     txn.commit().map_err(err("open"))?;
     Ok(read_catalog(db)?
@@ -334,6 +342,7 @@ fn commit_batch(inner: &Inner, db: &Database, batch: &WriteBatch) -> PersistResu
         .iter()
         .map(|op| match op {
             StoreOp::Put { entry, .. } => codec::encode_entry(entry).map(Some),
+            StoreOp::JournalAppend(r) => Ok(Some(encode_journal(r))),
             _ => Ok(None),
         })
         .collect::<PersistResult<Vec<_>>>()?;
@@ -344,6 +353,7 @@ fn commit_batch(inner: &Inner, db: &Database, batch: &WriteBatch) -> PersistResu
     {
         let mut entries = txn.open_table(ENTRIES).map_err(err("commit"))?;
         let mut tombs = txn.open_table(TOMBSTONES).map_err(err("commit"))?;
+        let mut journal = txn.open_table(JOURNAL).map_err(err("commit"))?;
         let tomb_value = codec::encode_tombstone();
         for (op, bytes) in batch.ops.iter().zip(&encoded) {
             match (op, bytes) {
@@ -367,7 +377,17 @@ fn commit_batch(inner: &Inner, db: &Database, batch: &WriteBatch) -> PersistResu
                         .remove((map.as_str(), tag.as_str()))
                         .map_err(err("commit"))?;
                 }
-                (StoreOp::Put { .. }, None) => {
+                (StoreOp::JournalAppend(r), Some(bytes)) => {
+                    journal
+                        .insert(r.seq, bytes.as_slice())
+                        .map_err(err("commit"))?;
+                }
+                (StoreOp::JournalPrune { below }, _) => {
+                    journal
+                        .retain_in(..*below, |_, _| false)
+                        .map_err(err("commit"))?;
+                }
+                (StoreOp::Put { .. } | StoreOp::JournalAppend(_), None) => {
                     return Err(PersistenceError::storage(
                         "commit",
                         "internal: a put lost its encoding",
@@ -437,9 +457,51 @@ fn tombstones_in(
     Ok(out)
 }
 
+fn read_journal_rows(db: &Database, from: u64, limit: usize) -> PersistResult<Vec<JournalRecord>> {
+    const OP: &str = "read_journal";
+    let txn = db.begin_read().map_err(err(OP))?;
+    let table = txn.open_table(JOURNAL).map_err(err(OP))?;
+    let mut out = Vec::new();
+    for row in table.range(from..).map_err(err(OP))? {
+        if out.len() >= limit {
+            break;
+        }
+        let (k, v) = row.map_err(err(OP))?;
+        out.push(decode_journal(k.value(), v.value())?);
+    }
+    Ok(out)
+}
+
+fn journal_bounds_of(db: &Database) -> PersistResult<Option<(u64, u64)>> {
+    const OP: &str = "journal_bounds";
+    let txn = db.begin_read().map_err(err(OP))?;
+    let table = txn.open_table(JOURNAL).map_err(err(OP))?;
+    let first = table.first().map_err(err(OP))?.map(|(k, _)| k.value());
+    let last = table.last().map_err(err(OP))?.map(|(k, _)| k.value());
+    Ok(first.zip(last))
+}
+
 impl PersistenceBackend for RedbBackend {
     fn name(&self) -> &'static str {
         "redb"
+    }
+
+    fn keeps_journal(&self) -> bool {
+        true
+    }
+
+    fn read_journal(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, PersistResult<Vec<JournalRecord>>> {
+        self.run("read_journal", move |_, db| {
+            read_journal_rows(db, from, limit)
+        })
+    }
+
+    fn journal_bounds(&self) -> BoxFuture<'_, PersistResult<Option<(u64, u64)>>> {
+        self.run("journal_bounds", |_, db| journal_bounds_of(db))
     }
 
     fn failure(&self) -> Option<String> {

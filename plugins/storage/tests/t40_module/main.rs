@@ -17,6 +17,8 @@
 //!   (`t87`, `t88`).
 //! - `t90_damage`: a damaged embedded store refused at start, reset on purpose,
 //!   and failed visibly when met at run time (`t90`-`t92`).
+//! - `t93_journal`: the event journal: what is journaled, retention, replay
+//!   and live delivery, a restart on redb (`t93`-`t98`).
 //! - `support`: the module builders, ops and sinks the tests share.
 
 mod support;
@@ -30,3 +32,4 @@ mod t70_clock;
 mod t80_ownership;
 mod t87_merkle_share;
 mod t90_damage;
+mod t93_journal;

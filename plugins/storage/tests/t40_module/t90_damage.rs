@@ -21,6 +21,9 @@ fn embedded(dir: &Path) -> StorageModuleConfig {
         backend: StorageBackendKind::Embedded,
         data_dir: dir.to_path_buf(),
         write_ack_timeout_ms: 500,
+        // No event journal: its rows repeat the keys, and t92 finds the
+        // page to damage by a key's bytes, which must be an entries page.
+        journal_capacity: 0,
         ..StorageModuleConfig::default()
     }
 }

@@ -13,6 +13,7 @@ use super::{CommitError, CommitObserver, GroupCommitConfig, Receipt, Shared, FAI
 use crate::persistence::backend::PersistenceBackend;
 use crate::persistence::entry::{StoreOp, WriteBatch};
 use crate::persistence::error::PersistenceError;
+use crate::persistence::journal::JournalRecord;
 
 /// One enqueued batch on its way to a group commit.
 pub(super) struct Request {
@@ -168,6 +169,16 @@ async fn commit_group(
         ops.extend(r.ops);
         waiters.push((r.seq, r.done));
     }
+    let journaled: Vec<Arc<JournalRecord>> = match observer {
+        Some(_) => ops
+            .iter()
+            .filter_map(|op| match op {
+                StoreOp::JournalAppend(r) => Some(Arc::clone(r)),
+                _ => None,
+            })
+            .collect(),
+        None => Vec::new(),
+    };
     let (ops, dropped) = coalesce(ops);
     let n_ops = ops.len();
     let started = Instant::now();
@@ -181,7 +192,12 @@ async fn commit_group(
     let c = &shared.counters;
     if let Some(o) = observer {
         match &result {
-            Ok(()) if n_ops > 0 => o.committed(group_no, n_ops, waiters.len(), elapsed),
+            Ok(()) if n_ops > 0 => {
+                o.committed(group_no, n_ops, waiters.len(), elapsed);
+                if !journaled.is_empty() {
+                    o.journaled(&journaled);
+                }
+            }
             Ok(()) => {}
             Err(cause) => o.failed(group_no, cause, elapsed),
         }

@@ -180,6 +180,22 @@ impl PersistenceBackend for InstrumentedBackend {
         self.inner.list_maps()
     }
 
+    fn keeps_journal(&self) -> bool {
+        self.inner.keeps_journal()
+    }
+
+    fn read_journal(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, PersistResult<Vec<crate::persistence::JournalRecord>>> {
+        self.inner.read_journal(from, limit)
+    }
+
+    fn journal_bounds(&self) -> BoxFuture<'_, PersistResult<Option<(u64, u64)>>> {
+        self.inner.journal_bounds()
+    }
+
     fn flush(&self) -> BoxFuture<'_, PersistResult<()>> {
         self.inner.flush()
     }
