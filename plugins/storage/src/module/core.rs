@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
-use hangar_core::config::{StorageBackendKind, StorageModuleConfig};
+use hangar_core::config::StorageModuleConfig;
 use hangar_core::module::storage::StorageDeps;
 use hangar_core::module::storage_types::ChangeSink;
 use hangar_core::{ErrorKind, ModuleError, ModuleResult};
@@ -40,6 +40,7 @@ use crate::event_pool::{EventPayload, ObjectPool, PoolConfig};
 use crate::persistence::{GroupCommitConfig, GroupCommitter, PersistenceBackend};
 use crate::query::QueryRegistry;
 use crate::search::{FullTextIndex, IndexWriter, WriterOptions};
+use crate::settings::{StorageBackendKind, StorageSettings};
 use crate::tasklet::{SchedulerConfig, TaskletScheduler};
 use crate::write_ack::{AckConfig, WriteAckManager};
 
@@ -112,6 +113,7 @@ impl Core {
     /// runtime cannot be built.
     pub(crate) fn new(
         config: StorageModuleConfig,
+        settings: StorageSettings,
         deps: StorageDeps,
         opener: BackendOpener,
         backend_label: String,
@@ -119,7 +121,7 @@ impl Core {
         hangar_core::hlc::validate_node_id(&config.node_id)
             .map_err(|e| ModuleError::new(ErrorKind::CONFIG, format!("storage.node_id: {e}")))?;
         let mut indexes = Vec::new();
-        for (map, cfg) in &config.full_text_search {
+        for (map, cfg) in &settings.full_text_search {
             let index = FullTextIndex::new(fts_config(cfg)).map_err(|e| {
                 ModuleError::new(
                     ErrorKind::CONFIG,
@@ -128,7 +130,7 @@ impl Core {
             })?;
             indexes.push((map.clone(), index));
         }
-        let runtime = PluginRuntime::new(env!("CARGO_PKG_NAME"), config.worker_threads)?;
+        let runtime = PluginRuntime::new(env!("CARGO_PKG_NAME"), settings.worker_threads)?;
         let handle = runtime.handle().clone();
         let fts_runtime = if indexes.is_empty() {
             None
@@ -148,9 +150,8 @@ impl Core {
             deps.metrics.clone(),
             &handle,
         ));
-        let tasklets =
-            TaskletScheduler::new(SchedulerConfig::from_storage_config(&config), &handle);
-        let pool = ObjectPool::for_events(PoolConfig::events_from_storage_config(&config));
+        let tasklets = TaskletScheduler::new(SchedulerConfig::from_settings(&settings), &handle);
+        let pool = ObjectPool::for_events(PoolConfig::events_from_settings(&settings));
         Ok(Arc::new(Self {
             metrics: Metrics::new(deps.metrics.clone()),
             ownership: super::ownership::Ownership::default(),
@@ -357,10 +358,17 @@ async fn report_loop(core: Weak<Core>) {
 }
 
 /// The opener of a configured backend kind.
-pub(crate) fn configured_opener(config: &StorageModuleConfig) -> (BackendOpener, String) {
-    match config.backend {
+pub(crate) fn configured_opener(
+    config: &StorageModuleConfig,
+    settings: &StorageSettings,
+) -> (BackendOpener, String) {
+    let (reset_damaged, check_integrity) = (
+        settings.reset_damaged_store,
+        settings.check_integrity_on_start,
+    );
+    match settings.backend {
         StorageBackendKind::Embedded => (
-            Arc::new(|c: &StorageModuleConfig| {
+            Arc::new(move |c: &StorageModuleConfig| {
                 std::fs::create_dir_all(&c.data_dir).map_err(|e| {
                     crate::persistence::PersistenceError::storage(
                         "open",
@@ -368,8 +376,8 @@ pub(crate) fn configured_opener(config: &StorageModuleConfig) -> (BackendOpener,
                     )
                 })?;
                 let options = crate::persistence::RedbOptions {
-                    reset_damaged: c.reset_damaged_store,
-                    check_integrity: c.check_integrity_on_start,
+                    reset_damaged,
+                    check_integrity,
                     ..crate::persistence::RedbOptions::default()
                 };
                 let b: Arc<dyn PersistenceBackend> = Arc::new(
