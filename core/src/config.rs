@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::settings::PluginSettings;
 use crate::types::ConsistencyLevel;
 
 /// How the cluster module finds its peers.
@@ -259,146 +260,51 @@ impl Default for ClusterModuleConfig {
     }
 }
 
-/// Which persistence backend the storage module uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum StorageBackendKind {
-    /// The embedded store: one redb file in the data directory (default).
-    #[default]
-    Embedded,
-    /// Nothing is persisted; for tests and caches.
-    Memory,
-}
-
-/// BM25 parameters.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Bm25Config {
-    /// Term-frequency saturation (1.2).
-    pub k1: f64,
-    /// Length normalisation, 0..=1 (0.75).
-    pub b: f64,
-}
-
-impl Default for Bm25Config {
-    fn default() -> Self {
-        Self { k1: 1.2, b: 0.75 }
-    }
-}
-
-/// Tokenizer of the full-text index.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TokenizerConfig {
-    /// Lowercase before splitting (true).
-    pub lowercase: bool,
-    /// Drop English stopwords (true).
-    pub stopwords: bool,
-    /// Porter-stem tokens (true).
-    pub stemmer: bool,
-    /// Shortest token kept, in UTF-16 units (2).
-    pub min_length: usize,
-    /// Longest token kept (40).
-    pub max_length: usize,
-}
-
-impl Default for TokenizerConfig {
-    fn default() -> Self {
-        Self {
-            lowercase: true,
-            stopwords: true,
-            stemmer: true,
-            min_length: 2,
-            max_length: 40,
-        }
-    }
-}
-
-/// Full-text search on one map.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-pub struct FullTextIndexConfig {
-    /// Fields of the record value to index; MUST be non-empty.
-    pub fields: Vec<String>,
-    /// Tokenizer settings.
-    pub tokenizer: TokenizerConfig,
-    /// Scoring settings.
-    pub bm25: Bm25Config,
-}
-
-/// Configuration of the storage module.
+/// Configuration of the storage module: what the host owns and passes,
+/// plus the plugin's own settings.
+///
+/// The host fills every field: `node_id` and `data_dir` from the node's
+/// configuration, `write_ack_timeout_ms` from `[storage]` (the host's write
+/// path waits that long for forwarded writes too), and `settings` with the
+/// rest of the `[storage]` section and the environment variables the
+/// plugin declared. The plugin decodes `settings` itself
+/// ([`PluginSettings::decode`]); the host never reads them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageModuleConfig {
     /// This node's id.
     pub node_id: String,
-    /// Persistence backend (embedded).
-    pub backend: StorageBackendKind,
-    /// Directory of the embedded store ("./data").
+    /// The module's own directory (`<data_dir>/<node_id>/storage` for a
+    /// node; "./data" by default).
     pub data_dir: PathBuf,
-    /// Full-text search per map name (none).
-    pub full_text_search: BTreeMap<String, FullTextIndexConfig>,
     /// Default write-ack timeout in ms (5 000).
     pub write_ack_timeout_ms: u64,
-    /// Tasklet time budget per slice in ms (5).
-    pub tasklet_budget_ms: u64,
-    /// Most tasklets running at once (20).
-    pub tasklet_max_concurrent: usize,
-    /// Event payload pool: most buffers kept (4 096).
-    pub event_pool_max: usize,
-    /// Event payload pool: buffers made up front (128).
-    pub event_pool_initial: usize,
-    /// Worker threads of the module's own runtime (2).
-    pub worker_threads: usize,
-    /// Start with a new, empty embedded store when the existing store file
-    /// is damaged (unreadable, empty, failing its integrity check), moving
-    /// the damaged file aside (`hangar.redb.damaged-<unix ms>`) instead of
-    /// deleting it (false: a damaged store refuses the start). Only for an
-    /// operator who chose to lose what it held. Not sent across the plugin
-    /// boundary when false, so plugins built before it still accept the
-    /// config.
-    #[serde(skip_serializing_if = "is_false")]
-    pub reset_damaged_store: bool,
-    /// Check the embedded store's integrity (every page checksum) at every
-    /// start, not only after an unclean shutdown (false). Reads the whole
-    /// file. Not sent across the boundary when false.
-    #[serde(skip_serializing_if = "is_false")]
-    pub check_integrity_on_start: bool,
-    /// Most event-journal entries kept (10 000): past it the oldest are
-    /// pruned, in the commit that adds the new ones. 0 turns the journal
-    /// off. Not sent across the boundary at its default.
-    #[serde(skip_serializing_if = "is_default_journal_capacity")]
-    pub journal_capacity: u64,
-}
-
-/// The default of [`StorageModuleConfig::journal_capacity`].
-pub const DEFAULT_JOURNAL_CAPACITY: u64 = 10_000;
-
-fn is_default_journal_capacity(n: &u64) -> bool {
-    *n == DEFAULT_JOURNAL_CAPACITY
-}
-
-// serde's skip_serializing_if takes a reference
-fn is_false(b: &bool) -> bool {
-    !*b
+    /// The plugin's own settings (`[storage]` and its environment
+    /// variables), opaque to the host.
+    pub settings: PluginSettings,
 }
 
 impl Default for StorageModuleConfig {
     fn default() -> Self {
         Self {
             node_id: "node-1".to_string(),
-            backend: StorageBackendKind::Embedded,
             data_dir: PathBuf::from("./data"),
-            full_text_search: BTreeMap::new(),
             write_ack_timeout_ms: 5_000,
-            tasklet_budget_ms: 5,
-            tasklet_max_concurrent: 20,
-            event_pool_max: 4_096,
-            event_pool_initial: 128,
-            worker_threads: 2,
-            reset_damaged_store: false,
-            check_integrity_on_start: false,
-            journal_capacity: DEFAULT_JOURNAL_CAPACITY,
+            settings: PluginSettings::default(),
+        }
+    }
+}
+
+impl StorageModuleConfig {
+    /// A config for `node_id` in `data_dir` with the given plugin settings
+    /// (for tests and embedding hosts).
+    #[must_use]
+    pub fn new(node_id: &str, data_dir: impl Into<PathBuf>, settings: PluginSettings) -> Self {
+        Self {
+            node_id: node_id.to_string(),
+            data_dir: data_dir.into(),
+            settings,
+            ..Self::default()
         }
     }
 }
@@ -449,19 +355,17 @@ mod tests {
         assert_eq!(c.replication.batch_size, 100);
         let s = StorageModuleConfig::default();
         assert_eq!(s.write_ack_timeout_ms, 5_000);
-        assert_eq!((s.tasklet_budget_ms, s.tasklet_max_concurrent), (5, 20));
-        assert_eq!((s.event_pool_max, s.event_pool_initial), (4_096, 128));
+        assert_eq!(s.settings, PluginSettings::default());
     }
 
     #[test]
     fn t11_configs_round_trip_through_the_boundary_encoding() {
-        let mut s = StorageModuleConfig::default();
-        s.full_text_search.insert(
-            "articles".into(),
-            FullTextIndexConfig {
-                fields: vec!["title".into(), "body".into()],
-                ..Default::default()
-            },
+        let s = StorageModuleConfig::new(
+            "n",
+            "/tmp/x",
+            PluginSettings::default()
+                .with("backend", "memory")
+                .with("worker_threads", 3),
         );
         let back: StorageModuleConfig = decode_config(&encode_config(&s).unwrap()).unwrap();
         assert_eq!(back, s);

@@ -8,6 +8,9 @@
 //! - `merkle`: the depth-3 Merkle tries of LWW and OR maps (sync and repair digests).
 //! - `error`: [`ModuleError`], the error of every module call.
 //! - `config`: module configs, every default written down.
+//! - `settings`: plugin-owned settings: the opaque value a plugin decodes
+//!   and validates itself, and the description `hangar plugins inspect`
+//!   prints.
 //! - `module`: the native `StorageModule` / `ClusterModule` traits, the
 //!   partition view, the storage accessor, host services, and their types;
 //!   `module::wrapper` lets a module wrap another and change a few methods.
@@ -23,6 +26,7 @@ pub mod hash;
 pub mod hlc;
 pub mod merkle;
 pub mod module;
+pub mod settings;
 pub mod types;
 
 pub use error::{ErrorKind, ModuleError, ModuleResult};

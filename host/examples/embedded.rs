@@ -4,7 +4,6 @@
 //!
 //! Run with `cargo run -p hangar-host --example embedded`; stop with Ctrl-C.
 
-use hangar_core::config::StorageBackendKind;
 use hangar_host::{HangarConfig, Modules};
 
 #[tokio::main]
@@ -14,7 +13,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         port: 0,
         ..HangarConfig::default()
     };
-    config.storage.backend = StorageBackendKind::Memory;
+    config.storage.set("backend", "memory");
     config.finish()?;
     hangar_host::run(
         config,

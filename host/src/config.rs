@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use hangar_core::config::{ClusterModuleConfig, StorageBackendKind, StorageModuleConfig};
+use hangar_core::config::{ClusterModuleConfig, PluginSettings, StorageModuleConfig};
 use semver::VersionReq;
 use serde::{Deserialize, Serialize};
 
@@ -104,6 +104,48 @@ impl Default for NetworkConfig {
     }
 }
 
+/// The `[storage]` section: the one key the host reads, and the storage
+/// plugin's own settings, which the host passes on without reading
+/// (`hangar_core::settings`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StorageSection {
+    /// Default write-ack timeout in ms (5 000): the storage module's, and
+    /// how long the host waits for writes it forwards to other nodes.
+    pub write_ack_timeout_ms: u64,
+    /// Every other key: the storage plugin's settings.
+    #[serde(flatten)]
+    pub settings: toml::Table,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        Self {
+            write_ack_timeout_ms: 5_000,
+            settings: toml::Table::new(),
+        }
+    }
+}
+
+impl StorageSection {
+    /// Sets one of the plugin's settings (for tests and embedding hosts).
+    pub fn set(&mut self, key: &str, value: impl Into<toml::Value>) {
+        self.settings.insert(key.to_string(), value.into());
+    }
+}
+
+/// Keys of `[storage]` that moved, and where to.
+const MOVED_STORAGE_KEYS: [(&str, &str); 2] = [
+    (
+        "node_id",
+        "the node id is the host's: set the top-level node_id (it is passed to the storage plugin)",
+    ),
+    (
+        "data_dir",
+        "the data directory is the host's: set the top-level data_dir (the storage plugin gets <data_dir>/<node_id>/storage)",
+    ),
+];
+
 /// The whole node configuration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -126,8 +168,9 @@ pub struct HangarConfig {
     pub network: NetworkConfig,
     /// Cluster module settings (`node_id` and `data_dir` are filled in).
     pub cluster: ClusterModuleConfig,
-    /// Storage module settings (`node_id` and `data_dir` are filled in).
-    pub storage: StorageModuleConfig,
+    /// `[storage]`: the write-ack timeout and the storage plugin's own
+    /// settings.
+    pub storage: StorageSection,
     /// How long shutdown waits for in-flight work, in ms.
     pub shutdown_grace_ms: u64,
 }
@@ -144,7 +187,7 @@ impl Default for HangarConfig {
             auth: AuthConfig::default(),
             network: NetworkConfig::default(),
             cluster: ClusterModuleConfig::default(),
-            storage: StorageModuleConfig::default(),
+            storage: StorageSection::default(),
             shutdown_grace_ms: 5_000,
         }
     }
@@ -212,9 +255,11 @@ impl HangarConfig {
     /// `HANGAR_DATA_DIR`, `HANGAR_LOG`, `HANGAR_PLUGIN_DIR`,
     /// `HANGAR_STORAGE_PLUGIN`, `HANGAR_CLUSTER_PLUGIN`, `HANGAR_CLUSTER_PORT`,
     /// `HANGAR_SEED_NODES` (comma-separated `host:port`), `HANGAR_CLUSTER_ID`,
-    /// `HANGAR_ADVERTISE_HOST`, `HANGAR_ZONE`, `STORAGE_BACKEND`
-    /// (`embedded`/`redb`, or `memory`/`null`), `JWT_SECRET`, and
+    /// `HANGAR_ADVERTISE_HOST`, `HANGAR_ZONE`, `JWT_SECRET`, and
     /// `HANGAR_NO_AUTH=1` / `TOPGUN_NO_AUTH=true`, which turn auth off.
+    /// The storage plugin's variables (`STORAGE_BACKEND`, ...) are the
+    /// plugin's: it declares them and the host passes them on when it
+    /// builds the module (`hangar_host::plugin::instantiate_storage`).
     ///
     /// # Errors
     /// [`ConfigError::Env`] naming the variable and the expected shape.
@@ -267,19 +312,6 @@ impl HangarConfig {
         if let Some(v) = get("HANGAR_ZONE") {
             self.cluster.zone = v;
         }
-        if let Some(v) = get("STORAGE_BACKEND") {
-            self.storage.backend = match v.to_ascii_lowercase().as_str() {
-                "embedded" | "redb" => StorageBackendKind::Embedded,
-                "memory" | "null" => StorageBackendKind::Memory,
-                _ => {
-                    return Err(env_err(
-                        "STORAGE_BACKEND",
-                        &v,
-                        "one of embedded, redb, memory, null",
-                    ))
-                }
-            };
-        }
         if let Some(v) = get("JWT_SECRET").filter(|v| !v.is_empty()) {
             self.auth.jwt_secret = Some(v);
         }
@@ -312,12 +344,24 @@ impl HangarConfig {
                 message: format!("{req:?} is not a semver requirement: {e}"),
             })?;
         }
+        for (key, moved) in MOVED_STORAGE_KEYS {
+            if self.storage.settings.contains_key(key) {
+                return Err(ConfigError::Invalid {
+                    key: format!("storage.{key}"),
+                    message: format!("no longer set here: {moved}"),
+                });
+            }
+        }
+        if self.storage.write_ack_timeout_ms == 0 {
+            return Err(ConfigError::Invalid {
+                key: "storage.write_ack_timeout_ms".into(),
+                message: "must be positive".into(),
+            });
+        }
         self.cluster.node_id.clone_from(&self.node_id);
-        self.storage.node_id.clone_from(&self.node_id);
         // State lives under the data directory per node id, so several nodes
         // started from one working directory never share files.
         let own = self.data_dir.join(&self.node_id);
-        self.storage.data_dir = own.join("storage");
         let n = &self.network;
         for (key, ok) in [
             ("network.auth_timeout_ms", n.auth_timeout_ms > 0),
@@ -346,6 +390,30 @@ impl HangarConfig {
             self.cluster.data_dir = Some(own.join("cluster"));
         }
         Ok(())
+    }
+
+    /// The storage module's config: node id, its directory under the data
+    /// directory (`<data_dir>/<node_id>/storage`), the write-ack timeout and
+    /// the rest of `[storage]` as the plugin's opaque settings (the plugin's
+    /// environment variables are added when a plugin is instantiated).
+    ///
+    /// # Panics
+    /// Never for a table read from TOML (every TOML value has a msgpack
+    /// form).
+    #[must_use]
+    pub fn storage_module_config(&self) -> StorageModuleConfig {
+        let values = rmpv::ext::to_value(&self.storage.settings)
+            .expect("a TOML table converts to a msgpack value");
+        StorageModuleConfig {
+            node_id: self.node_id.clone(),
+            data_dir: self.data_dir.join(&self.node_id).join("storage"),
+            write_ack_timeout_ms: self.storage.write_ack_timeout_ms,
+            settings: PluginSettings {
+                section: "storage".into(),
+                values,
+                ..PluginSettings::default()
+            },
+        }
     }
 
     /// Parsed version requirement of a slot (validated by [`Self::finish`]).
@@ -395,12 +463,15 @@ mod tests {
         let mut c = HangarConfig::from_file(&f).unwrap();
         assert_eq!((c.node_id.as_str(), c.port), ("alpha", 9000));
         assert_eq!(c.storage.write_ack_timeout_ms, 1234);
-        c.apply_env(env(&[("HANGAR_PORT", "0"), ("STORAGE_BACKEND", "memory")]))
-            .unwrap();
+        c.apply_env(env(&[("HANGAR_PORT", "0")])).unwrap();
         c.finish().unwrap();
         assert_eq!(c.port, 0);
-        assert_eq!(c.storage.backend, StorageBackendKind::Memory);
-        assert_eq!(c.storage.node_id, "alpha");
+        let s = c.storage_module_config();
+        assert_eq!(
+            (s.node_id.as_str(), s.write_ack_timeout_ms),
+            ("alpha", 1234)
+        );
+        assert_eq!(s.data_dir, PathBuf::from("./data/alpha/storage"));
         assert_eq!(c.cluster.node_id, "alpha");
     }
 
@@ -432,6 +503,45 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("plugins.cluster_version"));
+    }
+
+    #[test]
+    fn t13_storage_settings_pass_through_unread_and_moved_keys_say_where_they_went() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("hangar.toml");
+        std::fs::write(
+            &f,
+            "[storage]\nbackend = \"memory\"\nmax_key_bytes = 64\n[storage.full_text_search.docs]\nfields = [\"title\"]\n",
+        )
+        .unwrap();
+        let mut c = HangarConfig::from_file(&f).unwrap();
+        c.finish().unwrap();
+        let s = c.storage_module_config();
+        assert_eq!(s.settings.section, "storage");
+        let rmpv::Value::Map(got) = s.settings.values else {
+            panic!("a map")
+        };
+        let get = |k: &str| {
+            got.iter()
+                .find(|(key, _)| key.as_str() == Some(k))
+                .map(|e| e.1.clone())
+        };
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(get("backend"), Some("memory".into()));
+        assert_eq!(get("max_key_bytes"), Some(64.into()));
+        let fts = get("full_text_search").unwrap();
+        assert_eq!(fts["docs"]["fields"][0], rmpv::Value::from("title"));
+
+        for key in ["data_dir", "node_id"] {
+            std::fs::write(&f, format!("[storage]\n{key} = \"x\"\n")).unwrap();
+            let mut c = HangarConfig::from_file(&f).unwrap();
+            let e = c.finish().unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("storage.{key}"))
+                    && e.contains(&format!("set the top-level {key}")),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -254,13 +254,14 @@ impl Node {
             partitions: cluster.partition_view(),
         };
         let storage = match &modules.storage {
-            Some(f) => f(config.storage.clone(), storage_deps)
+            Some(f) => f(config.storage_module_config(), storage_deps)
                 .map_err(|e| StartError::at(Step::StorageModule, e))?,
             None => {
                 let p = load_plugin(&config, PluginKind::Storage)
                     .map_err(|e| StartError::at(Step::StorageModule, e))?;
-                let m = plugin::instantiate_storage(&p, &config.storage, &storage_deps)
-                    .map_err(|e| StartError::at(Step::StorageModule, e))?;
+                let m =
+                    plugin::instantiate_storage(&p, &config.storage_module_config(), &storage_deps)
+                        .map_err(|e| StartError::at(Step::StorageModule, e))?;
                 plugins.push(p);
                 m
             }

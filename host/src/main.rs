@@ -281,7 +281,9 @@ fn effective_config(a: &ServeArgs) -> Result<HangarConfig, String> {
         c.cluster.advertise_host = Some(v.clone());
     }
     if a.reset_damaged_store {
-        c.storage.reset_damaged_store = true;
+        // A shorthand for the default storage plugin's setting; a plugin
+        // without it refuses the key by name.
+        c.storage.set("reset_damaged_store", true);
     }
     c.finish().map_err(|e| e.to_string())?;
     Ok(c)
@@ -419,11 +421,41 @@ fn inspect(file: &std::path::Path, require: &str) -> ExitCode {
     match &report.verdict {
         Ok(()) => {
             println!("loadable:    yes");
-            ExitCode::SUCCESS
+            inspect_settings(file, report.manifest.as_ref())
         }
         Err(e) => {
             println!("loadable:    no");
             println!("reason:      {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints a loadable plugin's settings (its root module's
+/// `describe_settings`, called after every check passed, like its
+/// constructor would be).
+fn inspect_settings(file: &std::path::Path, manifest: Option<&plugin::Manifest>) -> ExitCode {
+    let Some(kind) = manifest.and_then(|m| m.kind) else {
+        return ExitCode::SUCCESS;
+    };
+    let described = plugin::load(
+        file,
+        &plugin::Expectation {
+            kind,
+            version: semver::VersionReq::STAR,
+        },
+    )
+    .and_then(|p| plugin::describe_settings(&p));
+    match described {
+        Ok(d) => {
+            println!("settings:");
+            for line in plugin::render_settings(&kind.to_string(), &d).lines() {
+                println!("  {line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("settings:    cannot be described: {e}");
             ExitCode::FAILURE
         }
     }

@@ -2,7 +2,6 @@
 //! in directly, no shared library loaded.
 
 use abi_stable::std_types::{ROption, RString, RVec};
-use hangar_core::config::StorageBackendKind;
 use hangar_core::module::storage_types::{ApplyBatch, Origin, RecordState, WriteOp};
 use hangar_core::types::{KeyedOp, LwwRecord, MapOp, RawValue, Timestamp, WriteConcern};
 use hangar_host::{HangarConfig, Modules};
@@ -15,7 +14,7 @@ async fn t10_an_embedded_node_runs_the_default_modules_without_loading_plugins()
         data_dir: dir.path().to_path_buf(),
         ..HangarConfig::default()
     };
-    config.storage.backend = StorageBackendKind::Memory;
+    config.storage.set("backend", "memory");
     config.finish().unwrap();
     let running = hangar_host::start(
         config,

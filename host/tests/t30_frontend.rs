@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use abi_stable::std_types::{ROption, RString, RVec};
 use futures::{SinkExt, StreamExt};
+use hangar_core::config::ClusterModuleConfig;
 use hangar_core::config::StorageModuleConfig;
-use hangar_core::config::{ClusterModuleConfig, StorageBackendKind};
 use hangar_core::module::cluster::{ClusterDeps, ClusterModule};
 use hangar_core::module::partition::PartitionView;
 use hangar_core::module::storage::{StorageDeps, StorageModule};
@@ -33,7 +33,7 @@ fn config(dir: &std::path::Path) -> HangarConfig {
         shutdown_grace_ms: 5_000,
         ..HangarConfig::default()
     };
-    c.storage.backend = StorageBackendKind::Memory;
+    c.storage.set("backend", "memory");
     c.finish().unwrap();
     c
 }

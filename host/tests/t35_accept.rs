@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use hangar_core::config::StorageBackendKind;
 use hangar_host::server::raise_fd_limit;
 use hangar_host::{HangarConfig, Modules};
 use tokio::net::TcpSocket;
@@ -59,7 +58,7 @@ async fn t20_accept_failing_with_emfile_never_stops_the_listener() {
         data_dir: dir.path().to_path_buf(),
         ..HangarConfig::default()
     };
-    c.storage.backend = StorageBackendKind::Memory;
+    c.storage.set("backend", "memory");
     c.finish().unwrap();
     let r = hangar_host::start(
         c,

@@ -11,9 +11,16 @@
 //!   that passes its conformance suite works the same way
 //!   (`tests/t20_append_log_conformance.rs` runs it for this one).
 //! - **Add behaviour.** It wraps the module and adds one rule of its own:
-//!   keys longer than [`MAX_KEY_LEN`] bytes are rejected with a clear error.
+//!   keys longer than `max_key_bytes` bytes (a setting of its own, default
+//!   [`MAX_KEY_LEN`]) are rejected with a clear error.
 //!   As a `StorageWrapper` it writes only the methods it changes (`info`
 //!   and `apply`); every other one goes to the wrapped module.
+//!
+//! - **Take a setting.** [`TemplateSettings`] is its own `[storage]` key,
+//!   `max_key_bytes` (or `HANGAR_TEMPLATE_MAX_KEY_BYTES`); it takes that key
+//!   out and passes the rest of `[storage]` to the default module, which
+//!   validates them. Both refuse an unknown key or a wrong type by name, so
+//!   the host stops at start-up (`hangar_core::settings`).
 //!
 //! Replace either (or the whole delegate) with your own.
 //!
@@ -39,15 +46,59 @@ use hangar_core::module::storage::{StorageDeps, StorageModule};
 use hangar_core::module::storage_types::{ApplyBatch, OpOutcome, OpStatus};
 use hangar_core::module::wrapper::StorageWrapper;
 use hangar_core::module::{ModuleFuture, ModuleInfo};
+use hangar_core::settings::{Settings, SettingsDescription};
 use hangar_core::{ModuleError, ModuleResult};
 use hangar_storage::persistence::PersistenceBackend;
 
-/// Longest key this plugin accepts, in bytes.
+/// Longest key this plugin accepts by default, in bytes.
 pub const MAX_KEY_LEN: usize = 256;
+
+/// The template's own settings: `[storage] max_key_bytes`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TemplateSettings {
+    /// Longest key accepted, in bytes ([`MAX_KEY_LEN`]); at least 1.
+    pub max_key_bytes: usize,
+}
+
+impl Default for TemplateSettings {
+    fn default() -> Self {
+        Self {
+            max_key_bytes: MAX_KEY_LEN,
+        }
+    }
+}
+
+impl Settings for TemplateSettings {
+    fn keys() -> &'static [(&'static str, &'static str)] {
+        &[(
+            "max_key_bytes",
+            "longest key accepted, in bytes; longer keys are rejected",
+        )]
+    }
+
+    fn env() -> &'static [(&'static str, &'static str)] {
+        &[("HANGAR_TEMPLATE_MAX_KEY_BYTES", "max_key_bytes")]
+    }
+
+    // Its own key, then the default module's, which it passes the rest to.
+    fn describe() -> ModuleResult<SettingsDescription> {
+        Ok(SettingsDescription::of::<Self>()?
+            .merged(SettingsDescription::of::<hangar_storage::StorageSettings>()?))
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.max_key_bytes == 0 {
+            return Err("max_key_bytes = 0: expected at least 1".into());
+        }
+        Ok(())
+    }
+}
 
 /// The template's storage module: the default module plus a key-length rule.
 pub struct TemplateStorage {
     inner: Arc<dyn StorageModule>,
+    max_key_bytes: usize,
 }
 
 pub mod append_log;
@@ -57,13 +108,16 @@ pub mod append_log;
 /// with the key-length rule.
 ///
 /// # Errors
-/// Whatever the wrapped default module refuses (an invalid node id or
-/// full-text configuration).
+/// [`hangar_core::ErrorKind::CONFIG`] for a `max_key_bytes` that is not a
+/// positive integer, and whatever the wrapped default module refuses (an
+/// unknown `[storage]` key, an invalid node id or full-text configuration).
 pub fn create(
-    config: StorageModuleConfig,
+    mut config: StorageModuleConfig,
     deps: StorageDeps,
 ) -> ModuleResult<Arc<dyn StorageModule>> {
-    tracing::info!(max_key_len = MAX_KEY_LEN, "template storage plugin created");
+    let own: TemplateSettings = config.settings.split_off(&["max_key_bytes"]).decode()?;
+    let max_key_bytes = own.max_key_bytes;
+    tracing::info!(max_key_bytes, "template storage plugin created");
     let label = format!("append-only log ({})", config.data_dir.display());
     let inner = hangar_storage::create_with_backend(
         config,
@@ -75,16 +129,19 @@ pub fn create(
             Ok(backend)
         }),
     )?;
-    Ok(Arc::new(TemplateStorage { inner }))
+    Ok(Arc::new(TemplateStorage {
+        inner,
+        max_key_bytes,
+    }))
 }
 
-fn rejected(key: &RString) -> OpOutcome {
+fn rejected(key: &RString, max: usize) -> OpOutcome {
     OpOutcome {
         status: OpStatus::Rejected,
         ack: 0,
         change: ROption::RNone,
         error: ROption::RSome(ModuleError::invalid(format!(
-            "key of {} bytes is too long: this store accepts keys of at most {MAX_KEY_LEN} bytes",
+            "key of {} bytes is too long: this store accepts keys of at most {max} bytes",
             key.len()
         ))),
     }
@@ -107,21 +164,18 @@ impl StorageWrapper for TemplateStorage {
     fn apply(&self, mut batch: ApplyBatch) -> ModuleFuture<RVec<OpOutcome>> {
         // Split off the ops this plugin refuses, apply the rest, and put the
         // outcomes back in batch order.
-        let too_long: Vec<bool> = batch
-            .ops
-            .iter()
-            .map(|w| w.op.key.len() > MAX_KEY_LEN)
-            .collect();
+        let max = self.max_key_bytes;
+        let too_long: Vec<bool> = batch.ops.iter().map(|w| w.op.key.len() > max).collect();
         if !too_long.contains(&true) {
             return self.inner.apply(batch);
         }
         let refused: Vec<OpOutcome> = batch
             .ops
             .iter()
-            .filter(|w| w.op.key.len() > MAX_KEY_LEN)
-            .map(|w| rejected(&w.op.key))
+            .filter(|w| w.op.key.len() > max)
+            .map(|w| rejected(&w.op.key, max))
             .collect();
-        batch.ops.retain(|w| w.op.key.len() <= MAX_KEY_LEN);
+        batch.ops.retain(|w| w.op.key.len() <= max);
         let inner = self.inner.apply(batch);
         Box::pin(async move {
             let mut applied = inner.await?.into_iter();
@@ -134,4 +188,4 @@ impl StorageWrapper for TemplateStorage {
     }
 }
 
-hangar_plugin_sdk::export_storage_plugin!(crate::create);
+hangar_plugin_sdk::export_storage_plugin!(crate::create, settings: crate::TemplateSettings);

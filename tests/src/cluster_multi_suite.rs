@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use abi_stable::std_types::{ROption, RString, RVec};
-use hangar_core::config::{ClusterModuleConfig, StorageBackendKind};
+use hangar_core::config::ClusterModuleConfig;
 use hangar_core::module::cluster::ClusterDeps;
 use hangar_core::module::cluster::ClusterModule;
 use hangar_core::module::cluster_types::ReplicationRequest;
@@ -58,7 +58,7 @@ impl Three {
                 ..HangarConfig::default()
             };
             c.auth.jwt_secret = None;
-            c.storage.backend = StorageBackendKind::Memory;
+            c.storage.set("backend", "memory");
             c.cluster.host = "127.0.0.1".into();
             c.cluster.cluster_port = ports[i];
             c.cluster.cluster_id = "suite".into();

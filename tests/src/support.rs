@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use abi_stable::std_types::{ROption, RString, RVec};
 use hangar_core::abi::PluginKind;
-use hangar_core::config::{ClusterModuleConfig, StorageBackendKind, StorageModuleConfig};
+use hangar_core::config::{ClusterModuleConfig, PluginSettings, StorageModuleConfig};
 use hangar_core::hlc::Hlc;
 use hangar_core::module::cluster::{ClusterDeps, ClusterModule};
 use hangar_core::module::partition::PartitionView;
@@ -74,11 +74,12 @@ pub fn cluster_deps(node: &str) -> ClusterDeps {
 #[must_use]
 pub fn embedded_storage_config(node: &str, dir: &std::path::Path) -> StorageModuleConfig {
     StorageModuleConfig {
-        node_id: node.to_string(),
-        backend: StorageBackendKind::Embedded,
-        data_dir: dir.to_path_buf(),
         write_ack_timeout_ms: 500,
-        ..StorageModuleConfig::default()
+        ..StorageModuleConfig::new(
+            node,
+            dir,
+            PluginSettings::default().with("backend", "embedded"),
+        )
     }
 }
 
@@ -86,10 +87,12 @@ pub fn embedded_storage_config(node: &str, dir: &std::path::Path) -> StorageModu
 #[must_use]
 pub fn storage_config(node: &str) -> StorageModuleConfig {
     StorageModuleConfig {
-        node_id: node.to_string(),
-        backend: StorageBackendKind::Memory,
         write_ack_timeout_ms: 500,
-        ..StorageModuleConfig::default()
+        ..StorageModuleConfig::new(
+            node,
+            "./data",
+            PluginSettings::default().with("backend", "memory"),
+        )
     }
 }
 

@@ -488,3 +488,196 @@ fn t48_a_forged_root_module_header_is_refused_before_the_library_is_opened() {
         other => panic!("expected AbiLayout, got {other}"),
     }
 }
+
+// Plugin-owned settings through the stock `hangar` binary: the template
+// plugin's own `[storage] max_key_bytes` from a TOML file, and a wrong value
+// stopping start-up with a message naming the key and the plugin.
+
+/// Runs the stock binary with `args` until it exits (killed after `limit`):
+/// its exit code (`None` when killed) and its stdout and stderr.
+fn run_hangar(
+    args: &[&std::ffi::OsStr],
+    limit: std::time::Duration,
+) -> (Option<i32>, String, String) {
+    use std::io::Read;
+    let mut child = std::process::Command::new(hangar_tests::support::target_dir().join("hangar"))
+        .args(args)
+        .env_remove("JWT_SECRET")
+        .env_remove("STORAGE_BACKEND")
+        .env("HANGAR_NO_AUTH", "1")
+        .env("HANGAR_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn hangar");
+    let start = std::time::Instant::now();
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status.code();
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (code, out, err)
+}
+
+fn template_toml(storage: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hangar.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "host = \"127.0.0.1\"\nport = 0\n[plugins]\nstorage = {:?}\n[cluster]\nhost = \"127.0.0.1\"\n[storage]\n{storage}\n",
+            plugin_file("hangar_plugin_template").display().to_string()
+        ),
+    )
+    .unwrap();
+    (dir, file)
+}
+
+#[test]
+fn t60_a_wrong_plugin_setting_stops_start_up_naming_the_key_and_the_plugin() {
+    for (section, key, expected) in [
+        (
+            "max_key_bytes = \"big\"",
+            "storage.max_key_bytes",
+            "expected usize",
+        ),
+        (
+            "max_key_byte = 8",
+            "storage.max_key_byte",
+            "unknown field `max_key_byte`",
+        ),
+        // a key the template passes on to the default module it wraps
+        (
+            "tasklet_budget_ms = true",
+            "storage.tasklet_budget_ms",
+            "expected u64",
+        ),
+    ] {
+        let (dir, file) = template_toml(section);
+        let (code, _, err) = run_hangar(
+            &[
+                "--config".as_ref(),
+                file.as_os_str(),
+                "--data-dir".as_ref(),
+                dir.path().as_os_str(),
+            ],
+            std::time::Duration::from_secs(60),
+        );
+        assert!(
+            code.is_some_and(|c| c != 0),
+            "{section}: exit {code:?}\n{err}"
+        );
+        assert!(
+            err.contains("hangar-plugin-template")
+                && err.contains(&format!("setting {key}"))
+                && err.contains(expected),
+            "{section}:\n{err}"
+        );
+    }
+}
+
+#[test]
+fn t61_inspect_prints_the_plugins_settings_with_defaults_and_variables() {
+    let (code, out, err) = run_hangar(
+        &[
+            "plugins".as_ref(),
+            "inspect".as_ref(),
+            plugin_file("hangar_plugin_template").as_os_str(),
+        ],
+        std::time::Duration::from_secs(60),
+    );
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    for want in [
+        "settings:",
+        "[storage]",
+        "# longest key accepted, in bytes",
+        "max_key_bytes = 256",
+        "backend = \"embedded\"",
+        "tasklet_budget_ms = 5",
+        "HANGAR_TEMPLATE_MAX_KEY_BYTES -> storage.max_key_bytes",
+        "STORAGE_BACKEND -> storage.backend",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    let (code, out, _) = run_hangar(
+        &[
+            "plugins".as_ref(),
+            "inspect".as_ref(),
+            plugin_file("hangar_cluster").as_os_str(),
+        ],
+        std::time::Duration::from_secs(60),
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("(this plugin takes no settings)"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t62_the_stock_binary_gives_the_template_its_max_key_bytes_from_the_toml_file() {
+    use hangar_tests::cluster_harness::{put, Client, Cluster, Settings};
+    let mut c = Cluster::new(
+        1,
+        &Settings {
+            top_toml: format!(
+                "plugins.storage = {:?}",
+                plugin_file("hangar_plugin_template").display().to_string()
+            ),
+            cluster_toml: "\n[storage]\nmax_key_bytes = 8\n".into(),
+            ..Settings::default()
+        },
+    );
+    c.start_with_seeds(0, "");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while c.health(0).is_none() {
+        assert!(c.is_running(0), "the node exited:\n{}", c.log_tail(0, 30));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            c.log_tail(0, 30)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mut cl = Client::connect(&c.ws_url(0)).await.unwrap();
+    let v = serde_json::json!({"v": 1});
+    let ops = vec![
+        put("a", "m", "12345678", &v, 1, "w"),
+        put("b", "m", "123456789", &v, 1, "w"),
+    ];
+    let ack = cl.batch(ops, "APPLIED", None, 5_000).await.unwrap();
+    let results = ack.results.expect("per-op results");
+    let by_id = |id: &str| {
+        results
+            .iter()
+            .find(|r| r.op_id == id)
+            .expect("a result per op")
+    };
+    assert!(by_id("a").success, "{results:?}");
+    let refused = by_id("b");
+    assert!(!refused.success, "{results:?}");
+    assert!(
+        refused
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("at most 8 bytes")),
+        "{results:?}"
+    );
+    assert!(c.stop(0, std::time::Duration::from_secs(10)));
+}

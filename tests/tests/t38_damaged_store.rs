@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use abi_stable::std_types::RString;
-use hangar_core::config::StorageBackendKind;
 use hangar_core::types::WriteConcern;
 use hangar_host::{HangarConfig, Modules};
 use hangar_storage::persistence::{PersistenceBackend, RedbBackend, RedbOptions, DB_FILE_NAME};
@@ -154,7 +153,7 @@ fn http_get(port: u16, path: &str) -> (u16, String) {
 /// A node on `config` whose embedded store has no page cache, so that a
 /// page going bad on disk is read from the file.
 async fn node_without_page_cache(config: &HangarConfig) -> hangar_host::Running {
-    let store_dir = config.storage.data_dir.clone();
+    let store_dir = config.storage_module_config().data_dir;
     let storage = move |c, d| {
         let dir = store_dir.clone();
         hangar_storage::create_with_backend(
@@ -192,10 +191,10 @@ async fn t11_health_reports_a_store_that_failed_at_run_time() {
         data_dir: data.path().to_path_buf(),
         ..HangarConfig::default()
     };
-    config.storage.backend = StorageBackendKind::Embedded;
+    config.storage.set("backend", "embedded");
     // No event journal: its rows repeat the keys, and the page to damage is
     // found below by a key's bytes, which must be an entries page.
-    config.storage.journal_capacity = 0;
+    config.storage.set("journal_capacity", 0);
     config.finish().unwrap();
 
     // a first run stores 2,000 records
@@ -228,7 +227,7 @@ async fn t11_health_reports_a_store_that_failed_at_run_time() {
     let (status, body) = health(port).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"status\":\"ok\""), "{body}");
-    let file = config.storage.data_dir.join(DB_FILE_NAME);
+    let file = config.storage_module_config().data_dir.join(DB_FILE_NAME);
     let bytes = std::fs::read(&file).unwrap();
     let at = bytes
         .windows(9)

@@ -17,10 +17,11 @@ use super::services::{
     peer_resolver_to_ffi, FfiClockBox, FfiLogSinkBox, FfiMetricsBox, FfiPeerResolverBox,
 };
 use super::storage::{storage_to_ffi, FfiStorageModuleBox};
-use crate::config::{decode_config, ClusterModuleConfig, StorageModuleConfig};
+use crate::config::{decode_config, encode_config, ClusterModuleConfig, StorageModuleConfig};
 use crate::error::{ErrorKind, ModuleError, ModuleResult};
 use crate::module::cluster::{ClusterDeps, ClusterModule};
 use crate::module::storage::{StorageDeps, StorageModule};
+use crate::settings::SettingsDescription;
 
 /// [`StorageDeps`] as they cross the boundary.
 #[repr(C)]
@@ -109,8 +110,14 @@ pub struct PluginRoot {
     /// Builds the storage module from a msgpack `StorageModuleConfig`.
     pub create_storage: extern "C" fn(RVec<u8>, FfiStorageDeps) -> FfiResult<FfiStorageModuleBox>,
     /// Builds the cluster module from a msgpack `ClusterModuleConfig`.
-    #[sabi(last_prefix_field)]
     pub create_cluster: extern "C" fn(RVec<u8>, FfiClusterDeps) -> FfiResult<FfiClusterModuleBox>,
+    /// The plugin's settings: a msgpack
+    /// [`crate::settings::SettingsDescription`] (defaults, one line per key,
+    /// the environment variables it reads). Runs no module code: the host
+    /// calls it after the version checks, before the constructor, to
+    /// collect the variables, and `hangar plugins inspect` prints it.
+    #[sabi(last_prefix_field)]
+    pub describe_settings: extern "C" fn() -> FfiResult<RVec<u8>>,
 }
 
 impl RootModule for PluginRootRef {
@@ -170,6 +177,18 @@ pub fn __create_cluster(
     })
 }
 
+/// Body of an exported `describe_settings`. Not for direct use: see
+/// [`crate::export_plugin!`].
+#[doc(hidden)]
+pub fn __describe_settings(
+    describe: fn() -> ModuleResult<SettingsDescription>,
+) -> FfiResult<RVec<u8>> {
+    guard("describe_settings", || {
+        let description = describe()?;
+        encode_config(&description).map(RVec::from)
+    })
+}
+
 /// Body of an exported `set_log_sink`. Not for direct use.
 #[doc(hidden)]
 pub fn __set_log_sink(
@@ -195,6 +214,7 @@ pub fn __set_log_sink(
 ///     version: env!("CARGO_PKG_VERSION"),
 ///     description: "my storage",
 ///     storage: my_crate::create,          // fn(StorageModuleConfig, StorageDeps) -> ModuleResult<Arc<dyn StorageModule>>
+///     settings: my_crate::MySettings,     // optional: a `hangar_core::settings::Settings` type
 ///     log_sink: my_sdk::install_log_sink, // optional: fn(&'static str, FfiLogSinkBox)
 /// }
 /// ```
@@ -211,6 +231,7 @@ macro_rules! export_plugin {
         $(storage: $storage:expr,)?
         $(cluster: $cluster:expr,)?
         $(log_sink: $log:expr,)?
+        $(settings: $settings:ty,)?
         $(abi_version: ($maj:expr, $min:expr, $pat:expr),)?
     ) => {
         const _: () = {
@@ -256,6 +277,16 @@ macro_rules! export_plugin {
                 $crate::abi::__create_cluster(&MANIFEST, ctor, &config, deps)
             }
 
+            extern "C" fn describe_settings() -> $crate::abi::FfiResult<
+                abi_stable::std_types::RVec<u8>,
+            > {
+                #[allow(unused_mut, unused_assignments, reason = "replaced when the plugin names a settings type")]
+                let mut describe: fn() -> $crate::ModuleResult<$crate::settings::SettingsDescription> =
+                    || Ok($crate::settings::no_settings());
+                $(describe = <$settings as $crate::settings::Settings>::describe;)?
+                $crate::abi::__describe_settings(describe)
+            }
+
             fn root_module() -> $crate::abi::PluginRootRef {
                 use abi_stable::prefix_type::PrefixTypeTrait;
                 $crate::abi::PluginRoot {
@@ -263,6 +294,7 @@ macro_rules! export_plugin {
                     set_log_sink,
                     create_storage,
                     create_cluster,
+                    describe_settings,
                 }
                 .leak_into_prefix()
             }

@@ -15,12 +15,14 @@ mod log_sink;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use abi_stable::std_types::RVec;
 use hangar_core::abi::{
     cluster_from_ffi, storage_from_ffi, FfiClusterDeps, FfiStorageDeps, PluginKind,
 };
-use hangar_core::config::{encode_config, ClusterModuleConfig, StorageModuleConfig};
+use hangar_core::config::{decode_config, encode_config, ClusterModuleConfig, StorageModuleConfig};
 use hangar_core::module::cluster::{ClusterDeps, ClusterModule};
 use hangar_core::module::storage::{StorageDeps, StorageModule};
+use hangar_core::settings::{PluginSettings, SettingsDescription};
 use hangar_core::ModuleError;
 
 pub use decl_file::{read_declaration, FileDeclaration, RootSymbol, MAX_MANIFEST_STRING};
@@ -59,18 +61,97 @@ fn install_log_sink(plugin: &LoadedPlugin) -> Result<(), LoadError> {
         })
 }
 
-/// Builds the storage module of a loaded storage plugin.
+/// What a loaded plugin says about its settings (its root module's
+/// `describe_settings`): defaults, one line per key, the environment
+/// variables it reads.
+///
+/// # Errors
+/// [`LoadError::InitFailed`] / [`LoadError::InitPanicked`] when the plugin
+/// fails or panics describing them, or answers with something that is not a
+/// description.
+pub fn describe_settings(plugin: &LoadedPlugin) -> Result<SettingsDescription, LoadError> {
+    let kind = plugin.manifest.kind.unwrap_or(PluginKind::Storage);
+    let bytes: RVec<u8> = (plugin.root.describe_settings())()
+        .into_result()
+        .map_err(|e| init_error(plugin, kind, e))?;
+    decode_config(bytes.as_slice()).map_err(|e| init_error(plugin, kind, e))
+}
+
+/// Fills the settings' plugin name and the environment variables the
+/// plugin declared (read through `get`), for its constructor.
+fn settings_for(
+    plugin: &LoadedPlugin,
+    settings: &PluginSettings,
+    get: impl Fn(&str) -> Option<String>,
+) -> Result<PluginSettings, LoadError> {
+    let description = describe_settings(plugin)?;
+    let mut settings = settings.clone();
+    settings.plugin.clone_from(&plugin.manifest.name);
+    for var in description.env {
+        if let Some(v) = get(&var.name) {
+            settings.env.insert(var.name, v);
+        }
+    }
+    Ok(settings)
+}
+
+/// Renders a settings description as TOML text for `hangar plugins
+/// inspect`: each key's line as a comment above its default, under the
+/// slot's `[section]`, then the environment variables.
+#[must_use]
+pub fn render_settings(section: &str, description: &SettingsDescription) -> String {
+    let mut out = format!("[{section}]\n");
+    let defaults: Vec<(String, rmpv::Value)> = match &description.defaults {
+        rmpv::Value::Map(m) => m
+            .iter()
+            .filter_map(|(k, v)| k.as_str().map(|k| (k.to_string(), v.clone())))
+            .collect(),
+        _ => Vec::new(),
+    };
+    if defaults.is_empty() && description.keys.is_empty() {
+        return "(this plugin takes no settings)\n".to_string();
+    }
+    for (key, value) in &defaults {
+        if let Some(doc) = description.keys.iter().find(|d| d.key == *key) {
+            out.push_str(&format!("# {}\n", doc.doc));
+        }
+        let mut one = toml::Table::new();
+        let v: toml::Value = rmpv::ext::from_value(value.clone())
+            .unwrap_or_else(|_| toml::Value::String(value.to_string()));
+        one.insert(key.clone(), v);
+        match toml::to_string(&one) {
+            Ok(t) if !t.trim().is_empty() => out.push_str(&t),
+            // An empty table (no entries by default): name it.
+            _ => out.push_str(&format!("# {key} = {{}} (none by default)\n")),
+        }
+    }
+    if !description.env.is_empty() {
+        out.push_str("\n# environment variables (override the file):\n");
+        for var in &description.env {
+            out.push_str(&format!("#   {} -> {section}.{}\n", var.name, var.key));
+        }
+    }
+    out
+}
+
+/// Builds the storage module of a loaded storage plugin, with the
+/// environment variables its settings description declares.
 ///
 /// # Errors
 /// [`LoadError::InitFailed`] / [`LoadError::InitPanicked`] when the plugin's
-/// constructor fails or panics (the host keeps running).
+/// constructor fails or panics (the host keeps running); its settings
+/// refused come back this way, naming the key.
 pub fn instantiate_storage(
     plugin: &LoadedPlugin,
     config: &StorageModuleConfig,
     deps: &StorageDeps,
 ) -> Result<Arc<dyn StorageModule>, LoadError> {
     install_log_sink(plugin)?;
-    let bytes = encode_config(config).map_err(|e| init_error(plugin, PluginKind::Storage, e))?;
+    let config = StorageModuleConfig {
+        settings: settings_for(plugin, &config.settings, |n| std::env::var(n).ok())?,
+        ..config.clone()
+    };
+    let bytes = encode_config(&config).map_err(|e| init_error(plugin, PluginKind::Storage, e))?;
     let ffi = (plugin.root.create_storage())(bytes.into(), FfiStorageDeps::from_native(deps))
         .into_result()
         .map_err(|e| init_error(plugin, PluginKind::Storage, e))?;

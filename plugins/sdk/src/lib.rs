@@ -33,6 +33,9 @@ pub use hangar_core as __core;
 ///
 /// The constructor has the signature
 /// `fn(StorageModuleConfig, StorageDeps) -> ModuleResult<Arc<dyn StorageModule>>`.
+/// With `, settings: MySettings` (a `hangar_core::settings::Settings`
+/// type) the plugin describes its settings to the host, which then passes
+/// the environment variables it declares.
 #[macro_export]
 macro_rules! export_storage_plugin {
     ($ctor:expr) => {
@@ -45,6 +48,17 @@ macro_rules! export_storage_plugin {
             log_sink: $crate::logging::install_log_sink,
         }
     };
+    ($ctor:expr, settings: $settings:ty) => {
+        $crate::__core::export_plugin! {
+            kind: Storage,
+            name: env!("CARGO_PKG_NAME"),
+            version: env!("CARGO_PKG_VERSION"),
+            description: env!("CARGO_PKG_DESCRIPTION"),
+            storage: $ctor,
+            log_sink: $crate::logging::install_log_sink,
+            settings: $settings,
+        }
+    };
 }
 
 /// Exports a cluster-module constructor as a Hangar plugin, with the crate's
@@ -52,6 +66,7 @@ macro_rules! export_storage_plugin {
 ///
 /// The constructor has the signature
 /// `fn(ClusterModuleConfig, ClusterDeps) -> ModuleResult<Arc<dyn ClusterModule>>`.
+/// `, settings: MySettings` as for `export_storage_plugin!`.
 #[macro_export]
 macro_rules! export_cluster_plugin {
     ($ctor:expr) => {
@@ -62,6 +77,17 @@ macro_rules! export_cluster_plugin {
             description: env!("CARGO_PKG_DESCRIPTION"),
             cluster: $ctor,
             log_sink: $crate::logging::install_log_sink,
+        }
+    };
+    ($ctor:expr, settings: $settings:ty) => {
+        $crate::__core::export_plugin! {
+            kind: Cluster,
+            name: env!("CARGO_PKG_NAME"),
+            version: env!("CARGO_PKG_VERSION"),
+            description: env!("CARGO_PKG_DESCRIPTION"),
+            cluster: $ctor,
+            log_sink: $crate::logging::install_log_sink,
+            settings: $settings,
         }
     };
 }

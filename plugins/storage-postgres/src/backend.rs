@@ -379,6 +379,13 @@ impl Inner {
                 StoreOp::RemoveOrTombstone { map, tag } => {
                     tombstones.insert((map, tag), false);
                 }
+                StoreOp::JournalAppend(_) | StoreOp::JournalPrune { .. } => {
+                    return Err(Attempt::Fatal(PersistenceError::InvalidInput(
+                        "the PostgreSQL backend keeps no event journal (keeps_journal is \
+                         false); journal ops are refused"
+                            .into(),
+                    )));
+                }
             }
         }
         let mut put = PutColumns::default();

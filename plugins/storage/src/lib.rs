@@ -9,6 +9,8 @@
 //!   backends, and group commit.
 //! - `search`: full-text search (tokenizer, BM25 inverted index, deferred
 //!   index writer).
+//! - `settings`: [`StorageSettings`], the plugin's own `[storage]` settings
+//!   and the environment variables it reads.
 //! - `write_ack`: the write-concern levels and their acknowledgements.
 //! - `tasklet`: long work cut into slices under a time budget.
 //! - `event_pool`: reusable change-event payloads.
@@ -21,9 +23,11 @@ pub mod module;
 pub mod persistence;
 pub mod query;
 pub mod search;
+pub mod settings;
 pub mod tasklet;
 pub mod write_ack;
 
 pub use module::{create, create_with_backend, BackendOpener, DefaultStorage, STORE_FAILED};
+pub use settings::{StorageBackendKind, StorageSettings};
 
-hangar_plugin_sdk::export_storage_plugin!(crate::module::create);
+hangar_plugin_sdk::export_storage_plugin!(crate::module::create, settings: crate::settings::StorageSettings);

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use abi_stable::std_types::{ROption, RString};
-use hangar_core::config::{StorageBackendKind, StorageModuleConfig};
+use hangar_core::config::{PluginSettings, StorageModuleConfig};
 use hangar_core::module::services::NoMetrics;
 use hangar_core::module::storage::StorageModule;
 use hangar_core::module::storage_types::{Origin, RecordState};
@@ -56,11 +56,12 @@ const PROTOCOL: Protocol = Protocol {
 
 fn module(dir: &Path) -> Arc<dyn StorageModule> {
     let config = StorageModuleConfig {
-        node_id: NODE.into(),
-        backend: StorageBackendKind::Embedded,
-        data_dir: dir.to_path_buf(),
         write_ack_timeout_ms: 30_000,
-        ..StorageModuleConfig::default()
+        ..StorageModuleConfig::new(
+            NODE,
+            dir,
+            PluginSettings::default().with("backend", "embedded"),
+        )
     };
     hangar_storage::create(config, lone_node_deps(NODE, Arc::new(NoMetrics)))
         .expect("the module builds")

@@ -26,8 +26,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use hangar_core::config::{FullTextIndexConfig, StorageBackendKind, StorageModuleConfig};
+use hangar_core::config::{PluginSettings, StorageModuleConfig};
 use hangar_core::module::storage::{StorageDeps, StorageModule};
+use hangar_storage::settings::{FullTextSettings, StorageSettings};
 use parking_lot::Mutex;
 
 use crate::support::storage_deps;
@@ -77,18 +78,18 @@ pub fn suite_config(dir: &std::path::Path) -> StorageModuleConfig {
     let mut fts = BTreeMap::new();
     fts.insert(
         FTS_MAP.to_string(),
-        FullTextIndexConfig {
+        FullTextSettings {
             fields: vec!["title".into(), "body".into()],
-            ..FullTextIndexConfig::default()
+            ..FullTextSettings::default()
         },
     );
-    StorageModuleConfig {
-        node_id: NODE.to_string(),
-        backend: StorageBackendKind::Embedded,
-        data_dir: dir.join("storage"),
+    let settings = StorageSettings {
         full_text_search: fts,
+        ..StorageSettings::default()
+    };
+    StorageModuleConfig {
         write_ack_timeout_ms: 300,
-        ..StorageModuleConfig::default()
+        ..StorageModuleConfig::new(NODE, dir.join("storage"), PluginSettings::of(&settings))
     }
 }
 

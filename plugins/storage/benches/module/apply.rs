@@ -1,8 +1,8 @@
 //! Section 1: applied ops/s and apply latency for LWW puts.
 
-use hangar_core::config::StorageBackendKind;
 use hangar_core::module::storage::StorageModule;
 use hangar_core::WriteConcern;
+use hangar_storage::StorageBackendKind;
 
 use super::util::{config, drive, module, put, secs, summary, value};
 

@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
-use hangar_core::config::StorageBackendKind;
 use hangar_core::module::storage::StorageModule;
 use hangar_core::module::storage_types::{ChangeEvent, ChangeSink, Origin};
 use hangar_core::{RawValue, WriteConcern};
 use hangar_storage::event_pool::{EventPayload, ObjectPool, PoolConfig};
+use hangar_storage::StorageBackendKind;
 
 use super::alloc;
 use super::util::{batch, config, null_module, put};

@@ -4,13 +4,14 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use abi_stable::std_types::RVec;
-use hangar_core::config::{FullTextIndexConfig, StorageBackendKind};
 use hangar_core::module::storage::StorageModule;
 use hangar_core::module::storage_types::SearchRequest;
 use hangar_core::{KeyedOp, RawValue, WriteConcern};
+use hangar_storage::settings::FullTextSettings;
+use hangar_storage::StorageSettings;
 use serde_json::json;
 
-use super::util::{config, drive, module, put, secs, summary};
+use super::util::{drive, module, put, secs, summary, with_settings};
 
 const WORDS: &[&str] = &[
     "storage",
@@ -76,16 +77,21 @@ pub async fn run() {
         let mut rates = Vec::new();
         for with_fts in [false, true] {
             let dir = tempfile::tempdir().unwrap();
-            let mut c = config(StorageBackendKind::Memory, dir.path());
             let mut fts = BTreeMap::new();
             fts.insert(
                 "docs".to_string(),
-                FullTextIndexConfig {
+                FullTextSettings {
                     fields: vec!["title".into(), "body".into()],
-                    ..FullTextIndexConfig::default()
+                    ..FullTextSettings::default()
                 },
             );
-            c.full_text_search = fts;
+            let c = with_settings(
+                StorageSettings {
+                    full_text_search: fts,
+                    ..StorageSettings::memory()
+                },
+                dir.path(),
+            );
             let m = module(c).await;
             let map = if with_fts { "docs" } else { "plain" };
             let (rate, mut lat) =
@@ -127,14 +133,15 @@ pub async fn run() {
     let mut rates = Vec::new();
     for map in ["plain", "docs"] {
         let dir = tempfile::tempdir().unwrap();
-        let mut c = config(StorageBackendKind::Memory, dir.path());
-        c.full_text_search.insert(
+        let mut s = StorageSettings::memory();
+        s.full_text_search.insert(
             "docs".to_string(),
-            FullTextIndexConfig {
+            FullTextSettings {
                 fields: vec!["title".into(), "body".into()],
-                ..FullTextIndexConfig::default()
+                ..FullTextSettings::default()
             },
         );
+        let c = with_settings(s, dir.path());
         let m = module(c).await;
         let (rate, mut lat) = drive(&m, 1, WriteConcern::Memory, long, doc_put(map)).await;
         println!(

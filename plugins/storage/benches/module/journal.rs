@@ -3,12 +3,13 @@
 //! capacity, so pruning runs once it is full). Writes update 10 000 keys
 //! over and over, so each journal entry carries a previous value as well.
 
-use hangar_core::config::StorageBackendKind;
-use hangar_core::config::DEFAULT_JOURNAL_CAPACITY;
 use hangar_core::module::storage::StorageModule;
 use hangar_core::WriteConcern;
 
-use super::util::{config, drive, module, put, secs, summary, value};
+use hangar_storage::settings::DEFAULT_JOURNAL_CAPACITY;
+use hangar_storage::{StorageBackendKind, StorageSettings};
+
+use super::util::{drive, module, put, secs, summary, value, with_settings};
 
 pub async fn run() {
     println!(
@@ -31,9 +32,12 @@ pub async fn run() {
                 let sub = dir
                     .path()
                     .join(format!("{label}-{size}-{state}").replace([' ', '/', '(', ')'], "_"));
-                let mut cfg = config(StorageBackendKind::Embedded, &sub);
-                cfg.journal_capacity = capacity;
-                let m = module(cfg).await;
+                let settings = StorageSettings {
+                    backend: StorageBackendKind::Embedded,
+                    journal_capacity: capacity,
+                    ..StorageSettings::default()
+                };
+                let m = module(with_settings(settings, &sub)).await;
                 let (rate, mut lat) = drive(&m, 16, concern, secs(), move |i| {
                     put(
                         "bench",

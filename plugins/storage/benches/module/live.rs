@@ -3,10 +3,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use hangar_core::config::StorageBackendKind;
 use hangar_core::module::storage::StorageModule;
 use hangar_core::module::storage_types::{QueryRequest, QuerySink, QueryUpdate};
 use hangar_core::{RawValue, WriteConcern};
+use hangar_storage::StorageBackendKind;
 use parking_lot::Mutex;
 use serde_json::json;
 

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use abi_stable::std_types::RString;
-use hangar_core::config::StorageBackendKind;
 use hangar_core::module::storage::StorageModule;
 use hangar_core::WriteConcern;
 use hangar_storage::DefaultStorage;
+use hangar_storage::StorageBackendKind;
 
 use super::util::{config, env_usize, module, put, seed, summary, value, write};
 

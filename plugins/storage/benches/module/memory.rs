@@ -1,8 +1,8 @@
 //! Section 2: bytes of memory per record, through the module.
 
-use hangar_core::config::StorageBackendKind;
 use hangar_core::module::storage::StorageModule;
 use hangar_core::WriteConcern;
+use hangar_storage::StorageBackendKind;
 
 use super::alloc;
 use super::util::{batch, config, env_usize, null_module, put, rss_kb};

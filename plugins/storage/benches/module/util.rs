@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use abi_stable::std_types::{ROption, RVec};
 use futures::future::BoxFuture;
-use hangar_core::config::{StorageBackendKind, StorageModuleConfig};
+use hangar_core::config::{PluginSettings, StorageModuleConfig};
 use hangar_core::module::services::NoMetrics;
 use hangar_core::module::storage::{StorageDeps, StorageModule};
 use hangar_core::module::storage_types::{ApplyBatch, Origin};
@@ -17,6 +17,7 @@ use hangar_storage::persistence::{
     LoadedMap, PersistResult, PersistenceBackend, StoredEntry, StoredMap, WriteBatch,
 };
 use hangar_storage::DefaultStorage;
+use hangar_storage::{StorageBackendKind, StorageSettings};
 
 use super::machine;
 
@@ -73,12 +74,20 @@ pub fn deps() -> StorageDeps {
 }
 
 pub fn config(backend: StorageBackendKind, dir: &Path) -> StorageModuleConfig {
+    with_settings(
+        StorageSettings {
+            backend,
+            ..StorageSettings::default()
+        },
+        dir,
+    )
+}
+
+/// A config with the given settings in `dir`.
+pub fn with_settings(settings: StorageSettings, dir: &Path) -> StorageModuleConfig {
     StorageModuleConfig {
-        node_id: NODE.into(),
-        backend,
-        data_dir: dir.to_path_buf(),
         write_ack_timeout_ms: 60_000,
-        ..StorageModuleConfig::default()
+        ..StorageModuleConfig::new(NODE, dir, PluginSettings::of(&settings))
     }
 }
 

@@ -32,7 +32,7 @@ mod tests;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 
-use hangar_core::config::StorageModuleConfig;
+use crate::settings::StorageSettings;
 use parking_lot::Mutex;
 
 pub use payload::EventPayload;
@@ -71,9 +71,9 @@ impl PoolConfig {
         }
     }
 
-    /// The event pool sized by the storage module's configuration.
+    /// The event pool sized by the storage module's settings.
     #[must_use]
-    pub fn events_from_storage_config(config: &StorageModuleConfig) -> Self {
+    pub fn events_from_settings(config: &StorageSettings) -> Self {
         Self {
             max_size: config.event_pool_max,
             initial_size: config.event_pool_initial,

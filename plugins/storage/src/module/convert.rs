@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use abi_stable::std_types::{ROption, RString, RVec};
-use hangar_core::config::FullTextIndexConfig as CoreFtsConfig;
 use hangar_core::module::storage_types::{
     QueryResponse, QueryRow, QuerySink as CoreSink, QueryUpdate as CoreUpdate,
 };
@@ -16,9 +15,10 @@ use crate::query::{LiveSink, LiveUpdate, Page};
 use crate::search::{
     Bm25Config, FullTextIndexConfig, Stemmer, StopwordList, Stopwords, TokenizerConfig,
 };
+use crate::settings::FullTextSettings;
 
-/// The search engine's config for a map's core full-text config.
-pub(crate) fn fts_config(c: &CoreFtsConfig) -> FullTextIndexConfig {
+/// The search engine's config for a map's full-text settings.
+pub(crate) fn fts_config(c: &FullTextSettings) -> FullTextIndexConfig {
     FullTextIndexConfig {
         fields: c.fields.clone(),
         tokenizer: TokenizerConfig {

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
-use hangar_core::config::{StorageBackendKind, StorageModuleConfig};
+use hangar_core::config::StorageModuleConfig;
 use hangar_core::module::storage::StorageDeps;
 use hangar_core::module::storage_types::ChangeSink;
 use hangar_core::{ErrorKind, ModuleError, ModuleResult};
@@ -41,6 +41,7 @@ use crate::event_pool::{EventPayload, ObjectPool, PoolConfig};
 use crate::persistence::{GroupCommitConfig, GroupCommitter, PersistenceBackend};
 use crate::query::QueryRegistry;
 use crate::search::{FullTextIndex, IndexWriter, WriterOptions};
+use crate::settings::{StorageBackendKind, StorageSettings};
 use crate::tasklet::{SchedulerConfig, TaskletScheduler};
 use crate::write_ack::{AckConfig, WriteAckManager};
 
@@ -79,6 +80,8 @@ pub(crate) struct Core {
     pub(crate) ownership: super::ownership::Ownership,
     /// The event journal's subscriptions (see `journal`).
     pub(crate) journal: Arc<JournalHub>,
+    /// Most journal entries kept (`StorageSettings::journal_capacity`; 0: off).
+    journal_capacity: u64,
     persist: OnceLock<Persist>,
     opener: BackendOpener,
     phase: tokio::sync::Mutex<Phase>,
@@ -115,6 +118,7 @@ impl Core {
     /// runtime cannot be built.
     pub(crate) fn new(
         config: StorageModuleConfig,
+        settings: StorageSettings,
         deps: StorageDeps,
         opener: BackendOpener,
         backend_label: String,
@@ -122,7 +126,7 @@ impl Core {
         hangar_core::hlc::validate_node_id(&config.node_id)
             .map_err(|e| ModuleError::new(ErrorKind::CONFIG, format!("storage.node_id: {e}")))?;
         let mut indexes = Vec::new();
-        for (map, cfg) in &config.full_text_search {
+        for (map, cfg) in &settings.full_text_search {
             let index = FullTextIndex::new(fts_config(cfg)).map_err(|e| {
                 ModuleError::new(
                     ErrorKind::CONFIG,
@@ -131,7 +135,7 @@ impl Core {
             })?;
             indexes.push((map.clone(), index));
         }
-        let runtime = PluginRuntime::new(env!("CARGO_PKG_NAME"), config.worker_threads)?;
+        let runtime = PluginRuntime::new(env!("CARGO_PKG_NAME"), settings.worker_threads)?;
         let handle = runtime.handle().clone();
         let fts_runtime = if indexes.is_empty() {
             None
@@ -151,13 +155,13 @@ impl Core {
             deps.metrics.clone(),
             &handle,
         ));
-        let tasklets =
-            TaskletScheduler::new(SchedulerConfig::from_storage_config(&config), &handle);
-        let pool = ObjectPool::for_events(PoolConfig::events_from_storage_config(&config));
+        let tasklets = TaskletScheduler::new(SchedulerConfig::from_settings(&settings), &handle);
+        let pool = ObjectPool::for_events(PoolConfig::events_from_settings(&settings));
         Ok(Arc::new(Self {
             metrics: Metrics::new(deps.metrics.clone()),
             ownership: super::ownership::Ownership::default(),
             journal: Arc::new(JournalHub::default()),
+            journal_capacity: settings.journal_capacity,
             manager: StorageManager::default(),
             registry: QueryRegistry::default(),
             sink: RwLock::new(None),
@@ -252,7 +256,7 @@ impl Core {
             })?
             .map_or(0, |(_, last)| last);
         self.journal
-            .start(self.config.journal_capacity, &*backend, journal_latest);
+            .start(self.journal_capacity, &*backend, journal_latest);
         let failure = Arc::new(FailureSignal::default());
         let committer = GroupCommitter::start(
             backend.clone(),
@@ -262,7 +266,7 @@ impl Core {
                     failure.clone(),
                     self.journal.clone(),
                 ))),
-                journal_capacity: self.config.journal_capacity,
+                journal_capacity: self.journal_capacity,
                 ..GroupCommitConfig::default()
             },
         )
@@ -372,10 +376,17 @@ async fn report_loop(core: Weak<Core>) {
 }
 
 /// The opener of a configured backend kind.
-pub(crate) fn configured_opener(config: &StorageModuleConfig) -> (BackendOpener, String) {
-    match config.backend {
+pub(crate) fn configured_opener(
+    config: &StorageModuleConfig,
+    settings: &StorageSettings,
+) -> (BackendOpener, String) {
+    let (reset_damaged, check_integrity) = (
+        settings.reset_damaged_store,
+        settings.check_integrity_on_start,
+    );
+    match settings.backend {
         StorageBackendKind::Embedded => (
-            Arc::new(|c: &StorageModuleConfig| {
+            Arc::new(move |c: &StorageModuleConfig| {
                 std::fs::create_dir_all(&c.data_dir).map_err(|e| {
                     crate::persistence::PersistenceError::storage(
                         "open",
@@ -383,8 +394,8 @@ pub(crate) fn configured_opener(config: &StorageModuleConfig) -> (BackendOpener,
                     )
                 })?;
                 let options = crate::persistence::RedbOptions {
-                    reset_damaged: c.reset_damaged_store,
-                    check_integrity: c.check_integrity_on_start,
+                    reset_damaged,
+                    check_integrity,
                     ..crate::persistence::RedbOptions::default()
                 };
                 let b: Arc<dyn PersistenceBackend> = Arc::new(

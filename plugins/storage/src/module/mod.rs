@@ -65,6 +65,8 @@ use std::sync::Arc;
 
 use abi_stable::std_types::{ROption, RString, RVec};
 use hangar_core::config::StorageModuleConfig;
+
+use crate::settings::StorageSettings;
 use hangar_core::module::accessor::StorageAccessor;
 use hangar_core::module::journal::{JournalFilter, JournalPage, JournalReadRequest, JournalSink};
 use hangar_core::module::storage::{StorageDeps, StorageModule};
@@ -138,12 +140,17 @@ impl DefaultStorage {
     /// Builds the module with the backend its configuration names.
     ///
     /// # Errors
-    /// [`hangar_core::ErrorKind::CONFIG`] for an invalid node id or
-    /// full-text configuration (naming the map and setting);
+    /// [`hangar_core::ErrorKind::CONFIG`] for an invalid node id, settings
+    /// that do not decode as [`StorageSettings`] (naming the key and what was
+    /// expected) or an invalid full-text configuration (naming the map and
+    /// setting);
     /// [`hangar_core::ErrorKind::INTERNAL`] if its runtime cannot be built.
     pub fn new(config: StorageModuleConfig, deps: StorageDeps) -> ModuleResult<Self> {
-        let (opener, label) = core::configured_opener(&config);
-        Ok(Self(core::Core::new(config, deps, opener, label)?))
+        let settings: StorageSettings = config.settings.decode()?;
+        let (opener, label) = core::configured_opener(&config, &settings);
+        Ok(Self(core::Core::new(
+            config, settings, deps, opener, label,
+        )?))
     }
 
     /// Builds the module over the backend `opener` opens at start (the
@@ -159,8 +166,10 @@ impl DefaultStorage {
         label: &str,
         opener: BackendOpener,
     ) -> ModuleResult<Self> {
+        let settings: StorageSettings = config.settings.decode()?;
         Ok(Self(core::Core::new(
             config,
+            settings,
             deps,
             opener,
             label.to_string(),

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use abi_stable::std_types::{ROption, RString};
-use hangar_core::config::{StorageBackendKind, StorageModuleConfig};
+use hangar_core::config::{PluginSettings, StorageModuleConfig};
+
+use crate::settings::StorageSettings;
 use hangar_core::module::services::NoMetrics;
 use hangar_core::module::storage::StorageModule;
 use hangar_core::module::storage_types::{ApplyBatch, Origin, WriteOp};
@@ -22,11 +24,11 @@ fn module(store: &MemoryStore) -> (DefaultStorage, Arc<InstrumentedBackend>) {
     ))));
     let b = inst.clone();
     let m = DefaultStorage::with_backend(
-        StorageModuleConfig {
-            node_id: "n1".into(),
-            backend: StorageBackendKind::Memory,
-            ..StorageModuleConfig::default()
-        },
+        StorageModuleConfig::new(
+            "n1",
+            "./data",
+            PluginSettings::of(&StorageSettings::memory()),
+        ),
         lone_node_deps("n1", Arc::new(NoMetrics)),
         "test",
         Arc::new(move |_| Ok(b.clone() as Arc<dyn PersistenceBackend>)),
@@ -157,23 +159,20 @@ async fn t11_a_read_of_a_loaded_or_unknown_map_is_ready_at_once_an_unloaded_one_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t12_released_keys_leave_the_full_text_index_and_return_with_their_partitions() {
     use super::testing::ControlledView;
-    use hangar_core::config::FullTextIndexConfig;
+    use crate::settings::FullTextSettings;
     use hangar_core::module::storage::StorageDeps;
     use hangar_core::partition_of;
 
     let view = ControlledView::new("n1", |_| true);
-    let mut config = StorageModuleConfig {
-        node_id: "n1".into(),
-        backend: StorageBackendKind::Memory,
-        ..StorageModuleConfig::default()
-    };
-    config.full_text_search.insert(
+    let mut settings = StorageSettings::memory();
+    settings.full_text_search.insert(
         "m".into(),
-        FullTextIndexConfig {
+        FullTextSettings {
             fields: vec!["title".into()],
             ..Default::default()
         },
     );
+    let config = StorageModuleConfig::new("n1", "./data", PluginSettings::of(&settings));
     let m = DefaultStorage::new(
         config,
         StorageDeps {

@@ -43,7 +43,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hangar_core::config::StorageModuleConfig;
+use crate::settings::StorageSettings;
 use hangar_core::error::panic_message;
 use parking_lot::Mutex;
 use tokio::runtime::Handle;
@@ -96,7 +96,7 @@ impl Default for SchedulerConfig {
 impl SchedulerConfig {
     /// The defaults with the storage module's budget and concurrency.
     #[must_use]
-    pub fn from_storage_config(config: &StorageModuleConfig) -> Self {
+    pub fn from_settings(config: &StorageSettings) -> Self {
         Self {
             budget: Duration::from_millis(config.tasklet_budget_ms.max(1)),
             max_concurrent: config.tasklet_max_concurrent.max(1),

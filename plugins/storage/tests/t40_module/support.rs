@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use abi_stable::std_types::{ROption, RString};
-use hangar_core::config::{StorageBackendKind, StorageModuleConfig};
+use hangar_core::config::{PluginSettings, StorageModuleConfig};
 use hangar_core::module::services::{MetricKind, MetricSample, MetricsSink};
 use hangar_core::module::storage::{StorageDeps, StorageModule};
 use hangar_core::module::storage_types::{OpOutcome, Origin, RecordState};
@@ -13,6 +13,7 @@ use hangar_storage::module::testing::{self, lone_node_deps};
 use hangar_storage::persistence::testing::InstrumentedBackend;
 use hangar_storage::persistence::{MemoryBackend, MemoryStore, PersistenceBackend};
 use hangar_storage::DefaultStorage;
+use hangar_storage::StorageSettings;
 use parking_lot::Mutex;
 
 pub const NODE: &str = "n1";
@@ -54,10 +55,12 @@ pub fn deps(metrics: Arc<Metrics>) -> StorageDeps {
 
 pub fn config() -> StorageModuleConfig {
     StorageModuleConfig {
-        node_id: NODE.into(),
-        backend: StorageBackendKind::Memory,
         write_ack_timeout_ms: 500,
-        ..StorageModuleConfig::default()
+        ..StorageModuleConfig::new(
+            NODE,
+            "./data",
+            PluginSettings::of(&StorageSettings::memory()),
+        )
     }
 }
 

@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
-use hangar_core::config::FullTextIndexConfig;
+use hangar_core::config::PluginSettings;
 use hangar_core::module::storage::StorageModule;
 use hangar_core::module::storage_types::RecordState;
 use hangar_core::{ErrorKind, WriteConcern};
 use hangar_storage::persistence::MemoryStore;
+use hangar_storage::settings::{FullTextSettings, StorageSettings};
 use hangar_storage::DefaultStorage;
 
 use super::support::{apply, config, deps, put, read, restarted, started};
@@ -15,13 +16,15 @@ use super::support::{apply, config, deps, put, read, restarted, started};
 #[tokio::test]
 async fn t10_a_bad_full_text_config_is_a_config_error_naming_the_map_and_field() {
     let mut c = config();
-    c.full_text_search.insert(
+    let mut s = StorageSettings::memory();
+    s.full_text_search.insert(
         "docs".into(),
-        FullTextIndexConfig {
+        FullTextSettings {
             fields: vec!["title".into(), "".into()],
-            ..FullTextIndexConfig::default()
+            ..FullTextSettings::default()
         },
     );
+    c.settings = PluginSettings::of(&s);
     let e = DefaultStorage::new(c, deps(Arc::default()))
         .err()
         .expect("refused");

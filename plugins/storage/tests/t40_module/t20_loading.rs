@@ -73,7 +73,7 @@ async fn t21_a_failed_load_surfaces_as_storage_and_the_next_use_retries() {
 async fn t22_a_large_load_runs_in_tasklet_slices() {
     let store = seeded(60_000).await;
     let mut c = config();
-    c.tasklet_budget_ms = 1;
+    c.settings = c.settings.with("tasklet_budget_ms", 1);
     let (m, _) = module_on(&store, c, Arc::default());
     m.start().await.unwrap();
     assert!(matches!(
@@ -147,7 +147,7 @@ fn hot(map: &str, key: &str, on: bool, millis: u64) -> KeyedOp {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t23_a_large_maps_snapshot_is_read_in_slices_and_misses_no_concurrent_change() {
     let mut c = config();
-    c.tasklet_budget_ms = 1;
+    c.settings = c.settings.with("tasklet_budget_ms", 1);
     let (m, _) = module_on(&MemoryStore::new(), c, Arc::default());
     m.start().await.unwrap();
     let n = 40_000u64;

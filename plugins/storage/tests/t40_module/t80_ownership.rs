@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use abi_stable::std_types::{ROption, RString};
-use hangar_core::config::{StorageBackendKind, StorageModuleConfig};
+use hangar_core::config::{PluginSettings, StorageModuleConfig};
 use hangar_core::hlc::Hlc;
 use hangar_core::module::storage::{StorageDeps, StorageModule};
 use hangar_core::module::storage_types::{
@@ -186,8 +186,8 @@ fn counter(metrics: &Metrics, change: &str) -> f64 {
 async fn t80_newly_held_partitions_load_into_a_loaded_map_on_redb_and_enter_live_queries() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = StorageModuleConfig {
-        backend: StorageBackendKind::Embedded,
         data_dir: dir.path().to_path_buf(),
+        settings: PluginSettings::default().with("backend", "embedded"),
         ..config()
     };
     let all = ControlledView::new(NODE, |_| true);

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use abi_stable::std_types::RString;
-use hangar_core::config::{StorageBackendKind, StorageModuleConfig};
+use hangar_core::config::{PluginSettings, StorageModuleConfig};
 use hangar_core::module::storage::StorageModule;
 use hangar_core::{ErrorKind, WriteConcern};
 use hangar_storage::persistence::{PersistenceBackend, RedbBackend, RedbOptions, DB_FILE_NAME};
@@ -17,14 +17,16 @@ use super::support::{apply, deps, put, Metrics, NODE};
 
 fn embedded(dir: &Path) -> StorageModuleConfig {
     StorageModuleConfig {
-        node_id: NODE.into(),
-        backend: StorageBackendKind::Embedded,
-        data_dir: dir.to_path_buf(),
         write_ack_timeout_ms: 500,
         // No event journal: its rows repeat the keys, and t92 finds the
         // page to damage by a key's bytes, which must be an entries page.
-        journal_capacity: 0,
-        ..StorageModuleConfig::default()
+        ..StorageModuleConfig::new(
+            NODE,
+            dir,
+            PluginSettings::default()
+                .with("backend", "embedded")
+                .with("journal_capacity", 0),
+        )
     }
 }
 
@@ -70,10 +72,8 @@ async fn t91_reset_damaged_store_starts_empty_and_keeps_the_damaged_file_aside()
         .unwrap();
     let m = DefaultStorage::new(embedded(dir.path()), deps(Arc::default())).unwrap();
     assert!(m.start().await.is_err(), "refused without the setting");
-    let config = StorageModuleConfig {
-        reset_damaged_store: true,
-        ..embedded(dir.path())
-    };
+    let mut config = embedded(dir.path());
+    config.settings = config.settings.with("reset_damaged_store", true);
     let m = DefaultStorage::new(config, deps(Arc::default())).unwrap();
     m.start().await.unwrap();
     assert!(m.list_maps().await.unwrap().is_empty());

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use abi_stable::std_types::{ROption, RVec};
-use hangar_core::config::{StorageBackendKind, StorageModuleConfig};
+use hangar_core::config::{PluginSettings, StorageModuleConfig};
 use hangar_core::module::journal::{
     JournalEvent, JournalEventType, JournalFilter, JournalPage, JournalReadRequest, JournalSink,
 };
@@ -185,10 +185,8 @@ async fn t94_or_maps_and_replicated_changes_are_journaled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t95_retention_prunes_and_a_pruned_sequence_is_refused_naming_the_oldest() {
-    let cfg = StorageModuleConfig {
-        journal_capacity: 5,
-        ..config()
-    };
+    let mut cfg = config();
+    cfg.settings = cfg.settings.with("journal_capacity", 5);
     let (m, _) = module_on(&MemoryStore::new(), cfg, Arc::default());
     m.start().await.unwrap();
     for i in 0..8 {
@@ -275,12 +273,14 @@ async fn t96_subscribe_replays_then_follows_live_each_once_until_unsubscribed() 
 
 fn embedded(dir: &Path) -> StorageModuleConfig {
     StorageModuleConfig {
-        node_id: NODE.into(),
-        backend: StorageBackendKind::Embedded,
-        data_dir: dir.to_path_buf(),
         write_ack_timeout_ms: 2_000,
-        journal_capacity: 4,
-        ..StorageModuleConfig::default()
+        ..StorageModuleConfig::new(
+            NODE,
+            dir,
+            PluginSettings::default()
+                .with("backend", "embedded")
+                .with("journal_capacity", 4),
+        )
     }
 }
 
@@ -331,10 +331,8 @@ async fn t97_on_redb_the_journal_survives_a_restart_and_its_sequence_continues()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t98_with_capacity_zero_the_journal_is_off_and_says_so() {
-    let cfg = StorageModuleConfig {
-        journal_capacity: 0,
-        ..config()
-    };
+    let mut cfg = config();
+    cfg.settings = cfg.settings.with("journal_capacity", 0);
     let (m, _) = module_on(&MemoryStore::new(), cfg, Arc::default());
     m.start().await.unwrap();
     durable(&m, vec![put("m", "k", 1, 10)]).await;
