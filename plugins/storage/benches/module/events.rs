@@ -8,8 +8,8 @@ use hangar_core::module::storage_types::{ChangeEvent, ChangeSink, Origin};
 use hangar_core::{RawValue, WriteConcern};
 use hangar_storage::event_pool::{EventPayload, ObjectPool, PoolConfig};
 
-use super::alloc;
 use super::util::{batch, config, null_module, put};
+use hangar_testkit::alloc;
 
 /// A sink that looks at the event and allocates nothing.
 struct Touch;
