@@ -153,14 +153,14 @@ impl ClusterWrapper for NoCopies {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn t17_a_module_that_claims_quorum_without_copies_fails_the_three_node_suite() {
     let err = hangar_testkit::cluster_multi::try_case(
-        "m20_quorum_and_strong_copies_are_on_the_backup_when_replicate_says_so",
+        "t20_quorum_and_strong_copies_are_on_the_backup_when_replicate_says_so",
         |c, d| Ok(Arc::new(NoCopies(hangar_cluster::create(c, d)?)) as Arc<dyn ClusterModule>),
         hangar_storage::create,
     )
     .await
     .expect_err("the suite must fail");
     assert!(
-        err.contains("m20") && err.contains("does not hold"),
+        err.contains("t20_quorum") && err.contains("does not hold"),
         "it fails on the missing copy: {err}"
     );
 }

@@ -12,7 +12,7 @@ use crate::storage::lww;
 
 /// One table: every partition has an owner and one backup that is not the
 /// owner, and every node has the same version.
-pub(super) async fn m10_the_nodes_agree_on_one_table_with_distinct_backups(three: Arc<Three>) {
+pub(super) async fn t10_the_nodes_agree_on_one_table_with_distinct_backups(three: Arc<Three>) {
     let map = three.nodes[0].cluster.partition_map();
     assert_eq!(map.partitions.len(), PARTITION_COUNT as usize);
     for p in map.partitions.iter() {
@@ -35,7 +35,7 @@ pub(super) async fn m10_the_nodes_agree_on_one_table_with_distinct_backups(three
 
 /// A change replicated at QUORUM / STRONG is on its backup when
 /// `replicate` says the level is met.
-pub(super) async fn m20_quorum_and_strong_copies_are_on_the_backup_when_replicate_says_so(
+pub(super) async fn t20_quorum_and_strong_copies_are_on_the_backup_when_replicate_says_so(
     three: Arc<Three>,
 ) {
     let map = three.nodes[0].cluster.partition_map();
@@ -66,7 +66,7 @@ pub(super) async fn m20_quorum_and_strong_copies_are_on_the_backup_when_replicat
 
 /// A write forwarded from another node is applied by the owner and
 /// answered with its acknowledgement.
-pub(super) async fn m30_a_forwarded_write_is_applied_by_its_owner(three: Arc<Three>) {
+pub(super) async fn t30_a_forwarded_write_is_applied_by_its_owner(three: Arc<Three>) {
     let key = three.key_owned_by(1, "f");
     let batch = ApplyBatch {
         ops: RVec::from(vec![WriteOp {

@@ -251,9 +251,9 @@ impl Three {
 macro_rules! __cluster_multi_cases {
     ($($mode:tt)*) => {
         $crate::__expand_cases! { $($mode)*; cluster_multi;
-            cases::m10_the_nodes_agree_on_one_table_with_distinct_backups,
-            cases::m20_quorum_and_strong_copies_are_on_the_backup_when_replicate_says_so,
-            cases::m30_a_forwarded_write_is_applied_by_its_owner,
+            cases::t10_the_nodes_agree_on_one_table_with_distinct_backups,
+            cases::t20_quorum_and_strong_copies_are_on_the_backup_when_replicate_says_so,
+            cases::t30_a_forwarded_write_is_applied_by_its_owner,
         }
     };
 }
