@@ -1,6 +1,6 @@
 //! The template's own tests: it loads through the host's loader like any
-//! plugin, passes the storage conformance suite both in-process and loaded,
-//! and its own rule works.
+//! plugin, passes the storage contract suite of `hangar-testkit` (one test
+//! per case) both in-process and loaded, and its own rule works.
 
 use abi_stable::std_types::{RString, RVec};
 use hangar_core::abi::PluginKind;
@@ -8,7 +8,7 @@ use hangar_core::module::storage::StorageModule;
 use hangar_core::module::storage_types::{OpStatus, RecordState};
 use hangar_core::types::WriteConcern;
 use hangar_host::plugin::{self, Expectation};
-use hangar_tests::storage_suite::{self, batch, lww};
+use hangar_testkit::storage::{batch, lww};
 use hangar_tests::support::{embedded_storage_config, plugin_file, storage_deps};
 
 fn load_with(
@@ -27,22 +27,15 @@ fn load_with(
     plugin::instantiate_storage(&p, config, deps).expect("builds")
 }
 
-#[tokio::test]
-async fn t10_the_template_passes_the_conformance_suite_in_process() {
-    storage_suite::run(
-        "template in-process",
-        std::sync::Arc::new(|c, d| hangar_plugin_template::create(c, d).unwrap()),
-    )
-    .await;
+/// The contract suite against the template in-process.
+mod t10_in_process {
+    hangar_testkit::storage_suite!(hangar_plugin_template::create);
 }
 
-#[tokio::test]
-async fn t11_the_template_loads_through_the_host_loader_and_passes_the_suite() {
-    storage_suite::run(
-        "template loaded",
-        std::sync::Arc::new(|c, d| load_with(&c, &d)),
-    )
-    .await;
+/// The contract suite against the template loaded through the host's
+/// loader.
+mod t11_loaded {
+    hangar_testkit::storage_suite!(|c, d| Ok(super::load_with(&c, &d)));
 }
 
 #[tokio::test]

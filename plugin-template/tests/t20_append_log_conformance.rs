@@ -1,38 +1,21 @@
-//! The template's own backend passes the persistence backend conformance
-//! suite that every backend must pass; and a torn tail is dropped on open.
+//! The template's own backend passes the persistence-backend contract suite
+//! of `hangar-testkit` (one test per case); and a torn tail is dropped on
+//! open.
 
+use std::path::Path;
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
 use hangar_plugin_template::append_log::{AppendLogBackend, LOG_FILE};
-use hangar_storage::persistence::testing::suite::{lww, SuiteHarness};
+use hangar_storage::persistence::testing::lww;
 use hangar_storage::persistence::{PersistenceBackend, WriteBatch};
 
-/// A store is a temporary directory; opening replays its log.
-#[derive(Clone, Copy, Debug, Default)]
-struct LogHarness;
-
-impl SuiteHarness for LogHarness {
-    type Store = tempfile::TempDir;
-
-    fn new_store(&self) -> tempfile::TempDir {
-        tempfile::tempdir().expect("a temporary directory")
-    }
-
-    fn open<'a>(
-        &'a self,
-        store: &'a tempfile::TempDir,
-    ) -> BoxFuture<'a, Arc<dyn PersistenceBackend>> {
-        Box::pin(async move {
-            let b: Arc<dyn PersistenceBackend> =
-                Arc::new(AppendLogBackend::open(store.path()).expect("the log opens"));
-            b
-        })
-    }
+/// The log in a directory (opening replays it).
+fn open_log(dir: &Path) -> Arc<dyn PersistenceBackend> {
+    Arc::new(AppendLogBackend::open(dir).expect("the log opens"))
 }
 
 mod conformance {
-    hangar_storage::persistence_conformance_tests!(super::LogHarness);
+    hangar_testkit::persistence_suite!(hangar_testkit::persistence::DirHarness(super::open_log));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,34 +22,7 @@ use tokio_tungstenite::tungstenite::Message as Ws;
 
 use crate::support::target_dir;
 
-/// Picks a free loopback port below the kernel's ephemeral range (so no
-/// outgoing connection takes it before the node binds it), never the same
-/// one twice in this process.
-///
-/// # Panics
-/// If no port is free in the range.
-#[must_use]
-pub fn free_port() -> u16 {
-    static TAKEN: std::sync::Mutex<Option<std::collections::HashSet<u16>>> =
-        std::sync::Mutex::new(None);
-    let mut taken = TAKEN.lock().expect("port table");
-    let taken = taken.get_or_insert_with(Default::default);
-    // Start somewhere that depends on the process, so parallel test
-    // binaries rarely probe the same ports.
-    let span = 20_000u32;
-    let start = (std::process::id().wrapping_mul(7_919)) % span;
-    for k in 0..span {
-        let port = u16::try_from(10_000 + (start + k * 37) % span).expect("in range");
-        if taken.contains(&port) {
-            continue;
-        }
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            taken.insert(port);
-            return port;
-        }
-    }
-    panic!("no free port between 10000 and 30000")
-}
+pub use hangar_testkit::support::free_port;
 
 /// One node of the harness.
 #[derive(Debug)]

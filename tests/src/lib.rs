@@ -1,13 +1,11 @@
-//! Cross-crate test support and the module conformance suites.
+//! Cross-crate test support: multi-process clusters and their checkers,
+//! loading this workspace's plugin files. The module contract suites live in
+//! `hangar-testkit` (`testkit/`).
 //!
 //! # Layout
 //!
-//! - [`storage_suite`]: the conformance suite every `StorageModule` must pass.
-//! - [`cluster_suite`]: the conformance suite every `ClusterModule` must pass.
 //! - [`cluster_state`]: a cluster's state from `/metrics` and `/health`
 //!   (partitions owned and backed up, queues drained) and bounded waits.
-//! - [`cluster_multi_suite`]: the `ClusterModule` suite on three in-process
-//!   hosts forming one cluster.
 //! - [`cluster_harness`]: `hangar` processes on loopback forming clusters,
 //!   killed and restarted by multi-process tests, and a WebSocket client.
 //! - [`kill_checker`]: writes at QUORUM while nodes are killed, restarted,
@@ -22,17 +20,14 @@
 //! - [`support`]: deps for tests (clock, metrics, a single-node partition
 //!   view), finding plugin files built by this workspace, loading them.
 //!
-//! The suites are run by `tests/t20_contracts.rs` against the in-process
+//! `tests/t20_contracts.rs` runs the testkit's suites against the in-process
 //! implementations, against the loaded plugins, and with the foreign path
-//! forced; `plugin-template` runs them against its own plugin too.
+//! forced; `plugin-template` runs them against its own plugins too.
 
 pub mod cluster_harness;
-pub mod cluster_multi_suite;
 pub mod cluster_state;
-pub mod cluster_suite;
 pub mod kill_checker;
 pub mod lock_checker;
 pub mod merkle_walk;
 pub mod replica_check;
-pub mod storage_suite;
 pub mod support;

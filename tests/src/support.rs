@@ -3,71 +3,14 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use abi_stable::std_types::{ROption, RString, RVec};
 use hangar_core::abi::PluginKind;
 use hangar_core::config::{ClusterModuleConfig, PluginSettings, StorageModuleConfig};
-use hangar_core::hlc::Hlc;
 use hangar_core::module::cluster::{ClusterDeps, ClusterModule};
-use hangar_core::module::partition::PartitionView;
-use hangar_core::module::services::NoMetrics;
 use hangar_core::module::storage::{StorageDeps, StorageModule};
 use hangar_core::ModuleResult;
 use hangar_host::plugin::{self, Expectation, LoadError, LoadedPlugin};
 
-/// A partition view of a lone node: it owns everything.
-#[derive(Debug, Clone)]
-pub struct AllLocal(pub String);
-
-impl PartitionView for AllLocal {
-    fn local_node(&self) -> RString {
-        self.0.as_str().into()
-    }
-    fn version(&self) -> u64 {
-        1
-    }
-    fn owner(&self, partition: u32) -> ROption<RString> {
-        if partition < hangar_core::PARTITION_COUNT {
-            ROption::RSome(self.0.as_str().into())
-        } else {
-            ROption::RNone
-        }
-    }
-    fn backups(&self, _partition: u32) -> RVec<RString> {
-        RVec::new()
-    }
-    fn is_local_owner(&self, partition: u32) -> bool {
-        partition < hangar_core::PARTITION_COUNT
-    }
-    fn is_related(&self, partition: u32) -> bool {
-        partition < hangar_core::PARTITION_COUNT
-    }
-}
-
-/// Storage deps for node `node`.
-///
-/// # Panics
-/// If `node` is not a valid node id.
-#[must_use]
-pub fn storage_deps(node: &str) -> StorageDeps {
-    StorageDeps {
-        clock: Arc::new(Hlc::new(node).expect("valid node id")),
-        metrics: Arc::new(NoMetrics),
-        partitions: Arc::new(AllLocal(node.to_string())),
-    }
-}
-
-/// Cluster deps for node `node`.
-///
-/// # Panics
-/// If `node` is not a valid node id.
-#[must_use]
-pub fn cluster_deps(node: &str) -> ClusterDeps {
-    ClusterDeps {
-        clock: Arc::new(Hlc::new(node).expect("valid node id")),
-        metrics: Arc::new(NoMetrics),
-        peer_resolver: None,
-    }
-}
+pub use hangar_testkit::support::{cluster_deps, join_error_message, storage_deps, AllLocal};
 
 /// A storage config for node `node` on the embedded (redb) backend in
 /// `dir`, with a 500 ms write-ack timeout.
@@ -219,15 +162,4 @@ pub fn loaded_cluster_with(
     let p = load(crate_name, PluginKind::Cluster).expect("cluster plugin loads");
     plugin::instantiate_cluster(&p, config, deps)
         .map_err(|e| hangar_core::ModuleError::new(hangar_core::ErrorKind::CONFIG, e.to_string()))
-}
-
-/// What a failed test-case task said: its panic message, or that it was
-/// cancelled. The suites re-panic with it, prefixed by the case's name and
-/// the implementation under test, so a failure reads as one line.
-#[must_use]
-pub fn join_error_message(e: tokio::task::JoinError) -> String {
-    match e.try_into_panic() {
-        Ok(payload) => hangar_core::error::panic_message(payload.as_ref()),
-        Err(e) => format!("task did not finish: {e}"),
-    }
 }

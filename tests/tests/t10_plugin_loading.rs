@@ -9,7 +9,7 @@ use hangar_core::module::storage::StorageModule;
 use hangar_core::types::WriteConcern;
 use hangar_core::ErrorKind;
 use hangar_host::plugin::{self, Expectation, LoadError};
-use hangar_tests::storage_suite::{batch, lww};
+use hangar_testkit::storage::{batch, lww};
 use hangar_tests::support::{load, plugin_file, storage_config, storage_deps};
 
 fn storage_slot() -> Expectation {

@@ -1,102 +1,82 @@
-//! The module conformance suites, run against the in-process
-//! implementations, the loaded plugins, and with the foreign path forced
-//! inside one binary; plus the no-stacking guarantees of the adapters.
+//! The contract suites of `hangar-testkit`, one test per case, run against
+//! the in-process implementations, the loaded plugins, and with the foreign
+//! path forced inside one binary (`cargo test -p hangar-tests --test
+//! t20_contracts <case>` runs one case everywhere); plus the no-stacking
+//! guarantees of the adapters.
 
 use std::sync::Arc;
 
 use abi_stable::std_types::{ROption, RVec};
 use hangar_core::abi::{
-    cluster_from_ffi_forced, cluster_to_ffi_forced, partition_view_to_ffi, storage_from_ffi,
-    storage_from_ffi_forced, storage_to_ffi, storage_to_ffi_forced, PartitionViewExport,
+    partition_view_to_ffi, storage_from_ffi, storage_from_ffi_forced, storage_to_ffi,
+    storage_to_ffi_forced, PartitionViewExport,
 };
 use hangar_core::module::cluster::ClusterModule;
 use hangar_core::module::cluster_types::{ReplicationOutcome, ReplicationRequest};
 use hangar_core::module::storage::StorageModule;
 use hangar_core::module::wrapper::ClusterWrapper;
 use hangar_core::module::{ready, ModuleFuture};
-use hangar_tests::support::{
-    cluster_config, cluster_deps, loaded_cluster, loaded_cluster_with, loaded_storage,
-    loaded_storage_with, storage_config, storage_deps,
-};
-use hangar_tests::{cluster_multi_suite, cluster_suite, storage_suite};
+use hangar_tests::support::{loaded_cluster, storage_config, storage_deps};
 
 fn in_process_storage() -> Arc<dyn StorageModule> {
     hangar_storage::create(storage_config("n1"), storage_deps("n1")).unwrap()
 }
 
-#[tokio::test]
-async fn t10_storage_suite_in_process() {
-    storage_suite::run(
-        "in-process",
-        Arc::new(|c, d| hangar_storage::create(c, d).expect("builds")),
-    )
-    .await;
+/// The storage suite, one test per case, against the default module
+/// in-process.
+mod t10_storage_in_process {
+    hangar_testkit::storage_suite!(hangar_storage::create);
 }
 
-#[tokio::test]
-async fn t11_storage_suite_through_the_loaded_plugin() {
-    storage_suite::run(
-        "loaded plugin",
-        Arc::new(|c, d| loaded_storage_with("hangar_storage", &c, &d)),
-    )
-    .await;
+/// The storage suite through the loaded `.so`.
+mod t11_storage_loaded {
+    hangar_testkit::storage_suite!(|c, d| Ok(hangar_tests::support::loaded_storage_with(
+        "hangar_storage",
+        &c,
+        &d
+    )));
 }
 
-#[tokio::test]
-async fn t12_storage_suite_with_the_foreign_path_forced() {
-    storage_suite::run(
-        "forced foreign",
-        Arc::new(|c, d| {
-            storage_from_ffi_forced(storage_to_ffi_forced(
-                hangar_storage::create(c, d).expect("builds"),
-            ))
-        }),
-    )
-    .await;
+/// The storage suite with the foreign path forced inside one binary.
+mod t12_storage_forced_foreign {
+    use hangar_core::abi::{storage_from_ffi_forced, storage_to_ffi_forced};
+    hangar_testkit::storage_suite!(|c, d| Ok(storage_from_ffi_forced(storage_to_ffi_forced(
+        hangar_storage::create(c, d)?
+    ))));
 }
 
-#[tokio::test]
-async fn t13_cluster_suite_in_process() {
-    cluster_suite::run(
-        "in-process",
-        &|| hangar_cluster::create(cluster_config("n1"), cluster_deps("n1")).unwrap(),
-        &in_process_storage,
-    )
-    .await;
+/// The lone-node cluster suite in-process.
+mod t13_cluster_in_process {
+    hangar_testkit::cluster_suite!(hangar_cluster::create, hangar_storage::create);
 }
 
-#[tokio::test]
-async fn t14_cluster_suite_through_the_loaded_plugin() {
-    cluster_suite::run(
-        "loaded plugin",
-        &|| loaded_cluster("hangar_cluster", "n1"),
-        &|| loaded_storage("hangar_storage", "n1"),
-    )
-    .await;
+/// The lone-node cluster suite through the loaded plugins.
+mod t14_cluster_loaded {
+    use hangar_tests::support::{loaded_cluster_with, loaded_storage_with};
+    hangar_testkit::cluster_suite!(
+        |c, d| loaded_cluster_with("hangar_cluster", &c, &d),
+        |c, d| Ok(loaded_storage_with("hangar_storage", &c, &d)),
+    );
 }
 
-#[tokio::test]
-async fn t14b_cluster_suite_through_the_loaded_zones_plugin() {
-    cluster_suite::run(
-        "loaded zones plugin",
-        &|| loaded_cluster("hangar_cluster_zones", "n1"),
-        &|| loaded_storage("hangar_storage", "n1"),
-    )
-    .await;
+/// The lone-node cluster suite through the loaded zones plugin.
+mod t14b_cluster_loaded_zones {
+    use hangar_tests::support::{loaded_cluster_with, loaded_storage_with};
+    hangar_testkit::cluster_suite!(
+        |c, d| loaded_cluster_with("hangar_cluster_zones", &c, &d),
+        |c, d| Ok(loaded_storage_with("hangar_storage", &c, &d)),
+    );
 }
 
-#[tokio::test]
-async fn t15_cluster_suite_with_the_foreign_path_forced() {
-    cluster_suite::run(
-        "forced foreign",
-        &|| {
-            cluster_from_ffi_forced(cluster_to_ffi_forced(
-                hangar_cluster::create(cluster_config("n1"), cluster_deps("n1")).unwrap(),
-            ))
-        },
-        &in_process_storage,
-    )
-    .await;
+/// The lone-node cluster suite with the foreign path forced.
+mod t15_cluster_forced_foreign {
+    use hangar_core::abi::{cluster_from_ffi_forced, cluster_to_ffi_forced};
+    hangar_testkit::cluster_suite!(
+        |c, d| Ok(cluster_from_ffi_forced(cluster_to_ffi_forced(
+            hangar_cluster::create(c, d)?
+        ))),
+        hangar_storage::create,
+    );
 }
 
 #[test]
@@ -135,23 +115,21 @@ fn t21_a_plugins_partition_view_reaches_another_plugin_without_a_host_layer() {
     assert!(ffi.is_related(95).into_result().unwrap());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn t16_cluster_suite_on_three_nodes() {
-    cluster_multi_suite::run("three nodes", Arc::new(hangar_cluster::create)).await;
+/// The three-node suite, one test per case, in-process.
+mod t16_cluster_three_nodes {
+    hangar_testkit::cluster_multi_suite!(hangar_cluster::create, hangar_storage::create);
 }
 
 /// The three-node suite through the loaded zones plugin, n1 and n2 in zone
 /// `a`, n3 in zone `b`, so its zone-aware placement and QUORUM rule run.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn t16b_cluster_suite_on_three_nodes_through_the_loaded_zones_plugin() {
-    cluster_multi_suite::run(
-        "zones plugin, three nodes",
-        Arc::new(|mut c, d| {
+mod t16b_cluster_three_nodes_loaded_zones {
+    hangar_testkit::cluster_multi_suite!(
+        |mut c: hangar_core::config::ClusterModuleConfig, d| {
             c.zone = if c.node_id == "n3" { "b" } else { "a" }.to_string();
-            loaded_cluster_with("hangar_cluster_zones", &c, &d)
-        }),
-    )
-    .await;
+            hangar_tests::support::loaded_cluster_with("hangar_cluster_zones", &c, &d)
+        },
+        hangar_storage::create,
+    );
 }
 
 /// A cluster module that reports every replication as done without
@@ -174,16 +152,15 @@ impl ClusterWrapper for NoCopies {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn t17_a_module_that_claims_quorum_without_copies_fails_the_three_node_suite() {
-    let run = tokio::spawn(cluster_multi_suite::run(
-        "no copies",
-        Arc::new(|c, d| {
-            Ok(Arc::new(NoCopies(hangar_cluster::create(c, d)?)) as Arc<dyn ClusterModule>)
-        }),
-    ))
-    .await;
-    let msg = hangar_tests::support::join_error_message(run.expect_err("the suite must fail"));
+    let err = hangar_testkit::cluster_multi::try_case(
+        "t20_quorum_and_strong_copies_are_on_the_backup_when_replicate_says_so",
+        |c, d| Ok(Arc::new(NoCopies(hangar_cluster::create(c, d)?)) as Arc<dyn ClusterModule>),
+        hangar_storage::create,
+    )
+    .await
+    .expect_err("the suite must fail");
     assert!(
-        msg.contains("m20") && msg.contains("does not hold"),
-        "it fails on the missing copy: {msg}"
+        err.contains("t20_quorum") && err.contains("does not hold"),
+        "it fails on the missing copy: {err}"
     );
 }

@@ -200,17 +200,12 @@ async fn t11_health_reports_a_store_that_failed_at_run_time() {
     // a first run stores 2,000 records
     let first = node_without_page_cache(&config).await;
     let ops = (0..2_000)
-        .map(|i| {
-            hangar_tests::storage_suite::lww("m", &format!("key-{i:05}"), Some(i.into()), 10, "w")
-        })
+        .map(|i| hangar_testkit::storage::lww("m", &format!("key-{i:05}"), Some(i.into()), 10, "w"))
         .collect();
     let out = first
         .node
         .storage
-        .apply(hangar_tests::storage_suite::batch(
-            ops,
-            WriteConcern::Persisted,
-        ))
+        .apply(hangar_testkit::storage::batch(ops, WriteConcern::Persisted))
         .await
         .unwrap();
     let acks: Vec<_> = out.iter().map(|o| o.ack).collect();

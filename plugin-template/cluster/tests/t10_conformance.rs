@@ -8,8 +8,7 @@ use hangar_core::abi::PluginKind;
 use hangar_core::config::ClusterModuleConfig;
 use hangar_core::module::cluster::{ClusterDeps, ClusterModule};
 use hangar_host::plugin::{self, Expectation};
-use hangar_tests::support::{cluster_config, cluster_deps, loaded_storage, plugin_file};
-use hangar_tests::{cluster_multi_suite, cluster_suite};
+use hangar_tests::support::plugin_file;
 
 fn load_with(config: &ClusterModuleConfig, deps: &ClusterDeps) -> Arc<dyn ClusterModule> {
     let p = plugin::load(
@@ -24,21 +23,15 @@ fn load_with(config: &ClusterModuleConfig, deps: &ClusterDeps) -> Arc<dyn Cluste
     plugin::instantiate_cluster(&p, config, deps).expect("builds")
 }
 
-#[tokio::test]
-async fn t10_the_loaded_template_passes_the_cluster_suite() {
-    cluster_suite::run(
-        "cluster template loaded",
-        &|| load_with(&cluster_config("n1"), &cluster_deps("n1")),
-        &|| loaded_storage("hangar_storage", "n1"),
-    )
-    .await;
+/// The lone-node contract suite against the loaded template.
+mod t10_loaded {
+    hangar_testkit::cluster_suite!(|c, d| Ok(super::load_with(&c, &d)), hangar_storage::create);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn t11_the_loaded_template_passes_the_three_node_suite() {
-    cluster_multi_suite::run(
-        "cluster template loaded, three nodes",
-        Arc::new(|c, d| Ok(load_with(&c, &d))),
-    )
-    .await;
+/// The three-node contract suite against the loaded template.
+mod t11_loaded_three_nodes {
+    hangar_testkit::cluster_multi_suite!(
+        |c, d| Ok(super::load_with(&c, &d)),
+        hangar_storage::create
+    );
 }

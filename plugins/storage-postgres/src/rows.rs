@@ -116,7 +116,7 @@ pub fn decode(kind: i16, value: &[u8], location: &str) -> Result<StoredEntry, Pe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hangar_storage::persistence::testing::suite::{lww, or_record};
+    use hangar_storage::persistence::testing::{lww, or_record};
 
     #[test]
     fn t10_entries_round_trip_with_their_hlc_columns() {

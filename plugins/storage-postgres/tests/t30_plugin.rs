@@ -4,22 +4,16 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use hangar_storage_postgres::{create_with_settings, PostgresSettings};
-use hangar_tests::storage_suite;
 use hangar_tests::support::{embedded_storage_config, storage_deps};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn t10_the_storage_module_suite_passes_over_postgres_in_process() {
-    storage_suite::run(
-        "postgres in-process",
-        Arc::new(|c, d| {
-            let s = common::settings_for_dir(&c.data_dir);
-            create_with_settings(c, d, s).expect("the module builds")
-        }),
-    )
-    .await;
+/// The storage module suite over PostgreSQL, one test per case, each on a
+/// schema of its own.
+mod t10_storage_suite_in_process {
+    hangar_testkit::storage_suite!(|c: hangar_core::config::StorageModuleConfig, d| {
+        let s = crate::common::settings_for_dir(&c.data_dir);
+        hangar_storage_postgres::create_with_settings(c, d, s)
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

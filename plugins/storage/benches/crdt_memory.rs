@@ -1,13 +1,12 @@
 //! Memory and speed of the CRDT maps at scale: heap bytes per record for 1M
 //! small LWW records (~20-byte keys, ~10-byte msgpack values), the same for
-//! an OR map, and merge/get latency. A counting global allocator measures
-//! heap bytes exactly as requested, plus an estimate of what glibc malloc
-//! really hands out (8-byte header, 16-byte granularity, 32-byte minimum).
+//! an OR map, and merge/get latency. The counting global allocator of
+//! `hangar-testkit` measures heap bytes exactly as requested, plus an
+//! estimate of what glibc malloc really hands out (8-byte header, 16-byte
+//! granularity, 32-byte minimum).
 //!
 //! Run: `cargo bench -p hangar-storage --bench crdt_memory [-- N]`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Instant;
 
 use abi_stable::std_types::ROption;
@@ -19,46 +18,15 @@ mod machine;
 
 use machine::{cpu_model, load_average, rss_kb};
 
-struct Counting;
-
-static REQUESTED: AtomicIsize = AtomicIsize::new(0);
-static CHUNKS: AtomicIsize = AtomicIsize::new(0);
-
-/// glibc malloc chunk size for a request (64-bit): size + 8, rounded up to
-/// 16, at least 32.
-fn chunk(size: usize) -> isize {
-    ((size + 8 + 15) & !15).max(32) as isize
-}
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        REQUESTED.fetch_add(l.size() as isize, Ordering::Relaxed);
-        CHUNKS.fetch_add(chunk(l.size()), Ordering::Relaxed);
-        // SAFETY: same layout contract as our caller's.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        REQUESTED.fetch_sub(l.size() as isize, Ordering::Relaxed);
-        CHUNKS.fetch_sub(chunk(l.size()), Ordering::Relaxed);
-        // SAFETY: `p` came from `alloc` with this layout.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        REQUESTED.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
-        CHUNKS.fetch_add(chunk(new) - chunk(l.size()), Ordering::Relaxed);
-        // SAFETY: `p` came from `alloc` with layout `l`.
-        unsafe { System.realloc(p, l, new) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: hangar_testkit::alloc::Counting = hangar_testkit::alloc::Counting;
 
+/// Heap bytes requested and held, and the same as glibc malloc chunks.
 fn heap() -> (isize, isize) {
+    let as_isize = |v: i64| isize::try_from(v).unwrap_or(isize::MAX);
     (
-        REQUESTED.load(Ordering::Relaxed),
-        CHUNKS.load(Ordering::Relaxed),
+        as_isize(hangar_testkit::alloc::live_bytes()),
+        as_isize(hangar_testkit::alloc::live_chunk_bytes()),
     )
 }
 

@@ -1,53 +1,20 @@
 //! Proves the event pool's point: after warm-up, an acquire / fill / release
 //! cycle allocates nothing for values that fit the capacity already held.
 //!
-//! A counting global allocator counts allocations per thread (a const
-//! thread-local with no destructor, safe to touch from the allocator), so
-//! tests running in parallel do not disturb each other's counts.
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+//! The counting global allocator of `hangar-testkit` counts allocations per
+//! thread, so tests running in parallel do not disturb each other's counts.
 
 use abi_stable::std_types::ROption;
 use hangar_core::module::storage_types::{ChangeEvent, Origin};
 use hangar_core::types::{KeyedOp, LwwRecord, MapOp, OrRecord, RawValue, Timestamp};
 use hangar_storage::event_pool::{EventPool, PoolConfig};
 
-struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the
-// only addition is bumping a thread-local counter, which does not allocate.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: hangar_testkit::alloc::Counting = hangar_testkit::alloc::Counting;
 
 /// Allocations made on this thread while running `f`.
 fn allocations(f: impl FnOnce()) -> u64 {
-    let before = ALLOCS.with(Cell::get);
-    f();
-    ALLOCS.with(Cell::get) - before
+    hangar_testkit::alloc::allocations_on_this_thread(f)
 }
 
 /// A mix of every op kind: puts, a tombstone, OR adds and removes, with

@@ -38,7 +38,8 @@ use hangar_core::module::services::NoMetrics;
 use hangar_core::module::storage::StorageModule;
 use hangar_core::module::storage_types::{Origin, RecordState};
 use hangar_core::{KeyedOp, LwwRecord, MapOp, RawValue, Timestamp, WriteConcern};
-use hangar_storage::module::testing::{self, lone_node_deps};
+use hangar_testkit::storage::helpers::batch_from;
+use hangar_testkit::support::storage_deps_with;
 
 use crash_harness::{map_name, ChildArgs, Model, Protocol, Rng, CHILD_MAX_RUN};
 
@@ -63,7 +64,7 @@ fn module(dir: &Path) -> Arc<dyn StorageModule> {
             PluginSettings::default().with("backend", "embedded"),
         )
     };
-    hangar_storage::create(config, lone_node_deps(NODE, Arc::new(NoMetrics)))
+    hangar_storage::create(config, storage_deps_with(NODE, Arc::new(NoMetrics)))
         .expect("the module builds")
 }
 
@@ -110,7 +111,7 @@ fn child_module_writer() {
                         }),
                     };
                     let out = m
-                        .apply(testing::batch(vec![op], concern, Origin::client(w, NODE)))
+                        .apply(batch_from(vec![op], concern, Origin::client(w, NODE), None))
                         .await
                         .expect("apply");
                     let ack = out[0].ack;

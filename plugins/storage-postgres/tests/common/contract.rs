@@ -1,8 +1,10 @@
 //! The one place that names where the persistence contract suite lives
-//! (today `hangar_storage::persistence::testing`); when it moves, only
-//! these lines change.
+//! (`hangar-testkit`, feature `persistence`) and the record builders of
+//! `hangar_storage::persistence::testing`; when they move, only these lines
+//! change.
 
 #![allow(unused_imports, reason = "each test file uses some of these")]
 
-pub use hangar_storage::persistence::testing::suite::{lww, or_record, SuiteHarness};
-pub use hangar_storage::persistence_conformance_tests as contract_tests;
+pub use hangar_storage::persistence::testing::{lww, or_record};
+pub use hangar_testkit::persistence::SuiteHarness;
+pub use hangar_testkit::persistence_suite as contract_tests;

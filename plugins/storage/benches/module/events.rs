@@ -8,8 +8,8 @@ use hangar_core::{RawValue, WriteConcern};
 use hangar_storage::event_pool::{EventPayload, ObjectPool, PoolConfig};
 use hangar_storage::StorageBackendKind;
 
-use super::alloc;
 use super::util::{batch, config, null_module, put};
+use hangar_testkit::alloc;
 
 /// A sink that looks at the event and allocates nothing.
 struct Touch;

@@ -23,7 +23,6 @@
 //! Environment: `HANGAR_BENCH_RECORDS` (default 1 000 000) for sections 2
 //! and 3; `HANGAR_BENCH_SECS` (default 3) per throughput row.
 
-mod alloc;
 mod apply;
 mod events;
 mod fts;
@@ -36,7 +35,7 @@ mod memory;
 mod util;
 
 #[global_allocator]
-static ALLOC: alloc::Counting = alloc::Counting;
+static ALLOC: hangar_testkit::alloc::Counting = hangar_testkit::alloc::Counting;
 
 fn main() {
     let args: Vec<String> = std::env::args()

@@ -4,8 +4,8 @@ use hangar_core::module::storage::StorageModule;
 use hangar_core::WriteConcern;
 use hangar_storage::StorageBackendKind;
 
-use super::alloc;
 use super::util::{batch, config, env_usize, null_module, put, rss_kb};
+use hangar_testkit::alloc;
 
 pub async fn run() {
     let n = env_usize("HANGAR_BENCH_RECORDS", 1_000_000);

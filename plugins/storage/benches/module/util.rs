@@ -12,12 +12,13 @@ use hangar_core::module::services::NoMetrics;
 use hangar_core::module::storage::{StorageDeps, StorageModule};
 use hangar_core::module::storage_types::{ApplyBatch, Origin};
 use hangar_core::{KeyedOp, LwwRecord, MapOp, RawValue, Timestamp, WriteConcern};
-use hangar_storage::module::testing::{self, lone_node_deps};
 use hangar_storage::persistence::{
     LoadedMap, PersistResult, PersistenceBackend, StoredEntry, StoredMap, WriteBatch,
 };
 use hangar_storage::DefaultStorage;
 use hangar_storage::{StorageBackendKind, StorageSettings};
+use hangar_testkit::storage::helpers::batch_from;
+use hangar_testkit::support::storage_deps_with;
 
 use super::machine;
 
@@ -70,7 +71,7 @@ pub fn summary(lat: &mut [Duration]) -> String {
 }
 
 pub fn deps() -> StorageDeps {
-    lone_node_deps(NODE, Arc::new(NoMetrics))
+    storage_deps_with(NODE, Arc::new(NoMetrics))
 }
 
 pub fn config(backend: StorageBackendKind, dir: &Path) -> StorageModuleConfig {
@@ -173,7 +174,7 @@ pub fn put(map: &str, key: &str, value: RawValue, millis: u64) -> KeyedOp {
 
 /// A batch of `ops` with `concern` from a client of the bench node.
 pub fn batch(ops: Vec<KeyedOp>, concern: WriteConcern) -> ApplyBatch {
-    testing::batch(ops, concern, Origin::client(1, NODE))
+    batch_from(ops, concern, Origin::client(1, NODE), None)
 }
 
 /// Applies one batch and, for PERSISTED, waits for the durable ack (after

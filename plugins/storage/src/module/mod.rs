@@ -239,8 +239,9 @@ pub fn create(
 
 /// Builds the default storage module over a backend of the caller's: what a
 /// plugin that swaps in another store (PostgreSQL, a file format of its
-/// own) calls from its constructor. The backend MUST pass the persistence
-/// conformance suite ([`crate::persistence::testing`]).
+/// own) calls from its constructor. The backend MUST pass the
+/// persistence-backend contract suite of `hangar-testkit`
+/// (`testkit/src/persistence/`).
 ///
 /// # Errors
 /// As [`DefaultStorage::new`].

@@ -4,15 +4,15 @@ use std::sync::Arc;
 
 use abi_stable::std_types::{ROption, RString};
 use hangar_core::config::{PluginSettings, StorageModuleConfig};
+use hangar_core::hlc::Hlc;
 
 use crate::settings::StorageSettings;
 use hangar_core::module::services::NoMetrics;
-use hangar_core::module::storage::StorageModule;
+use hangar_core::module::storage::{StorageDeps, StorageModule};
 use hangar_core::module::storage_types::{ApplyBatch, Origin, WriteOp};
 use hangar_core::{KeyedOp, LwwRecord, MapOp, RawValue, Timestamp, WriteConcern};
 use parking_lot::Mutex;
 
-use super::testing::lone_node_deps;
 use super::DefaultStorage;
 use crate::persistence::testing::InstrumentedBackend;
 use crate::persistence::{MemoryBackend, MemoryStore, PersistenceBackend};
@@ -29,7 +29,14 @@ fn module(store: &MemoryStore) -> (DefaultStorage, Arc<InstrumentedBackend>) {
             "./data",
             PluginSettings::of(&StorageSettings::memory()),
         ),
-        lone_node_deps("n1", Arc::new(NoMetrics)),
+        // A lone node: every partition related. (This unit-test binary
+        // cannot link `hangar-testkit`: through its `persistence` feature it
+        // links this crate's library, whose plugin symbols would clash.)
+        StorageDeps {
+            clock: Arc::new(Hlc::new("n1").unwrap()),
+            metrics: Arc::new(NoMetrics),
+            partitions: super::testing::ControlledView::new("n1", |_| true),
+        },
         "test",
         Arc::new(move |_| Ok(b.clone() as Arc<dyn PersistenceBackend>)),
     )

@@ -27,8 +27,9 @@ pub type PersistResult<T> = Result<T, PersistenceError>;
 ///
 /// # Contract
 ///
-/// Every implementation passes the conformance suite in
-/// [`crate::persistence::testing`]; the suite checks the statements below.
+/// Every implementation passes the persistence-backend contract suite of
+/// `hangar-testkit` (`testkit/src/persistence/`, feature `persistence`); the
+/// suite checks the statements below.
 ///
 /// ## Commits: `commit` (and `store`, `delete`, built on it)
 ///

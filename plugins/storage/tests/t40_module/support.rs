@@ -9,11 +9,12 @@ use hangar_core::module::services::{MetricKind, MetricSample, MetricsSink};
 use hangar_core::module::storage::{StorageDeps, StorageModule};
 use hangar_core::module::storage_types::{OpOutcome, Origin, RecordState};
 use hangar_core::{KeyedOp, LwwRecord, MapOp, OrRecord, RawValue, Timestamp, WriteConcern};
-use hangar_storage::module::testing::{self, lone_node_deps};
 use hangar_storage::persistence::testing::InstrumentedBackend;
 use hangar_storage::persistence::{MemoryBackend, MemoryStore, PersistenceBackend};
 use hangar_storage::DefaultStorage;
 use hangar_storage::StorageSettings;
+use hangar_testkit::storage::helpers::batch_from;
+use hangar_testkit::support::storage_deps_with;
 use parking_lot::Mutex;
 
 pub const NODE: &str = "n1";
@@ -50,7 +51,7 @@ impl MetricsSink for Metrics {
 }
 
 pub fn deps(metrics: Arc<Metrics>) -> StorageDeps {
-    lone_node_deps(NODE, metrics)
+    storage_deps_with(NODE, metrics)
 }
 
 pub fn config() -> StorageModuleConfig {
@@ -160,7 +161,7 @@ pub fn or_add(map: &str, key: &str, n: i64, millis: u64, ttl: Option<u64>) -> Ke
 }
 
 pub async fn apply(m: &DefaultStorage, ops: Vec<KeyedOp>, concern: WriteConcern) -> Vec<OpOutcome> {
-    m.apply(testing::batch(ops, concern, Origin::client(1, NODE)))
+    m.apply(batch_from(ops, concern, Origin::client(1, NODE), None))
         .await
         .expect("apply")
         .into_vec()

@@ -10,11 +10,11 @@ use hangar_core::hlc::Hlc;
 use hangar_core::module::storage::{StorageDeps, StorageModule};
 use hangar_core::module::storage_types::{OpStatus, Origin, RecordState};
 use hangar_core::{ErrorKind, KeyedOp, LwwRecord, MapOp, OrRecord, Timestamp, WriteConcern};
-use hangar_storage::module::testing::lone_node_deps;
 use hangar_storage::persistence::{
     MemoryBackend, MemoryStore, PersistenceBackend, StoredEntry, WriteBatch,
 };
 use hangar_storage::DefaultStorage;
+use hangar_testkit::support::storage_deps_with;
 
 use super::support::{apply, config, now, read, v, Metrics, NODE};
 
@@ -25,7 +25,7 @@ async fn with_clock(store: &MemoryStore) -> (DefaultStorage, Arc<Hlc>) {
     let clock = Arc::new(Hlc::new(NODE).unwrap());
     let deps = StorageDeps {
         clock: clock.clone(),
-        ..lone_node_deps(NODE, Arc::new(Metrics::default()))
+        ..storage_deps_with(NODE, Arc::new(Metrics::default()))
     };
     let backend = Arc::new(MemoryBackend::open(store));
     let m = DefaultStorage::with_backend(

@@ -12,8 +12,8 @@ use proptest::prelude::*;
 use super::tests::{put, rig, rig_over};
 use super::*;
 use crate::persistence::memory::MemoryBackend;
-use crate::persistence::testing::suite::{lww, or_record};
 use crate::persistence::testing::{gen, FailureStyle};
+use crate::persistence::testing::{lww, or_record};
 use crate::persistence::StoredEntry;
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use futures::FutureExt;
 
 use super::*;
 use crate::persistence::memory::MemoryBackend;
-use crate::persistence::testing::suite::lww;
+use crate::persistence::testing::lww;
 use crate::persistence::testing::InstrumentedBackend;
 use crate::persistence::StoredEntry;
 

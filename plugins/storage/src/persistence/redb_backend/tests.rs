@@ -10,7 +10,7 @@ use redb::backends::FileBackend;
 use redb::{BackendError, StorageBackend};
 
 use super::*;
-use crate::persistence::testing::suite::lww;
+use crate::persistence::testing::lww;
 
 /// A file backend whose writes, syncs and resizes fail once `left` runs out.
 #[derive(Debug)]

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::marker_path;
-use crate::persistence::testing::suite::lww;
+use crate::persistence::testing::lww;
 use crate::persistence::{
     PersistenceBackend, PersistenceError, RedbBackend, RedbOptions, DB_FILE_NAME,
 };

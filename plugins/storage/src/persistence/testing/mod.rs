@@ -1,40 +1,46 @@
-//! Test support that backend authors reuse: the conformance suite
-//! ([`suite`], with [`crate::persistence_conformance_tests!`]), a harness for
-//! the memory backend, and [`InstrumentedBackend`] for fault injection.
+//! Test support for persistence backends: entry builders (also used by the
+//! backend contract suite in `hangar-testkit`, feature `persistence`) and
+//! [`InstrumentedBackend`] for fault injection.
 
 mod instrumented;
-pub mod suite;
 
 #[cfg(test)]
 pub(crate) mod gen;
 
-#[cfg(test)]
-mod conformance;
-
-use std::sync::Arc;
-
-use futures::future::BoxFuture;
+use hangar_core::{LwwRecord, OrRecord, RawValue, Timestamp};
 
 pub use instrumented::{FailureStyle, InstrumentedBackend};
-pub use suite::SuiteHarness;
 
-use super::backend::PersistenceBackend;
-use super::memory::{MemoryBackend, MemoryStore};
+use super::entry::StoredEntry;
 
-/// Runs the suite against [`MemoryBackend`]: a store is a [`MemoryStore`],
-/// and opening makes a new handle on it.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct MemoryHarness;
+/// An LWW entry with an integer value (or a tombstone for `None`), written
+/// by `node-a` at `millis`.
+///
+/// # Panics
+/// Never: an integer always encodes.
+#[must_use]
+pub fn lww(value: Option<i64>, millis: u64, ttl_ms: Option<u64>) -> StoredEntry {
+    StoredEntry::Lww(LwwRecord {
+        value: value
+            .map(|v| RawValue::encode(&v).expect("an integer encodes"))
+            .into(),
+        timestamp: Timestamp::new(millis, 0, "node-a"),
+        ttl_ms: ttl_ms.into(),
+    })
+}
 
-impl SuiteHarness for MemoryHarness {
-    type Store = MemoryStore;
-
-    fn new_store(&self) -> MemoryStore {
-        MemoryStore::new()
-    }
-
-    fn open<'a>(&'a self, store: &'a MemoryStore) -> BoxFuture<'a, Arc<dyn PersistenceBackend>> {
-        let b: Arc<dyn PersistenceBackend> = Arc::new(MemoryBackend::open(store));
-        Box::pin(std::future::ready(b))
+/// An OR record with a string value written by `node-b` at `millis`; its
+/// tag is its timestamp.
+///
+/// # Panics
+/// Never: a string always encodes.
+#[must_use]
+pub fn or_record(value: &str, millis: u64, ttl_ms: Option<u64>) -> OrRecord {
+    let timestamp = Timestamp::new(millis, 1, "node-b");
+    OrRecord {
+        value: RawValue::encode(value).expect("a string encodes"),
+        tag: timestamp.to_string().into(),
+        timestamp,
+        ttl_ms: ttl_ms.into(),
     }
 }

@@ -15,16 +15,6 @@ use serde_json::{json, Value as Json};
 use super::helpers::{apply, json_of, lww, qreq};
 use super::Ctx;
 
-case_list![
-    t50_where_matches_equality_and_operator_conditions,
-    t51_every_predicate_operator_filters_as_specified,
-    t52_multi_field_sort_breaks_ties_by_key,
-    t53_limit_and_cursor_page_through_every_row_once,
-    t54_fields_project_values,
-    t55_an_invalid_query_is_invalid_input_with_the_parsers_message,
-    t56_a_query_on_an_unknown_map_is_empty,
-];
-
 fn people() -> Vec<(&'static str, Json)> {
     vec![
         (
@@ -74,7 +64,7 @@ fn leaf(op: &str, attr: &str, value: Json) -> Json {
     json!({"op": op, "attribute": attr, "value": value})
 }
 
-async fn t50_where_matches_equality_and_operator_conditions(cx: Ctx) {
+pub(super) async fn t50_where_matches_equality_and_operator_conditions(cx: Ctx) {
     let m = cx.m();
     seed(&m).await;
     assert_eq!(
@@ -96,7 +86,7 @@ async fn t50_where_matches_equality_and_operator_conditions(cx: Ctx) {
     );
 }
 
-async fn t51_every_predicate_operator_filters_as_specified(cx: Ctx) {
+pub(super) async fn t51_every_predicate_operator_filters_as_specified(cx: Ctx) {
     let m = cx.m();
     seed(&m).await;
     let cases: Vec<(Json, &[&str])> = vec![
@@ -150,7 +140,7 @@ async fn t51_every_predicate_operator_filters_as_specified(cx: Ctx) {
     assert_eq!(keys_of(&m, both).await, set(&["u2"]));
 }
 
-async fn t52_multi_field_sort_breaks_ties_by_key(cx: Ctx) {
+pub(super) async fn t52_multi_field_sort_breaks_ties_by_key(cx: Ctx) {
     let m = cx.m();
     seed(&m).await;
     let page = m
@@ -176,7 +166,7 @@ async fn t52_multi_field_sort_breaks_ties_by_key(cx: Ctx) {
     );
 }
 
-async fn t53_limit_and_cursor_page_through_every_row_once(cx: Ctx) {
+pub(super) async fn t53_limit_and_cursor_page_through_every_row_once(cx: Ctx) {
     let m = cx.m();
     let ops = (0..23)
         .map(|i| {
@@ -231,7 +221,7 @@ async fn t53_limit_and_cursor_page_through_every_row_once(cx: Ctx) {
     assert_eq!(bad.rows.len(), 5);
 }
 
-async fn t54_fields_project_values(cx: Ctx) {
+pub(super) async fn t54_fields_project_values(cx: Ctx) {
     let m = cx.m();
     seed(&m).await;
     let page = m
@@ -249,7 +239,7 @@ async fn t54_fields_project_values(cx: Ctx) {
     );
 }
 
-async fn t55_an_invalid_query_is_invalid_input_with_the_parsers_message(cx: Ctx) {
+pub(super) async fn t55_an_invalid_query_is_invalid_input_with_the_parsers_message(cx: Ctx) {
     let m = cx.m();
     seed(&m).await;
     for (q, mentions) in [
@@ -269,7 +259,7 @@ async fn t55_an_invalid_query_is_invalid_input_with_the_parsers_message(cx: Ctx)
     }
 }
 
-async fn t56_a_query_on_an_unknown_map_is_empty(cx: Ctx) {
+pub(super) async fn t56_a_query_on_an_unknown_map_is_empty(cx: Ctx) {
     let m = cx.m();
     let page = m
         .query(qreq("nothing-here", json!({}), None))

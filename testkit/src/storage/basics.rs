@@ -8,18 +8,7 @@ use serde_json::json;
 use super::helpers::{apply, lww, lww_value, or_add, read_one};
 use super::Ctx;
 
-case_list![
-    t10_info_names_the_module,
-    t11_put_then_read,
-    t12_a_stale_op_never_overwrites_newer_data,
-    t13_an_equal_timestamp_is_a_no_op_and_node_id_breaks_ties,
-    t14_a_remove_leaves_a_tombstone,
-    t15_outcomes_come_back_in_batch_order,
-    t16_an_op_of_the_other_kind_is_a_conflict_naming_both_kinds,
-    t17_unstorable_names_are_rejected_and_the_rest_applies,
-];
-
-async fn t10_info_names_the_module(cx: Ctx) {
+pub(super) async fn t10_info_names_the_module(cx: Ctx) {
     let i = cx.m().info();
     assert!(!i.name.is_empty(), "info.name");
     assert!(
@@ -28,7 +17,7 @@ async fn t10_info_names_the_module(cx: Ctx) {
     );
 }
 
-async fn t11_put_then_read(cx: Ctx) {
+pub(super) async fn t11_put_then_read(cx: Ctx) {
     let m = cx.m();
     let out = apply(
         &m,
@@ -49,7 +38,7 @@ async fn t11_put_then_read(cx: Ctx) {
     );
 }
 
-async fn t12_a_stale_op_never_overwrites_newer_data(cx: Ctx) {
+pub(super) async fn t12_a_stale_op_never_overwrites_newer_data(cx: Ctx) {
     let m = cx.m();
     apply(
         &m,
@@ -68,7 +57,7 @@ async fn t12_a_stale_op_never_overwrites_newer_data(cx: Ctx) {
     assert_eq!(lww_value(&read_one(&m, "m", "k").await), Some(json!("new")));
 }
 
-async fn t13_an_equal_timestamp_is_a_no_op_and_node_id_breaks_ties(cx: Ctx) {
+pub(super) async fn t13_an_equal_timestamp_is_a_no_op_and_node_id_breaks_ties(cx: Ctx) {
     let m = cx.m();
     apply(
         &m,
@@ -104,7 +93,7 @@ async fn t13_an_equal_timestamp_is_a_no_op_and_node_id_breaks_ties(cx: Ctx) {
     assert_eq!(lww_value(&read_one(&m, "m", "k").await), Some(json!(4)));
 }
 
-async fn t14_a_remove_leaves_a_tombstone(cx: Ctx) {
+pub(super) async fn t14_a_remove_leaves_a_tombstone(cx: Ctx) {
     let m = cx.m();
     apply(
         &m,
@@ -130,7 +119,7 @@ async fn t14_a_remove_leaves_a_tombstone(cx: Ctx) {
     assert_eq!(lww_value(&read_one(&m, "m", "k").await), Some(json!(2)));
 }
 
-async fn t15_outcomes_come_back_in_batch_order(cx: Ctx) {
+pub(super) async fn t15_outcomes_come_back_in_batch_order(cx: Ctx) {
     let m = cx.m();
     let out = apply(
         &m,
@@ -155,7 +144,7 @@ async fn t15_outcomes_come_back_in_batch_order(cx: Ctx) {
     );
 }
 
-async fn t16_an_op_of_the_other_kind_is_a_conflict_naming_both_kinds(cx: Ctx) {
+pub(super) async fn t16_an_op_of_the_other_kind_is_a_conflict_naming_both_kinds(cx: Ctx) {
     let m = cx.m();
     apply(
         &m,
@@ -198,7 +187,7 @@ async fn t16_an_op_of_the_other_kind_is_a_conflict_naming_both_kinds(cx: Ctx) {
     );
 }
 
-async fn t17_unstorable_names_are_rejected_and_the_rest_applies(cx: Ctx) {
+pub(super) async fn t17_unstorable_names_are_rejected_and_the_rest_applies(cx: Ctx) {
     let m = cx.m();
     let out = apply(
         &m,

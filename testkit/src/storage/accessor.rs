@@ -17,13 +17,6 @@ use super::helpers::{
 };
 use super::Ctx;
 
-case_list![
-    t40_the_accessor_applies_replicated_changes_and_scans_partitions,
-    t41_replicated_changes_follow_crdt_rules_and_reach_queries_and_the_sink,
-    t42_scans_and_listings_cover_or_maps_with_their_kind,
-    t43_the_accessor_queries_subscribes_and_merges_pages_like_the_module,
-];
-
 fn peer() -> Origin {
     Origin {
         kind: OriginKind::Replication,
@@ -32,7 +25,7 @@ fn peer() -> Origin {
     }
 }
 
-async fn t40_the_accessor_applies_replicated_changes_and_scans_partitions(cx: Ctx) {
+pub(super) async fn t40_the_accessor_applies_replicated_changes_and_scans_partitions(cx: Ctx) {
     let m = cx.m();
     let acc = m.accessor();
     let keys: Vec<String> = (0..50).map(|i| format!("key-{i}")).collect();
@@ -85,7 +78,9 @@ async fn t40_the_accessor_applies_replicated_changes_and_scans_partitions(cx: Ct
     assert_eq!(lww_value(&r[0].state), Some(json!("key-3")));
 }
 
-async fn t41_replicated_changes_follow_crdt_rules_and_reach_queries_and_the_sink(cx: Ctx) {
+pub(super) async fn t41_replicated_changes_follow_crdt_rules_and_reach_queries_and_the_sink(
+    cx: Ctx,
+) {
     let m = cx.m();
     let acc = m.accessor();
     apply(
@@ -129,7 +124,7 @@ async fn t41_replicated_changes_follow_crdt_rules_and_reach_queries_and_the_sink
     );
 }
 
-async fn t42_scans_and_listings_cover_or_maps_with_their_kind(cx: Ctx) {
+pub(super) async fn t42_scans_and_listings_cover_or_maps_with_their_kind(cx: Ctx) {
     let m = cx.m();
     let acc = m.accessor();
     apply(
@@ -176,7 +171,7 @@ async fn t42_scans_and_listings_cover_or_maps_with_their_kind(cx: Ctx) {
     assert_eq!(tombs.len(), 1);
 }
 
-async fn t43_the_accessor_queries_subscribes_and_merges_pages_like_the_module(cx: Ctx) {
+pub(super) async fn t43_the_accessor_queries_subscribes_and_merges_pages_like_the_module(cx: Ctx) {
     let m = cx.m();
     let acc = m.accessor();
     apply(

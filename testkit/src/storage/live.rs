@@ -11,17 +11,7 @@ use serde_json::json;
 use super::helpers::{apply, json_of, lww, or_add, or_remove, qreq, seen, tag, UpdateRecorder};
 use super::Ctx;
 
-case_list![
-    t60_changes_send_enter_update_and_leave,
-    t61_a_sliding_window_sends_leave_for_the_displaced_and_enter_for_the_new,
-    t62_an_update_that_makes_a_record_match_sends_enter,
-    t63_unsubscribe_stops_updates_before_it_returns,
-    t64_subscribing_an_id_twice_replaces_the_first,
-    t65_updates_carry_projected_values_only_when_they_change,
-    t66_or_map_keys_enter_and_leave_with_their_live_values,
-];
-
-async fn t60_changes_send_enter_update_and_leave(cx: Ctx) {
+pub(super) async fn t60_changes_send_enter_update_and_leave(cx: Ctx) {
     let m = cx.m();
     apply(
         &m,
@@ -81,7 +71,9 @@ async fn t60_changes_send_enter_update_and_leave(cx: Ctx) {
     );
 }
 
-async fn t61_a_sliding_window_sends_leave_for_the_displaced_and_enter_for_the_new(cx: Ctx) {
+pub(super) async fn t61_a_sliding_window_sends_leave_for_the_displaced_and_enter_for_the_new(
+    cx: Ctx,
+) {
     let m = cx.m();
     apply(
         &m,
@@ -138,7 +130,7 @@ async fn t61_a_sliding_window_sends_leave_for_the_displaced_and_enter_for_the_ne
     );
 }
 
-async fn t62_an_update_that_makes_a_record_match_sends_enter(cx: Ctx) {
+pub(super) async fn t62_an_update_that_makes_a_record_match_sends_enter(cx: Ctx) {
     let m = cx.m();
     apply(
         &m,
@@ -206,7 +198,7 @@ async fn t62_an_update_that_makes_a_record_match_sends_enter(cx: Ctx) {
     );
 }
 
-async fn t63_unsubscribe_stops_updates_before_it_returns(cx: Ctx) {
+pub(super) async fn t63_unsubscribe_stops_updates_before_it_returns(cx: Ctx) {
     let m = cx.m();
     let rec = Arc::new(UpdateRecorder::default());
     m.subscribe(4, qreq("s", json!({}), None), rec.clone())
@@ -230,7 +222,7 @@ async fn t63_unsubscribe_stops_updates_before_it_returns(cx: Ctx) {
     assert_eq!(rec.take(), [], "nothing after unsubscribe");
 }
 
-async fn t64_subscribing_an_id_twice_replaces_the_first(cx: Ctx) {
+pub(super) async fn t64_subscribing_an_id_twice_replaces_the_first(cx: Ctx) {
     let m = cx.m();
     let first = Arc::new(UpdateRecorder::default());
     let second = Arc::new(UpdateRecorder::default());
@@ -257,7 +249,7 @@ async fn t64_subscribing_an_id_twice_replaces_the_first(cx: Ctx) {
     assert_eq!(second.take(), [seen(5, Enter, "b", Some(json!({"x": 2})))]);
 }
 
-async fn t65_updates_carry_projected_values_only_when_they_change(cx: Ctx) {
+pub(super) async fn t65_updates_carry_projected_values_only_when_they_change(cx: Ctx) {
     let m = cx.m();
     apply(
         &m,
@@ -308,7 +300,7 @@ async fn t65_updates_carry_projected_values_only_when_they_change(cx: Ctx) {
     );
 }
 
-async fn t66_or_map_keys_enter_and_leave_with_their_live_values(cx: Ctx) {
+pub(super) async fn t66_or_map_keys_enter_and_leave_with_their_live_values(cx: Ctx) {
     let m = cx.m();
     let rec = Arc::new(UpdateRecorder::default());
     m.subscribe(7, qreq("sets", json!({}), None), rec.clone())

@@ -7,13 +7,7 @@ use serde_json::json;
 use super::helpers::{apply, lww, lww_value, or_add, read_one};
 use super::Ctx;
 
-case_list![
-    t90_a_stale_op_never_overwrites_newer_data_on_disk,
-    t91_a_stale_op_before_the_load_never_reaches_the_disk,
-    t92_writes_before_a_load_keep_the_maps_kind_and_records,
-];
-
-async fn t90_a_stale_op_never_overwrites_newer_data_on_disk(cx: Ctx) {
+pub(super) async fn t90_a_stale_op_never_overwrites_newer_data_on_disk(cx: Ctx) {
     let m = cx.m();
     apply(
         &m,
@@ -32,7 +26,7 @@ async fn t90_a_stale_op_never_overwrites_newer_data_on_disk(cx: Ctx) {
     assert_eq!(lww_value(&read_one(&m, "m", "k").await), Some(json!("new")));
 }
 
-async fn t91_a_stale_op_before_the_load_never_reaches_the_disk(cx: Ctx) {
+pub(super) async fn t91_a_stale_op_before_the_load_never_reaches_the_disk(cx: Ctx) {
     let m = cx.m();
     apply(
         &m,
@@ -53,7 +47,7 @@ async fn t91_a_stale_op_before_the_load_never_reaches_the_disk(cx: Ctx) {
     assert_eq!(lww_value(&read_one(&m, "m", "k").await), Some(json!("new")));
 }
 
-async fn t92_writes_before_a_load_keep_the_maps_kind_and_records(cx: Ctx) {
+pub(super) async fn t92_writes_before_a_load_keep_the_maps_kind_and_records(cx: Ctx) {
     let m = cx.m();
     apply(
         &m,

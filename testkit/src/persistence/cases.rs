@@ -1,55 +1,16 @@
-//! The conformance suite of [`PersistenceBackend`]: every statement of the
-//! trait's contract that a test can check, as one async function per case.
-//!
-//! A backend crate runs it with [`crate::persistence_conformance_tests!`],
-//! giving a [`SuiteHarness`] that makes fresh stores and opens them. Each
-//! case gets a fresh store.
+//! The cases of the persistence-backend suite: every statement of the
+//! `PersistenceBackend` contract that a test can check.
 
 use std::sync::Arc;
 
 use abi_stable::std_types::ROption;
-use futures::future::BoxFuture;
-use hangar_core::{LwwRecord, MapKind, OrRecord, RawValue, Timestamp};
+use hangar_core::{LwwRecord, MapKind, RawValue, Timestamp};
+use hangar_storage::persistence::testing::{lww, or_record};
+use hangar_storage::persistence::{
+    LoadedMap, PersistenceBackend, PersistenceError, StoredEntry, StoredMap, WriteBatch,
+};
 
-use crate::persistence::backend::PersistenceBackend;
-use crate::persistence::entry::{LoadedMap, StoredEntry, StoredMap, WriteBatch};
-use crate::persistence::error::PersistenceError;
-
-/// Makes stores for the suite and opens backends on them.
-pub trait SuiteHarness: Send + Sync {
-    /// Where data lives between an open and the next (a directory, a
-    /// memory store).
-    type Store: Send + Sync;
-
-    /// A fresh, empty store.
-    fn new_store(&self) -> Self::Store;
-
-    /// Opens a backend on `store`. The suite closes the previous backend on
-    /// the same store before opening it again.
-    fn open<'a>(&'a self, store: &'a Self::Store) -> BoxFuture<'a, Arc<dyn PersistenceBackend>>;
-}
-
-/// An LWW entry with an integer value (or a tombstone for `None`).
-#[must_use]
-pub fn lww(value: Option<i64>, millis: u64, ttl_ms: Option<u64>) -> StoredEntry {
-    StoredEntry::Lww(LwwRecord {
-        value: value.map(|v| RawValue::encode(&v).unwrap()).into(),
-        timestamp: Timestamp::new(millis, 0, "node-a"),
-        ttl_ms: ttl_ms.into(),
-    })
-}
-
-/// An OR record with a string value; its tag is its timestamp.
-#[must_use]
-pub fn or_record(value: &str, millis: u64, ttl_ms: Option<u64>) -> OrRecord {
-    let timestamp = Timestamp::new(millis, 1, "node-b");
-    OrRecord {
-        value: RawValue::encode(value).unwrap(),
-        tag: timestamp.to_string().into(),
-        timestamp,
-        ttl_ms: ttl_ms.into(),
-    }
-}
+use super::SuiteHarness;
 
 async fn fresh<H: SuiteHarness>(h: &H) -> (H::Store, Arc<dyn PersistenceBackend>) {
     let store = h.new_store();
@@ -76,7 +37,8 @@ fn s(v: &[&str]) -> Vec<String> {
 }
 
 /// An unknown map reads as empty; a new backend lists no map.
-pub async fn t10_empty_backend_reads_as_empty<H: SuiteHarness>(h: &H) {
+pub(super) async fn t10_empty_backend_reads_as_empty<H: SuiteHarness>(h: Arc<H>) {
+    let h = &*h;
     let (_s, b) = fresh(h).await;
     assert_eq!(b.list_maps().await.unwrap(), vec![]);
     assert_eq!(b.load_map("nope").await.unwrap(), LoadedMap::default());
@@ -94,7 +56,8 @@ pub async fn t10_empty_backend_reads_as_empty<H: SuiteHarness>(h: &H) {
 }
 
 /// LWW records round-trip with value, timestamp and ttl; tombstones too.
-pub async fn t11_lww_records_round_trip_with_ttl_and_tombstones<H: SuiteHarness>(h: &H) {
+pub(super) async fn t11_lww_records_round_trip_with_ttl_and_tombstones<H: SuiteHarness>(h: Arc<H>) {
+    let h = &*h;
     let (_s, b) = fresh(h).await;
     let live = lww(Some(42), 1_700_000_000_123, Some(60_000));
     let tomb = lww(None, 1_700_000_000_456, None);
@@ -123,7 +86,8 @@ pub async fn t11_lww_records_round_trip_with_ttl_and_tombstones<H: SuiteHarness>
 }
 
 /// OR rows keep every record, in order, with tags and ttl.
-pub async fn t12_or_rows_round_trip_with_all_records<H: SuiteHarness>(h: &H) {
+pub(super) async fn t12_or_rows_round_trip_with_all_records<H: SuiteHarness>(h: Arc<H>) {
+    let h = &*h;
     let (_s, b) = fresh(h).await;
     let row = StoredEntry::Or {
         records: vec![
@@ -148,7 +112,8 @@ pub async fn t12_or_rows_round_trip_with_all_records<H: SuiteHarness>(h: &H) {
 }
 
 /// `load_keys` omits missing keys, answers each key once, in key order.
-pub async fn t13_load_keys_omits_missing_and_dedups<H: SuiteHarness>(h: &H) {
+pub(super) async fn t13_load_keys_omits_missing_and_dedups<H: SuiteHarness>(h: Arc<H>) {
+    let h = &*h;
     let (_s, b) = fresh(h).await;
     b.store(
         "m",
@@ -169,7 +134,8 @@ pub async fn t13_load_keys_omits_missing_and_dedups<H: SuiteHarness>(h: &H) {
 }
 
 /// Keys and maps are listed in byte order; maps with their kinds.
-pub async fn t14_list_keys_and_maps_in_byte_order_with_kinds<H: SuiteHarness>(h: &H) {
+pub(super) async fn t14_list_keys_and_maps_in_byte_order_with_kinds<H: SuiteHarness>(h: Arc<H>) {
+    let h = &*h;
     let (_s, b) = fresh(h).await;
     let batch = WriteBatch::new()
         .put("zeta", "k", lww(Some(1), 1, None))
@@ -205,7 +171,8 @@ pub async fn t14_list_keys_and_maps_in_byte_order_with_kinds<H: SuiteHarness>(h:
 }
 
 /// A later put replaces the entry; ops on one slot apply in batch order.
-pub async fn t15_later_put_replaces_and_batch_order_decides<H: SuiteHarness>(h: &H) {
+pub(super) async fn t15_later_put_replaces_and_batch_order_decides<H: SuiteHarness>(h: Arc<H>) {
+    let h = &*h;
     let (_s, b) = fresh(h).await;
     b.store("m", vec![("k".into(), lww(Some(1), 1, None))])
         .await
@@ -248,7 +215,8 @@ pub async fn t15_later_put_replaces_and_batch_order_decides<H: SuiteHarness>(h: 
 
 /// Deletes remove entries, ignore missing keys and unknown maps, and keep
 /// the map recorded.
-pub async fn t20_delete_removes_and_ignores_missing<H: SuiteHarness>(h: &H) {
+pub(super) async fn t20_delete_removes_and_ignores_missing<H: SuiteHarness>(h: Arc<H>) {
+    let h = &*h;
     let (_s, b) = fresh(h).await;
     b.store(
         "m",
@@ -282,7 +250,8 @@ pub async fn t20_delete_removes_and_ignores_missing<H: SuiteHarness>(h: &H) {
 
 /// Tombstones are a set per map: idempotent adds, per-tag removes,
 /// isolated between maps, separate from keys.
-pub async fn t21_or_tombstones_are_a_per_map_set<H: SuiteHarness>(h: &H) {
+pub(super) async fn t21_or_tombstones_are_a_per_map_set<H: SuiteHarness>(h: Arc<H>) {
+    let h = &*h;
     let (_s, b) = fresh(h).await;
     b.commit(
         WriteBatch::new()
@@ -320,7 +289,8 @@ pub async fn t21_or_tombstones_are_a_per_map_set<H: SuiteHarness>(h: &H) {
 }
 
 /// A batch with a kind conflict or a bad name writes nothing at all.
-pub async fn t22_rejected_batch_writes_nothing<H: SuiteHarness>(h: &H) {
+pub(super) async fn t22_rejected_batch_writes_nothing<H: SuiteHarness>(h: Arc<H>) {
+    let h = &*h;
     let (_s, b) = fresh(h).await;
     b.store("l", vec![("k".into(), lww(Some(1), 1, None))])
         .await
@@ -383,7 +353,8 @@ pub async fn t22_rejected_batch_writes_nothing<H: SuiteHarness>(h: &H) {
 }
 
 /// Maps are isolated, including a map whose name prefixes another's.
-pub async fn t23_maps_are_isolated_even_by_prefix<H: SuiteHarness>(h: &H) {
+pub(super) async fn t23_maps_are_isolated_even_by_prefix<H: SuiteHarness>(h: Arc<H>) {
+    let h = &*h;
     let (_s, b) = fresh(h).await;
     b.commit(
         WriteBatch::new()
@@ -415,7 +386,8 @@ pub async fn t23_maps_are_isolated_even_by_prefix<H: SuiteHarness>(h: &H) {
 }
 
 /// Unicode keys and values, large values and many keys round-trip.
-pub async fn t24_unicode_large_values_and_many_keys<H: SuiteHarness>(h: &H) {
+pub(super) async fn t24_unicode_large_values_and_many_keys<H: SuiteHarness>(h: Arc<H>) {
+    let h = &*h;
     let (_s, b) = fresh(h).await;
     let big = StoredEntry::Lww(LwwRecord {
         value: ROption::RSome(RawValue::encode(&"x".repeat(1 << 20)).unwrap()),
@@ -437,7 +409,8 @@ pub async fn t24_unicode_large_values_and_many_keys<H: SuiteHarness>(h: &H) {
 }
 
 /// Concurrent commits all land.
-pub async fn t25_concurrent_commits_all_land<H: SuiteHarness>(h: &H) {
+pub(super) async fn t25_concurrent_commits_all_land<H: SuiteHarness>(h: Arc<H>) {
+    let h = &*h;
     let (_s, b) = fresh(h).await;
     let tasks: Vec<_> = (0..16)
         .map(|t| {
@@ -458,7 +431,8 @@ pub async fn t25_concurrent_commits_all_land<H: SuiteHarness>(h: &H) {
 }
 
 /// Closing and opening the same store again shows every committed write.
-pub async fn t30_reopen_after_close_shows_committed_data<H: SuiteHarness>(h: &H) {
+pub(super) async fn t30_reopen_after_close_shows_committed_data<H: SuiteHarness>(h: Arc<H>) {
+    let h = &*h;
     let (store, b) = fresh(h).await;
     b.commit(
         WriteBatch::new()
@@ -492,7 +466,8 @@ pub async fn t30_reopen_after_close_shows_committed_data<H: SuiteHarness>(h: &H)
 }
 
 /// After close every call fails with `Closed`; a second close succeeds.
-pub async fn t31_calls_after_close_fail_with_closed<H: SuiteHarness>(h: &H) {
+pub(super) async fn t31_calls_after_close_fail_with_closed<H: SuiteHarness>(h: Arc<H>) {
+    let h = &*h;
     let (_s, b) = fresh(h).await;
     b.store("m", vec![("k".into(), lww(Some(1), 1, None))])
         .await
@@ -518,7 +493,8 @@ pub async fn t31_calls_after_close_fail_with_closed<H: SuiteHarness>(h: &H) {
 }
 
 /// `flush` succeeds on an open backend and changes nothing.
-pub async fn t32_flush_is_a_barrier_that_keeps_data<H: SuiteHarness>(h: &H) {
+pub(super) async fn t32_flush_is_a_barrier_that_keeps_data<H: SuiteHarness>(h: Arc<H>) {
+    let h = &*h;
     let (store, b) = fresh(h).await;
     b.store("m", vec![("k".into(), lww(Some(1), 1, None))])
         .await
@@ -526,63 +502,4 @@ pub async fn t32_flush_is_a_barrier_that_keeps_data<H: SuiteHarness>(h: &H) {
     b.flush().await.unwrap();
     let b = reopen(h, &store, b).await;
     assert_eq!(b.list_keys("m").await.unwrap(), s(&["k"]));
-}
-
-/// Runs every case in order (for backends that prefer one test).
-pub async fn run_all<H: SuiteHarness>(h: &H) {
-    t10_empty_backend_reads_as_empty(h).await;
-    t11_lww_records_round_trip_with_ttl_and_tombstones(h).await;
-    t12_or_rows_round_trip_with_all_records(h).await;
-    t13_load_keys_omits_missing_and_dedups(h).await;
-    t14_list_keys_and_maps_in_byte_order_with_kinds(h).await;
-    t15_later_put_replaces_and_batch_order_decides(h).await;
-    t20_delete_removes_and_ignores_missing(h).await;
-    t21_or_tombstones_are_a_per_map_set(h).await;
-    t22_rejected_batch_writes_nothing(h).await;
-    t23_maps_are_isolated_even_by_prefix(h).await;
-    t24_unicode_large_values_and_many_keys(h).await;
-    t25_concurrent_commits_all_land(h).await;
-    t30_reopen_after_close_shows_committed_data(h).await;
-    t31_calls_after_close_fail_with_closed(h).await;
-    t32_flush_is_a_barrier_that_keeps_data(h).await;
-}
-
-/// Generates one `#[tokio::test]` per conformance case for a harness.
-///
-/// ```ignore
-/// mod redb_conformance {
-///     hangar_storage::persistence_conformance_tests!(my_crate::MyHarness::default());
-/// }
-/// ```
-/// The calling crate needs `tokio` with the `macros` and `rt-multi-thread`
-/// features.
-#[macro_export]
-macro_rules! persistence_conformance_tests {
-    ($harness:expr) => {
-        $crate::persistence_conformance_tests!(@cases $harness;
-            t10_empty_backend_reads_as_empty,
-            t11_lww_records_round_trip_with_ttl_and_tombstones,
-            t12_or_rows_round_trip_with_all_records,
-            t13_load_keys_omits_missing_and_dedups,
-            t14_list_keys_and_maps_in_byte_order_with_kinds,
-            t15_later_put_replaces_and_batch_order_decides,
-            t20_delete_removes_and_ignores_missing,
-            t21_or_tombstones_are_a_per_map_set,
-            t22_rejected_batch_writes_nothing,
-            t23_maps_are_isolated_even_by_prefix,
-            t24_unicode_large_values_and_many_keys,
-            t25_concurrent_commits_all_land,
-            t30_reopen_after_close_shows_committed_data,
-            t31_calls_after_close_fail_with_closed,
-            t32_flush_is_a_barrier_that_keeps_data,
-        );
-    };
-    (@cases $harness:expr; $($case:ident),* $(,)?) => {
-        $(
-            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                $crate::persistence::testing::suite::$case(&$harness).await;
-            }
-        )*
-    };
 }

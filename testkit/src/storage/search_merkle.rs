@@ -14,16 +14,6 @@ use serde_json::json;
 use super::helpers::{apply, json_of, lww, or_add, or_remove, tag};
 use super::{Ctx, FTS_MAP};
 
-case_list![
-    t70_search_ranks_matches_on_the_configured_fields,
-    t71_search_on_a_map_without_full_text_config_is_invalid_input,
-    t72_search_sees_every_write_made_before_it,
-    t73_merkle_roots_are_zero_when_empty_and_follow_the_data,
-    t74_walking_buckets_down_to_leaves_yields_every_lww_record,
-    t75_or_leaves_carry_records_and_the_maps_tombstones,
-    t76_a_malformed_merkle_path_is_invalid_input,
-];
-
 fn search(query: &str, limit: u32, min_score: f64) -> SearchRequest {
     SearchRequest {
         map: FTS_MAP.into(),
@@ -44,7 +34,7 @@ async fn hits(m: &Arc<dyn StorageModule>, req: SearchRequest) -> Vec<(String, f6
         .collect()
 }
 
-async fn t70_search_ranks_matches_on_the_configured_fields(cx: Ctx) {
+pub(super) async fn t70_search_ranks_matches_on_the_configured_fields(cx: Ctx) {
     let m = cx.m();
     apply(
         &m,
@@ -82,7 +72,7 @@ async fn t70_search_ranks_matches_on_the_configured_fields(cx: Ctx) {
     );
 }
 
-async fn t71_search_on_a_map_without_full_text_config_is_invalid_input(cx: Ctx) {
+pub(super) async fn t71_search_on_a_map_without_full_text_config_is_invalid_input(cx: Ctx) {
     let m = cx.m();
     let mut req = search("x", 10, 0.0);
     req.map = "plain".into();
@@ -91,7 +81,7 @@ async fn t71_search_on_a_map_without_full_text_config_is_invalid_input(cx: Ctx) 
     assert!(e.message.contains("plain"), "names the map: {e}");
 }
 
-async fn t72_search_sees_every_write_made_before_it(cx: Ctx) {
+pub(super) async fn t72_search_sees_every_write_made_before_it(cx: Ctx) {
     let m = cx.m();
     for i in 0..50u64 {
         apply(
@@ -125,7 +115,7 @@ async fn t72_search_sees_every_write_made_before_it(cx: Ctx) {
     assert_eq!(hits(&m, search("giraffe", 0, 0.0)).await.len(), 1);
 }
 
-async fn t73_merkle_roots_are_zero_when_empty_and_follow_the_data(cx: Ctx) {
+pub(super) async fn t73_merkle_roots_are_zero_when_empty_and_follow_the_data(cx: Ctx) {
     let m = cx.m();
     assert_eq!(m.merkle_root("none".into(), MapKind::Lww).await.unwrap(), 0);
     apply(
@@ -200,7 +190,7 @@ async fn walk(
     (records, tombstones)
 }
 
-async fn t74_walking_buckets_down_to_leaves_yields_every_lww_record(cx: Ctx) {
+pub(super) async fn t74_walking_buckets_down_to_leaves_yields_every_lww_record(cx: Ctx) {
     let m = cx.m();
     let ops = (0..300)
         .map(|i| lww("walk", &format!("key-{i}"), Some(json!(i)), 100 + i, "n"))
@@ -223,7 +213,7 @@ async fn t74_walking_buckets_down_to_leaves_yields_every_lww_record(cx: Ctx) {
     }
 }
 
-async fn t75_or_leaves_carry_records_and_the_maps_tombstones(cx: Ctx) {
+pub(super) async fn t75_or_leaves_carry_records_and_the_maps_tombstones(cx: Ctx) {
     let m = cx.m();
     let mut ops: Vec<_> = (0..40)
         .map(|i| or_add("orwalk", &format!("k{i}"), json!(i), 100, i, "n"))
@@ -242,7 +232,7 @@ async fn t75_or_leaves_carry_records_and_the_maps_tombstones(cx: Ctx) {
     );
 }
 
-async fn t76_a_malformed_merkle_path_is_invalid_input(cx: Ctx) {
+pub(super) async fn t76_a_malformed_merkle_path_is_invalid_input(cx: Ctx) {
     let m = cx.m();
     apply(
         &m,

@@ -13,18 +13,7 @@ use super::helpers::{
 };
 use super::Ctx;
 
-case_list![
-    t30_the_change_sink_sees_applied_changes_with_their_origin,
-    t31_or_adds_and_removes_reach_the_sink,
-    t32_or_add_then_remove_by_tag,
-    t33_an_add_wins_over_a_remove_that_did_not_observe_it,
-    t34_a_tombstoned_tag_is_refused_forever,
-    t35_or_merges_converge_whatever_the_order,
-    t36_expired_lww_records_are_hidden_from_queries_but_read_as_stored,
-    t37_expired_or_records_are_hidden_from_reads_and_queries,
-];
-
-async fn t30_the_change_sink_sees_applied_changes_with_their_origin(cx: Ctx) {
+pub(super) async fn t30_the_change_sink_sees_applied_changes_with_their_origin(cx: Ctx) {
     let m = cx.m();
     let rec = Arc::new(ChangeRecorder::default());
     m.set_change_sink(rec.clone());
@@ -49,7 +38,7 @@ async fn t30_the_change_sink_sees_applied_changes_with_their_origin(cx: Ctx) {
     assert_eq!(seen[0].origin.connection, 7);
 }
 
-async fn t31_or_adds_and_removes_reach_the_sink(cx: Ctx) {
+pub(super) async fn t31_or_adds_and_removes_reach_the_sink(cx: Ctx) {
     let m = cx.m();
     let rec = Arc::new(ChangeRecorder::default());
     m.set_change_sink(rec.clone());
@@ -81,7 +70,7 @@ async fn t31_or_adds_and_removes_reach_the_sink(cx: Ctx) {
     );
 }
 
-async fn t32_or_add_then_remove_by_tag(cx: Ctx) {
+pub(super) async fn t32_or_add_then_remove_by_tag(cx: Ctx) {
     let m = cx.m();
     let out = apply(
         &m,
@@ -124,7 +113,7 @@ async fn t32_or_add_then_remove_by_tag(cx: Ctx) {
     assert_eq!(read_one(&m, "todo", "list").await, RecordState::Missing);
 }
 
-async fn t33_an_add_wins_over_a_remove_that_did_not_observe_it(cx: Ctx) {
+pub(super) async fn t33_an_add_wins_over_a_remove_that_did_not_observe_it(cx: Ctx) {
     let m = cx.m();
     // Replica A added "x" (tag a); replica B, having seen it, removes tag a
     // while replica C concurrently adds "x" again (tag c): c survives.
@@ -151,7 +140,7 @@ async fn t33_an_add_wins_over_a_remove_that_did_not_observe_it(cx: Ctx) {
     assert_eq!(recs[0].tag.as_str(), tag(101, 0, "c"));
 }
 
-async fn t34_a_tombstoned_tag_is_refused_forever(cx: Ctx) {
+pub(super) async fn t34_a_tombstoned_tag_is_refused_forever(cx: Ctx) {
     let m = cx.m();
     let t = tag(100, 0, "n");
     apply(&m, vec![or_remove("s", "k", &t)], WriteConcern::Applied).await;
@@ -175,7 +164,7 @@ async fn t34_a_tombstoned_tag_is_refused_forever(cx: Ctx) {
     assert_eq!(tombs.iter().map(|t| t.to_string()).collect::<Vec<_>>(), [t]);
 }
 
-async fn t35_or_merges_converge_whatever_the_order(cx: Ctx) {
+pub(super) async fn t35_or_merges_converge_whatever_the_order(cx: Ctx) {
     let m = cx.m();
     let ops = vec![
         or_add("x", "k", json!(1), 100, 0, "a"),
@@ -205,7 +194,7 @@ async fn t35_or_merges_converge_whatever_the_order(cx: Ctx) {
     assert_eq!(rx, ry, "same records, same Merkle root");
 }
 
-async fn t36_expired_lww_records_are_hidden_from_queries_but_read_as_stored(cx: Ctx) {
+pub(super) async fn t36_expired_lww_records_are_hidden_from_queries_but_read_as_stored(cx: Ctx) {
     let m = cx.m();
     let now = now_ms();
     apply(
@@ -250,7 +239,7 @@ async fn t36_expired_lww_records_are_hidden_from_queries_but_read_as_stored(cx: 
     }
 }
 
-async fn t37_expired_or_records_are_hidden_from_reads_and_queries(cx: Ctx) {
+pub(super) async fn t37_expired_or_records_are_hidden_from_reads_and_queries(cx: Ctx) {
     let m = cx.m();
     let now = now_ms();
     apply(

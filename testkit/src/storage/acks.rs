@@ -12,17 +12,7 @@ use serde_json::json;
 use super::helpers::{acks_of, apply, apply_durable, lww};
 use super::Ctx;
 
-case_list![
-    t20_memory_and_applied_acks_succeed_without_waiting,
-    t21_replicated_is_reached_when_the_caller_reports_it,
-    t22_an_unmet_level_fails_with_the_highest_level_reached,
-    t23_persisted_succeeds_once_the_commit_is_durable_and_replicated_reported,
-    t24_persisted_without_replicated_fails_with_applied,
-    t25_an_unchanged_op_asking_persisted_succeeds,
-    t26_each_op_waits_at_most_its_own_timeout,
-];
-
-async fn t20_memory_and_applied_acks_succeed_without_waiting(cx: Ctx) {
+pub(super) async fn t20_memory_and_applied_acks_succeed_without_waiting(cx: Ctx) {
     let m = cx.m();
     for level in [
         WriteConcern::FireAndForget,
@@ -42,7 +32,7 @@ async fn t20_memory_and_applied_acks_succeed_without_waiting(cx: Ctx) {
     }
 }
 
-async fn t21_replicated_is_reached_when_the_caller_reports_it(cx: Ctx) {
+pub(super) async fn t21_replicated_is_reached_when_the_caller_reports_it(cx: Ctx) {
     let m = cx.m();
     let out = apply(
         &m,
@@ -57,7 +47,7 @@ async fn t21_replicated_is_reached_when_the_caller_reports_it(cx: Ctx) {
     assert_eq!(acks[0].achieved, WriteConcern::Replicated);
 }
 
-async fn t22_an_unmet_level_fails_with_the_highest_level_reached(cx: Ctx) {
+pub(super) async fn t22_an_unmet_level_fails_with_the_highest_level_reached(cx: Ctx) {
     let m = cx.m();
     let out = apply(
         &m,
@@ -81,7 +71,9 @@ async fn t22_an_unmet_level_fails_with_the_highest_level_reached(cx: Ctx) {
     );
 }
 
-async fn t23_persisted_succeeds_once_the_commit_is_durable_and_replicated_reported(cx: Ctx) {
+pub(super) async fn t23_persisted_succeeds_once_the_commit_is_durable_and_replicated_reported(
+    cx: Ctx,
+) {
     let m = cx.m();
     let out = apply_durable(
         &m,
@@ -99,7 +91,7 @@ async fn t23_persisted_succeeds_once_the_commit_is_durable_and_replicated_report
     }
 }
 
-async fn t24_persisted_without_replicated_fails_with_applied(cx: Ctx) {
+pub(super) async fn t24_persisted_without_replicated_fails_with_applied(cx: Ctx) {
     let m = cx.m();
     let out = apply(
         &m,
@@ -114,7 +106,7 @@ async fn t24_persisted_without_replicated_fails_with_applied(cx: Ctx) {
     assert_eq!(acks[0].achieved, WriteConcern::Applied);
 }
 
-async fn t25_an_unchanged_op_asking_persisted_succeeds(cx: Ctx) {
+pub(super) async fn t25_an_unchanged_op_asking_persisted_succeeds(cx: Ctx) {
     let m = cx.m();
     let first = apply_durable(&m, vec![lww("p", "k", Some(json!(1)), 100, "n")]).await;
     let again = apply_durable(&m, vec![lww("p", "k", Some(json!(1)), 100, "n")]).await;
@@ -127,7 +119,7 @@ async fn t25_an_unchanged_op_asking_persisted_succeeds(cx: Ctx) {
     }
 }
 
-async fn t26_each_op_waits_at_most_its_own_timeout(cx: Ctx) {
+pub(super) async fn t26_each_op_waits_at_most_its_own_timeout(cx: Ctx) {
     let m = cx.m();
     let op = |key: &str, timeout: u64| WriteOp {
         op: lww("t", key, Some(json!(1)), 100, "n"),

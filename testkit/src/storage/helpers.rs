@@ -119,17 +119,30 @@ pub const DURABLE_ACK_TIMEOUT_MS: u64 = 20_000;
 /// [`batch`] with every op's ack timeout set to `timeout_ms`.
 #[must_use]
 pub fn batch_within(ops: Vec<KeyedOp>, concern: WriteConcern, timeout_ms: u64) -> ApplyBatch {
+    batch_from(ops, concern, Origin::client(7, "suite"), Some(timeout_ms))
+}
+
+/// A batch of `ops` from `origin`, every op at `concern` with the ack
+/// timeout `timeout_ms` (`None`: the module's default), no consistency
+/// asked.
+#[must_use]
+pub fn batch_from(
+    ops: Vec<KeyedOp>,
+    concern: WriteConcern,
+    origin: Origin,
+    timeout_ms: Option<u64>,
+) -> ApplyBatch {
     ApplyBatch {
         ops: ops
             .into_iter()
             .map(|op| WriteOp {
                 op,
                 concern,
-                timeout_ms: ROption::RSome(timeout_ms),
+                timeout_ms: timeout_ms.into(),
             })
             .collect(),
-        origin: Origin::client(7, "suite"),
-        consistency: abi_stable::std_types::ROption::RNone,
+        origin,
+        consistency: ROption::RNone,
     }
 }
 

@@ -1,6 +1,6 @@
 //! Lifecycle and lazy loading: shutdown, restart over the same data
 //! directory, concurrent first uses, writes during a load, the partition
-//! filter, PERSISTED across a restart.
+//! filter, PERSISTED across a restart and across a crash.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -20,15 +20,6 @@ use super::helpers::{
     read_one, tag,
 };
 use super::{Ctx, NODE};
-
-case_list![
-    t80_calls_after_shutdown_fail_with_shut_down,
-    t81_everything_survives_a_restart,
-    t82_concurrent_first_uses_after_a_restart_all_see_the_whole_map,
-    t83_writes_during_a_load_are_not_lost,
-    t84_only_keys_related_to_this_node_are_loaded,
-    t85_persisted_writes_are_there_after_a_restart_with_their_timestamp,
-];
 
 /// A partition view that relates this node to the partitions `keep` accepts.
 pub(super) struct RelatedIf(pub fn(u32) -> bool);
@@ -74,7 +65,7 @@ async fn count(m: &Arc<dyn StorageModule>, map: &str) -> usize {
         .len()
 }
 
-async fn t80_calls_after_shutdown_fail_with_shut_down(cx: Ctx) {
+pub(super) async fn t80_calls_after_shutdown_fail_with_shut_down(cx: Ctx) {
     let m = cx.m();
     m.shutdown().await.expect("shutdown");
     m.shutdown().await.expect("shutdown is idempotent");
@@ -93,7 +84,7 @@ async fn t80_calls_after_shutdown_fail_with_shut_down(cx: Ctx) {
     assert_eq!(e.kind, ErrorKind::SHUT_DOWN, "{e}");
 }
 
-async fn t81_everything_survives_a_restart(cx: Ctx) {
+pub(super) async fn t81_everything_survives_a_restart(cx: Ctx) {
     let m = cx.m();
     apply(
         &m,
@@ -164,7 +155,7 @@ async fn t81_everything_survives_a_restart(cx: Ctx) {
     assert_eq!(out[0].status, OpStatus::Rejected);
 }
 
-async fn t82_concurrent_first_uses_after_a_restart_all_see_the_whole_map(cx: Ctx) {
+pub(super) async fn t82_concurrent_first_uses_after_a_restart_all_see_the_whole_map(cx: Ctx) {
     let m = cx.m();
     let n = 5_000;
     for chunk in (0..n).collect::<Vec<_>>().chunks(1_000) {
@@ -198,7 +189,7 @@ async fn t82_concurrent_first_uses_after_a_restart_all_see_the_whole_map(cx: Ctx
     }
 }
 
-async fn t83_writes_during_a_load_are_not_lost(cx: Ctx) {
+pub(super) async fn t83_writes_during_a_load_are_not_lost(cx: Ctx) {
     let m = cx.m();
     let n = 20_000u64;
     for chunk in (0..n).collect::<Vec<_>>().chunks(2_000) {
@@ -285,7 +276,7 @@ async fn t83_writes_during_a_load_are_not_lost(cx: Ctx) {
     check(cx.restart().await).await;
 }
 
-async fn t84_only_keys_related_to_this_node_are_loaded(cx: Ctx) {
+pub(super) async fn t84_only_keys_related_to_this_node_are_loaded(cx: Ctx) {
     let m = cx.m();
     let keys: Vec<String> = (0..200).map(|i| format!("key-{i}")).collect();
     let mut ops: Vec<_> = keys
@@ -323,7 +314,7 @@ async fn t84_only_keys_related_to_this_node_are_loaded(cx: Ctx) {
     );
 }
 
-async fn t85_persisted_writes_are_there_after_a_restart_with_their_timestamp(cx: Ctx) {
+pub(super) async fn t85_persisted_writes_are_there_after_a_restart_with_their_timestamp(cx: Ctx) {
     let m = cx.m();
     let out = apply_durable(
         &m,
@@ -340,6 +331,41 @@ async fn t85_persisted_writes_are_there_after_a_restart_with_their_timestamp(cx:
         match read_one(&m, "dur", &format!("k{i}")).await {
             RecordState::Lww(r) => assert_eq!(r.timestamp.millis, 1_000 + i),
             other => panic!("{other:?}"),
+        }
+    }
+}
+
+/// A PERSISTED acknowledgement means the write is on disk: a copy of the
+/// data directory taken right after the ack (no shutdown, no flush: what a
+/// crash then leaves) holds it, with its timestamp. A module that reports
+/// the ack before its commit fails here.
+pub(super) async fn t86_a_persisted_ack_means_the_write_survives_a_crash(cx: Ctx) {
+    let m = cx.m();
+    let out = apply_durable(
+        &m,
+        (0..20)
+            .map(|i| lww("crash", &format!("k{i}"), Some(json!(i)), 2_000 + i, "n"))
+            .collect(),
+    )
+    .await;
+    let ids: RVec<u64> = out.iter().map(|o| o.ack).collect();
+    m.notify_acks(ids.clone(), WriteConcern::Replicated);
+    let acks = m.await_acks(ids).await.expect("await_acks works");
+    assert!(
+        acks.iter().all(|a| a.success),
+        "every write reaches PERSISTED: {acks:?}"
+    );
+    let copy = cx.crash_copy().await;
+    for i in [0u64, 7, 19] {
+        match read_one(&copy, "crash", &format!("k{i}")).await {
+            RecordState::Lww(r) => assert_eq!(
+                r.timestamp.millis,
+                2_000 + i,
+                "k{i}: the acknowledged write with its timestamp"
+            ),
+            other => panic!(
+                "k{i} was acknowledged PERSISTED but a crash right after the ack lost it: {other:?}"
+            ),
         }
     }
 }
