@@ -174,7 +174,7 @@ fn t10_every_handled_fixture_round_trips_to_its_json_twin() {
     .map(String::from)
     .collect();
     assert_eq!(handled, expected);
-    assert!(unknown.contains("CLUSTER_SEARCH_REQ") && unknown.contains("SEARCH_SUB"));
+    assert!(unknown.contains("CLUSTER_SEARCH_REQ") && unknown.contains("CLUSTER_SUB_REGISTER"));
 }
 
 #[test]
