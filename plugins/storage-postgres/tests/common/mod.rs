@@ -92,13 +92,35 @@ impl Recorder {
 /// Settings for the storage module suite: one schema per data directory,
 /// so a case that restarts its module over the same directory finds its
 /// data again, and every case starts empty.
+///
+/// The schema is also written into the directory ([`SCHEMA_MARKER`]): a
+/// case that copies a data directory to simulate a crash
+/// (`t86_a_persisted_ack_means_the_write_survives_a_crash`) copies the
+/// marker with it, so the module on the copy opens the same schema and
+/// sees exactly what PostgreSQL committed, as a restart after a crash
+/// would.
 pub fn settings_for_dir(dir: &std::path::Path) -> PostgresSettings {
     static BY_DIR: Mutex<Vec<(std::path::PathBuf, PostgresSettings)>> = Mutex::new(Vec::new());
     let mut all = BY_DIR.lock();
     if let Some((_, s)) = all.iter().find(|(d, _)| d == dir) {
         return s.clone();
     }
-    let s = PgTestServer::shared().fresh_settings();
+    let marker = dir.join(SCHEMA_MARKER);
+    let s = match std::fs::read_to_string(&marker) {
+        Ok(schema) => PostgresSettings {
+            schema,
+            ..PgTestServer::shared().fresh_settings()
+        },
+        Err(_) => {
+            let s = PgTestServer::shared().fresh_settings();
+            std::fs::create_dir_all(dir).expect("the data directory can be created");
+            std::fs::write(&marker, &s.schema).expect("the schema marker can be written");
+            s
+        }
+    };
     all.push((dir.to_path_buf(), s.clone()));
     s
 }
+
+/// The file in a suite case's data directory that names its schema.
+pub const SCHEMA_MARKER: &str = "pg-test-schema";
