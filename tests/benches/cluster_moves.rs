@@ -15,7 +15,9 @@
 //! the join and before the kills, default 40 000), `HANGAR_BENCH_VALUE`
 //! (value bytes, default 500), `HANGAR_BENCH_SECS` (seconds of the
 //! baseline cells, default 10), `HANGAR_BENCH_RESTORES` (kills, default
-//! 5), `HANGAR_BENCH_ONLY` (`migration` or `restore`).
+//! 5), `HANGAR_BENCH_ONLY` (`migration` or `restore`),
+//! `HANGAR_BENCH_THROTTLES` (the join's `max_bytes_per_sec` values, one run
+//! each, default `4194304,0`).
 //!
 //! Every figure line carries the 1-minute load average, because the
 //! machine may be shared.
@@ -321,6 +323,12 @@ fn main() {
     let secs = env_u64("HANGAR_BENCH_SECS", 10);
     let kills = env_u64("HANGAR_BENCH_RESTORES", 5);
     let only = std::env::var("HANGAR_BENCH_ONLY").unwrap_or_default();
+    let throttles =
+        std::env::var("HANGAR_BENCH_THROTTLES").unwrap_or_else(|_| "4194304,0".to_string());
+    assert!(
+        throttles.split(',').all(|t| t.trim().parse::<u64>().is_ok()),
+        "HANGAR_BENCH_THROTTLES={throttles:?}: expected bytes per second, comma-separated (0: unthrottled)"
+    );
     assert!(
         ["", "migration", "restore"].contains(&only.as_str()),
         "HANGAR_BENCH_ONLY={only:?}: expected migration or restore"
@@ -345,8 +353,9 @@ fn main() {
         .expect("runtime");
     rt.block_on(async {
         if only.is_empty() || only == "migration" {
-            migration(records, value, secs, "16777216").await;
-            migration(records, value, secs, "0").await;
+            for throttle in throttles.split(',').map(str::trim) {
+                migration(records, value, secs, throttle).await;
+            }
         }
         if only.is_empty() || only == "restore" {
             restore(records, value, kills).await;

@@ -241,7 +241,7 @@ async fn t10_a_join_moves_partitions_with_their_data_while_writes_flow() {
     eprintln!(
         "join: {n} partitions streamed, {records} records, {bytes} bytes, \
          {ms} ms summed over transfers; settled {moved:?} after the start \
-         (debug build, loopback, default throttle 16 MiB/s, 4 transfers at once)"
+         (debug build, loopback, default throttle 4 MiB/s, 4 transfers at once)"
     );
     let secs = moved.as_secs_f64();
     eprintln!(
