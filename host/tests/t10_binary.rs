@@ -1,7 +1,6 @@
 //! The `hangar` binary as operators run it: a child process on loopback.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -44,23 +43,10 @@ fn start(extra: &[&str], data: &std::path::Path) -> (Child, u16) {
     (child, port)
 }
 
+/// GET `path` on the node at `port`: (status, body).
 fn http_get(port: u16, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).expect("read response");
-    let status = resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (status, body)
+    let a = hangar_testkit::http::get(port, path, Duration::from_secs(5)).expect("GET");
+    (a.status, a.body)
 }
 
 fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {

@@ -30,6 +30,7 @@
 //!   free loopback port.
 //! - [`alloc`]: a counting global allocator for allocation tests and
 //!   benchmarks.
+//! - [`http`]: a loopback HTTP GET for tests that probe a running node.
 
 use std::future::Future;
 
@@ -39,6 +40,7 @@ pub mod alloc;
 pub mod cluster;
 pub mod cluster_multi;
 pub mod config;
+pub mod http;
 #[cfg(feature = "persistence")]
 pub mod persistence;
 pub mod storage;

@@ -9,7 +9,6 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -348,22 +347,15 @@ fn agreed(hs: &[Option<Value>], n: usize) -> Option<u64> {
     version
 }
 
-/// GET `path` on loopback `port`; the body on HTTP 200.
+/// GET `path` on loopback `port`; the body on HTTP 200, `None` on any other
+/// status or when the node does not answer (use `hangar_testkit::http::get`
+/// to see other statuses).
 #[must_use]
 pub fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).ok()?;
-    if !resp.starts_with("HTTP/1.1 200") {
-        return None;
-    }
-    resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+    hangar_testkit::http::get(port, path, Duration::from_secs(3))
+        .ok()
+        .filter(|a| a.status == 200)
+        .map(|a| a.body)
 }
 
 fn http_get_json(port: u16, path: &str) -> Option<Value> {

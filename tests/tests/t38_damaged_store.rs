@@ -4,7 +4,6 @@
 //! runs turns `/health` to `503 failed`.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -131,23 +130,10 @@ fn t10_the_binary_refuses_a_damaged_store_then_starts_empty_only_on_purpose() {
     assert_eq!(aside.len(), 1, "the damaged file is kept aside");
 }
 
+/// GET `path` on the node at `port`: (status, body).
 fn http_get(port: u16, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).expect("read response");
-    let status = resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (status, body)
+    let a = hangar_testkit::http::get(port, path, Duration::from_secs(5)).expect("GET");
+    (a.status, a.body)
 }
 
 /// A node on `config` whose embedded store has no page cache, so that a
