@@ -51,9 +51,11 @@
 //! `pruned_below`, epoch start times, devices, the open epoch's
 //! tombstones) and one `epoch-<n>.json` per closed, unpruned epoch with its
 //! tombstones. An epoch's file and the advanced epoch are written before
-//! any answer carries it; cursors and the open epoch's list are written
-//! within [`FLUSH_EVERY`] and at shutdown. What a crash loses is safe: a
-//! lower cursor prunes less, and a tombstone no longer listed is never
+//! any answer carries it, and a prune's `pruned_below` before anything is
+//! pruned; devices, cursors and the open epoch's list are written within
+//! [`FLUSH_EVERY`] and at shutdown. What a crash loses is safe: a lower
+//! cursor prunes less, a lost device is minted again (and resyncs if it
+//! lacks pruned tombstones), and a tombstone no longer listed is never
 //! pruned by epoch (the storage module's own age rule still applies).
 //!
 //! # In a cluster
@@ -116,6 +118,9 @@ pub struct Persisted {
 
 struct State {
     p: Persisted,
+    /// Raised by every snapshot taken for writing: files are written in
+    /// snapshot order, an older one never over a newer one.
+    version: u64,
     /// Closed, unpruned epochs and their tombstones.
     closed: BTreeMap<u64, Vec<Tombstone>>,
 }
@@ -152,6 +157,8 @@ pub struct Epochs {
     store: Option<EpochStore>,
     state: Mutex<State>,
     dirty: AtomicBool,
+    /// The version of the last state written (held while writing).
+    written: Mutex<u64>,
 }
 
 impl std::fmt::Debug for Epochs {
@@ -183,8 +190,13 @@ impl Epochs {
         Ok(Self {
             cfg,
             store,
-            state: Mutex::new(State { p, closed }),
+            state: Mutex::new(State {
+                p,
+                closed,
+                version: 0,
+            }),
             dirty: AtomicBool::new(false),
+            written: Mutex::new(0),
         })
     }
 
@@ -237,7 +249,10 @@ impl Epochs {
         st.p.in_epoch = 0;
         let next = st.p.epoch;
         st.p.starts.insert(next, now());
-        self.write_locked(&st.p);
+        // Written under the state lock: no answer carries the new epoch
+        // before it is durable.
+        let snap = self.snapshot(&mut st);
+        self.write(snap);
         tracing::debug!(epoch = next, "tombstone epoch advanced");
     }
 
@@ -250,8 +265,7 @@ impl Epochs {
         let mut st = self.state.lock();
         let epoch = st.p.epoch;
         let b = devices::bind(&mut st.p.devices, namespace, token, epoch);
-        drop(st);
-        self.write_now();
+        self.dirty.store(true, Ordering::Release);
         b
     }
 
@@ -305,13 +319,12 @@ impl Epochs {
     }
 
     /// What a prune round would do now; `None` when protection is off or
-    /// nothing is licensed. Forgotten devices are dropped from memory
-    /// here (they get a full resync when they come back).
+    /// nothing is licensed. Forgotten devices (a device that never
+    /// confirmed counts from when it was last bound) are dropped here,
+    /// with or without protection: they are treated as unknown when they
+    /// come back.
     #[must_use]
     pub fn plan_prune(&self) -> Option<PrunePlan> {
-        if !self.cfg.epoch_protection {
-            return None;
-        }
         let mut st = self.state.lock();
         let epoch = st.p.epoch;
         let before = st.p.devices.len();
@@ -321,6 +334,9 @@ impl Epochs {
         });
         if st.p.devices.len() != before {
             self.dirty.store(true, Ordering::Release);
+        }
+        if !self.cfg.epoch_protection {
+            return None;
         }
         let below =
             st.p.devices
@@ -353,7 +369,8 @@ impl Epochs {
     pub fn begin_prune(&self, plan: &PrunePlan) {
         let mut st = self.state.lock();
         st.p.pruned_below = st.p.pruned_below.max(plan.below);
-        self.write_locked(&st.p);
+        let snap = self.snapshot(&mut st);
+        self.write(snap);
     }
 
     /// Forgets the plan's epochs once their tombstones are pruned.
@@ -375,15 +392,39 @@ impl Epochs {
         }
     }
 
+    /// Writes the state outside the state lock (the apply path, which
+    /// counts tombstones, does not wait for a flush's disk write).
     fn write_now(&self) {
-        let st = self.state.lock();
-        self.write_locked(&st.p);
+        let snap = self.snapshot(&mut self.state.lock());
+        self.write(snap);
     }
 
-    fn write_locked(&self, p: &Persisted) {
+    /// The state as bytes, numbered; clears `dirty`.
+    fn snapshot(&self, st: &mut State) -> Option<(u64, Vec<u8>)> {
+        self.store.as_ref()?;
         self.dirty.store(false, Ordering::Release);
-        if let Some(store) = &self.store {
-            if let Err(e) = store.write_state(p) {
+        st.version += 1;
+        match serde_json::to_vec(&st.p) {
+            Ok(b) => Some((st.version, b)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot encode the tombstone epoch state");
+                None
+            }
+        }
+    }
+
+    /// Writes a snapshot unless a newer one was written already.
+    fn write(&self, snap: Option<(u64, Vec<u8>)>) {
+        let (Some(store), Some((version, bytes))) = (&self.store, snap) else {
+            return;
+        };
+        let mut written = self.written.lock();
+        if *written >= version {
+            return;
+        }
+        match store.write_state_bytes(&bytes) {
+            Ok(()) => *written = version,
+            Err(e) => {
                 self.dirty.store(true, Ordering::Release);
                 tracing::warn!(error = %e, "cannot write the tombstone epoch state");
             }

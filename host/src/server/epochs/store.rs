@@ -104,13 +104,12 @@ impl EpochStore {
         Ok(())
     }
 
-    /// Writes the state.
+    /// Writes the state, already encoded (`epochs.json`).
     ///
     /// # Errors
     /// [`StoreError`] when the file cannot be written.
-    pub fn write_state(&self, p: &Persisted) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(p).map_err(|e| err(&self.dir.join(STATE), e))?;
-        self.write_atomic(STATE, &bytes)
+    pub fn write_state_bytes(&self, bytes: &[u8]) -> Result<(), StoreError> {
+        self.write_atomic(STATE, bytes)
     }
 
     /// Writes a closed epoch's tombstones.
