@@ -104,6 +104,40 @@ impl Default for NetworkConfig {
     }
 }
 
+/// OR-map tombstone epochs and the devices that confirm them (`[sync]`).
+///
+/// The node counts the OR tombstones it applies: every
+/// `tombstone_epoch_width` of them close an epoch. Clients confirm the
+/// epochs they applied (`CLIENT_APPLY_ACK`); with `epoch_protection`, the
+/// tombstones of the epochs every remembered device confirmed are pruned
+/// (checked every `prune_interval_ms`), and a device that may lack pruned
+/// tombstones is answered `fullResync`. A device whose confirmed epoch lags
+/// the current one by more than `forget_after_epochs` is forgotten: it no
+/// longer holds pruning back. See `host/src/server/epochs/mod.rs`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyncConfig {
+    /// New OR tombstones per epoch (at least 1).
+    pub tombstone_epoch_width: u64,
+    /// Prune confirmed tombstones and answer stale devices `fullResync`.
+    pub epoch_protection: bool,
+    /// Epochs a device's confirmation may lag before it is forgotten.
+    pub forget_after_epochs: u64,
+    /// How often pruning is considered, in ms (at least 10).
+    pub prune_interval_ms: u64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self {
+            tombstone_epoch_width: 1_000,
+            epoch_protection: true,
+            forget_after_epochs: 1_000,
+            prune_interval_ms: 10_000,
+        }
+    }
+}
+
 /// The `[storage]` section: the one key the host reads, and the storage
 /// plugin's own settings, which the host passes on without reading
 /// (`hangar_core::settings`).
@@ -166,6 +200,8 @@ pub struct HangarConfig {
     pub auth: AuthConfig,
     /// Client front-end limits and timings.
     pub network: NetworkConfig,
+    /// OR-map tombstone epochs and device confirmations.
+    pub sync: SyncConfig,
     /// Cluster module settings (`node_id` and `data_dir` are filled in).
     pub cluster: ClusterModuleConfig,
     /// `[storage]`: the write-ack timeout and the storage plugin's own
@@ -186,6 +222,7 @@ impl Default for HangarConfig {
             plugins: PluginsConfig::default(),
             auth: AuthConfig::default(),
             network: NetworkConfig::default(),
+            sync: SyncConfig::default(),
             cluster: ClusterModuleConfig::default(),
             storage: StorageSection::default(),
             shutdown_grace_ms: 5_000,
@@ -233,6 +270,13 @@ pub enum ConfigError {
 }
 
 impl HangarConfig {
+    /// Where the host keeps its own state (tombstone epochs, devices):
+    /// `<data_dir>/<node_id>/host`.
+    #[must_use]
+    pub fn host_state_dir(&self) -> PathBuf {
+        self.data_dir.join(&self.node_id).join("host")
+    }
+
     /// Reads a TOML file over the defaults.
     ///
     /// # Errors
@@ -356,6 +400,21 @@ impl HangarConfig {
             return Err(ConfigError::Invalid {
                 key: "storage.write_ack_timeout_ms".into(),
                 message: "must be positive".into(),
+            });
+        }
+        if self.sync.tombstone_epoch_width == 0 {
+            return Err(ConfigError::Invalid {
+                key: "sync.tombstone_epoch_width".into(),
+                message: "must be at least 1 (new OR tombstones per epoch)".into(),
+            });
+        }
+        if self.sync.prune_interval_ms < 10 {
+            return Err(ConfigError::Invalid {
+                key: "sync.prune_interval_ms".into(),
+                message: format!(
+                    "{} ms is too short: expected at least 10",
+                    self.sync.prune_interval_ms
+                ),
             });
         }
         self.cluster.node_id.clone_from(&self.node_id);

@@ -88,7 +88,17 @@ pub async fn start(mut config: HangarConfig, modules: Modules) -> Result<Running
     let node = Arc::new(Node::start(config, modules).await?);
     node.link.attach_node(&node);
     tracing::info!("step 5: network front end");
-    let listening = server::serve(bound, node.clone());
+    let epochs = match server::epochs::Epochs::open(
+        node.config.sync.clone(),
+        Some(node.config.host_state_dir()),
+    ) {
+        Ok(e) => e,
+        Err(e) => {
+            node.shutdown().await;
+            return Err(factory::StartError::at(factory::Step::Network, e));
+        }
+    };
+    let listening = server::serve(bound, node.clone(), Arc::new(epochs));
     let addr = listening.addr;
     tracing::info!(%addr, node = %node.config.node_id, "node ready");
     Ok(Running {

@@ -82,8 +82,10 @@ pub trait FfiStorageModule: Send + Sync + Clone {
         sink: FfiJournalSinkBox,
     ) -> FfiFut<u64>;
     /// See [`StorageModule::journal_unsubscribe`].
-    #[sabi(last_prefix_field)]
     fn journal_unsubscribe(&self, id: SubscriptionId) -> FfiResult<bool>;
+    /// See [`StorageModule::prune_or_tombstones`].
+    #[sabi(last_prefix_field)]
+    fn prune_or_tombstones(&self, map: RString, tags: RVec<RString>) -> FfiFut<u64>;
 }
 
 /// A storage module as it crosses the boundary.
@@ -177,6 +179,11 @@ impl FfiStorageModule for StorageExport {
             Ok(self.0.journal_unsubscribe(id))
         })
     }
+    fn prune_or_tombstones(&self, map: RString, tags: RVec<RString>) -> FfiFut<u64> {
+        guard_future("storage.prune_or_tombstones", || {
+            self.0.prune_or_tombstones(map, tags)
+        })
+    }
 }
 
 /// A storage module received through the boundary.
@@ -265,6 +272,12 @@ impl StorageModule for ForeignStorage {
     }
     fn journal_unsubscribe(&self, id: SubscriptionId) -> bool {
         report(self.0.journal_unsubscribe(id), || false)
+    }
+    fn prune_or_tombstones(&self, map: RString, tags: RVec<RString>) -> ModuleFuture<u64> {
+        await_foreign(
+            "storage.prune_or_tombstones",
+            self.0.prune_or_tombstones(map, tags),
+        )
     }
 }
 

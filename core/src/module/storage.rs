@@ -137,4 +137,22 @@ pub trait StorageModule: Send + Sync + 'static {
     /// Stops a journal subscription; true if it existed. Nothing reaches its
     /// sink after this returns.
     fn journal_unsubscribe(&self, id: SubscriptionId) -> bool;
+
+    /// Drops the named tombstoned tags of OR map `map`, in memory and in
+    /// the store; resolves with how many were dropped (tags that are not
+    /// tombstoned, or a map this node does not hold, count 0).
+    ///
+    /// The host calls it once every device it remembers confirmed the data
+    /// that carried these tombstones (its tombstone epochs, see
+    /// `host/src/server/epochs/mod.rs`), so a tag dropped here can no
+    /// longer come back from a stale client. A pruned tag is no longer refused by later adds:
+    /// the caller answers for that. The default (a module that keeps its
+    /// tombstones until its own age rule) refuses with
+    /// [`crate::ErrorKind::UNSUPPORTED`].
+    fn prune_or_tombstones(&self, map: RString, tags: RVec<RString>) -> ModuleFuture<u64> {
+        let _ = (map, tags);
+        super::ready(Err(crate::ModuleError::unsupported(
+            "this storage module does not prune OR tombstones on request",
+        )))
+    }
 }

@@ -137,6 +137,9 @@ pub trait StorageWrapper: Send + Sync + 'static {
     fn journal_unsubscribe(&self, id: SubscriptionId) -> bool {
         self.inner().journal_unsubscribe(id)
     }
+    fn prune_or_tombstones(&self, map: RString, tags: RVec<RString>) -> ModuleFuture<u64> {
+        self.inner().prune_or_tombstones(map, tags)
+    }
 }
 
 impl<W: StorageWrapper> StorageModule for W {
@@ -207,6 +210,9 @@ impl<W: StorageWrapper> StorageModule for W {
     }
     fn journal_unsubscribe(&self, id: SubscriptionId) -> bool {
         StorageWrapper::journal_unsubscribe(self, id)
+    }
+    fn prune_or_tombstones(&self, map: RString, tags: RVec<RString>) -> ModuleFuture<u64> {
+        StorageWrapper::prune_or_tombstones(self, map, tags)
     }
 }
 

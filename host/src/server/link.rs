@@ -99,6 +99,10 @@ impl LocalNode for HostLink {
 
     fn deliver_change(&self, event: &ChangeEvent) {
         if let Some(fe) = self.front() {
+            if let hangar_core::MapOp::OrRemove(tag) = &event.op.op {
+                fe.epochs
+                    .observe_tombstone(&event.op.map, tag, || fe.node.clock.now());
+            }
             fe.fanout.on_change(event);
         }
     }

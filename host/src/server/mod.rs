@@ -52,6 +52,7 @@ use crate::factory::{Node, StartError, Step};
 pub mod accept;
 pub mod auth;
 pub mod counters;
+pub mod epochs;
 pub mod fanout;
 pub mod grouped;
 pub mod handlers;
@@ -238,6 +239,7 @@ impl Listening {
             Ok(Err(e)) => tracing::error!(error = %e, "network front end task failed"),
             Err(_) => tracing::warn!("HTTP server did not stop within the grace period"),
         }
+        self.fe.epochs.flush();
     }
 }
 
@@ -245,10 +247,11 @@ impl Listening {
 /// (from then on `SERVER_EVENT`s and topic messages reach its clients) and
 /// starts accepting.
 #[must_use]
-pub fn serve(bound: Bound, node: Arc<Node>) -> Listening {
+pub fn serve(bound: Bound, node: Arc<Node>, epochs: Arc<epochs::Epochs>) -> Listening {
     let (stop, stopped) = watch::channel(false);
-    let fe = Arc::new(FrontEnd::new(node.clone(), stopped.clone()));
+    let fe = Arc::new(FrontEnd::new(node.clone(), stopped.clone(), epochs));
     node.link.attach_front(&fe);
+    tokio::spawn(epochs::upkeep::run(Arc::downgrade(&fe), stopped.clone()));
     let app = router(fe.clone());
     let task = tokio::spawn(accept::accept_loop(
         bound.listener,

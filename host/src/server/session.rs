@@ -61,6 +61,16 @@ pub struct Session {
     /// The highest OR tombstone epoch the client confirmed with
     /// `CLIENT_APPLY_ACK` (0 until it does).
     pub apply_cursor: u64,
+    /// The device this connection is bound to (its key in
+    /// [`crate::server::epochs::Epochs`]), after `DEVICE_HELLO` or `AUTH`.
+    pub device: Option<String>,
+    /// The highest `coveringEpoch` sent on this connection: a confirmation
+    /// is clamped to it.
+    pub max_epoch_sent: u64,
+    /// The epoch up to which this connection's client is known to hold
+    /// every tombstone (its sync's knowledge, raised by its confirmations);
+    /// `None` before its first OR sync.
+    pub or_knowledge: Option<u64>,
 }
 
 impl Session {
@@ -81,6 +91,9 @@ impl Session {
             bucket: TokenBucket::new(fe.net.rate_limit_per_sec, fe.net.rate_limit_burst),
             ack_slots: Arc::new(Semaphore::new(fe.net.max_in_flight_per_connection)),
             apply_cursor: 0,
+            device: None,
+            max_epoch_sent: 0,
+            or_knowledge: None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! What every connection shares: the node, the fan-out and topic tables,
 //! the limits, id counters, the shutdown signal and the drain tracker.
 
+use crate::server::epochs::Epochs;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -135,6 +136,8 @@ pub struct FrontEnd {
     pub shutdown: watch::Receiver<bool>,
     /// `POST /sync` rate limits, one token bucket per client IP address.
     pub http_buckets: HttpBuckets,
+    /// OR tombstone epochs, device identities and their cursors.
+    pub epochs: Arc<Epochs>,
     /// Authenticated connections, for messages sent unasked
     /// (`PARTITION_MAP` when the partition table changes).
     clients: Mutex<HashMap<u64, Outbound>>,
@@ -154,7 +157,7 @@ impl std::fmt::Debug for FrontEnd {
 impl FrontEnd {
     /// Shared state for `node`; `shutdown` turns true when it stops.
     #[must_use]
-    pub fn new(node: Arc<Node>, shutdown: watch::Receiver<bool>) -> Self {
+    pub fn new(node: Arc<Node>, shutdown: watch::Receiver<bool>, epochs: Arc<Epochs>) -> Self {
         let net = node.config.network.clone();
         Self {
             verifier: node.config.auth.jwt_secret.as_deref().map(Verifier::new),
@@ -165,6 +168,7 @@ impl FrontEnd {
             drain: Arc::new(Drain::default()),
             shutdown,
             http_buckets: HttpBuckets::default(),
+            epochs,
             clients: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
             next_sub: AtomicU64::new(1),
@@ -252,6 +256,20 @@ impl FrontEnd {
         let clients: Vec<Outbound> = self.clients.lock().values().cloned().collect();
         let sent = clients.iter().filter(|o| o.push(frame.clone())).count();
         tracing::debug!(version, sent, "partition map pushed to clients");
+    }
+
+    /// Sends `msg` to every authenticated connection (non-blocking: a
+    /// client whose queue is full misses it).
+    pub fn broadcast(&self, msg: &Message) -> usize {
+        let frame = match msg.encode() {
+            Ok(f) => Bytes::from(f),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot encode a broadcast");
+                return 0;
+            }
+        };
+        let clients: Vec<Outbound> = self.clients.lock().values().cloned().collect();
+        clients.iter().filter(|o| o.push(frame.clone())).count()
     }
 
     /// True once shutdown began.

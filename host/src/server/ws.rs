@@ -279,13 +279,16 @@ async fn authenticate(
             Ok(Decoded::Message(Message::Auth(auth))) => match verifier.verify(&auth.token) {
                 Ok(p) => {
                     tracing::debug!(conn = session.id, user = %p.user_id, "authenticated");
+                    let user_id = Some(p.user_id.clone());
+                    session.principal = Some(p);
+                    let (device_id, device_token) =
+                        super::handlers::device::bind(fe, session, auth.device_token.as_deref());
                     let ack = Message::AuthAck(AuthAck {
                         protocol_version: Some(PROTOCOL_VERSION),
-                        user_id: Some(p.user_id.clone()),
-                        device_id: None,
-                        device_token: None,
+                        user_id,
+                        device_id,
+                        device_token,
                     });
-                    session.principal = Some(p);
                     session.reply(&ack).await;
                     return None;
                 }

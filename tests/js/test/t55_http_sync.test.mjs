@@ -1,6 +1,7 @@
 // POST /sync (HTTP sync, TopGun's HttpSyncProvider): msgpack body in and
 // out; writes shared with WebSocket clients both ways; deltas after a
-// timestamp with PUT and REMOVE; queries and searches; the fixture request;
+// timestamp with PUT and REMOVE; queries (grouped ones too) and searches;
+// the fixture request;
 // 401 / 413 / 400 refusals; the rate limit (429).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -185,6 +186,57 @@ test('t55e queries page with limit, offset and cursor; searches are answered', a
   assert.equal(s.totalCount, 1);
   assert.ok(s.results[0].score > 0);
   assert.ok(r.body.errors.some((e) => e.context === 's2'), JSON.stringify(r.body.errors));
+});
+
+test('t55j grouped queries (groupBy / aggregations) answer the group rows a grouped QUERY_SUB snapshot holds', async () => {
+  const ops = [];
+  const rows = [
+    ['a', { status: 'open', category: 'x', price: 3 }],
+    ['b', { status: 'open', category: 'x', price: 7.5 }],
+    ['c', { status: 'open', category: 'y', price: 1 }],
+    ['d', { status: 'done', category: 'y', price: 100 }],
+    ['e', { status: 'open', category: 1, price: 'n/a' }],
+    ['f', { status: 'open', price: 2 }],
+  ];
+  rows.forEach(([k, v], i) => ops.push(putOp(i + 1, 'h55j', k, v)));
+  let r = await post(node, { ...base(), operations: ops });
+  assert.equal(r.status, 200, r.text);
+  const groupBy = ['category'];
+  const aggregations = [
+    { func: 'count' },
+    { func: 'sum', field: 'price' },
+    { func: 'avg', field: 'price' },
+    { func: 'min', field: 'price' },
+    { func: 'max', field: 'price' },
+  ];
+  const c = await connect(node);
+  c.send({ type: 'QUERY_SUB', payload: { queryId: 'ws', mapName: 'h55j', query: { where: { status: 'open' }, groupBy, aggregations } } });
+  const snap = await c.expect('QUERY_RESP', (m) => m.payload.queryId === 'ws');
+  assert.equal(snap.payload.results.length, 4, JSON.stringify(snap.payload.results));
+  await c.close();
+  r = await post(node, {
+    ...base(),
+    queries: [
+      { queryId: 'all', mapName: 'h55j', filter: { status: 'open' }, groupBy, aggregations },
+      { queryId: 'page', mapName: 'h55j', filter: { status: 'open' }, groupBy, aggregations, offset: 1, limit: 2 },
+      { queryId: 'count', mapName: 'h55j', aggregations: [{ func: 'count' }] },
+      { queryId: 'cursor', mapName: 'h55j', groupBy, cursor: 'x' },
+      { queryId: 'badfunc', mapName: 'h55j', groupBy, aggregations: [{ func: 'median', field: 'price' }] },
+    ],
+  });
+  assert.equal(r.status, 200, r.text);
+  const q = Object.fromEntries(r.body.queryResults.map((x) => [x.queryId, x]));
+  assert.deepEqual(q.all.results, snap.payload.results, 'the same rows, in the same order');
+  assert.equal(q.all.hasMore, undefined);
+  assert.deepEqual(q.page.results, snap.payload.results.slice(1, 3));
+  assert.equal(q.page.hasMore, true);
+  assert.equal(q.count.results.length, 1);
+  assert.equal(q.count.results[0].value.__count, rows.length);
+  const errs = Object.fromEntries(r.body.errors.map((e) => [e.context, e]));
+  assert.equal(errs.cursor.code, 400);
+  assert.match(errs.cursor.message, /cursor: not supported with groupBy/);
+  assert.equal(errs.badfunc.code, 400);
+  assert.match(errs.badfunc.message, /median/);
 });
 
 test('t55f a refused op is an errors entry and ack stops before it', async () => {

@@ -79,6 +79,13 @@ pub struct HttpQuery {
     /// A previous answer's `nextCursor`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
+    /// Group the matching records by these fields (as `QUERY_SUB`'s
+    /// `query.groupBy`): the results are then the group rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_by: Option<rmpv::Value>,
+    /// Aggregations per group (as `QUERY_SUB`'s `query.aggregations`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregations: Option<rmpv::Value>,
 }
 
 /// One entry of `searches`.

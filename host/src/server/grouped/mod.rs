@@ -50,5 +50,5 @@ mod spec;
 mod tests;
 
 pub use groups::{bucket_id, Groups};
-pub use sink::GroupedSink;
+pub use sink::{group_rows, GroupedSink};
 pub use spec::{split, Aggregation, Func, GroupSpec, Split, MAX_AGGREGATIONS, MAX_GROUP_FIELDS};

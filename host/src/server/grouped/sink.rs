@@ -8,6 +8,7 @@ use hangar_core::RawValue;
 use parking_lot::Mutex;
 
 use super::groups::Groups;
+use super::spec::GroupSpec;
 use crate::protocol::fast;
 use crate::server::outbound::Outbound;
 
@@ -61,6 +62,31 @@ fn encode(v: &rmpv::Value) -> RawValue {
     RawValue::from_msgpack(buf)
 }
 
+/// Applies `rows` to `groups` and returns every group row, in `__key`
+/// order (the rows of a grouped `QUERY_RESP`).
+fn load_into(groups: &mut Groups, rows: &[QueryRow]) -> Vec<QueryRow> {
+    for r in rows {
+        let v = decode(&r.value);
+        groups.apply(r.key.as_str(), v.as_ref());
+    }
+    groups
+        .rows()
+        .into_iter()
+        .map(|(k, v)| QueryRow {
+            key: k.into(),
+            value: encode(&v),
+        })
+        .collect()
+}
+
+/// The group rows of `rows` (a snapshot of the ungrouped query) grouped
+/// by `spec`, in `__key` order: exactly what a grouped `QUERY_SUB`
+/// answers in its `QUERY_RESP` (`POST /sync` uses it).
+#[must_use]
+pub fn group_rows(spec: GroupSpec, rows: &[QueryRow]) -> Vec<QueryRow> {
+    load_into(&mut Groups::new(spec), rows)
+}
+
 impl GroupedSink {
     /// A sink for the client query `query_id` on `out`, grouping with
     /// `groups` (normally empty), holding changes until live.
@@ -80,19 +106,7 @@ impl GroupedSink {
     /// Takes the underlying query's snapshot rows and returns the group
     /// rows for the `QUERY_RESP`, in `__key` order.
     pub fn load(&self, rows: &[QueryRow]) -> Vec<QueryRow> {
-        let mut st = self.state.lock();
-        for r in rows {
-            let v = decode(&r.value);
-            st.groups.apply(r.key.as_str(), v.as_ref());
-        }
-        st.groups
-            .rows()
-            .into_iter()
-            .map(|(k, v)| QueryRow {
-                key: k.into(),
-                value: encode(&v),
-            })
-            .collect()
+        load_into(&mut self.state.lock().groups, rows)
     }
 
     /// Applies the held changes, sending their updates, and applies later

@@ -33,7 +33,7 @@ use super::state::FrontEnd;
 use crate::protocol::Message;
 
 mod counters;
-mod device;
+pub mod device;
 pub(crate) mod journal;
 pub mod live_search;
 mod locks;
@@ -79,8 +79,10 @@ pub async fn dispatch(fe: &Arc<FrontEnd>, s: &mut Session, msg: Message) -> Flow
         // Every QUERY_SUB gets its full first page, so the client's root
         // hash of a projected query saves nothing: accepted, no answer.
         Message::QuerySyncInit { .. } => {}
-        Message::SyncInit(m) => sync::init(fe, s, m.map_name, m.consistency, false).await,
-        Message::OrMapSyncInit(m) => sync::init(fe, s, m.map_name, m.consistency, true).await,
+        Message::SyncInit(m) => sync::init(fe, s, m.map_name, m.consistency, None).await,
+        Message::OrMapSyncInit(m) => {
+            sync::init(fe, s, m.map_name, m.consistency, Some(m.claimed_epoch)).await;
+        }
         Message::MerkleReqBucket { payload } => sync::bucket(fe, s, payload, false).await,
         Message::OrMapMerkleReqBucket { payload } => sync::bucket(fe, s, payload, true).await,
         Message::OrMapDiffRequest { payload } => sync::diff(fe, s, payload).await,
@@ -93,8 +95,8 @@ pub async fn dispatch(fe: &Arc<FrontEnd>, s: &mut Session, msg: Message) -> Flow
         Message::PartitionMapRequest { payload } => partition::request(fe, s, payload).await,
         Message::CounterRequest { payload } => counters::request(fe, s, payload).await,
         Message::CounterSync { payload } => counters::sync(fe, s, payload).await,
-        Message::DeviceHello(h) => device::hello(s, h).await,
-        Message::ClientApplyAck(a) => device::apply_ack(s, a),
+        Message::DeviceHello(h) => device::hello(fe, s, h).await,
+        Message::ClientApplyAck(a) => device::apply_ack(fe, s, a),
         Message::EntryProcess(r) => unsupported::entry_process(s, r).await,
         Message::EntryProcessBatch(r) => unsupported::entry_process_batch(s, r).await,
         Message::RegisterResolver(r) => unsupported::register(s, r).await,

@@ -23,8 +23,11 @@ pub async fn ping(fe: &FrontEnd, s: &Session, p: Ping) {
 /// principal, an invalid one gets `AUTH_FAIL` and the connection closes.
 pub async fn reauth(fe: &Arc<FrontEnd>, s: &mut Session, a: Auth) -> Flow {
     let Some(v) = &fe.verifier else {
+        let (device_id, device_token) = super::device::bind(fe, s, a.device_token.as_deref());
         s.reply(&Message::AuthAck(AuthAck {
             protocol_version: Some(1),
+            device_id,
+            device_token,
             ..AuthAck::default()
         }))
         .await;
@@ -32,12 +35,15 @@ pub async fn reauth(fe: &Arc<FrontEnd>, s: &mut Session, a: Auth) -> Flow {
     };
     match v.verify(&a.token) {
         Ok(p) => {
+            let user_id = Some(p.user_id.clone());
+            s.principal = Some(p);
+            let (device_id, device_token) = super::device::bind(fe, s, a.device_token.as_deref());
             let ack = Message::AuthAck(AuthAck {
                 protocol_version: Some(1),
-                user_id: Some(p.user_id.clone()),
-                ..AuthAck::default()
+                user_id,
+                device_id,
+                device_token,
             });
-            s.principal = Some(p);
             s.reply(&ack).await;
             Flow::Continue
         }

@@ -31,10 +31,11 @@ use super::status_of;
 use super::writes::{write, Shape, Write};
 use crate::protocol::messages::{
     ClientOp, ErrorPayload, MerkleReqBucket, OrMapDiffRequest, OrMapDiffResponse, OrMapEntry,
-    OrMapPushDiff, OrMapSyncRespLeaf, OrMapSyncRespRoot, SyncLeafRecord, SyncRespBuckets,
-    SyncRespLeaf, SyncRespRoot, WireLwwRecord,
+    OrMapPushDiff, OrMapSyncRespLeaf, OrMapSyncRespRoot, SyncLeafRecord, SyncResetRequired,
+    SyncRespBuckets, SyncRespLeaf, SyncRespRoot, WireLwwRecord,
 };
 use crate::protocol::{parse_consistency, Message};
+use crate::server::epochs::SyncVerdict;
 use crate::server::session::Session;
 use crate::server::state::FrontEnd;
 
@@ -74,9 +75,30 @@ async fn consistency_of(
     }
 }
 
-/// `SYNC_INIT` / `ORMAP_SYNC_INIT`: the root hash of the map's tree, read
-/// at the message's `consistency` (else the configured one).
-pub async fn init(fe: &FrontEnd, s: &Session, map: String, consistency: Option<String>, or: bool) {
+/// The current epoch as `coveringEpoch`, remembered as sent on `s` (read
+/// before the data it covers).
+fn covering(fe: &FrontEnd, s: &mut Session) -> Option<u64> {
+    let c = fe.epochs.covering();
+    if let Some(e) = c {
+        s.max_epoch_sent = s.max_epoch_sent.max(e);
+    }
+    c
+}
+
+/// `SYNC_INIT` / `ORMAP_SYNC_INIT` (then `claimed` is `Some`, holding the
+/// message's `claimedEpoch`): the root hash of the map's tree, read at the
+/// message's `consistency` (else the configured one). An OR root carries
+/// `coveringEpoch`, and `fullResync` for a device that may lack pruned
+/// tombstones; without protection such a device gets
+/// `SYNC_RESET_REQUIRED` instead (see [`crate::server::epochs`]).
+pub async fn init(
+    fe: &FrontEnd,
+    s: &mut Session,
+    map: String,
+    consistency: Option<String>,
+    claimed: Option<Option<u64>>,
+) {
+    let or = claimed.is_some();
     let Some(_permit) = super::admit(fe, s) else {
         return;
     };
@@ -84,6 +106,30 @@ pub async fn init(fe: &FrontEnd, s: &Session, map: String, consistency: Option<S
     else {
         return;
     };
+    let mut full_resync = false;
+    if let Some(claimed) = claimed {
+        let k = fe.epochs.knowledge(s.device.as_deref(), claimed);
+        s.or_knowledge = Some(s.or_knowledge.map_or(k, |o| o.min(k)));
+        match fe.epochs.verdict(k) {
+            SyncVerdict::Merge => {}
+            SyncVerdict::FullResync => full_resync = true,
+            SyncVerdict::Reset => {
+                let reason = format!(
+                    "OR tombstones before epoch {} were pruned and this device confirmed only epoch {k}: clear the map and sync it again",
+                    fe.epochs.pruned_below()
+                );
+                s.reply(&Message::SyncResetRequired {
+                    payload: SyncResetRequired {
+                        map_name: map,
+                        reason,
+                    },
+                })
+                .await;
+                return;
+            }
+        }
+    }
+    let covering_epoch = if or { covering(fe, s) } else { None };
     let kind = if or { MapKind::Or } else { MapKind::Lww };
     let request = MerkleRequest {
         map: map.as_str().into(),
@@ -106,8 +152,8 @@ pub async fn init(fe: &FrontEnd, s: &Session, map: String, consistency: Option<S
                 map_name: map,
                 root_hash: root,
                 timestamp,
-                covering_epoch: None,
-                full_resync: false,
+                covering_epoch,
+                full_resync,
             },
         }
     } else {
@@ -124,7 +170,7 @@ pub async fn init(fe: &FrontEnd, s: &Session, map: String, consistency: Option<S
 
 /// `MERKLE_REQ_BUCKET` / `ORMAP_MERKLE_REQ_BUCKET`: one node of the tree,
 /// read at the message's `consistency` (else the configured one).
-pub async fn bucket(fe: &FrontEnd, s: &Session, req: MerkleReqBucket, or: bool) {
+pub async fn bucket(fe: &FrontEnd, s: &mut Session, req: MerkleReqBucket, or: bool) {
     let Some(_permit) = super::admit(fe, s) else {
         return;
     };
@@ -138,6 +184,7 @@ pub async fn bucket(fe: &FrontEnd, s: &Session, req: MerkleReqBucket, or: bool) 
     else {
         return;
     };
+    let covering_epoch = if or { covering(fe, s) } else { None };
     let kind = if or { MapKind::Or } else { MapKind::Lww };
     let resp = match fe
         .node
@@ -191,7 +238,7 @@ pub async fn bucket(fe: &FrontEnd, s: &Session, req: MerkleReqBucket, or: bool) 
                             _ => None,
                         })
                         .collect(),
-                    covering_epoch: None,
+                    covering_epoch,
                 },
             }
         }
@@ -221,10 +268,11 @@ pub async fn bucket(fe: &FrontEnd, s: &Session, req: MerkleReqBucket, or: bool) 
 /// owners of its keys; one request per distinct leaf), then each key keeps
 /// its live records (TTL-expired ones are left out, as a read leaves them
 /// out) and every entry carries the tombstones the leaves carried.
-pub async fn diff(fe: &FrontEnd, s: &Session, req: OrMapDiffRequest) {
+pub async fn diff(fe: &FrontEnd, s: &mut Session, req: OrMapDiffRequest) {
     let Some(_permit) = super::admit(fe, s) else {
         return;
     };
+    let covering_epoch = covering(fe, s);
     let leaves: BTreeSet<String> = req.keys.iter().map(|k| leaf_path(leaf_of_key(k))).collect();
     let mut records: HashMap<String, Vec<OrRecord>> = HashMap::new();
     let mut tombstones: BTreeSet<String> = BTreeSet::new();
@@ -276,18 +324,36 @@ pub async fn diff(fe: &FrontEnd, s: &Session, req: OrMapDiffRequest) {
         payload: OrMapDiffResponse {
             map_name: req.map_name,
             entries,
-            covering_epoch: None,
+            covering_epoch,
         },
     })
     .await;
 }
 
 /// `ORMAP_PUSH_DIFF`: merges the client's records (OR adds) and tombstones
-/// (OR removes) through the write path. Not answered.
+/// (OR removes) through the write path. Not answered. The records of a
+/// connection that may lack pruned tombstones (its knowledge is below the
+/// pruned epochs, see [`crate::server::epochs`]) are dropped: they could
+/// bring back removed tags. Its tombstones still merge.
 pub async fn push_diff(fe: &Arc<FrontEnd>, s: &mut Session, req: OrMapPushDiff) {
+    let pruned_below = fe.epochs.pruned_below();
+    let knowledge = s
+        .or_knowledge
+        .unwrap_or_else(|| fe.epochs.knowledge(s.device.as_deref(), None));
+    let stale = knowledge < pruned_below;
+    if stale {
+        tracing::debug!(
+            conn = s.id,
+            knowledge,
+            pruned_below,
+            map = req.map_name,
+            "records of a stale push dropped"
+        );
+    }
     let mut ops = Vec::new();
     for e in req.entries {
-        for r in e.records {
+        let records = if stale { Vec::new() } else { e.records };
+        for r in records {
             ops.push(ClientOp {
                 id: None,
                 map_name: req.map_name.clone(),

@@ -266,6 +266,15 @@ impl OrMap {
         old
     }
 
+    /// Drops the named tombstones (the host prunes by tombstone epoch) and
+    /// returns those that were tombstoned; other names are ignored.
+    pub fn prune_tags<T: AsRef<str>>(&mut self, tags: &[T]) -> Vec<String> {
+        tags.iter()
+            .filter(|t| self.tombstones.remove(t.as_ref()))
+            .map(|t| t.as_ref().to_string())
+            .collect()
+    }
+
     /// Drops from memory the keys of Merkle leaf `leaf` that `pick`
     /// selects, with all their records (their tags leave the tag index and
     /// their entry hashes the Merkle trie), and returns them. Tombstones
@@ -665,6 +674,23 @@ mod tests {
         assert!(
             m.apply("k", &rec("5:0:n", 1, 5, None)).changed(),
             "pruned tag can return"
+        );
+    }
+
+    #[test]
+    fn t31_prune_tags_drops_only_the_named_tombstones() {
+        let mut m = OrMap::new();
+        m.apply("k", &rec("t1", 1, 1, None));
+        m.apply_tombstone("t1");
+        m.apply_tombstone("t2");
+        m.apply_tombstone("t3");
+        assert_eq!(m.prune_tags(&["t1", "t3", "never"]), vec!["t1", "t3"]);
+        assert!(!m.is_tombstoned("t1") && !m.is_tombstoned("t3"));
+        assert!(m.is_tombstoned("t2"), "an unnamed tombstone stays");
+        assert_eq!(
+            m.prune_tags(&["t1"]),
+            Vec::<String>::new(),
+            "twice is harmless"
         );
     }
 

@@ -125,6 +125,40 @@ impl Core {
         Ok(report)
     }
 
+    /// Drops the named tombstones of OR map `map` (loading it first), in
+    /// memory and in the store; how many were tombstoned. See
+    /// `StorageModule::prune_or_tombstones`.
+    ///
+    /// # Errors
+    /// As a map load, or the committer refusing the batch.
+    pub(crate) async fn prune_or_tags(
+        self: &Arc<Self>,
+        map: &str,
+        tags: &[abi_stable::std_types::RString],
+    ) -> ModuleResult<u64> {
+        let Some(slot) = self.loaded_slot(map).await? else {
+            return Ok(0);
+        };
+        let persist = self.persist()?;
+        let mut st = slot.state.lock();
+        let MapData::Or(m) = &mut st.data else {
+            return Ok(0);
+        };
+        let ops: Vec<StoreOp> = m
+            .prune_tags(tags)
+            .into_iter()
+            .map(|tag| StoreOp::RemoveOrTombstone {
+                map: map.to_string(),
+                tag,
+            })
+            .collect();
+        let n = ops.len();
+        if n > 0 {
+            persist.committer.enqueue(WriteBatch { ops })?;
+        }
+        Ok(n as u64)
+    }
+
     fn prune_slot(&self, slot: &super::map_slot::MapSlot, now: u64) -> ModuleResult<usize> {
         let persist = self.persist()?;
         let cutoff = Timestamp::new(now.saturating_sub(TOMBSTONE_MAX_AGE_MS), 0, "");

@@ -424,6 +424,16 @@ impl StorageModule for DefaultStorage {
     fn journal_unsubscribe(&self, id: SubscriptionId) -> bool {
         self.0.journal.unsubscribe(id)
     }
+
+    fn prune_or_tombstones(&self, map: RString, tags: RVec<RString>) -> ModuleFuture<u64> {
+        let core = self.0.clone();
+        self.0
+            .runtime
+            .spawn_call("storage.prune_or_tombstones", async move {
+                let _g = core.enter("prune_or_tombstones")?;
+                core.prune_or_tags(&map, &tags).await
+            })
+    }
 }
 
 #[cfg(test)]

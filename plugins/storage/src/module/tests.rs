@@ -244,3 +244,65 @@ async fn t12_released_keys_leave_the_full_text_index_and_return_with_their_parti
     );
     m.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t13_pruned_or_tombstones_leave_memory_and_the_store() {
+    let remove = |tag: &str| WriteOp {
+        op: KeyedOp {
+            map: "o".into(),
+            key: "k".into(),
+            op: MapOp::OrRemove(tag.into()),
+        },
+        concern: WriteConcern::Persisted,
+        timeout_ms: ROption::RNone,
+    };
+    let store = MemoryStore::new();
+    let (m, _) = module(&store);
+    m.start().await.unwrap();
+    let out = m
+        .apply(ApplyBatch {
+            ops: vec![remove("1:0:a"), remove("2:0:a")].into(),
+            origin: Origin::internal("n1"),
+            consistency: ROption::RNone,
+        })
+        .await
+        .unwrap();
+    let acks: Vec<_> = out.iter().map(|o| o.ack).collect();
+    m.await_acks(acks.into()).await.unwrap();
+    let n = m
+        .prune_or_tombstones(
+            "o".into(),
+            vec![RString::from("1:0:a"), "9:0:a".into()].into(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 1, "only a tombstoned tag counts");
+    assert_eq!(
+        m.prune_or_tombstones("nope".into(), vec![RString::from("1:0:a")].into())
+            .await
+            .unwrap(),
+        0,
+        "a map nobody wrote"
+    );
+    assert_eq!(
+        m.accessor()
+            .or_tombstones("o".into())
+            .await
+            .unwrap()
+            .to_vec(),
+        vec![RString::from("2:0:a")]
+    );
+    m.shutdown().await.unwrap();
+    let (m, _) = module(&store);
+    m.start().await.unwrap();
+    assert_eq!(
+        m.accessor()
+            .or_tombstones("o".into())
+            .await
+            .unwrap()
+            .to_vec(),
+        vec![RString::from("2:0:a")],
+        "the prune was persisted"
+    );
+    m.shutdown().await.unwrap();
+}

@@ -1,0 +1,77 @@
+//! The epochs' background task: writes dirty state every
+//! [`super::FLUSH_EVERY`] and runs a prune round every
+//! `sync.prune_interval_ms`, until the node shuts down.
+
+use std::sync::Weak;
+use std::time::{Duration, Instant};
+
+use abi_stable::std_types::{RString, RVec};
+use hangar_core::ErrorKind;
+use tokio::sync::watch;
+
+use crate::protocol::messages::GcPrune;
+use crate::protocol::Message;
+use crate::server::state::FrontEnd;
+
+/// Runs until `stopped` turns true or the front end is gone.
+pub async fn run(fe: Weak<FrontEnd>, mut stopped: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(super::FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_prune = Instant::now();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopped.changed() => {}
+        }
+        let Some(fe) = fe.upgrade() else { return };
+        fe.epochs.flush();
+        if *stopped.borrow() {
+            return;
+        }
+        let every = Duration::from_millis(fe.epochs.config().prune_interval_ms);
+        if last_prune.elapsed() >= every {
+            last_prune = Instant::now();
+            prune_round(&fe).await;
+        }
+    }
+}
+
+/// One prune round: the tombstones of every epoch all remembered devices
+/// confirmed leave storage, then clients are told `GC_PRUNE`. A storage
+/// module that cannot prune on request keeps them (logged once a round);
+/// the epochs stay listed and are tried again next round.
+pub async fn prune_round(fe: &FrontEnd) {
+    let Some(plan) = fe.epochs.plan_prune() else {
+        return;
+    };
+    fe.epochs.begin_prune(&plan);
+    let mut pruned = 0u64;
+    for (map, tags) in &plan.by_map {
+        let tags: RVec<RString> = tags.iter().map(|t| RString::from(t.as_str())).collect();
+        match fe
+            .node
+            .storage
+            .prune_or_tombstones(map.as_str().into(), tags)
+            .await
+        {
+            Ok(n) => pruned += n,
+            Err(e) if e.kind == ErrorKind::UNSUPPORTED => {
+                tracing::info!(error = %e, "OR tombstones are kept: the storage module does not prune on request");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(map = %map, error = %e, "pruning OR tombstones failed; retried next round");
+                return;
+            }
+        }
+    }
+    fe.epochs.finish_prune(&plan);
+    if pruned > 0 {
+        if let Some(older_than) = plan.older_than.clone() {
+            let sent = fe.broadcast(&Message::GcPrune {
+                payload: GcPrune { older_than },
+            });
+            tracing::debug!(below = plan.below, pruned, sent, "OR tombstones pruned");
+        }
+    }
+}
