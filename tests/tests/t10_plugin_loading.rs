@@ -764,3 +764,37 @@ async fn t62_the_stock_binary_gives_the_template_its_max_key_bytes_from_the_toml
     );
     assert!(c.stop(0, std::time::Duration::from_secs(10)));
 }
+
+#[test]
+fn t64_a_flag_setting_a_variable_the_plugin_does_not_read_is_refused_by_name() {
+    // The cluster flags reach a plugin as the variables they set; a plugin
+    // that does not declare one refuses to start instead of ignoring it.
+    let p = load("hangar_storage", PluginKind::Storage).unwrap();
+    let mut config = storage_config("n");
+    config
+        .settings
+        .env
+        .insert("HANGAR_CLUSTER_PORT".into(), "9000".into());
+    let Err(e) = plugin::instantiate_storage(&p, &config, &storage_deps("n")) else {
+        panic!("an undeclared variable set by a flag must be refused")
+    };
+    let m = e.to_string();
+    assert!(
+        m.contains("hangar-storage")
+            && m.contains(
+                "--cluster-port sets HANGAR_CLUSTER_PORT, which this plugin does not read"
+            )
+            && m.contains("STORAGE_BACKEND"),
+        "{m}"
+    );
+    // A declared one is taken.
+    let mut config = storage_config("n");
+    config
+        .settings
+        .env
+        .insert("HANGAR_STORAGE_WORKER_THREADS".into(), "0".into());
+    let Err(e) = plugin::instantiate_storage(&p, &config, &storage_deps("n")) else {
+        panic!("worker_threads = 0 must be refused")
+    };
+    assert!(e.to_string().contains("worker_threads = 0"), "{e}");
+}
