@@ -208,12 +208,16 @@ fn t10_a_plugin_built_outside_the_workspace_passes_the_suite_and_loads_with_its_
         "the storage contract suite did not run ({passed} tests passed):\n{out}"
     );
 
-    let so = target
-        .join("debug")
-        .join(hangar_host::plugin::library_file_name(
-            "hangar_external_plugin",
-        ));
-    assert!(so.is_file(), "{} was not built", so.display());
+    // `cargo test` leaves the plugin file in `deps/` (`cargo build` would
+    // also copy it up).
+    let file = hangar_host::plugin::library_file_name("hangar_external_plugin");
+    let so = [
+        target.join("debug").join("deps").join(&file),
+        target.join("debug").join(&file),
+    ]
+    .into_iter()
+    .find(|f| f.is_file())
+    .unwrap_or_else(|| panic!("{file} was not built under {}", target.display()));
     let toml = |storage: &str| {
         format!(
             "host = \"127.0.0.1\"\nport = 0\n[plugins]\nstorage = {:?}\n[cluster]\nhost = \"127.0.0.1\"\n[storage]\nbackend = \"memory\"\n{storage}\n",
