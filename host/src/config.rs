@@ -4,6 +4,7 @@
 //! Unknown keys in the file are errors (a typo must not silently fall back to
 //! a default), and every error names the key and what was expected.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use hangar_core::config::{ClusterModuleConfig, PluginSettings, StorageModuleConfig};
@@ -168,6 +169,66 @@ impl StorageSection {
     }
 }
 
+/// The `[cluster]` section: the keys the host reads (it owns them and
+/// passes them in `ClusterModuleConfig`), and the cluster plugin's own
+/// settings, which the host passes on without reading
+/// (`hangar_core::settings`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct ClusterSection {
+    /// The name or address other machines reach this node at: the host
+    /// advertises its client endpoint under it, the cluster plugin its
+    /// transport (default: the plugin's bind address).
+    pub advertise_host: Option<String>,
+    /// WebSocket URL clients use to reach this node, advertised in the
+    /// partition map (default: built from `advertise_host` or the bound
+    /// client address once the node listens).
+    pub client_endpoint: Option<String>,
+    /// The cluster module's own directory (default
+    /// `<data_dir>/<node_id>/cluster`).
+    pub data_dir: Option<PathBuf>,
+    /// Every other key: the cluster plugin's settings.
+    #[serde(flatten)]
+    pub settings: toml::Table,
+    /// Values of the plugin's environment variables set by command-line
+    /// flags (`--cluster-port` sets `HANGAR_CLUSTER_PORT`, see
+    /// [`CLUSTER_FLAGS`]): they override the process environment. The
+    /// plugin must declare each one; the host refuses a flag the loaded
+    /// plugin does not read.
+    #[serde(skip)]
+    pub flags: BTreeMap<String, String>,
+}
+
+impl ClusterSection {
+    /// Sets one of the plugin's settings (for tests and embedding hosts).
+    pub fn set(&mut self, key: &str, value: impl Into<toml::Value>) {
+        self.settings.insert(key.to_string(), value.into());
+    }
+
+    /// Records the value of one of [`CLUSTER_FLAGS`] as the variable it
+    /// sets.
+    ///
+    /// # Panics
+    /// If `flag` is not one of [`CLUSTER_FLAGS`] (a programming error).
+    pub fn set_flag(&mut self, flag: &str, value: impl Into<String>) {
+        let (_, var) = CLUSTER_FLAGS
+            .iter()
+            .find(|(f, _)| *f == flag)
+            .unwrap_or_else(|| panic!("{flag} is not a cluster flag"));
+        self.flags.insert((*var).to_string(), value.into());
+    }
+}
+
+/// The cluster flags of `hangar` and the plugin variable each one sets: the
+/// host does not know their types or keys; the default cluster plugin
+/// declares these variables (`hangar_cluster::ClusterSettings`), another
+/// plugin may declare them too.
+pub const CLUSTER_FLAGS: [(&str, &str); 3] = [
+    ("--cluster-port", "HANGAR_CLUSTER_PORT"),
+    ("--seed-nodes", "HANGAR_SEED_NODES"),
+    ("--cluster-id", "HANGAR_CLUSTER_ID"),
+];
+
 /// Keys of `[storage]` that moved, and where to.
 const MOVED_STORAGE_KEYS: [(&str, &str); 2] = [
     (
@@ -179,6 +240,12 @@ const MOVED_STORAGE_KEYS: [(&str, &str); 2] = [
         "the data directory is the host's: set the top-level data_dir (the storage plugin gets <data_dir>/<node_id>/storage)",
     ),
 ];
+
+/// Keys of `[cluster]` that the host owns elsewhere.
+const MOVED_CLUSTER_KEYS: [(&str, &str); 1] = [(
+    "node_id",
+    "the node id is the host's: set the top-level node_id (it is passed to the cluster plugin)",
+)];
 
 /// The whole node configuration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -202,8 +269,9 @@ pub struct HangarConfig {
     pub network: NetworkConfig,
     /// OR-map tombstone epochs and device confirmations.
     pub sync: SyncConfig,
-    /// Cluster module settings (`node_id` and `data_dir` are filled in).
-    pub cluster: ClusterModuleConfig,
+    /// `[cluster]`: the advertised host, the client endpoint, the module's
+    /// directory and the cluster plugin's own settings.
+    pub cluster: ClusterSection,
     /// `[storage]`: the write-ack timeout and the storage plugin's own
     /// settings.
     pub storage: StorageSection,
@@ -223,7 +291,7 @@ impl Default for HangarConfig {
             auth: AuthConfig::default(),
             network: NetworkConfig::default(),
             sync: SyncConfig::default(),
-            cluster: ClusterModuleConfig::default(),
+            cluster: ClusterSection::default(),
             storage: StorageSection::default(),
             shutdown_grace_ms: 5_000,
         }
@@ -297,13 +365,13 @@ impl HangarConfig {
     ///
     /// Variables: `HANGAR_NODE_ID`, `HANGAR_HOST`, `HANGAR_PORT`,
     /// `HANGAR_DATA_DIR`, `HANGAR_LOG`, `HANGAR_PLUGIN_DIR`,
-    /// `HANGAR_STORAGE_PLUGIN`, `HANGAR_CLUSTER_PLUGIN`, `HANGAR_CLUSTER_PORT`,
-    /// `HANGAR_SEED_NODES` (comma-separated `host:port`), `HANGAR_CLUSTER_ID`,
-    /// `HANGAR_ADVERTISE_HOST`, `HANGAR_ZONE`, `JWT_SECRET`, and
-    /// `HANGAR_NO_AUTH=1` / `TOPGUN_NO_AUTH=true`, which turn auth off.
-    /// The storage plugin's variables (`STORAGE_BACKEND`, ...) are the
-    /// plugin's: it declares them and the host passes them on when it
-    /// builds the module (`hangar_host::plugin::instantiate_storage`).
+    /// `HANGAR_STORAGE_PLUGIN`, `HANGAR_CLUSTER_PLUGIN`,
+    /// `HANGAR_ADVERTISE_HOST`, `JWT_SECRET`, and `HANGAR_NO_AUTH=1` /
+    /// `TOPGUN_NO_AUTH=true`, which turn auth off. The plugins' variables
+    /// (`STORAGE_BACKEND`, `HANGAR_CLUSTER_PORT`, `HANGAR_SEED_NODES`,
+    /// `HANGAR_ZONE`, ...) are the plugins': each declares its own and the
+    /// host passes them on when it builds the module
+    /// (`hangar_host::plugin::instantiate_storage`, `instantiate_cluster`).
     ///
     /// # Errors
     /// [`ConfigError::Env`] naming the variable and the expected shape.
@@ -339,22 +407,8 @@ impl HangarConfig {
         if let Some(v) = get("HANGAR_CLUSTER_PLUGIN") {
             self.plugins.cluster = v;
         }
-        if let Some(v) = get("HANGAR_CLUSTER_PORT") {
-            self.cluster.cluster_port = v
-                .parse()
-                .map_err(|_| env_err("HANGAR_CLUSTER_PORT", &v, "a port number 0-65535"))?;
-        }
-        if let Some(v) = get("HANGAR_SEED_NODES") {
-            self.cluster.seed_nodes = split_list(&v);
-        }
-        if let Some(v) = get("HANGAR_CLUSTER_ID") {
-            self.cluster.cluster_id = v;
-        }
         if let Some(v) = get("HANGAR_ADVERTISE_HOST") {
             self.cluster.advertise_host = Some(v);
-        }
-        if let Some(v) = get("HANGAR_ZONE") {
-            self.cluster.zone = v;
         }
         if let Some(v) = get("JWT_SECRET").filter(|v| !v.is_empty()) {
             self.auth.jwt_secret = Some(v);
@@ -396,6 +450,14 @@ impl HangarConfig {
                 });
             }
         }
+        for (key, moved) in MOVED_CLUSTER_KEYS {
+            if self.cluster.settings.contains_key(key) {
+                return Err(ConfigError::Invalid {
+                    key: format!("cluster.{key}"),
+                    message: format!("no longer set here: {moved}"),
+                });
+            }
+        }
         if self.storage.write_ack_timeout_ms == 0 {
             return Err(ConfigError::Invalid {
                 key: "storage.write_ack_timeout_ms".into(),
@@ -417,7 +479,6 @@ impl HangarConfig {
                 ),
             });
         }
-        self.cluster.node_id.clone_from(&self.node_id);
         // State lives under the data directory per node id, so several nodes
         // started from one working directory never share files.
         let own = self.data_dir.join(&self.node_id);
@@ -475,6 +536,33 @@ impl HangarConfig {
         }
     }
 
+    /// The cluster module's config: node id, its directory, the advertised
+    /// host and client endpoint, and the rest of `[cluster]` as the
+    /// plugin's opaque settings, with the variables the flags set (the
+    /// plugin's environment variables are added when a plugin is
+    /// instantiated).
+    ///
+    /// # Panics
+    /// Never for a table read from TOML (every TOML value has a msgpack
+    /// form).
+    #[must_use]
+    pub fn cluster_module_config(&self) -> ClusterModuleConfig {
+        let values = rmpv::ext::to_value(&self.cluster.settings)
+            .expect("a TOML table converts to a msgpack value");
+        ClusterModuleConfig {
+            node_id: self.node_id.clone(),
+            data_dir: self.cluster.data_dir.clone(),
+            client_endpoint: self.cluster.client_endpoint.clone(),
+            advertise_host: self.cluster.advertise_host.clone(),
+            settings: PluginSettings {
+                section: "cluster".into(),
+                values,
+                env: self.cluster.flags.clone(),
+                ..PluginSettings::default()
+            },
+        }
+    }
+
     /// Parsed version requirement of a slot (validated by [`Self::finish`]).
     #[must_use]
     pub fn version_req(&self, storage: bool) -> VersionReq {
@@ -485,16 +573,6 @@ impl HangarConfig {
         };
         VersionReq::parse(s).unwrap_or(VersionReq::STAR)
     }
-}
-
-/// Splits a comma-separated list, trimming blanks and dropping empty items.
-#[must_use]
-pub fn split_list(v: &str) -> Vec<String> {
-    v.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(ToString::to_string)
-        .collect()
 }
 
 #[cfg(test)]
@@ -531,7 +609,9 @@ mod tests {
             ("alpha", 1234)
         );
         assert_eq!(s.data_dir, PathBuf::from("./data/alpha/storage"));
-        assert_eq!(c.cluster.node_id, "alpha");
+        let cl = c.cluster_module_config();
+        assert_eq!(cl.node_id, "alpha");
+        assert_eq!(cl.data_dir, Some(PathBuf::from("./data/alpha/cluster")));
     }
 
     #[test]
@@ -601,6 +681,41 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn t14_cluster_settings_pass_through_unread_with_the_flags_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("hangar.toml");
+        std::fs::write(
+            &f,
+            "[cluster]\nadvertise_host = \"10.0.0.1\"\ncluster_port = \"not a port\"\nbackup_count = 2\n[cluster.migration]\nmax_bytes_per_sec = 0\n",
+        )
+        .unwrap();
+        let mut c = HangarConfig::from_file(&f).unwrap();
+        c.cluster
+            .flags
+            .insert("HANGAR_SEED_NODES".into(), "a:1,b:2".into());
+        c.finish().unwrap();
+        let m = c.cluster_module_config();
+        assert_eq!(m.advertise_host.as_deref(), Some("10.0.0.1"));
+        assert_eq!(m.settings.section, "cluster");
+        assert_eq!(m.settings.env["HANGAR_SEED_NODES"], "a:1,b:2");
+        let rmpv::Value::Map(got) = &m.settings.values else {
+            panic!("a map")
+        };
+        let mut keys: Vec<&str> = got.iter().filter_map(|(k, _)| k.as_str()).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["backup_count", "cluster_port", "migration"]);
+        assert_eq!(m.settings.values["cluster_port"], "not a port".into());
+
+        std::fs::write(&f, "[cluster]\nnode_id = \"x\"\n").unwrap();
+        let mut c = HangarConfig::from_file(&f).unwrap();
+        let e = c.finish().unwrap_err().to_string();
+        assert!(
+            e.contains("cluster.node_id") && e.contains("set the top-level node_id"),
+            "{e}"
+        );
     }
 
     #[test]

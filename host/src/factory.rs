@@ -233,13 +233,14 @@ impl Node {
             peer_resolver: None,
         };
         let cluster = match &modules.cluster {
-            Some(f) => f(config.cluster.clone(), cluster_deps)
+            Some(f) => f(config.cluster_module_config(), cluster_deps)
                 .map_err(|e| StartError::at(Step::ClusterModule, e))?,
             None => {
                 let p = load_plugin(&config, PluginKind::Cluster)
                     .map_err(|e| StartError::at(Step::ClusterModule, e))?;
-                let m = plugin::instantiate_cluster(&p, &config.cluster, &cluster_deps)
-                    .map_err(|e| StartError::at(Step::ClusterModule, e))?;
+                let m =
+                    plugin::instantiate_cluster(&p, &config.cluster_module_config(), &cluster_deps)
+                        .map_err(|e| StartError::at(Step::ClusterModule, e))?;
                 plugins.push(p);
                 m
             }

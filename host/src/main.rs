@@ -218,6 +218,8 @@ struct ServeArgs {
     #[arg(long)]
     log: Option<String>,
     /// Cluster transport port (node-to-node traffic and gossip); 0 picks one.
+    /// Sets the cluster plugin's `HANGAR_CLUSTER_PORT`, as do the next two
+    /// flags `HANGAR_SEED_NODES` and `HANGAR_CLUSTER_ID`.
     #[arg(long)]
     cluster_port: Option<u16>,
     /// Seed nodes' cluster addresses, comma-separated `host:port` (host names
@@ -268,14 +270,17 @@ fn effective_config(a: &ServeArgs) -> Result<HangarConfig, String> {
     if let Some(v) = &a.log {
         c.log.clone_from(v);
     }
+    // The cluster plugin's flags set the variables it declares (the host
+    // does not read its settings; a plugin that does not declare one is
+    // refused by name when it is loaded).
     if let Some(v) = a.cluster_port {
-        c.cluster.cluster_port = v;
+        c.cluster.set_flag("--cluster-port", v.to_string());
     }
     if let Some(v) = &a.seed_nodes {
-        c.cluster.seed_nodes = hangar_host::config::split_list(v);
+        c.cluster.set_flag("--seed-nodes", v.clone());
     }
     if let Some(v) = &a.cluster_id {
-        c.cluster.cluster_id.clone_from(v);
+        c.cluster.set_flag("--cluster-id", v.clone());
     }
     if let Some(v) = &a.advertise_host {
         c.cluster.advertise_host = Some(v.clone());

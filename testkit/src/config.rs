@@ -37,7 +37,9 @@ pub fn storage_settings() -> PluginSettings {
 /// A cluster config for node `node` of cluster `suite` on loopback: its
 /// state in `dir`, its transport on `cluster_port` (0: an ephemeral one),
 /// `seeds` as its seed nodes (`127.0.0.1:port`), gossip every 100 ms and a
-/// 3 s bootstrap wait.
+/// 3 s bootstrap wait, in the keys of the default cluster plugin's
+/// `[cluster]` section ([`cluster_settings`]). A module with settings of
+/// its own replaces `config.settings` in its factory.
 #[must_use]
 pub fn cluster_config(
     node: &str,
@@ -46,15 +48,22 @@ pub fn cluster_config(
     seeds: &[String],
 ) -> ClusterModuleConfig {
     ClusterModuleConfig {
-        node_id: node.to_string(),
-        host: "127.0.0.1".to_string(),
-        cluster_port,
-        cluster_id: "suite".to_string(),
-        seed_nodes: seeds.to_vec(),
-        gossip_interval_ms: 100,
-        bootstrap_timeout_ms: 3_000,
         client_endpoint: Some("ws://127.0.0.1:1/ws".to_string()),
-        data_dir: Some(dir.to_path_buf()),
-        ..ClusterModuleConfig::default()
+        ..ClusterModuleConfig::new(node, dir, cluster_settings(cluster_port, seeds))
     }
+}
+
+/// The plugin settings [`cluster_config`] passes: `host = "127.0.0.1"`,
+/// `cluster_port`, `cluster_id = "suite"`, `seed_nodes`,
+/// `gossip_interval_ms = 100`, `bootstrap_timeout_ms = 3000`.
+#[must_use]
+pub fn cluster_settings(cluster_port: u16, seeds: &[String]) -> PluginSettings {
+    let seeds = Value::Array(seeds.iter().map(|s| Value::from(s.as_str())).collect());
+    PluginSettings::default()
+        .with("host", "127.0.0.1")
+        .with("cluster_port", cluster_port)
+        .with("cluster_id", "suite")
+        .with("seed_nodes", seeds)
+        .with("gossip_interval_ms", 100)
+        .with("bootstrap_timeout_ms", 3_000)
 }

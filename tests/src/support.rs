@@ -53,11 +53,12 @@ pub fn cluster_config(node: &str) -> ClusterModuleConfig {
         .expect("a temporary directory")
         .keep();
     ClusterModuleConfig {
-        node_id: node.to_string(),
-        host: "127.0.0.1".to_string(),
         client_endpoint: Some("ws://127.0.0.1:1/ws".to_string()),
-        data_dir: Some(dir),
-        ..ClusterModuleConfig::default()
+        ..ClusterModuleConfig::new(
+            node,
+            dir,
+            PluginSettings::default().with("host", "127.0.0.1"),
+        )
     }
 }
 

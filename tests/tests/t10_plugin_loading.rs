@@ -627,7 +627,90 @@ fn t61_inspect_prints_the_plugins_settings_with_defaults_and_variables() {
         std::time::Duration::from_secs(60),
     );
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("(this plugin takes no settings)"), "{out}");
+    for want in [
+        "[cluster]",
+        "# cluster transport port",
+        "cluster_port = 0",
+        "cluster_id = \"hangar\"",
+        "backup_count = 1",
+        "default_read_consistency = \"EVENTUAL\"",
+        "# service_name = (not set by default)",
+        "# map_consistency = {} (none by default)",
+        "[cluster.migration]",
+        "max_bytes_per_sec = 4194304",
+        "[cluster.repair]",
+        "HANGAR_CLUSTER_PORT -> cluster.cluster_port",
+        "HANGAR_SEED_NODES -> cluster.seed_nodes",
+        "HANGAR_ZONE -> cluster.zone",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    // The tables come after every plain key, so the text reads as TOML.
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    let at = |want: &str| lines.iter().position(|l| l.starts_with(want)).unwrap();
+    let tables = at("[cluster.");
+    for plain in [
+        "backup_count = 1",
+        "replication_enabled = true",
+        "default_read_consistency",
+    ] {
+        assert!(at(plain) < tables, "{plain} after a table:\n{out}");
+    }
+}
+
+/// A node config on loopback with the given `[cluster]` lines.
+fn cluster_toml(cluster: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hangar.toml");
+    std::fs::write(
+        &file,
+        format!("host = \"127.0.0.1\"\nport = 0\n[cluster]\nhost = \"127.0.0.1\"\n{cluster}\n"),
+    )
+    .unwrap();
+    (dir, file)
+}
+
+#[test]
+fn t63_a_wrong_cluster_setting_stops_start_up_naming_the_key_and_the_plugin() {
+    for (cluster, key, expected) in [
+        (
+            "backup_count = \"two\"",
+            "setting cluster.backup_count",
+            "expected u32",
+        ),
+        (
+            "gossip_interval = 100",
+            "setting cluster.gossip_interval",
+            "unknown field `gossip_interval`",
+        ),
+        (
+            "[cluster.migration]\nmax_bytes_per_second = 1",
+            "setting cluster.migration.max_bytes_per_second",
+            "unknown field `max_bytes_per_second`",
+        ),
+        (
+            "gossip_interval_ms = 0",
+            "[cluster]: gossip_interval_ms = 0",
+            "expected at least 1",
+        ),
+    ] {
+        let (dir, file) = cluster_toml(cluster);
+        let args: Vec<&std::ffi::OsStr> = vec![
+            "--config".as_ref(),
+            file.as_os_str(),
+            "--data-dir".as_ref(),
+            dir.path().as_os_str(),
+        ];
+        let (code, _, err) = run_hangar(&args, std::time::Duration::from_secs(60));
+        assert!(
+            code.is_some_and(|c| c != 0),
+            "{cluster}: exit {code:?}\n{err}"
+        );
+        assert!(
+            err.contains("plugin hangar-cluster") && err.contains(key) && err.contains(expected),
+            "{cluster}:\n{err}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -680,4 +763,38 @@ async fn t62_the_stock_binary_gives_the_template_its_max_key_bytes_from_the_toml
         "{results:?}"
     );
     assert!(c.stop(0, std::time::Duration::from_secs(10)));
+}
+
+#[test]
+fn t64_a_flag_setting_a_variable_the_plugin_does_not_read_is_refused_by_name() {
+    // The cluster flags reach a plugin as the variables they set; a plugin
+    // that does not declare one refuses to start instead of ignoring it.
+    let p = load("hangar_storage", PluginKind::Storage).unwrap();
+    let mut config = storage_config("n");
+    config
+        .settings
+        .env
+        .insert("HANGAR_CLUSTER_PORT".into(), "9000".into());
+    let Err(e) = plugin::instantiate_storage(&p, &config, &storage_deps("n")) else {
+        panic!("an undeclared variable set by a flag must be refused")
+    };
+    let m = e.to_string();
+    assert!(
+        m.contains("hangar-storage")
+            && m.contains(
+                "--cluster-port sets HANGAR_CLUSTER_PORT, which this plugin does not read"
+            )
+            && m.contains("STORAGE_BACKEND"),
+        "{m}"
+    );
+    // A declared one is taken.
+    let mut config = storage_config("n");
+    config
+        .settings
+        .env
+        .insert("HANGAR_STORAGE_WORKER_THREADS".into(), "0".into());
+    let Err(e) = plugin::instantiate_storage(&p, &config, &storage_deps("n")) else {
+        panic!("worker_threads = 0 must be refused")
+    };
+    assert!(e.to_string().contains("worker_threads = 0"), "{e}");
 }

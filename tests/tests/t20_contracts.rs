@@ -125,7 +125,8 @@ mod t16_cluster_three_nodes {
 mod t16b_cluster_three_nodes_loaded_zones {
     hangar_testkit::cluster_multi_suite!(
         |mut c: hangar_core::config::ClusterModuleConfig, d| {
-            c.zone = if c.node_id == "n3" { "b" } else { "a" }.to_string();
+            let zone = if c.node_id == "n3" { "b" } else { "a" };
+            c.settings = c.settings.with("zone", zone);
             hangar_tests::support::loaded_cluster_with("hangar_cluster_zones", &c, &d)
         },
         hangar_storage::create,

@@ -78,7 +78,13 @@ pub fn describe_settings(plugin: &LoadedPlugin) -> Result<SettingsDescription, L
 }
 
 /// Fills the settings' plugin name and the environment variables the
-/// plugin declared (read through `get`), for its constructor.
+/// plugin declared (read through `get`), for its constructor. Variables
+/// already in `settings.env` were set by command-line flags: they win over
+/// the environment, and each must be one the plugin declared.
+///
+/// # Errors
+/// As [`describe_settings`]; [`LoadError::InitFailed`] naming a variable a
+/// flag set that the plugin does not read.
 fn settings_for(
     plugin: &LoadedPlugin,
     settings: &PluginSettings,
@@ -87,9 +93,33 @@ fn settings_for(
     let description = describe_settings(plugin)?;
     let mut settings = settings.clone();
     settings.plugin.clone_from(&plugin.manifest.name);
+    if let Some(var) = settings
+        .env
+        .keys()
+        .find(|k| !description.env.iter().any(|v| v.name == **k))
+    {
+        let kind = plugin.manifest.kind.unwrap_or(PluginKind::Storage);
+        let declared: Vec<&str> = description.env.iter().map(|v| v.name.as_str()).collect();
+        let flag = crate::config::CLUSTER_FLAGS
+            .iter()
+            .find(|(_, v)| v == var)
+            .map_or_else(String::new, |(f, _)| format!("{f} sets "));
+        return Err(init_error(
+            plugin,
+            kind,
+            ModuleError::new(
+                hangar_core::ErrorKind::CONFIG,
+                format!(
+                    "{flag}{var}, which this plugin does not read (it reads {}); set its [{}] settings instead",
+                    if declared.is_empty() { "no variables".to_string() } else { declared.join(", ") },
+                    settings.section,
+                ),
+            ),
+        ));
+    }
     for var in description.env {
         if let Some(v) = get(&var.name) {
-            settings.env.insert(var.name, v);
+            settings.env.entry(var.name).or_insert(v);
         }
     }
     Ok(settings)
@@ -97,7 +127,8 @@ fn settings_for(
 
 /// Renders a settings description as TOML text for `hangar plugins
 /// inspect`: each key's line as a comment above its default, under the
-/// slot's `[section]`, then the environment variables.
+/// slot's `[section]` (keys with a table of defaults last, under
+/// `[section.key]`), then the environment variables.
 #[must_use]
 pub fn render_settings(section: &str, description: &SettingsDescription) -> String {
     let mut out = format!("[{section}]\n");
@@ -111,20 +142,49 @@ pub fn render_settings(section: &str, description: &SettingsDescription) -> Stri
     if defaults.is_empty() && description.keys.is_empty() {
         return "(this plugin takes no settings)\n".to_string();
     }
+    let is_table = |v: &rmpv::Value| matches!(v, rmpv::Value::Map(m) if !m.is_empty());
+    let mut tables = String::new();
     for (key, value) in &defaults {
+        let to = if is_table(value) {
+            &mut tables
+        } else {
+            &mut out
+        };
         if let Some(doc) = description.keys.iter().find(|d| d.key == *key) {
-            out.push_str(&format!("# {}\n", doc.doc));
+            to.push_str(&format!("# {}\n", doc.doc));
+        }
+        if value.is_nil() {
+            // No default (an optional setting): TOML has no null.
+            to.push_str(&format!("# {key} = (not set by default)\n"));
+            continue;
+        }
+        if matches!(value, rmpv::Value::Map(m) if m.is_empty()) {
+            // An empty table (no entries by default): name it.
+            to.push_str(&format!("# {key} = {{}} (none by default)\n"));
+            continue;
         }
         let mut one = toml::Table::new();
         let v: toml::Value = rmpv::ext::from_value(value.clone())
             .unwrap_or_else(|_| toml::Value::String(value.to_string()));
         one.insert(key.clone(), v);
         match toml::to_string(&one) {
-            Ok(t) if !t.trim().is_empty() => out.push_str(&t),
-            // An empty table (no entries by default): name it.
-            _ => out.push_str(&format!("# {key} = {{}} (none by default)\n")),
+            Ok(t) if !t.trim().is_empty() => {
+                // A table's headers name it under the section.
+                for line in t.lines() {
+                    if let Some(rest) = line.strip_prefix("[[") {
+                        to.push_str(&format!("[[{section}.{rest}\n"));
+                    } else if let Some(rest) = line.strip_prefix('[') {
+                        to.push_str(&format!("[{section}.{rest}\n"));
+                    } else {
+                        to.push_str(line);
+                        to.push('\n');
+                    }
+                }
+            }
+            _ => to.push_str(&format!("# {key} = {value}\n")),
         }
     }
+    out.push_str(&tables);
     if !description.env.is_empty() {
         out.push_str("\n# environment variables (override the file):\n");
         for var in &description.env {
@@ -158,18 +218,26 @@ pub fn instantiate_storage(
     Ok(storage_from_ffi(ffi))
 }
 
-/// Builds the cluster module of a loaded cluster plugin.
+/// Builds the cluster module of a loaded cluster plugin, with the
+/// environment variables its settings description declares (those the
+/// host's flags set win).
 ///
 /// # Errors
 /// [`LoadError::InitFailed`] / [`LoadError::InitPanicked`] when the plugin's
-/// constructor fails or panics (the host keeps running).
+/// constructor fails or panics (the host keeps running); its settings
+/// refused come back this way, naming the key; so does a flag that sets a
+/// variable the plugin does not read.
 pub fn instantiate_cluster(
     plugin: &LoadedPlugin,
     config: &ClusterModuleConfig,
     deps: &ClusterDeps,
 ) -> Result<Arc<dyn ClusterModule>, LoadError> {
     install_log_sink(plugin)?;
-    let bytes = encode_config(config).map_err(|e| init_error(plugin, PluginKind::Cluster, e))?;
+    let config = ClusterModuleConfig {
+        settings: settings_for(plugin, &config.settings, |n| std::env::var(n).ok())?,
+        ..config.clone()
+    };
+    let bytes = encode_config(&config).map_err(|e| init_error(plugin, PluginKind::Cluster, e))?;
     let ffi = (plugin.root.create_cluster())(bytes.into(), FfiClusterDeps::from_native(deps))
         .into_result()
         .map_err(|e| init_error(plugin, PluginKind::Cluster, e))?;

@@ -22,6 +22,9 @@
 //! - `strategy`: [`ReplicationStrategy`], the replication extension point
 //!   (placement, shipping, acknowledgements) and [`DefaultStrategy`].
 //! - `wire`: what nodes say to each other on each channel.
+//! - `settings`: [`ClusterSettings`], the plugin's own `[cluster]`
+//!   settings (transport, gossip, replication, migration, repair, TLS,
+//!   discovery, consistency) and the variables that set them.
 //! - `locks`: named locks with TTL leases and fencing tokens, as the Raft
 //!   state keeps them; `lock_service`: the lock operations over Raft and
 //!   the leader's keeper that frees the locks of dead or restarted nodes.
@@ -38,14 +41,16 @@ pub mod repair;
 pub mod replication;
 pub mod routing;
 pub mod scatter;
+pub mod settings;
 pub mod strategy;
 pub mod transport;
 pub mod wire;
 
 pub use module::{create, create_with_strategy, DefaultCluster};
+pub use settings::ClusterSettings;
 pub use strategy::{DefaultStrategy, ReplicationStrategy};
 
-hangar_plugin_sdk::export_cluster_plugin!(crate::module::create);
+hangar_plugin_sdk::export_cluster_plugin!(crate::module::create, settings: crate::settings::ClusterSettings);
 
 #[doc(hidden)]
 pub use hangar_plugin_sdk as __sdk;
@@ -54,8 +59,9 @@ pub use hangar_plugin_sdk as __sdk;
 /// cluster module run with the strategy `$strategy` (an expression of type
 /// `Arc<dyn ReplicationStrategy>`, evaluated each time the host creates the
 /// module). The manifest takes the calling crate's name, version and
-/// description, like `hangar_plugin_sdk::export_cluster_plugin!`; the crate
-/// must be a `cdylib` depending on `hangar-cluster` and `hangar-plugin-sdk`.
+/// description, like `hangar_plugin_sdk::export_cluster_plugin!`, and the
+/// default module's settings ([`ClusterSettings`]); the crate must be a
+/// `cdylib` depending on `hangar-cluster` and `hangar-plugin-sdk`.
 ///
 /// ```ignore
 /// hangar_cluster::export_cluster_plugin_with_strategy!(std::sync::Arc::new(MyStrategy));
@@ -71,6 +77,9 @@ macro_rules! export_cluster_plugin_with_strategy {
         > {
             $crate::create_with_strategy(config, deps, $strategy)
         }
-        $crate::__sdk::export_cluster_plugin!(__hangar_cluster_with_strategy);
+        $crate::__sdk::export_cluster_plugin!(
+            __hangar_cluster_with_strategy,
+            settings: $crate::ClusterSettings
+        );
     };
 }

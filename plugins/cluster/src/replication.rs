@@ -26,12 +26,12 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hangar_core::config::ReplicationConfig;
 use hangar_core::module::services::{MetricsExt, MetricsSink};
 use hangar_core::{ConsistencyLevel, KeyedOp};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
+use crate::settings::ReplicationConfig;
 use crate::transport::{Channel, Transport};
 use crate::wire::{self, ReplicateOut, ReplicateReply};
 

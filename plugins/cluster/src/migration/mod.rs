@@ -59,7 +59,7 @@ use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hangar_core::config::MigrationConfig;
+use crate::settings::MigrationConfig;
 use hangar_core::module::accessor::StorageAccessor;
 use hangar_core::module::services::{MetricsExt, MetricsSink};
 use hangar_core::KeyedOp;

@@ -27,8 +27,8 @@ impl ClusterModule for DefaultCluster {
         }
         let running = self.running().cloned();
         let tasks: Vec<_> = self.tasks.lock().drain(..).collect();
-        let gossip_interval = Duration::from_millis(self.config.gossip_interval_ms);
-        let leave_timeout = Duration::from_millis(self.config.migration.leave_timeout_ms);
+        let gossip_interval = Duration::from_millis(self.settings.gossip_interval_ms);
+        let leave_timeout = Duration::from_millis(self.settings.migration.leave_timeout_ms);
         self.runtime.spawn_call("cluster.shutdown", async move {
             if let Some(r) = running {
                 // Tell peers first, so they take over without waiting for
@@ -84,7 +84,7 @@ impl ClusterModule for DefaultCluster {
         let Some(r) = self.running() else {
             return RVec::from(vec![Member {
                 node_id: self.config.node_id.as_str().into(),
-                address: format!("{}:{}", self.config.host, self.config.cluster_port).into(),
+                address: format!("{}:{}", self.settings.host, self.settings.cluster_port).into(),
                 client_endpoint: self
                     .config
                     .client_endpoint
@@ -391,7 +391,7 @@ impl ClusterModule for DefaultCluster {
                     ClusterPhase::Forming
                 },
                 ready: false,
-                cluster_id: self.config.cluster_id.as_str().into(),
+                cluster_id: self.settings.cluster_id.as_str().into(),
                 leader: ROption::RNone,
                 raft_term: 0,
                 raft_commit_index: 0,
@@ -416,7 +416,7 @@ impl ClusterModule for DefaultCluster {
         ClusterStatus {
             phase,
             ready: phase == ClusterPhase::Active,
-            cluster_id: self.config.cluster_id.as_str().into(),
+            cluster_id: self.settings.cluster_id.as_str().into(),
             leader: s.leader.map(RString::from).into(),
             raft_term: s.term,
             raft_commit_index: s.commit_index,

@@ -5,6 +5,7 @@ use super::*;
 /// The module's parts, owned by the start-up future.
 pub(super) struct Boot {
     pub(super) config: ClusterModuleConfig,
+    pub(super) settings: ClusterSettings,
     pub(super) deps: ClusterDeps,
     pub(super) seeds: Vec<String>,
     pub(super) table: Arc<PartitionTable>,
@@ -19,11 +20,12 @@ pub(super) struct Boot {
 impl Boot {
     pub(super) async fn boot(self) -> ModuleResult<()> {
         let c = &self.config;
+        let s = &self.settings;
         let storage = self.storage.clone();
         let node = self.node.clone();
-        let bind = resolve_one(&c.host, c.cluster_port)
+        let bind = resolve_one(&s.host, s.cluster_port)
             .await
-            .map_err(|e| config_error(format!("cluster.host {:?}: {e}", c.host)))?;
+            .map_err(|e| config_error(format!("cluster.host {:?}: {e}", s.host)))?;
         let advertise_ip = match &c.advertise_host {
             Some(h) => Some(
                 resolve_one(h, 0)
@@ -39,7 +41,7 @@ impl Boot {
             }
             None => None,
         };
-        let tls = c
+        let tls = s
             .cluster_tls
             .as_ref()
             .filter(|t| t.enabled)
@@ -54,7 +56,7 @@ impl Boot {
         });
         let transport = Transport::start(
             TransportConfig {
-                cluster_id: c.cluster_id.clone(),
+                cluster_id: s.cluster_id.clone(),
                 node_id: c.node_id.clone(),
                 bind,
                 advertise_ip,
@@ -67,7 +69,7 @@ impl Boot {
         .await
         .map_err(|e| unavailable(format!("cluster transport: {e}")))?;
         let addr = transport.local_addr();
-        tracing::info!(node = %c.node_id, cluster = %c.cluster_id, %addr, "cluster transport listening");
+        tracing::info!(node = %c.node_id, cluster = %s.cluster_id, %addr, "cluster transport listening");
 
         let seed_strings = self.seeds.clone();
         let mut seeds = Vec::new();
@@ -86,11 +88,11 @@ impl Boot {
         seeds.sort();
         seeds.dedup();
         let client_endpoint = c.client_endpoint.clone().unwrap_or_default();
-        let interval = Duration::from_millis(c.gossip_interval_ms);
+        let interval = Duration::from_millis(s.gossip_interval_ms);
         let membership = Membership::start(
             MembershipConfig {
                 node_id: c.node_id.clone(),
-                cluster_id: c.cluster_id.clone(),
+                cluster_id: s.cluster_id.clone(),
                 addr,
                 seeds: seed_strings
                     .iter()
@@ -98,10 +100,10 @@ impl Boot {
                     .cloned()
                     .collect(),
                 gossip_interval: interval,
-                phi_threshold: f64::from(c.phi_threshold),
-                failure_confirm: Duration::from_millis(c.failure_confirm_ms),
+                phi_threshold: f64::from(s.phi_threshold),
+                failure_confirm: Duration::from_millis(s.failure_confirm_ms),
                 client_endpoint: client_endpoint.clone(),
-                zone: c.zone.clone(),
+                zone: s.zone.clone(),
             },
             Arc::new(TransportGossip(transport.clone())),
         )
@@ -112,7 +114,7 @@ impl Boot {
             node_id: c.node_id.clone(),
             cluster_addr: addr.to_string(),
             client_endpoint,
-            zone: c.zone.clone(),
+            zone: s.zone.clone(),
         };
         let dir = c
             .data_dir
@@ -156,7 +158,7 @@ impl Boot {
             self.table.withdraw_provisional();
         }
 
-        let default_timeout = Duration::from_millis(c.replication.ack_timeout_ms.max(1_000));
+        let default_timeout = Duration::from_millis(s.replication.ack_timeout_ms.max(1_000));
         let router = Router::new(
             &c.node_id,
             transport.clone(),
@@ -168,7 +170,7 @@ impl Boot {
         );
         let replicator = Replicator::new(
             transport.clone(),
-            c.replication.clone(),
+            s.replication.clone(),
             self.deps.metrics.clone(),
         );
         let scatter = Scatter::new(
@@ -178,8 +180,8 @@ impl Boot {
             self.table.clone(),
             storage.clone(),
             crate::scatter::replicas::ReadPolicy {
-                default: c.default_read_consistency,
-                per_map: c.map_read_consistency.clone(),
+                default: s.default_read_consistency,
+                per_map: s.map_read_consistency.clone(),
             },
             self.deps.metrics.clone(),
         );
@@ -190,7 +192,7 @@ impl Boot {
             membership.clone(),
             self.table.clone(),
             storage.clone(),
-            c.migration.clone(),
+            s.migration.clone(),
             self.deps.metrics.clone(),
         );
         let repairer = Repairer::new(
@@ -199,7 +201,7 @@ impl Boot {
             membership.clone(),
             self.table.clone(),
             storage.clone(),
-            c.repair.clone(),
+            s.repair.clone(),
             self.deps.metrics.clone(),
         );
         let _ = self.running.set(Arc::new(Running {
@@ -220,10 +222,10 @@ impl Boot {
             me,
             seeds,
             gossip_interval: interval,
-            bootstrap_timeout: Duration::from_millis(c.bootstrap_timeout_ms),
-            backup_count: c.backup_count as usize,
+            bootstrap_timeout: Duration::from_millis(s.bootstrap_timeout_ms),
+            backup_count: s.backup_count as usize,
             strategy: self.strategy.clone(),
-            leader_grace: Duration::from_millis(c.failure_confirm_ms) + interval * 20,
+            leader_grace: Duration::from_millis(s.failure_confirm_ms) + interval * 20,
             transport,
             membership,
             raft,

@@ -37,7 +37,7 @@ use std::time::Duration;
 use abi_stable::std_types::{ROption, RString, RVec};
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use hangar_core::config::{ClusterModuleConfig, Discovery};
+use hangar_core::config::ClusterModuleConfig;
 use hangar_core::hlc::validate_node_id;
 use hangar_core::module::accessor::StorageAccessor;
 use hangar_core::module::cluster::{ClusterDeps, ClusterModule};
@@ -67,6 +67,7 @@ use crate::repair::Repairer;
 use crate::replication::{Replicator, Shipment};
 use crate::routing::Router;
 use crate::scatter::Scatter;
+use crate::settings::{ClusterSettings, Discovery};
 use crate::strategy::{Acks, DefaultStrategy, ReplicationStrategy, Zones};
 use crate::transport::{Channel, Inbound, PeerInfo, TlsFiles, Transport, TransportConfig};
 use crate::wire::{
@@ -101,6 +102,8 @@ const LEFT_MARKER: &str = "LEFT";
 /// The default cluster module.
 pub struct DefaultCluster {
     config: ClusterModuleConfig,
+    /// The plugin's own settings, decoded from `config.settings`.
+    settings: ClusterSettings,
     deps: ClusterDeps,
     runtime: Arc<PluginRuntime>,
     table: Arc<PartitionTable>,
@@ -126,8 +129,9 @@ impl std::fmt::Debug for DefaultCluster {
 /// Builds the default cluster module with the [`DefaultStrategy`].
 ///
 /// # Errors
-/// [`ErrorKind::CONFIG`] for an invalid node id or cluster setting, naming
-/// the setting and what was expected.
+/// [`ErrorKind::CONFIG`] for an invalid node id, or settings that do not
+/// decode as [`ClusterSettings`] or break its rules, naming the plugin, the
+/// setting and what was expected.
 pub fn create(
     config: ClusterModuleConfig,
     deps: ClusterDeps,
@@ -178,32 +182,12 @@ impl DefaultCluster {
     ) -> ModuleResult<Arc<Self>> {
         validate_node_id(&config.node_id)
             .map_err(|e| config_error(format!("cluster.node_id: {e}")))?;
-        if config.cluster_id.is_empty() {
-            return Err(config_error(
-                "cluster.cluster_id: must not be empty; expected a name all nodes of the cluster share".into(),
-            ));
-        }
-        if config.discovery == Discovery::Kubernetes && config.service_name.is_none() {
-            return Err(config_error(
-                "cluster.discovery = \"kubernetes\" needs cluster.service_name (the headless service's DNS name)".into(),
-            ));
-        }
-        if config.gossip_interval_ms == 0 {
-            return Err(config_error(
-                "cluster.gossip_interval_ms: must be positive".into(),
-            ));
-        }
-        if let Some(tls) = config.cluster_tls.as_ref().filter(|t| t.enabled) {
-            if tls.ca_cert_path.is_none() {
-                return Err(config_error(
-                    "cluster.cluster_tls.ca_cert_path: required when cluster TLS is enabled (peers are verified against it)".into(),
-                ));
-            }
-        }
+        let settings: ClusterSettings = config.settings.decode()?;
         let runtime = PluginRuntime::new(env!("CARGO_PKG_NAME"), 2)?;
         Ok(Arc::new(Self {
             table: PartitionTable::single(&config.node_id),
             config,
+            settings,
             deps,
             runtime,
             storage: Mutex::new(None),
@@ -244,14 +228,14 @@ impl DefaultCluster {
     fn seed_strings(&self) -> Vec<String> {
         let mut seeds: Vec<String> = match &self.deps.peer_resolver {
             Some(r) => r.resolve().into_iter().map(|s| s.to_string()).collect(),
-            None => self.config.seed_nodes.clone(),
+            None => self.settings.seed_nodes.clone(),
         };
-        if self.config.discovery == Discovery::Kubernetes {
-            if let Some(svc) = &self.config.service_name {
+        if self.settings.discovery == Discovery::Kubernetes {
+            if let Some(svc) = &self.settings.service_name {
                 let svc = if svc.contains(':') {
                     svc.clone()
                 } else {
-                    format!("{svc}:{}", self.config.cluster_port)
+                    format!("{svc}:{}", self.settings.cluster_port)
                 };
                 seeds.push(svc);
             }
@@ -268,9 +252,9 @@ impl DefaultCluster {
         request
             .changes
             .iter()
-            .filter_map(|c| self.config.map_consistency.get(c.map.as_str()).copied())
+            .filter_map(|c| self.settings.map_consistency.get(c.map.as_str()).copied())
             .max()
-            .unwrap_or(self.config.default_consistency)
+            .unwrap_or(self.settings.default_consistency)
     }
 
     /// What `start` needs, taken from the module so the start-up future
@@ -278,6 +262,7 @@ impl DefaultCluster {
     fn boot_parts(&self) -> ModuleResult<Boot> {
         Ok(Boot {
             config: self.config.clone(),
+            settings: self.settings.clone(),
             deps: self.deps.clone(),
             seeds: self.seed_strings(),
             table: self.table.clone(),

@@ -39,7 +39,6 @@ use std::time::{Duration, Instant};
 use abi_stable::std_types::RString;
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use hangar_core::config::RepairConfig;
 use hangar_core::module::accessor::StorageAccessor;
 use hangar_core::module::cluster_types::RepairReport;
 use hangar_core::module::services::{MetricsExt, MetricsSink};
@@ -47,6 +46,7 @@ use hangar_core::PARTITION_COUNT;
 
 use crate::membership::{Membership, PeerHealth};
 use crate::partition_table::{PartitionTable, Table};
+use crate::settings::RepairConfig;
 use crate::transport::{Channel, PeerInfo, Transport};
 
 pub use walk::{serve, LocalLink, RepairLink, RepairMessage, RepairReply, Walk, WalkStats};

@@ -2,7 +2,7 @@
 //!
 //! A read's consistency is the request's own (`consistency` on the
 //! client's message), else the map's `map_read_consistency`, else
-//! `default_read_consistency` (see `ClusterModuleConfig`). Then, per
+//! `default_read_consistency` (see `crate::settings::ClusterSettings`). Then, per
 //! partition of the coordinator's table:
 //!
 //! - **EVENTUAL**: any complete replica, that is the owner or a backup

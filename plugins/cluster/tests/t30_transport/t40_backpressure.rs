@@ -172,8 +172,8 @@ async fn t42_a_backup_that_never_answers_holds_at_most_queue_size_limit_changes(
     use std::sync::Arc;
 
     use hangar_cluster::replication::{Replicator, Shipment};
+    use hangar_cluster::settings::ReplicationConfig;
     use hangar_cluster::transport::Transport;
-    use hangar_core::config::ReplicationConfig;
     use hangar_core::types::{LwwRecord, MapOp, Timestamp};
     use hangar_core::{KeyedOp, RawValue};
 

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use hangar_cluster::replication::{Replicator, Shipment};
+use hangar_cluster::settings::ReplicationConfig;
 use hangar_cluster::transport::{Channel, Inbound, PeerInfo, Transport};
 use hangar_cluster::wire::{self, Replicate, ReplicateReply};
-use hangar_core::config::ReplicationConfig;
 use hangar_core::types::{LwwRecord, MapOp, Timestamp};
 use hangar_core::{KeyedOp, RawValue};
 use parking_lot::Mutex;
