@@ -207,6 +207,12 @@ pub struct MigrationConfig {
     /// grow 20x; see `tests/benches/CLUSTER_RESULTS.md`); 0 means
     /// unthrottled.
     pub max_bytes_per_sec: u64,
+    /// The target commits each chunk in slices, one at a time for the
+    /// node, sized so a slice's commit takes at most this many times the
+    /// node's recent client-write commit latency, so client writes queued
+    /// behind a slice keep their latency (2; see
+    /// `hangar-cluster`'s `migration::pacing`). 0 commits each chunk whole.
+    pub commit_budget_factor: u32,
     /// Records per chunk (500).
     pub chunk_records: u32,
     /// Partitions the Raft leader has transferred at once (4).
@@ -223,6 +229,7 @@ impl Default for MigrationConfig {
     fn default() -> Self {
         Self {
             max_bytes_per_sec: 4 * 1024 * 1024,
+            commit_budget_factor: 2,
             chunk_records: 500,
             parallel_transfers: 4,
             transfer_timeout_ms: 120_000,
