@@ -17,7 +17,11 @@
 //! baseline cells, default 10), `HANGAR_BENCH_RESTORES` (kills, default
 //! 5), `HANGAR_BENCH_ONLY` (`migration` or `restore`),
 //! `HANGAR_BENCH_THROTTLES` (the join's `max_bytes_per_sec` values, one run
-//! each, default `4194304,0`).
+//! each, default `4194304,0`), `HANGAR_BENCH_FACTORS` (the join's
+//! `commit_budget_factor` values, one run per throttle and factor, default
+//! `0,2`: chunks committed whole against the target's pacing by client
+//! commit latency), `HANGAR_BENCH_LOGS` (a directory: each join's node logs
+//! are copied there, with the migration's per-chunk timing lines).
 //!
 //! Every figure line carries the 1-minute load average, because the
 //! machine may be shared.
@@ -156,16 +160,27 @@ fn row(name: &str, w: (f64, f64, f64, usize), secs: f64) {
 
 /// Part a: two nodes hold `records` records; a third joins and receives
 /// its share by transfer while a probe writes through node 0.
-async fn migration(records: u64, value: usize, secs: u64, throttle: &str) {
+async fn migration(records: u64, value: usize, secs: u64, throttle: &str, factor: &str) {
     println!(
-        "\n## a. join: migration throughput and write latency (`max_bytes_per_sec = {throttle}`)\n"
+        "\n## a. join: migration throughput and write latency (`max_bytes_per_sec = {throttle}`, \
+         `commit_budget_factor = {factor}`)\n"
     );
     let mut c = Cluster::new(
         3,
         &settings(&format!(
-            "[cluster.migration]\nmax_bytes_per_sec = {throttle}\n"
+            "[cluster.migration]\nmax_bytes_per_sec = {throttle}\ncommit_budget_factor = {factor}\n"
         )),
     );
+    let logs = std::env::var("HANGAR_BENCH_LOGS").ok();
+    if logs.is_some() {
+        for i in 0..3 {
+            c.set_env(
+                i,
+                "HANGAR_LOG",
+                "info,openraft=warn,chitchat=warn,hangar_cluster::migration=debug",
+            );
+        }
+    }
     c.start(0);
     c.start(1);
     settle(&c, &[0, 1], "two nodes", STEP, || {
@@ -241,6 +256,15 @@ async fn migration(records: u64, value: usize, secs: u64, throttle: &str) {
         window(&samples, moved, after),
         (after - moved).as_secs_f64(),
     );
+    if let Some(dir) = logs {
+        let dir = std::path::Path::new(&dir).join(format!("join-{throttle}-{factor}"));
+        std::fs::create_dir_all(&dir).expect("log directory");
+        for n in &c.nodes {
+            let name = format!("{}.log", n.id);
+            std::fs::copy(c.dir.join(&name), dir.join(&name)).expect("copy a node log");
+        }
+        println!("\nnode logs copied to {}", dir.display());
+    }
 }
 
 /// Part b: 3 nodes hold `records` records; `kills` times, `kill -9` a
@@ -325,6 +349,11 @@ fn main() {
     let only = std::env::var("HANGAR_BENCH_ONLY").unwrap_or_default();
     let throttles =
         std::env::var("HANGAR_BENCH_THROTTLES").unwrap_or_else(|_| "4194304,0".to_string());
+    let factors = std::env::var("HANGAR_BENCH_FACTORS").unwrap_or_else(|_| "0,2".to_string());
+    assert!(
+        factors.split(',').all(|t| t.trim().parse::<u32>().is_ok()),
+        "HANGAR_BENCH_FACTORS={factors:?}: expected whole numbers, comma-separated (0: chunks committed whole)"
+    );
     assert!(
         throttles.split(',').all(|t| t.trim().parse::<u64>().is_ok()),
         "HANGAR_BENCH_THROTTLES={throttles:?}: expected bytes per second, comma-separated (0: unthrottled)"
@@ -354,7 +383,9 @@ fn main() {
     rt.block_on(async {
         if only.is_empty() || only == "migration" {
             for throttle in throttles.split(',').map(str::trim) {
-                migration(records, value, secs, throttle).await;
+                for factor in factors.split(',').map(str::trim) {
+                    migration(records, value, secs, throttle, factor).await;
+                }
             }
         }
         if only.is_empty() || only == "restore" {

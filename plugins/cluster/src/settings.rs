@@ -161,6 +161,12 @@ pub struct MigrationConfig {
     /// grow 20x; see `tests/benches/CLUSTER_RESULTS.md`); 0 means
     /// unthrottled.
     pub max_bytes_per_sec: u64,
+    /// The target commits each chunk in slices, one at a time for the
+    /// node, sized so a slice's commit takes at most this many times the
+    /// node's recent client-write commit latency, so client writes queued
+    /// behind a slice keep their latency (2; see `migration::pacing`).
+    /// 0 commits each chunk whole.
+    pub commit_budget_factor: u32,
     /// Records per chunk (500).
     pub chunk_records: u32,
     /// Partitions the Raft leader has transferred at once (4).
@@ -177,6 +183,7 @@ impl Default for MigrationConfig {
     fn default() -> Self {
         Self {
             max_bytes_per_sec: 4 * 1024 * 1024,
+            commit_budget_factor: 2,
             chunk_records: 500,
             parallel_transfers: 4,
             transfer_timeout_ms: 120_000,
@@ -307,7 +314,7 @@ impl Settings for ClusterSettings {
             ("default_read_consistency", "consistency of reads that do not ask for one: EVENTUAL (any complete replica), QUORUM or STRONG (the owner)"),
             ("map_read_consistency", "per-map read consistency: [cluster.map_read_consistency] <map> = \"STRONG\""),
             ("replication", "replication tuning: queue_size_limit, batch_size, batch_interval_ms, ack_timeout_ms, max_retries"),
-            ("migration", "partition migration tuning: max_bytes_per_sec (0: unthrottled), chunk_records, parallel_transfers, transfer_timeout_ms, leave_timeout_ms"),
+            ("migration", "partition migration tuning: max_bytes_per_sec (0: unthrottled), commit_budget_factor (0: chunks committed whole), chunk_records, parallel_transfers, transfer_timeout_ms, leave_timeout_ms"),
             ("repair", "anti-entropy repair: enabled, interval_ms, budget_ms, batch_partitions, chunk_records"),
         ]
     }

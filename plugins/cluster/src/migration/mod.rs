@@ -25,8 +25,11 @@
 //!    replicated meanwhile, and a replicated write never loses to an older
 //!    chunk record), and makes everything durable before it answers each
 //!    chunk, so a transfer has at most one chunk waiting for the target's
-//!    group commit, and the client writes the target persists as a backup
-//!    never queue behind more than that per transfer;
+//!    group commit ([`Ingest`]). It commits each chunk in slices, one at a
+//!    time for the whole node, sized so a slice's commit stays within
+//!    `MigrationConfig::commit_budget_factor` times this node's client-write
+//!    commit latency ([`pacing`]): a client write the target persists
+//!    queues behind at most one such slice, whatever the byte rate;
 //! 4. the owner answers the leader with what it sent; the leader records
 //!    the transfer as done, and its next table makes `target` a backup.
 //!
@@ -47,7 +50,9 @@
 //! `hangar_migration_records_sent_total` (source),
 //! `hangar_migration_transfers_total{result}` (leader).
 
+mod ingest;
 mod leave;
+pub mod pacing;
 mod source;
 #[cfg(test)]
 mod tests;
@@ -71,6 +76,7 @@ use crate::partition_table::{PartitionTable, Table, Transfer};
 use crate::transport::{Channel, Transport};
 use crate::wire;
 
+pub use ingest::Ingest;
 pub use leave::hand_off;
 pub use source::{item_changes, key_in};
 pub use throttle::Throttle;
@@ -147,6 +153,8 @@ pub struct Migrator {
     finished: Mutex<(u64, f64)>,
     /// Source: transfers streaming from this node.
     streaming: AtomicI64,
+    /// Target: merges the chunks this node receives.
+    ingest: Ingest,
     /// Leader: the table last driven, to start the next transfer as soon
     /// as one ends rather than at the next table round.
     last: Mutex<Option<Arc<Table>>>,
@@ -177,6 +185,7 @@ impl Migrator {
             transport,
             membership,
             table,
+            ingest: Ingest::new(storage.clone(), &config),
             storage,
             throttle: Throttle::new(config.max_bytes_per_sec),
             config,
@@ -188,6 +197,13 @@ impl Migrator {
             streaming: AtomicI64::new(0),
             last: Mutex::new(None),
         })
+    }
+
+    /// Records that a client write's commit on this node (the durable
+    /// barrier of a PERSISTED replication it served) took `took`: the
+    /// latency a transfer's slices are paced against (see [`pacing`]).
+    pub fn client_commit(&self, took: Duration) {
+        self.ingest.client_commit(took);
     }
 
     /// Leader: the transfers known complete, for [`Table::plan`].

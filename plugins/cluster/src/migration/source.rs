@@ -10,7 +10,7 @@ use bytes::Bytes;
 use hangar_core::module::accessor::{ScanItem, ScanRequest};
 use hangar_core::module::partition::PartitionView;
 use hangar_core::module::services::MetricsExt;
-use hangar_core::module::storage_types::{OpStatus, Origin, OriginKind, RecordState};
+use hangar_core::module::storage_types::RecordState;
 use hangar_core::{partition_of, KeyedOp, MapKind, MapOp};
 
 use super::{ChunkReply, MigrationMessage, Migrator, TransferReport};
@@ -89,43 +89,11 @@ impl Migrator {
                 last: _,
             } => {
                 self.installed(version).await?;
-                let n = changes.len();
-                if !changes.is_empty() {
-                    let origin = Origin {
-                        kind: OriginKind::Repair,
-                        connection: 0,
-                        node: from.node_id.as_str().into(),
-                    };
-                    let statuses = self
-                        .storage
-                        .apply_replicated(changes.into(), origin)
-                        .await
-                        .map_err(|e| format!("partition {partition}: applying a chunk: {e}"))?;
-                    let rejected = statuses
-                        .iter()
-                        .filter(|s| **s == OpStatus::Rejected)
-                        .count();
-                    if rejected > 0 {
-                        // Storage logged why; the clock check refuses the
-                        // same records on every attempt, so the transfer
-                        // goes on without them rather than retry forever.
-                        tracing::warn!(partition, from = %from.node_id, rejected,
-                            "records of a transfer were refused by storage");
-                    }
-                }
-                // Every chunk is answered once durable, not only the last:
-                // the source sends its next chunk after this answer, so a
-                // transfer never has more than one chunk's records waiting
-                // for this node's group commit. Client writes this node
-                // persists (as a backup) queue behind at most that much.
-                self.storage
-                    .durable_barrier()
-                    .await
-                    .map_err(|e| format!("partition {partition}: making it durable: {e}"))?;
-                Ok(wire::encode(&ChunkReply {
-                    applied: u32::try_from(n).unwrap_or(u32::MAX),
-                    durable: true,
-                }))
+                let reply = self
+                    .ingest
+                    .receive(&from.node_id, partition, changes)
+                    .await?;
+                Ok(wire::encode(&reply))
             }
         }
     }
@@ -153,13 +121,23 @@ impl Migrator {
             last,
         });
         let size = body.len() as u64;
+        let t = Instant::now();
         self.throttle.take(size).await;
+        let throttled = t.elapsed();
         let timeout = Duration::from_millis(self.config.transfer_timeout_ms.max(1));
         let reply = self
             .transport
             .request(addr, Channel::Migration, body, timeout)
             .await
             .map_err(|e| format!("sending a chunk of partition {partition} to {target}: {e}"))?;
+        tracing::debug!(
+            partition,
+            records = n,
+            bytes = size,
+            throttle_us = throttled.as_micros() as u64,
+            reply_us = (t.elapsed() - throttled).as_micros() as u64,
+            "chunk sent"
+        );
         let reply: ChunkReply = wire::decode(&reply, "chunk reply")?;
         if last && !reply.durable {
             return Err(format!(
@@ -211,6 +189,7 @@ impl Migrator {
         let limit = self.config.chunk_records.max(1);
         let mut after = None;
         loop {
+            let t = Instant::now();
             let page = self
                 .storage
                 .scan_partition(ScanRequest {
@@ -221,6 +200,12 @@ impl Migrator {
                 .await
                 .map_err(|e| format!("reading partition {partition}: {e}"))?;
             let changes: Vec<KeyedOp> = page.items.into_iter().flat_map(item_changes).collect();
+            tracing::debug!(
+                partition,
+                records = changes.len(),
+                scan_us = t.elapsed().as_micros() as u64,
+                "page read"
+            );
             self.send_chunk(addr, target, partition, version, changes, false, &mut rep)
                 .await?;
             match page.next {

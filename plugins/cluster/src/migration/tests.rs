@@ -74,3 +74,45 @@ fn t12_scanned_records_become_the_changes_that_recreate_them() {
     };
     assert!(item_changes(missing).is_empty());
 }
+
+#[test]
+fn t13_slices_shrink_past_the_budget_and_grow_within_it_between_bounds() {
+    use pacing::{Pacer, GROWTH, MIN_SLICE};
+    let ms = Duration::from_millis;
+    let mut p = Pacer::default();
+    assert_eq!(p.slice(), MIN_SLICE, "a node starts small");
+    // No client commit to protect: doubles up to the chunk.
+    for _ in 0..10 {
+        p.adapt(ms(50), None, 2, 100);
+    }
+    assert_eq!(p.slice(), 100);
+    assert_eq!(p.next(30), 30, "never more than what is left");
+    // Past 2 × 1 ms: halved, down to the floor and no lower.
+    p.adapt(ms(3), Some(ms(1)), 2, 100);
+    assert_eq!(p.slice(), 50);
+    for _ in 0..10 {
+        p.adapt(ms(3), Some(ms(1)), 2, 100);
+    }
+    assert_eq!(p.slice(), MIN_SLICE);
+    // Within budget: grows additively.
+    p.adapt(ms(2), Some(ms(1)), 2, 100);
+    assert_eq!(p.slice(), MIN_SLICE + GROWTH);
+}
+
+#[test]
+fn t14_the_client_commit_baseline_is_the_smallest_recent_one() {
+    let c = pacing::CommitLatency::default();
+    assert_eq!(c.baseline(), None);
+    for us in [900, 400, 5_000, 700] {
+        c.record(Duration::from_micros(us));
+    }
+    assert_eq!(c.baseline(), Some(Duration::from_micros(400)));
+    for _ in 0..64 {
+        c.record(Duration::from_millis(3));
+    }
+    assert_eq!(
+        c.baseline(),
+        Some(Duration::from_millis(3)),
+        "only the last samples count"
+    );
+}

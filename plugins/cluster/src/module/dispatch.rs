@@ -83,10 +83,12 @@ impl Inbound for Dispatch {
                         .await
                         .map_err(|e| e.to_string())?;
                     if req.durable {
+                        let t = std::time::Instant::now();
                         r.storage
                             .durable_barrier()
                             .await
                             .map_err(|e| e.to_string())?;
+                        r.migrator.client_commit(t.elapsed());
                     }
                     Ok(wire::encode(&ReplicateReply {
                         applied: u32::try_from(n).unwrap_or(u32::MAX),
