@@ -3,9 +3,10 @@
 //! starts again, and the client reads back everything it wrote, values
 //! included.
 //!
-//! Needs the release build of the host and the plugin, built together
-//! (`scripts/test` runs it before the tests):
-//! `cargo build --release -p hangar-host -p hangar-storage-postgres`.
+//! Needs the release build of the host, its default cluster plugin and
+//! this plugin, built together (`scripts/test` runs it before the tests):
+//! `cargo build --release -p hangar-host -p hangar-cluster -p
+//! hangar-storage-postgres`.
 //! Without it the test fails saying so, unless `HANGAR_RELEASE_TESTS=skip`
 //! is set, which skips it with a loud message.
 
@@ -66,11 +67,12 @@ async fn read_all(url: &str) -> BTreeMap<String, serde_json::Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t10_the_release_binary_on_the_plugin_reads_back_its_writes_after_a_restart() {
-    let (bin, plugin) = (
+    let (bin, plugin, cluster) = (
         release_dir().join("hangar"),
         release_dir().join(library_file_name("hangar_storage_postgres")),
+        release_dir().join(library_file_name("hangar_cluster")),
     );
-    if !bin.is_file() || !plugin.is_file() {
+    if !bin.is_file() || !plugin.is_file() || !cluster.is_file() {
         if std::env::var("HANGAR_RELEASE_TESTS").is_ok_and(|v| v == "skip") {
             eprintln!(
                 "\n!!!!! SKIPPED t10_the_release_binary_on_the_plugin_reads_back_its_writes_after_a_restart: \
@@ -79,10 +81,12 @@ async fn t10_the_release_binary_on_the_plugin_reads_back_its_writes_after_a_rest
             return;
         }
         panic!(
-            "{} or {} is missing: build them with `cargo build --release -p hangar-host -p \
-             hangar-storage-postgres` (scripts/test does), or set HANGAR_RELEASE_TESTS=skip",
+            "{}, {} or {} is missing: build them with `cargo build --release -p hangar-host -p \
+             hangar-cluster -p hangar-storage-postgres` (scripts/test does), or set \
+             HANGAR_RELEASE_TESTS=skip",
             bin.display(),
-            plugin.display()
+            plugin.display(),
+            cluster.display()
         );
     }
     let s = PgTestServer::shared().fresh_settings();
