@@ -103,7 +103,8 @@ struct Open {
     file: File,
     state: State,
     /// Set when a write or fsync failed: the file's tail is unknown, so
-    /// every later commit is refused (fail-stop, as the contract asks).
+    /// every later commit is refused (the contract asks a backend that
+    /// cannot vouch for later commits to refuse them).
     poisoned: bool,
 }
 

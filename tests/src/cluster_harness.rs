@@ -47,6 +47,8 @@ pub struct Cluster {
     pub dir: PathBuf,
     config: PathBuf,
     cluster_id: String,
+    /// The `hangar` binary the nodes run (`None`: this profile's).
+    binary: Option<PathBuf>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -106,6 +108,7 @@ impl Cluster {
             dir,
             config,
             cluster_id: settings.cluster_id.clone(),
+            binary: None,
             _tmp: Some(tmp),
         }
     }
@@ -131,6 +134,12 @@ impl Cluster {
         env.push((key.to_string(), value.to_string()));
     }
 
+    /// Runs the nodes on `binary` from their next start on, instead of the
+    /// `hangar` of the tests' own profile (a test of the release binary).
+    pub fn use_binary(&mut self, binary: PathBuf) {
+        self.binary = Some(binary);
+    }
+
     /// Starts node `i` (again) on its ports.
     ///
     /// # Panics
@@ -146,7 +155,10 @@ impl Cluster {
     /// # Panics
     /// If the binary cannot be spawned.
     pub fn start_with_seeds(&mut self, i: usize, seeds: &str) {
-        let bin = target_dir().join("hangar");
+        let bin = self
+            .binary
+            .clone()
+            .unwrap_or_else(|| target_dir().join("hangar"));
         let n = &mut self.nodes[i];
         assert!(n.child.is_none(), "{} is already running", n.id);
         let log = File::options()

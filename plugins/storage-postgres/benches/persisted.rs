@@ -1,6 +1,7 @@
 //! PERSISTED writes on PostgreSQL against the embedded store (redb), side
 //! by side in one run: the default module's group committer over each
-//! backend, 1, 16 and 64 concurrent writers, committed records/s and the
+//! backend, driven by `hangar_storage::persistence::bench` (the loop the
+//! redb-only `persistence` bench of `hangar-storage` runs too), 1, 16 and 64 concurrent writers, committed records/s and the
 //! enqueue-to-durable latency p50/p99 of each write (distinct keys, nothing
 //! coalesced away); then the time to load N records of one map.
 //!
@@ -18,23 +19,10 @@ use std::time::{Duration, Instant};
 use abi_stable::std_types::ROption;
 use hangar_core::module::services::NoMetrics;
 use hangar_core::{LwwRecord, RawValue, Timestamp};
-use hangar_storage::persistence::{
-    GroupCommitConfig, GroupCommitter, PersistenceBackend, RedbBackend, StoreOp, StoredEntry,
-    WriteBatch,
-};
+use hangar_storage::persistence::bench::{ms, persisted_writers, write_records, RecordFn};
+use hangar_storage::persistence::{PersistenceBackend, RedbBackend, StoredEntry};
 use hangar_storage_postgres::test_server::PgTestServer;
 use hangar_storage_postgres::{PostgresBackend, PostgresSettings};
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1e3)
-}
 
 fn first_line_with(path: &str, prefix: &str) -> String {
     std::fs::read_to_string(path)
@@ -90,65 +78,26 @@ async fn group_commit_run(
     writers: usize,
     run_for: Duration,
 ) {
-    let gc = GroupCommitter::start(backend.clone(), GroupCommitConfig::default())
-        .await
-        .unwrap();
-    let start = Instant::now();
-    let deadline = start + run_for;
-    let tasks: Vec<_> = (0..writers)
-        .map(|w| {
-            let gc = gc.clone();
-            tokio::spawn(async move {
-                let mut lat = Vec::new();
-                let mut i = 0u64;
-                while Instant::now() < deadline {
-                    let t = Instant::now();
-                    gc.enqueue(WriteBatch::new().put(
-                        "bench",
-                        format!("w{w:02}-{i:09}"),
-                        record(i),
-                    ))
-                    .unwrap()
-                    .await
-                    .unwrap();
-                    lat.push(t.elapsed());
-                    i += 1;
-                }
-                lat
-            })
-        })
-        .collect();
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.extend(t.await.unwrap());
-    }
-    let elapsed = start.elapsed();
-    let stats = gc.stats();
-    gc.shutdown().await.unwrap();
-    lat.sort();
+    let f = persisted_writers(backend, writers, run_for, Arc::new(record)).await;
     println!(
         "{name:>8}  {writers:>3} writers  {:>8.0} records/s  p50 {:>9}  p99 {:>9}  {:>5.1} records/commit",
-        lat.len() as f64 / elapsed.as_secs_f64(),
-        ms(percentile(&lat, 0.5)),
-        ms(percentile(&lat, 0.99)),
-        stats.requests_committed as f64 / stats.groups_committed.max(1) as f64,
+        f.records_per_s(),
+        ms(f.p50),
+        ms(f.p99),
+        f.records_per_commit(),
     );
 }
 
 async fn load_run(name: &str, backend: &dyn PersistenceBackend, records: u64) {
-    let t = Instant::now();
     let chunk = 10_000u64;
-    for start in (0..records).step_by(chunk as usize) {
-        let ops = (start..(start + chunk).min(records))
-            .map(|i| StoreOp::Put {
-                map: "big".into(),
-                key: format!("key-{i:08}"),
-                entry: record(i),
-            })
-            .collect::<Vec<_>>();
-        backend.commit(WriteBatch::from(ops)).await.unwrap();
-    }
-    let write = t.elapsed();
+    let write = write_records(
+        backend,
+        "big",
+        records,
+        chunk,
+        &(Arc::new(record) as RecordFn),
+    )
+    .await;
     let t = Instant::now();
     let m = backend.load_map("big").await.unwrap();
     let load = t.elapsed();

@@ -150,7 +150,7 @@ impl PostgresBackend {
         settings: PostgresSettings,
         metrics: Arc<dyn MetricsSink>,
     ) -> PersistResult<Self> {
-        settings.validate().map_err(|e| open_err(e.to_string()))?;
+        settings.check().map_err(|e| open_err(e.to_string()))?;
         let url = settings.redacted_url();
         let mut pg: tokio_postgres::Config = settings.url().parse().map_err(|e| {
             open_err(format!(
@@ -294,7 +294,7 @@ impl PostgresBackend {
                                 op,
                                 format!(
                                     "PostgreSQL at {} unreachable; gave up retrying after {} ms \
-                                     (HANGAR_POSTGRES_RETRY_MS = {}): {cause}",
+                                     (retry_ms = {}): {cause}",
                                     inner.settings.redacted_url(),
                                     started.elapsed().as_millis(),
                                     inner.settings.retry_ms

@@ -63,7 +63,7 @@ pub fn describe_connect_error(e: &PoolError, url: &str, user: &str, database: &s
     if let PoolError::Timeout(_) = e {
         return format!(
             "cannot reach PostgreSQL at {url}: no connection within the connect timeout \
-             (HANGAR_POSTGRES_CONNECT_TIMEOUT_MS); is the server running and the host right?"
+             (connect_timeout_ms); is the server running and the host right?"
         );
     }
     let PoolError::Backend(pg) = e else {

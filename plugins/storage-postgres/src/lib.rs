@@ -6,15 +6,15 @@
 //! over its append-only log. The stock `hangar` binary loads it as the
 //! storage plugin `hangar-storage-postgres` (see the README's "Plugins").
 //!
-//! Settings: [`settings::PostgresSettings`], read from environment
-//! variables for now (a plugin cannot yet get a configuration section of
-//! its own): `HANGAR_POSTGRES_URL` (else `DATABASE_URL`),
-//! `HANGAR_POSTGRES_POOL_SIZE`, `HANGAR_POSTGRES_SCHEMA`,
-//! `HANGAR_POSTGRES_CONNECT_TIMEOUT_MS`, `HANGAR_POSTGRES_RETRY_MS`.
+//! Settings: [`settings::PostgresSettings`], the plugin's own keys in the
+//! `[storage]` section (`url`, `pool_size`, `schema`, ...) or their
+//! environment variables (`HANGAR_POSTGRES_URL`, else `DATABASE_URL`, ...);
+//! the section's other keys are the default module's
+//! (`hangar_storage::StorageSettings`), passed on to it.
 //!
 //! # Layout
 //!
-//! - `settings`: the settings struct and the one function that reads it.
+//! - `settings`: the settings struct, its keys and variables.
 //! - `schema`: tables and versioned migrations.
 //! - `rows`: one entry as one row (partition, HLC columns, msgpack value).
 //! - `backend`: the `PersistenceBackend`: commits, reads, retries, metrics.
@@ -49,35 +49,45 @@ pub struct PostgresStorage {
     inner: Arc<dyn StorageModule>,
 }
 
-/// The plugin's constructor: reads the settings from the environment and
-/// builds the default module over a [`PostgresBackend`] (connected when the
-/// module starts).
+/// The plugin's constructor: takes its own settings out of
+/// `config.settings` ([`PostgresSettings::from_plugin`]) and builds the
+/// default module, with the rest, over a [`PostgresBackend`] (connected
+/// when the module starts).
 ///
 /// # Errors
-/// [`hangar_core::ErrorKind::INVALID_INPUT`] for missing or malformed
-/// settings (the message names the variable); whatever the default module
-/// refuses in `config`.
+/// [`hangar_core::ErrorKind::CONFIG`] for missing or malformed settings,
+/// the plugin's or the default module's (the message names the key, the
+/// variable that set it and what was expected).
 pub fn create(
-    config: StorageModuleConfig,
+    mut config: StorageModuleConfig,
     deps: StorageDeps,
 ) -> ModuleResult<Arc<dyn StorageModule>> {
-    let settings = PostgresSettings::load(|k| std::env::var(k).ok())
-        .map_err(|e| ModuleError::invalid(e.to_string()))?;
-    create_with_settings(config, deps, settings)
+    let settings = PostgresSettings::from_plugin(&mut config.settings)?;
+    build(config, deps, settings)
 }
 
-/// [`create`] with settings given by the caller (tests, embedding).
+/// [`create`] with the plugin's settings given by the caller as a struct
+/// (tests, embedding); `config.settings` holds only the default module's.
 ///
 /// # Errors
-/// As [`create`].
+/// [`hangar_core::ErrorKind::CONFIG`] for settings [`PostgresSettings::check`]
+/// refuses; as [`create`] for the default module's.
 pub fn create_with_settings(
     config: StorageModuleConfig,
     deps: StorageDeps,
     settings: PostgresSettings,
 ) -> ModuleResult<Arc<dyn StorageModule>> {
     settings
-        .validate()
-        .map_err(|e| ModuleError::invalid(e.to_string()))?;
+        .check()
+        .map_err(|e| ModuleError::new(hangar_core::ErrorKind::CONFIG, e))?;
+    build(config, deps, settings)
+}
+
+fn build(
+    config: StorageModuleConfig,
+    deps: StorageDeps,
+    settings: PostgresSettings,
+) -> ModuleResult<Arc<dyn StorageModule>> {
     let label = format!(
         "PostgreSQL ({}, schema {})",
         settings.redacted_url(),
@@ -113,4 +123,4 @@ impl StorageWrapper for PostgresStorage {
     }
 }
 
-hangar_plugin_sdk::export_storage_plugin!(crate::create);
+hangar_plugin_sdk::export_storage_plugin!(crate::create, settings: crate::settings::PostgresSettings);

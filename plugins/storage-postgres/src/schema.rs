@@ -79,7 +79,7 @@ pub enum SchemaError {
     #[error(
         "the schema {schema:?} is at version {found}, newer than the {latest} this plugin knows: \
          it was written by a newer hangar-storage-postgres; run that version, or point \
-         HANGAR_POSTGRES_SCHEMA at another schema"
+         [storage] schema (HANGAR_POSTGRES_SCHEMA) at another schema"
     )]
     Newer {
         /// The schema name.
@@ -101,7 +101,7 @@ pub enum SchemaError {
 }
 
 /// The schema name quoted for SQL text (it is validated as a plain
-/// identifier by `PostgresSettings::validate`).
+/// identifier by `PostgresSettings::check`).
 #[must_use]
 pub fn quoted(schema: &str) -> String {
     format!("\"{schema}\"")

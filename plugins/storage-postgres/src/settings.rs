@@ -1,145 +1,113 @@
-//! [`PostgresSettings`]: everything the plugin reads from its operator, in
-//! one struct read by one function ([`PostgresSettings::load`]).
+//! [`PostgresSettings`]: the plugin's own settings, in the `[storage]`
+//! section of the node's TOML next to the default storage module's (the
+//! plugin runs that module and passes it the keys it does not take), or in
+//! the environment variables below, which override the file (see
+//! `hangar_core::settings`). `hangar plugins inspect` prints them.
 //!
-//! Today a plugin cannot get a configuration section of its own from the
-//! host, so [`PostgresSettings::load`] reads environment variables:
+//! ```toml
+//! [plugins]
+//! storage = "hangar-storage-postgres"
+//! [storage]
+//! url = "postgres://hangar:secret@127.0.0.1:5432/hangar"
+//! pool_size = 8
+//! schema = "hangar"
+//! journal_capacity = 10000   # the default module's own key
+//! ```
 //!
-//! | variable | field | default |
+//! | key | variable | default |
 //! |---|---|---|
-//! | `HANGAR_POSTGRES_URL`, else `DATABASE_URL` | `url` | none: required |
-//! | `HANGAR_POSTGRES_POOL_SIZE` | `pool_size` | 8 |
-//! | `HANGAR_POSTGRES_SCHEMA` | `schema` | `hangar` |
-//! | `HANGAR_POSTGRES_CONNECT_TIMEOUT_MS` | `connect_timeout_ms` | 5000 |
-//! | `HANGAR_POSTGRES_RETRY_MS` | `retry_ms` | 30000 |
-//!
-//! The struct is `Deserialize` with unknown fields refused, so that it can
-//! become the plugin's TOML section as it is.
+//! | `url` | `HANGAR_POSTGRES_URL`; `DATABASE_URL` when neither is set | none: required |
+//! | `pool_size` | `HANGAR_POSTGRES_POOL_SIZE` | 8 |
+//! | `schema` | `HANGAR_POSTGRES_SCHEMA` | `hangar` |
+//! | `connect_timeout_ms` | `HANGAR_POSTGRES_CONNECT_TIMEOUT_MS` | 5000 |
+//! | `retry_ms` | `HANGAR_POSTGRES_RETRY_MS` | 30000 |
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use hangar_core::settings::{PluginSettings, Settings, SettingsDescription};
+use hangar_core::ModuleResult;
+use serde::{Deserialize, Serialize};
 
 /// The plugin's settings.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct PostgresSettings {
     /// Connection URL (`postgres://user:password@host:port/database`) or
-    /// key-value string (`host=... user=...`). When absent, `DATABASE_URL`.
-    #[serde(default)]
-    pub url: Option<String>,
+    /// key-value string (`host=... user=...`). Empty: `DATABASE_URL`;
+    /// required one way or the other.
+    pub url: String,
     /// Largest number of connections the pool opens (at least 1).
-    #[serde(default = "default_pool_size")]
     pub pool_size: usize,
     /// The PostgreSQL schema holding the tables; created if missing. Each
     /// node needs a schema (or database) of its own.
-    #[serde(default = "default_schema")]
     pub schema: String,
     /// How long one connection attempt may take.
-    #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
     /// How long a call keeps retrying while the database is unreachable
-    /// (restarting) before it fails. Long enough for a database restart;
-    /// writes waiting for PERSISTED meanwhile time out on their own
-    /// timeout. A commit that gives up fails the store until the node
-    /// restarts (the storage module's group commit is fail-stop).
-    #[serde(default = "default_retry_ms")]
+    /// (restarting) before it fails. A commit that gives up fails the
+    /// writes it carried; the storage module then refuses writes and
+    /// retries the commit by itself until the database is back (see
+    /// `hangar_storage::persistence::group_commit`).
     pub retry_ms: u64,
-}
-
-fn default_pool_size() -> usize {
-    8
-}
-fn default_schema() -> String {
-    "hangar".into()
-}
-fn default_connect_timeout_ms() -> u64 {
-    5_000
-}
-fn default_retry_ms() -> u64 {
-    30_000
 }
 
 impl Default for PostgresSettings {
     fn default() -> Self {
         Self {
-            url: None,
-            pool_size: default_pool_size(),
-            schema: default_schema(),
-            connect_timeout_ms: default_connect_timeout_ms(),
-            retry_ms: default_retry_ms(),
+            url: String::new(),
+            pool_size: 8,
+            schema: "hangar".into(),
+            connect_timeout_ms: 5_000,
+            retry_ms: 30_000,
         }
     }
 }
 
-/// A setting that is missing or not what was expected.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("PostgreSQL storage setting {name}: {problem}")]
-pub struct SettingsError {
-    /// The setting (environment variable or field).
-    pub name: String,
-    /// What was wrong and what was expected.
-    pub problem: String,
-}
+/// The conventional variable the URL falls back to.
+pub const DATABASE_URL: &str = "DATABASE_URL";
 
-fn err(name: &str, problem: impl Into<String>) -> SettingsError {
-    SettingsError {
-        name: name.into(),
-        problem: problem.into(),
-    }
-}
-
-impl PostgresSettings {
-    /// Reads the settings from `env` (a lookup such as
-    /// `|k| std::env::var(k).ok()`), then checks them. The one place the
-    /// plugin reads its settings.
-    ///
-    /// # Errors
-    /// [`SettingsError`] naming the variable that is missing or malformed.
-    pub fn load(env: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
-        fn number<T: std::str::FromStr>(
-            env: &impl Fn(&str) -> Option<String>,
-            name: &str,
-            default: T,
-        ) -> Result<T, SettingsError> {
-            match env(name) {
-                None => Ok(default),
-                Some(v) => v
-                    .trim()
-                    .parse()
-                    .map_err(|_| err(name, format!("{v:?} is not a number, expected e.g. 8"))),
-            }
-        }
-        let d = Self::default();
-        let s = Self {
-            url: env("HANGAR_POSTGRES_URL").or_else(|| env("DATABASE_URL")),
-            pool_size: number(&env, "HANGAR_POSTGRES_POOL_SIZE", d.pool_size)?,
-            schema: env("HANGAR_POSTGRES_SCHEMA").unwrap_or(d.schema),
-            connect_timeout_ms: number(
-                &env,
-                "HANGAR_POSTGRES_CONNECT_TIMEOUT_MS",
-                d.connect_timeout_ms,
-            )?,
-            retry_ms: number(&env, "HANGAR_POSTGRES_RETRY_MS", d.retry_ms)?,
-        };
-        s.validate()?;
-        Ok(s)
+impl Settings for PostgresSettings {
+    fn keys() -> &'static [(&'static str, &'static str)] {
+        &[
+            ("url", "PostgreSQL connection URL (postgres://user:password@host:port/database) or key-value string; when unset, DATABASE_URL"),
+            ("pool_size", "most connections the pool opens (at least 1)"),
+            ("schema", "PostgreSQL schema holding the tables, created if missing; one per node (a-z, 0-9, _)"),
+            ("connect_timeout_ms", "how long one connection attempt may take, in ms"),
+            ("retry_ms", "how long a call retries while the database is unreachable before it fails, in ms; the node keeps retrying failed commits by itself and refuses writes meanwhile"),
+        ]
     }
 
-    /// Checks the values: a URL is present, the pool has a connection, the
-    /// schema is a plain identifier (it is put into SQL text).
-    ///
-    /// # Errors
-    /// [`SettingsError`] naming the bad setting.
-    pub fn validate(&self) -> Result<(), SettingsError> {
-        if self.url.as_deref().is_none_or(|u| u.trim().is_empty()) {
-            return Err(err(
-                "url",
-                "no connection URL: set HANGAR_POSTGRES_URL or DATABASE_URL, \
-                 e.g. postgres://hangar:secret@127.0.0.1:5432/hangar",
-            ));
+    // `DATABASE_URL` first: it is applied before `HANGAR_POSTGRES_URL`,
+    // which wins; `from_plugin` drops it when the file sets `url`.
+    fn env() -> &'static [(&'static str, &'static str)] {
+        &[
+            (DATABASE_URL, "url"),
+            ("HANGAR_POSTGRES_URL", "url"),
+            ("HANGAR_POSTGRES_POOL_SIZE", "pool_size"),
+            ("HANGAR_POSTGRES_SCHEMA", "schema"),
+            ("HANGAR_POSTGRES_CONNECT_TIMEOUT_MS", "connect_timeout_ms"),
+            ("HANGAR_POSTGRES_RETRY_MS", "retry_ms"),
+        ]
+    }
+
+    // Its own keys, then the default module's, which it passes the rest to.
+    fn describe() -> ModuleResult<SettingsDescription> {
+        Ok(SettingsDescription::of::<Self>()?
+            .merged(SettingsDescription::of::<hangar_storage::StorageSettings>()?))
+    }
+
+    /// A URL is present, the pool has a connection, the schema is a plain
+    /// identifier (it is put into SQL text).
+    fn validate(&self) -> Result<(), String> {
+        if self.url.trim().is_empty() {
+            return Err(
+                "url is not set: expected a connection URL in [storage] url, HANGAR_POSTGRES_URL \
+                 or DATABASE_URL, e.g. postgres://hangar:secret@127.0.0.1:5432/hangar"
+                    .into(),
+            );
         }
         if self.pool_size == 0 {
-            return Err(err("pool_size", "0, expected at least 1 connection"));
+            return Err("pool_size = 0: expected at least 1 connection".into());
         }
         let ok = self.schema.len() <= 63
             && self
@@ -152,22 +120,60 @@ impl PostgresSettings {
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
         if !ok {
-            return Err(err(
-                "schema",
-                format!(
-                    "{:?} is not a plain identifier, expected 1 to 63 characters of a-z, 0-9 \
-                     and _ not starting with a digit",
-                    self.schema
-                ),
+            return Err(format!(
+                "schema = {:?} is not a plain identifier: expected 1 to 63 characters of a-z, \
+                 0-9 and _ not starting with a digit",
+                self.schema
             ));
         }
         Ok(())
     }
+}
 
-    /// The URL (validated present).
+impl PostgresSettings {
+    /// The top-level keys this plugin takes out of `[storage]`; the rest
+    /// goes to the default storage module.
+    pub const KEYS: &'static [&'static str] = &[
+        "url",
+        "pool_size",
+        "schema",
+        "connect_timeout_ms",
+        "retry_ms",
+    ];
+
+    /// Takes the plugin's keys out of `settings` (leaving the default
+    /// module's) and decodes them: the section, then the variables over it;
+    /// the URL comes from `HANGAR_POSTGRES_URL`, else `[storage] url`, else
+    /// `DATABASE_URL`.
+    ///
+    /// # Errors
+    /// [`hangar_core::ErrorKind::CONFIG`] naming the plugin, the key (and
+    /// the variable that set it) and what was expected: an unknown type, a
+    /// missing URL, a pool of 0, a schema that is not a plain identifier.
+    pub fn from_plugin(settings: &mut PluginSettings) -> ModuleResult<Self> {
+        let mut own = settings.split_off(Self::KEYS);
+        let file_sets_url = match &own.values {
+            rmpv::Value::Map(m) => m.iter().any(|(k, _)| k.as_str() == Some("url")),
+            _ => false,
+        };
+        if file_sets_url {
+            own.env.remove(DATABASE_URL);
+        }
+        own.decode()
+    }
+
+    /// Checks the values ([`Settings::validate`]).
+    ///
+    /// # Errors
+    /// A message naming the bad key and what was expected.
+    pub fn check(&self) -> Result<(), String> {
+        Settings::validate(self)
+    }
+
+    /// The URL.
     #[must_use]
     pub fn url(&self) -> &str {
-        self.url.as_deref().unwrap_or_default()
+        &self.url
     }
 
     /// The URL with its password replaced by `***`, for messages and logs.
@@ -225,56 +231,87 @@ pub fn redact(url: &str) -> String {
 mod tests {
     use super::*;
 
-    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let pairs: Vec<(String, String)> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
-            .collect();
-        move |k| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    fn section() -> PluginSettings {
+        PluginSettings {
+            plugin: "hangar-storage-postgres".into(),
+            section: "storage".into(),
+            ..PluginSettings::default()
+        }
+    }
+
+    fn env(mut s: PluginSettings, pairs: &[(&str, &str)]) -> PluginSettings {
+        for (k, v) in pairs {
+            s.env.insert((*k).into(), (*v).into());
+        }
+        s
+    }
+
+    fn decode(mut s: PluginSettings) -> Result<PostgresSettings, String> {
+        PostgresSettings::from_plugin(&mut s).map_err(|e| e.message.to_string())
     }
 
     #[test]
     fn t10_url_falls_back_to_database_url_and_defaults_apply() {
-        let s = PostgresSettings::load(env_of(&[("DATABASE_URL", "postgres://a@h/db")])).unwrap();
+        let s = decode(env(section(), &[(DATABASE_URL, "postgres://a@h/db")])).unwrap();
         assert_eq!(s.url(), "postgres://a@h/db");
-        assert_eq!(s.pool_size, 8);
-        assert_eq!(s.schema, "hangar");
-        let s = PostgresSettings::load(env_of(&[
-            ("DATABASE_URL", "postgres://a@h/db"),
-            ("HANGAR_POSTGRES_URL", "postgres://b@h/db"),
-            ("HANGAR_POSTGRES_POOL_SIZE", "3"),
-            ("HANGAR_POSTGRES_SCHEMA", "node_1"),
-        ]))
+        assert_eq!((s.pool_size, s.schema.as_str()), (8, "hangar"));
+        // The file's url wins over DATABASE_URL ...
+        let s = decode(env(
+            section()
+                .with("url", "postgres://f@h/db")
+                .with("pool_size", 3),
+            &[(DATABASE_URL, "postgres://a@h/db")],
+        ))
+        .unwrap();
+        assert_eq!((s.url(), s.pool_size), ("postgres://f@h/db", 3));
+        // ... and HANGAR_POSTGRES_URL over both.
+        let s = decode(env(
+            section().with("url", "postgres://f@h/db"),
+            &[
+                (DATABASE_URL, "postgres://a@h/db"),
+                ("HANGAR_POSTGRES_URL", "postgres://b@h/db"),
+                ("HANGAR_POSTGRES_SCHEMA", "node_1"),
+            ],
+        ))
         .unwrap();
         assert_eq!(
-            (s.url(), s.pool_size, s.schema.as_str()),
-            ("postgres://b@h/db", 3, "node_1")
+            (s.url(), s.schema.as_str()),
+            ("postgres://b@h/db", "node_1")
         );
     }
 
     #[test]
-    fn t11_bad_settings_name_the_variable_and_what_was_expected() {
-        let e = PostgresSettings::load(env_of(&[])).unwrap_err();
-        assert!(e.to_string().contains("DATABASE_URL"), "{e}");
-        let e = PostgresSettings::load(env_of(&[
-            ("DATABASE_URL", "postgres://h/db"),
-            ("HANGAR_POSTGRES_POOL_SIZE", "many"),
-        ]))
+    fn t11_bad_settings_name_the_plugin_key_and_what_was_expected() {
+        let e = decode(section()).unwrap_err();
+        assert!(
+            e.starts_with("plugin hangar-storage-postgres: [storage]: url is not set")
+                && e.contains("HANGAR_POSTGRES_URL or DATABASE_URL"),
+            "{e}"
+        );
+        let e = decode(env(
+            section().with("url", "postgres://h/db"),
+            &[("HANGAR_POSTGRES_POOL_SIZE", "many")],
+        ))
         .unwrap_err();
-        assert_eq!(e.name, "HANGAR_POSTGRES_POOL_SIZE");
-        assert!(e.problem.contains("\"many\""), "{e}");
-        let e = PostgresSettings::load(env_of(&[
-            ("DATABASE_URL", "postgres://h/db"),
-            ("HANGAR_POSTGRES_SCHEMA", "a\"; drop"),
-        ]))
-        .unwrap_err();
-        assert_eq!(e.name, "schema");
-        let e = PostgresSettings::load(env_of(&[
-            ("DATABASE_URL", "postgres://h/db"),
-            ("HANGAR_POSTGRES_POOL_SIZE", "0"),
-        ]))
-        .unwrap_err();
-        assert_eq!(e.name, "pool_size");
+        assert!(
+            e.contains(
+                "setting storage.pool_size (set by HANGAR_POSTGRES_POOL_SIZE): invalid type: \
+                 string \"many\", expected usize"
+            ),
+            "{e}"
+        );
+        let e = decode(section().with("url", "x").with("schema", "a\"; drop")).unwrap_err();
+        assert!(
+            e.contains("schema = \"a\\\"; drop\" is not a plain identifier"),
+            "{e}"
+        );
+        let e = decode(section().with("url", "x").with("pool_size", 0)).unwrap_err();
+        assert!(e.contains("pool_size = 0: expected at least 1"), "{e}");
+        let e = decode(section().with("url", "x").with("retry_ms", "soon")).unwrap_err();
+        assert!(
+            e.contains("setting storage.retry_ms: invalid type: string \"soon\", expected u64"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -291,10 +328,43 @@ mod tests {
     }
 
     #[test]
-    fn t13_the_struct_refuses_unknown_fields() {
-        let e = serde_json::from_str::<PostgresSettings>(r#"{"url":"x","pool":3}"#).unwrap_err();
-        assert!(e.to_string().contains("unknown field `pool`"), "{e}");
-        let s: PostgresSettings = serde_json::from_str(r#"{"url":"x"}"#).unwrap();
-        assert_eq!(s.pool_size, 8);
+    fn t13_the_default_modules_keys_stay_for_it_and_the_description_lists_both() {
+        let mut s = section()
+            .with("url", "postgres://h/db")
+            .with("journal_capacity", 5)
+            .with("pool", 3);
+        let own = PostgresSettings::from_plugin(&mut s).unwrap();
+        assert_eq!(own.url(), "postgres://h/db");
+        // What is left is the default module's, unknown keys included:
+        // it refuses them by name.
+        let e = s
+            .decode::<hangar_storage::StorageSettings>()
+            .unwrap_err()
+            .message
+            .to_string();
+        assert!(
+            e.contains("setting storage.pool: unknown field `pool`"),
+            "{e}"
+        );
+        let d = PostgresSettings::describe().unwrap();
+        let keys: Vec<&str> = d.keys.iter().map(|k| k.key.as_str()).collect();
+        for k in PostgresSettings::KEYS
+            .iter()
+            .chain(&["journal_capacity", "backend"])
+        {
+            assert!(keys.contains(k), "{k} missing from {keys:?}");
+        }
+        assert!(d
+            .env
+            .iter()
+            .any(|v| v.name == DATABASE_URL && v.key == "url"));
+        let rmpv::Value::Map(defaults) = &SettingsDescription::of::<PostgresSettings>()
+            .unwrap()
+            .defaults
+        else {
+            panic!("defaults are a map")
+        };
+        let names: Vec<&str> = defaults.iter().filter_map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, PostgresSettings::KEYS, "KEYS lists every field");
     }
 }

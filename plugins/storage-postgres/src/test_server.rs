@@ -97,7 +97,7 @@ impl PgTestServer {
     pub fn fresh_settings(&self) -> PostgresSettings {
         static N: AtomicU32 = AtomicU32::new(0);
         PostgresSettings {
-            url: Some(self.url.clone()),
+            url: self.url.clone(),
             schema: format!(
                 "t{}_{}",
                 std::process::id(),

@@ -17,7 +17,7 @@ use hangar_storage_postgres::{PostgresBackend, PostgresSettings};
 
 fn settings_with_url(url: &str) -> PostgresSettings {
     PostgresSettings {
-        url: Some(url.to_string()),
+        url: url.to_string(),
         connect_timeout_ms: 3_000,
         ..PostgresSettings::default()
     }

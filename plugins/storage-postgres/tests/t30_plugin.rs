@@ -28,7 +28,7 @@ async fn t20_the_module_is_named_after_the_plugin_and_a_failed_start_says_why() 
         embedded_storage_config("n1", dir.path()),
         storage_deps("n1"),
         PostgresSettings {
-            url: Some(format!("postgres://u:secret@127.0.0.1:{port}/db")),
+            url: format!("postgres://u:secret@127.0.0.1:{port}/db"),
             connect_timeout_ms: 2_000,
             ..PostgresSettings::default()
         },

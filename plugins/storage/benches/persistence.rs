@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 
 use abi_stable::std_types::ROption;
 use hangar_core::{LwwRecord, RawValue, Timestamp};
-use hangar_storage::persistence::{
-    GroupCommitConfig, GroupCommitter, PersistenceBackend, RedbBackend, StoreOp, StoredEntry,
-    WriteBatch, DB_FILE_NAME,
+use hangar_storage::persistence::bench::{
+    ms, percentile, persisted_writers, write_records, RecordFn,
 };
+use hangar_storage::persistence::{PersistenceBackend, RedbBackend, StoredEntry, DB_FILE_NAME};
 
 fn first_line_with(path: &str, prefix: &str) -> Option<String> {
     std::fs::read_to_string(path)
@@ -47,18 +47,6 @@ fn mount_of(dir: &Path) -> String {
         })
         .max()
         .map_or_else(|| "unknown".into(), |(_, m)| m)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
 /// Raw fdatasync latency of the bench directory's disk, as a baseline.
@@ -136,53 +124,24 @@ fn file_size(dir: &Path) -> u64 {
 
 async fn group_commit_run(dir: PathBuf, value_size: usize, writers: usize, run_for: Duration) {
     let backend: Arc<dyn PersistenceBackend> = Arc::new(RedbBackend::open(&dir).unwrap());
-    let gc = GroupCommitter::start(backend, GroupCommitConfig::default())
-        .await
-        .unwrap();
     let value = value_of_size(value_size);
-    let start = Instant::now();
-    let deadline = start + run_for;
-    let tasks: Vec<_> = (0..writers)
-        .map(|w| {
-            let (gc, value) = (gc.clone(), value.clone());
-            tokio::spawn(async move {
-                let mut lat = Vec::new();
-                let mut i = 0u64;
-                while Instant::now() < deadline {
-                    let t = Instant::now();
-                    let d = gc
-                        .enqueue(WriteBatch::new().put(
-                            "bench",
-                            format!("w{w:02}-{i:09}"),
-                            record(&value, i),
-                        ))
-                        .unwrap();
-                    d.await.unwrap();
-                    lat.push(t.elapsed());
-                    i += 1;
-                }
-                lat
-            })
-        })
-        .collect();
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.extend(t.await.unwrap());
-    }
-    let elapsed = start.elapsed();
-    let stats = gc.stats();
-    gc.shutdown().await.unwrap();
-    lat.sort();
+    let f = persisted_writers(
+        backend,
+        writers,
+        run_for,
+        Arc::new(move |i| record(&value, i)),
+    )
+    .await;
     println!(
         "{:>5} B  {:>3} writers  {:>9.0} records/s  p50 {:>9}  p99 {:>9}  max {:>9}  {:>6} commits  {:>6.1} records/commit  file {:>6.1} MiB",
         value_size,
         writers,
-        lat.len() as f64 / elapsed.as_secs_f64(),
-        ms(percentile(&lat, 0.5)),
-        ms(percentile(&lat, 0.99)),
-        ms(*lat.last().unwrap_or(&Duration::ZERO)),
-        stats.groups_committed,
-        stats.requests_committed as f64 / stats.groups_committed.max(1) as f64,
+        f.records_per_s(),
+        ms(f.p50),
+        ms(f.p99),
+        ms(f.max),
+        f.commits,
+        f.records_per_commit(),
         file_size(&dir) as f64 / (1 << 20) as f64,
     );
 }
@@ -190,19 +149,12 @@ async fn group_commit_run(dir: PathBuf, value_size: usize, writers: usize, run_f
 async fn load_run(dir: PathBuf, records: u64) {
     let value = value_of_size(16);
     let b = RedbBackend::open(&dir).unwrap();
-    let t = Instant::now();
     let chunk = 10_000;
-    for start in (0..records).step_by(chunk) {
-        let ops = (start..(start + chunk as u64).min(records))
-            .map(|i| StoreOp::Put {
-                map: "big".into(),
-                key: format!("key-{i:08}"),
-                entry: record(&value, i),
-            })
-            .collect::<Vec<_>>();
-        b.commit(WriteBatch::from(ops)).await.unwrap();
-    }
-    let write_time = t.elapsed();
+    let write_time = write_records(&b, "big", records, chunk, &{
+        let value = value.clone();
+        Arc::new(move |i| record(&value, i)) as RecordFn
+    })
+    .await;
     b.close().await.unwrap();
     drop(b);
     let t = Instant::now();

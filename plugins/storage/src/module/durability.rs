@@ -8,8 +8,11 @@
 //! last sequence number enqueued when it was applied, so that it is reported
 //! durable only once the write that produced the state it saw is.
 //!
-//! When the committer fails (fail-stop), every ack still waiting, and every
-//! later one, fails with the commit's error.
+//! When a group commit fails, every ack waiting for a request it carried
+//! (sequence number up to the group's last) fails with the commit's error;
+//! so does an ack registered later for such a request while its ops are
+//! not yet committed again. Acks of later requests keep waiting: the
+//! committer commits the failed ops again, with them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,26 +27,30 @@ use crate::write_ack::WriteAckManager;
 /// Raised by the commit observer when a group commit fails.
 #[derive(Debug, Default)]
 pub(crate) struct FailureSignal {
-    cause: Mutex<Option<String>>,
+    /// The latest failure: the last sequence number it carried, and why.
+    latest: Mutex<Option<(u64, String)>>,
     notify: Notify,
 }
 
 impl FailureSignal {
-    /// Records the failure (the first one wins) and wakes the tracker.
-    pub(crate) fn raise(&self, cause: String) {
-        self.cause.lock().get_or_insert(cause);
+    /// Records that the requests up to `last_seq` failed (failures come in
+    /// commit order, so the latest covers the earlier ones) and wakes the
+    /// tracker.
+    pub(crate) fn raise(&self, last_seq: u64, cause: String) {
+        *self.latest.lock() = Some((last_seq, cause));
         self.notify.notify_one();
     }
 
-    fn cause(&self) -> Option<String> {
-        self.cause.lock().clone()
+    fn latest(&self) -> Option<(u64, String)> {
+        self.latest.lock().clone()
     }
 }
 
 #[derive(Default)]
 struct Pending {
     by_seq: BTreeMap<u64, Vec<AckId>>,
-    failed: Option<String>,
+    /// The latest failure: requests up to this sequence number failed.
+    failed: Option<(u64, String)>,
 }
 
 /// Tracks acks waiting for PERSISTED by commit sequence number.
@@ -77,17 +84,17 @@ impl Durability {
     /// (at once if it is already).
     pub(crate) fn track(&self, seq: u64, ack: AckId) {
         let mut p = self.pending.lock();
-        if let Some(cause) = &p.failed {
-            let msg = Self::failure_message(cause);
-            drop(p);
-            self.acks.fail(ack, &msg);
-            return;
-        }
         // Read under the lock: `drain` takes the same lock after the
         // watermark moved, so an ack is either notified here or found there.
         if *self.watermark.borrow() >= seq {
             drop(p);
             self.acks.notify(ack, WriteConcern::Persisted);
+            return;
+        }
+        if let Some((_, cause)) = p.failed.as_ref().filter(|(upto, _)| seq <= *upto) {
+            let msg = Self::failure_message(cause);
+            drop(p);
+            self.acks.fail(ack, &msg);
             return;
         }
         p.by_seq.entry(seq).or_default().push(ack);
@@ -107,12 +114,14 @@ impl Durability {
         }
     }
 
-    /// Fails every waiting ack (and every later one) with `cause`.
-    pub(crate) fn fail_all(&self, cause: &str) {
+    /// Fails every waiting ack of a request up to `last_seq` (and those
+    /// registered later for such requests) with `cause`.
+    pub(crate) fn fail_up_to(&self, last_seq: u64, cause: &str) {
         let waiting = {
             let mut p = self.pending.lock();
-            p.failed.get_or_insert_with(|| cause.to_string());
-            std::mem::take(&mut p.by_seq)
+            p.failed = Some((last_seq, cause.to_string()));
+            let later = p.by_seq.split_off(&last_seq.saturating_add(1));
+            std::mem::replace(&mut p.by_seq, later)
         };
         let msg = Self::failure_message(cause);
         for id in waiting.into_values().flatten() {
@@ -125,8 +134,8 @@ impl Durability {
         self.pending.lock().by_seq.values().map(Vec::len).sum()
     }
 
-    /// The tracker's loop: drains on every watermark move, fails everything
-    /// on a commit failure. Ends when the committer is gone.
+    /// The tracker's loop: drains on every watermark move, fails the acks of
+    /// a failed commit's requests. Ends when the committer is gone.
     pub(crate) async fn run(self: Arc<Self>) {
         let mut mark = self.watermark.clone();
         loop {
@@ -141,8 +150,8 @@ impl Durability {
                 () = self.failure.notify.notified() => {
                     // Commits before the failure are durable; ack them first.
                     self.drain();
-                    if let Some(cause) = self.failure.cause() {
-                        self.fail_all(&cause);
+                    if let Some((last_seq, cause)) = self.failure.latest() {
+                        self.fail_up_to(last_seq, &cause);
                     }
                 }
             }

@@ -11,8 +11,8 @@
 //! | `hangar_ownership_records_total` | counter | `map`, `change` (loaded/released) | records loaded into or dropped from memory by partition table changes |
 //! | `hangar_commit_seconds` | histogram | | one group commit (the backend's `commit` call) |
 //! | `hangar_commit_ops_total` | counter | | ops committed (after coalescing; event-journal entries and prunes count) |
-//! | `hangar_commit_failures_total` | counter | | failed group commits (fail-stop) |
-//! | `hangar_storage_failed` | gauge | | 1 once the store failed (damage met at run time, or a failed commit), else 0; the host's `/health` reports it |
+//! | `hangar_commit_failures_total` | counter | | failed group commits (each retry counts) |
+//! | `hangar_storage_failed` | gauge | | 1 while the store is failed (damage met at run time: for good; a failed commit: until a commit succeeds again), else 0; the host's `/health` reports it |
 //! | `hangar_tasklets_active`, `hangar_tasklets_queued` | gauge | | tasklets running / waiting |
 //! | `hangar_tasklet_slices_total`, `hangar_tasklets_completed_total`, `hangar_tasklet_overruns_total` | counter | | slices run, tasklets finished, slices over twice the budget |
 //! | `hangar_tasklet_max_slice_seconds` | gauge | | longest slice so far |
@@ -25,6 +25,7 @@
 //! one per op. Tasklet and pool figures are sampled by a background task
 //! every [`REPORT_INTERVAL`].
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -191,6 +192,8 @@ pub(crate) struct CommitHooks {
     sink: Arc<dyn MetricsSink>,
     failure: Arc<FailureSignal>,
     journal: Arc<JournalHub>,
+    /// A commit failed and none succeeded since.
+    failing: AtomicBool,
 }
 
 impl CommitHooks {
@@ -203,6 +206,7 @@ impl CommitHooks {
             sink,
             failure,
             journal,
+            failing: AtomicBool::new(false),
         }
     }
 }
@@ -213,15 +217,20 @@ impl CommitObserver for CommitHooks {
             .observe("hangar_commit_seconds", &[], elapsed.as_secs_f64());
         self.sink
             .counter("hangar_commit_ops_total", &[], ops as f64);
+        if self.failing.swap(false, Ordering::AcqRel) {
+            // The failed ops are committed: the store is whole again.
+            self.sink.gauge(STORE_FAILED, &[], 0.0);
+        }
     }
 
-    fn failed(&self, group: u64, cause: &PersistenceError, elapsed: Duration) {
+    fn failed(&self, group: u64, last_seq: u64, cause: &PersistenceError, elapsed: Duration) {
         self.sink
             .observe("hangar_commit_seconds", &[], elapsed.as_secs_f64());
         self.sink.counter("hangar_commit_failures_total", &[], 1.0);
+        self.failing.store(true, Ordering::Release);
         self.sink.gauge(STORE_FAILED, &[], 1.0);
         self.failure
-            .raise(format!("group commit #{group} failed: {cause}"));
+            .raise(last_seq, format!("group commit #{group} failed: {cause}"));
     }
 
     fn journaled(&self, records: &[Arc<JournalRecord>]) {

@@ -394,8 +394,8 @@ impl Core {
     ///
     /// # Errors
     /// [`ErrorKind::SHUT_DOWN`] before start. Per-op failures are rejected
-    /// outcomes, not errors; after a persistence failure every op is
-    /// rejected with [`ErrorKind::STORAGE`].
+    /// outcomes, not errors; while a failed commit waits to be committed
+    /// again every op is rejected with [`ErrorKind::STORAGE`].
     pub(crate) async fn apply_batch(
         self: &Arc<Self>,
         batch: &ApplyBatch,
@@ -404,8 +404,9 @@ impl Core {
         let persist = self.persist()?;
         if let Some(cause) = persist.committer.failure() {
             let e = ModuleError::storage(format!(
-                "writes are refused since persistence failed ({cause}); restart the node to \
-                 recover from its store (reads keep working)"
+                "writes are refused while persistence is failing ({cause}); the node commits the \
+                 failed writes again by itself and takes writes once that succeeds (reads keep \
+                 working)"
             ));
             return Ok(batch.ops.iter().map(|_| rejected(e.clone())).collect());
         }

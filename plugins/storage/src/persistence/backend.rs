@@ -45,9 +45,13 @@ pub type PersistResult<T> = Result<T, PersistenceError>;
 /// - A commit that returns `Err` with [`PersistenceError::InvalidInput`] or
 ///   [`PersistenceError::KindConflict`] MUST have written nothing. After an
 ///   `Err` of any other kind, the batch MAY or MAY NOT be durable; the
-///   caller MUST NOT report it as persisted and SHOULD stop writing (an
-///   fsync that failed once may "succeed" on retry without the data being
-///   on disk).
+///   caller MUST NOT report it as persisted. The caller commits the same
+///   ops again later (the group committer does, before anything later), so
+///   committing a batch again MUST give the same state as committing it
+///   once. A backend that cannot vouch for later commits after a failure
+///   (an fsync that failed once may "succeed" on retry without the data
+///   being on disk) MUST refuse them itself (redb does after an I/O
+///   error); one whose failure passes (a lost connection) accepts them.
 /// - A map's kind MUST be recorded by the first op that needs one (a `Put`,
 ///   or any tombstone op, which needs an OR map) and MUST NOT change: an op
 ///   that needs the other kind MUST fail the whole batch with

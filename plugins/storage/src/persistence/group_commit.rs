@@ -34,16 +34,36 @@
 //! after another in sequence order, so the watermark is prefix-complete:
 //! every request with `seq <= watermark` is durable.
 //!
-//! # Failure: fail-stop
+//! # Failure: fail the waiters, keep the ops, commit them again
 //!
 //! When a commit fails, every request of the group fails with
-//! [`CommitError::CommitFailed`], and the committer stops: requests already
-//! queued and every later enqueue fail with [`CommitError::Stopped`]. It
-//! does not retry, because the fate of a failed commit is unknown (an fsync
-//! that failed once can "succeed" on retry without the data being on disk,
-//! and redb refuses writes after an I/O error anyway). Nothing acknowledged
-//! is lost: acknowledgements are only given for commits that returned `Ok`.
-//! Recovery is a restart that reloads the maps from the store.
+//! [`CommitError::CommitFailed`]: none is reported durable, since the fate
+//! of a failed commit is unknown. The committer does not stop. Its caller
+//! has already applied those writes in memory, so dropping them would leave
+//! memory ahead of the store for good (a later write of another key would
+//! become durable while the failed ones never do). Instead the writer keeps
+//! the failed group's ops and commits them again, before anything later:
+//! with the next group, or on their own after a pause (100 ms, doubling up
+//! to [`RETRY_PAUSE_MAX`]) when no request comes. The watermark stays at
+//! the last good group until they commit, so it stays prefix-complete, and
+//! journal entries keep dense numbers in commit order.
+//!
+//! While ops are waiting to be committed again, [`GroupCommitter::failure`]
+//! says why, so the storage module refuses new writes (they would only pile
+//! up behind the failure); the first commit that succeeds clears it. So
+//! memory is always the store plus what is queued or being committed again,
+//! as in normal operation: a write whose PERSISTED failed may still become
+//! durable later (it was never reported durable, nor reported lost), and
+//! nothing acknowledged is lost, since acknowledgements follow commits that
+//! returned `Ok` only.
+//!
+//! Committing the same ops again is safe because ops are whole states
+//! ("last op per slot wins", see [`PersistenceBackend`]): applied once or
+//! twice they give the same rows. A backend that cannot vouch for later
+//! commits after a failure (a failed fsync) refuses them itself (redb
+//! after an I/O error, the template's log) and may say so in
+//! `PersistenceBackend::failure`, in which case the writer stops retrying
+//! on a timer and tries again only with the next request.
 //!
 //! # Negative control
 //!
@@ -72,7 +92,7 @@ use super::journal::JournalRecord;
 
 mod writer;
 
-pub use writer::coalesce;
+pub use writer::{coalesce, RETRY_PAUSE_MAX, RETRY_PAUSE_MIN};
 use writer::{Msg, Request};
 
 #[cfg(test)]
@@ -104,8 +124,10 @@ pub trait CommitObserver: Send + Sync + 'static {
     /// Group `group` committed `ops` ops (after coalescing) of `requests`
     /// requests in `elapsed` (the backend's `commit` call alone).
     fn committed(&self, group: u64, ops: usize, requests: usize, elapsed: Duration);
-    /// Group `group` failed after `elapsed`; the committer stops (fail-stop).
-    fn failed(&self, group: u64, cause: &PersistenceError, elapsed: Duration);
+    /// Group `group`, carrying every request up to sequence number
+    /// `last_seq` not yet durable, failed after `elapsed`; its ops will be
+    /// committed again.
+    fn failed(&self, group: u64, last_seq: u64, cause: &PersistenceError, elapsed: Duration);
     /// The journal entries of a group that just committed, in sequence
     /// order (called after [`Self::committed`]; groups in commit order, so
     /// every entry is heard once, in sequence order). The default ignores
@@ -183,20 +205,14 @@ pub enum CommitError {
     #[error("write refused before queuing: {0}")]
     Rejected(PersistenceError),
     /// The group commit that carried the request failed; the request is not
-    /// persisted (its fate on disk is unknown) and the committer stopped.
-    #[error("group commit #{group} failed, so this write is not persisted: {cause}")]
+    /// known to be persisted (its fate on disk is unknown). The committer
+    /// commits its ops again before anything later.
+    #[error("group commit #{group} failed, so this write is not known to be persisted: {cause}")]
     CommitFailed {
         /// The failed group's number.
         group: u64,
         /// The backend's error.
         cause: PersistenceError,
-    },
-    /// An earlier commit failed and the committer refuses writes
-    /// (fail-stop); restart the node to recover from the store.
-    #[error("persistence stopped after an earlier commit failure ({cause}); restart to recover from the store")]
-    Stopped {
-        /// The failure that stopped the committer.
-        cause: Arc<str>,
     },
     /// The committer was shut down.
     #[error("persistence is shut down; no more writes are accepted")]
@@ -214,9 +230,7 @@ impl From<CommitError> for ModuleError {
     fn from(e: CommitError) -> Self {
         let kind = match &e {
             CommitError::Rejected(p) => return ModuleError::from(p.clone()),
-            CommitError::CommitFailed { .. }
-            | CommitError::Stopped { .. }
-            | CommitError::CloseFailed(_) => ErrorKind::STORAGE,
+            CommitError::CommitFailed { .. } | CommitError::CloseFailed(_) => ErrorKind::STORAGE,
             CommitError::ShutDown => ErrorKind::SHUT_DOWN,
             CommitError::WriterGone => ErrorKind::INTERNAL,
         };
@@ -283,7 +297,8 @@ struct Counters {
 }
 
 const RUNNING: u8 = 0;
-const FAILED: u8 = 1;
+/// The last commit failed; its ops wait to be committed again.
+const FAILING: u8 = 1;
 const SHUTTING_DOWN: u8 = 2;
 
 /// What `enqueue` serialises: kind registry, sequence numbers (of requests
@@ -421,38 +436,24 @@ impl GroupCommitter {
         Ok(Self { shared, intake })
     }
 
-    fn stopped_error(&self) -> CommitError {
-        match self.shared.status.load(Ordering::Acquire) {
-            FAILED => CommitError::Stopped {
-                cause: self
-                    .shared
-                    .failure
-                    .lock()
-                    .clone()
-                    .unwrap_or_else(|| Arc::from("unknown failure")),
-            },
-            _ => CommitError::ShutDown,
-        }
-    }
-
     /// Queues `batch` for the next group commit and returns the future that
     /// resolves when it is durable. Its [`StoreOp::JournalAppend`] entries
     /// are numbered here, under the lock that orders requests, so journal
-    /// order is commit order and the numbers are dense (a failed commit
-    /// stops the committer, so no later entry can become durable after a
-    /// lost one); see `journal_capacity` for pruning. Never blocks; see [`Self::admit`] for
+    /// order is commit order and the numbers are dense (a failed commit's
+    /// entries are committed again before any later one); see
+    /// `journal_capacity` for pruning. Accepted while a failed commit waits
+    /// to be committed again (the request joins it). Never blocks; see [`Self::admit`] for
     /// back-pressure. The batch's ops are committed atomically (never split
     /// across groups). An empty batch is a flush barrier.
     ///
     /// # Errors
     /// [`CommitError::Rejected`] for invalid names or a kind conflict with
     /// the map's recorded kind (nothing queued, committer keeps running);
-    /// [`CommitError::Stopped`] after a commit failure;
     /// [`CommitError::ShutDown`] after [`Self::shutdown`].
     pub fn enqueue(&self, mut batch: WriteBatch) -> Result<Durable, CommitError> {
         let mut intake = self.intake.lock();
-        if self.shared.status.load(Ordering::Acquire) != RUNNING {
-            return Err(self.stopped_error());
+        if self.shared.status.load(Ordering::Acquire) == SHUTTING_DOWN {
+            return Err(CommitError::ShutDown);
         }
         let (journal_next, journal_first) = intake.number_journal(&mut batch);
         let n_ops = batch.ops.len();
@@ -516,7 +517,7 @@ impl GroupCommitter {
             tokio::pin!(notified);
             notified.as_mut().enable();
             if self.shared.queued_ops.load(Ordering::Acquire) <= self.shared.capacity
-                || self.shared.status.load(Ordering::Acquire) != RUNNING
+                || self.shared.status.load(Ordering::Acquire) == SHUTTING_DOWN
             {
                 return;
             }
@@ -562,7 +563,8 @@ impl GroupCommitter {
         }
     }
 
-    /// The failure that stopped the committer, if one did.
+    /// Why the last commit failed, while its ops wait to be committed again
+    /// (`None` once a commit succeeded since).
     #[must_use]
     pub fn failure(&self) -> Option<Arc<str>> {
         self.shared.failure.lock().clone()

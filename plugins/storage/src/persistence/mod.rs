@@ -16,6 +16,8 @@
 //! - `journal`: [`JournalRecord`], the event journal's rows.
 //! - `error`: [`PersistenceError`].
 //! - `testing`: the conformance suite and a fault-injecting wrapper.
+//! - `bench` (feature `bench`): the PERSISTED-write benchmark driver every
+//!   backend's bench shares.
 //!
 //! # Invariants
 //!
@@ -24,6 +26,8 @@
 //! `tests/tests/t01_repository.rs` fails when a cited test is gone.
 
 mod backend;
+#[cfg(feature = "bench")]
+pub mod bench;
 mod codec;
 mod entry;
 mod error;

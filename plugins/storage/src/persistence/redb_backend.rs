@@ -34,8 +34,9 @@
 //! after redb's fsync. redb writes data with checksums and flips between two
 //! commit slots, so a crash at any point leaves the last completed commit.
 //! After an I/O error redb refuses further writes (`PreviousIo`) until the
-//! database is opened again, which is the fail-stop the group committer
-//! relies on.
+//! database is opened again, so a failed fsync is never followed by a
+//! commit that only seems durable; the group committer's retries of the
+//! failed ops fail too until the node restarts.
 //!
 //! # Damage
 //!

@@ -5,7 +5,8 @@
 //!   (`t10`, `t11`).
 //! - `t20_loading`: lazy loading: one load for concurrent first uses, failed
 //!   loads retried, loads and snapshots in tasklet slices (`t20`-`t23`).
-//! - `t30_fail_stop`: writes refused after a commit failure (`t30`).
+//! - `t30_commit_failure`: writes refused after a commit failure until a
+//!   commit succeeds again (`t30`).
 //! - `t40_gc`: TTL expiry, tombstone pruning and the expiry queue (`t40`-`t42`).
 //! - `t50_metrics`: what the module reports (`t50`).
 //! - `t60_convergence`: the convergence law through the whole module (`t60`).
@@ -24,7 +25,7 @@
 mod support;
 mod t10_config;
 mod t20_loading;
-mod t30_fail_stop;
+mod t30_commit_failure;
 mod t40_gc;
 mod t50_metrics;
 mod t60_convergence;

@@ -275,15 +275,15 @@ async fn t47_ack_waits_for_the_commit_to_return() {
 #[derive(Default)]
 struct Observed {
     committed: parking_lot::Mutex<Vec<(u64, usize, usize)>>,
-    failed: parking_lot::Mutex<Vec<u64>>,
+    failed: parking_lot::Mutex<Vec<(u64, u64)>>,
 }
 
 impl CommitObserver for Observed {
     fn committed(&self, group: u64, ops: usize, requests: usize, _elapsed: Duration) {
         self.committed.lock().push((group, ops, requests));
     }
-    fn failed(&self, group: u64, _cause: &PersistenceError, _elapsed: Duration) {
-        self.failed.lock().push(group);
+    fn failed(&self, group: u64, last_seq: u64, _cause: &PersistenceError, _elapsed: Duration) {
+        self.failed.lock().push((group, last_seq));
     }
 }
 
@@ -308,5 +308,9 @@ async fn t48_the_observer_hears_every_commit_and_the_last_seq_is_a_barrier() {
     r.inst
         .fail_commits_after(0, crate::persistence::testing::FailureStyle::BeforeWrite);
     assert!(r.gc.enqueue(put("m", "d", 4)).unwrap().await.is_err());
-    assert_eq!(obs.failed.lock().len(), 1, "the failure is reported once");
+    assert_eq!(
+        obs.failed.lock()[0],
+        (4, 4),
+        "the failed group is reported with the last request it carried"
+    );
 }

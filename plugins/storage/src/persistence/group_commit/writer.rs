@@ -5,11 +5,12 @@
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::{CommitError, CommitObserver, GroupCommitConfig, Receipt, Shared, FAILED, RUNNING};
+use super::{CommitError, CommitObserver, GroupCommitConfig, Receipt, Shared, FAILING, RUNNING};
 use crate::persistence::backend::PersistenceBackend;
 use crate::persistence::entry::{StoreOp, WriteBatch};
 use crate::persistence::error::PersistenceError;
@@ -89,6 +90,31 @@ async fn gather(
     (group, None)
 }
 
+/// The ops of groups whose commit failed, committed again (first) with the
+/// next group, or alone after a pause.
+struct Redo {
+    /// The failed groups' ops, coalesced, in sequence order.
+    ops: Vec<StoreOp>,
+    /// The last sequence number they carry: once they commit, every
+    /// request up to it is durable.
+    last_seq: u64,
+    /// Commits of them that failed in a row.
+    attempts: u32,
+}
+
+/// How long the writer waits for a request before committing the redo
+/// alone: 100 ms after the first failure, doubling up to [`RETRY_PAUSE_MAX`].
+fn retry_pause(attempts: u32) -> Duration {
+    RETRY_PAUSE_MIN
+        .saturating_mul(1 << attempts.saturating_sub(1).min(6))
+        .min(RETRY_PAUSE_MAX)
+}
+
+/// The first pause before a failed group is committed again on its own.
+pub const RETRY_PAUSE_MIN: Duration = Duration::from_millis(100);
+/// The longest pause between two commits of a failed group's ops.
+pub const RETRY_PAUSE_MAX: Duration = Duration::from_secs(5);
+
 pub(super) async fn writer(
     backend: Arc<dyn PersistenceBackend>,
     mut rx: mpsc::UnboundedReceiver<Msg>,
@@ -97,55 +123,85 @@ pub(super) async fn writer(
 ) {
     let mut carry: Option<Msg> = None;
     let mut group_no: u64 = 0;
-    let mut failed: Option<Arc<str>> = None;
+    let mut redo: Option<Redo> = None;
     loop {
-        let msg = match carry.take() {
-            Some(m) => m,
-            None => match rx.recv().await {
-                Some(m) => m,
+        // A backend failed for good (`failure()`) is not retried on a timer;
+        // its next commit comes with the next request.
+        let pause = redo
+            .as_ref()
+            .filter(|_| backend.failure().is_none())
+            .map(|r| retry_pause(r.attempts));
+        let msg = match (carry.take(), pause) {
+            (Some(m), _) => Some(m),
+            (None, None) => match rx.recv().await {
+                Some(m) => Some(m),
                 // Every handle dropped and the queue is drained. The backend
-                // is not closed: dropping it releases it.
+                // is not closed: dropping it releases it (and a pending
+                // redo, which no one was told is durable, is dropped).
                 None => return,
             },
+            (None, Some(pause)) => match tokio::time::timeout(pause, rx.recv()).await {
+                Ok(Some(m)) => Some(m),
+                Ok(None) => return,
+                // Nothing came: commit the redo on its own.
+                Err(_) => None,
+            },
         };
-        let first = match msg {
-            Msg::Write(r) => r,
-            Msg::Shutdown => break,
+        let group = match msg {
+            Some(Msg::Write(first)) => {
+                let (group, next) = gather(first, &mut rx, &config).await;
+                carry = next;
+                group
+            }
+            Some(Msg::Shutdown) => break,
+            None => Vec::new(),
         };
-        let (group, next) = gather(first, &mut rx, &config).await;
-        carry = next;
         let taken: usize = group.iter().map(|r| r.ops.len()).sum();
         shared.queued_ops.fetch_sub(taken, Ordering::AcqRel);
         shared.space.notify_waiters();
 
-        if let Some(cause) = &failed {
-            for done in group.into_iter().filter_map(|r| r.done) {
-                let _ = done.send(Err(CommitError::Stopped {
-                    cause: Arc::clone(cause),
-                }));
-            }
-            continue;
-        }
-
         group_no += 1;
         let observer = config.observer.as_deref();
-        if let Err(cause) = commit_group(&*backend, &shared, group, group_no, observer).await {
-            let cause: Arc<str> = Arc::from(cause.to_string());
-            tracing::error!(group = group_no, %cause, "group commit failed; persistence stops (fail-stop)");
-            *shared.failure.lock() = Some(Arc::clone(&cause));
-            // An enqueue that read RUNNING just before this still reaches
-            // the queue, and the loop above answers it with Stopped.
-            let _ = shared.status.compare_exchange(
-                RUNNING,
-                FAILED,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            );
-            shared.space.notify_waiters();
-            failed = Some(cause);
+        let attempts = redo.as_ref().map_or(0, |r| r.attempts);
+        match commit_group(&*backend, &shared, redo.take(), group, group_no, observer).await {
+            Ok(()) => {
+                if attempts > 0 {
+                    tracing::warn!(
+                        group = group_no,
+                        failed_attempts = attempts,
+                        "group commit succeeded again; persistence recovered"
+                    );
+                    *shared.failure.lock() = None;
+                    let _ = shared.status.compare_exchange(
+                        FAILING,
+                        RUNNING,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    );
+                }
+            }
+            Err((cause, mut again)) => {
+                again.attempts = attempts + 1;
+                let cause: Arc<str> = Arc::from(cause.to_string());
+                if again.attempts == 1 {
+                    tracing::error!(group = group_no, %cause, "group commit failed; its writes fail, new writes are refused and the commit is retried until it succeeds");
+                } else {
+                    tracing::debug!(group = group_no, attempts = again.attempts, %cause, "group commit failed again");
+                }
+                *shared.failure.lock() = Some(cause);
+                let _ = shared.status.compare_exchange(
+                    RUNNING,
+                    FAILING,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
+                shared.space.notify_waiters();
+                redo = Some(again);
+            }
         }
     }
-    // Shutdown: everything enqueued before it has been committed (or failed).
+    // Shutdown: everything enqueued before it has been committed (or
+    // failed); a pending redo was tried once more with the last group.
     drop(rx);
     let result = backend.close().await;
     if let Err(e) = &result {
@@ -154,16 +210,21 @@ pub(super) async fn writer(
     shared.finished.send_replace(Some(result));
 }
 
-/// Commits one group and answers its requests.
+/// Commits one group (after the ops of `redo`, if any) and answers its
+/// requests. On failure, returns the cause and every op it tried, to be
+/// committed again.
 async fn commit_group(
     backend: &dyn PersistenceBackend,
     shared: &Shared,
+    redo: Option<Redo>,
     group: Vec<Request>,
     group_no: u64,
     observer: Option<&dyn CommitObserver>,
-) -> Result<(), PersistenceError> {
-    let last_seq = group.last().map_or(0, |r| r.seq);
-    let mut ops = Vec::with_capacity(group.iter().map(|r| r.ops.len()).sum());
+) -> Result<(), (PersistenceError, Redo)> {
+    let redo_last = redo.as_ref().map_or(0, |r| r.last_seq);
+    let last_seq = group.last().map_or(redo_last, |r| r.seq).max(redo_last);
+    let mut ops = redo.map(|r| r.ops).unwrap_or_default();
+    ops.reserve(group.iter().map(|r| r.ops.len()).sum());
     let mut waiters = Vec::with_capacity(group.len());
     for r in group {
         ops.extend(r.ops);
@@ -186,7 +247,9 @@ async fn commit_group(
         // Only flush barriers: every earlier group is already durable.
         Ok(())
     } else {
-        backend.commit(WriteBatch { ops }).await
+        // A clone only while a redo is pending would be enough; commits
+        // take the batch by value, and a failed one must be tried again.
+        backend.commit(WriteBatch { ops: ops.clone() }).await
     };
     let elapsed = started.elapsed();
     let c = &shared.counters;
@@ -199,7 +262,7 @@ async fn commit_group(
                 }
             }
             Ok(()) => {}
-            Err(cause) => o.failed(group_no, cause, elapsed),
+            Err(cause) => o.failed(group_no, last_seq, cause, elapsed),
         }
     }
     match result {
@@ -228,7 +291,14 @@ async fn commit_group(
                     cause: cause.clone(),
                 }));
             }
-            Err(cause)
+            Err((
+                cause,
+                Redo {
+                    ops,
+                    last_seq,
+                    attempts: 0,
+                },
+            ))
         }
     }
 }

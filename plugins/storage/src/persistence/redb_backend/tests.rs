@@ -87,7 +87,7 @@ fn open_counting(dir: &Path, left: &Arc<AtomicI64>) -> RedbBackend {
 }
 
 /// For every write budget: commits that returned Ok are all there after a
-/// reopen, a failed commit stops every later one (redb's fail-stop), and the
+/// reopen, a failed commit makes redb refuse every later one, and the
 /// file always reopens.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t60_io_failures_never_lose_a_commit_that_returned_ok() {

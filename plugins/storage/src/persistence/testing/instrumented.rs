@@ -65,6 +65,12 @@ impl InstrumentedBackend {
         *self.countdown.lock() = Some((n, style));
     }
 
+    /// Stops failing commits (as a database that is back): every later
+    /// commit passes through again.
+    pub fn heal(&self) {
+        *self.countdown.lock() = None;
+    }
+
     /// Holds every commit (after it started) until the guard is dropped.
     pub async fn hold(&self) -> OwnedMutexGuard<()> {
         Arc::clone(&self.gate).lock_owned().await
