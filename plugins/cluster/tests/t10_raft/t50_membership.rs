@@ -27,7 +27,11 @@ async fn t50_add_member_makes_a_voter_with_the_state_and_remove_member_removes_i
         })
         .await;
         assert!(ok.is_some(), "n3 is not a voter everywhere");
-        assert_eq!(n3.status().voters, vec!["n0", "n1", "n2", "n3"]);
+        // The status is built from Raft's metrics, which follow the applied
+        // membership a moment later than `members()`: wait for it too.
+        let want = vec!["n0", "n1", "n2", "n3"];
+        let voters = wait_until(3 * SECS, || (n3.status().voters == want).then_some(())).await;
+        assert!(voters.is_some(), "n3's status: {:?}", n3.status().voters);
         c.all_states(3 * SECS, |s| {
             s.table.as_ref() == Some(&t1) && s.fences.get("x") == Some(&1)
         })
