@@ -10,6 +10,7 @@
 import { spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -242,4 +243,58 @@ export function str(s) {
 /** Hand-built msgpack map from [keyBytes, valueBytes] pairs. */
 export function map(pairs) {
   return Buffer.concat([Buffer.from([0x80 | pairs.length]), ...pairs.flat()]);
+}
+
+/** A loopback TCP port that was free a moment ago (for `--cluster-port`). */
+export async function freePort() {
+  const srv = createServer();
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address();
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+/** A seeded generator (mulberry32): each seed replays the same sequence in [0, 1). */
+export function rng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Starts one node per id as one cluster on loopback, each seeded with the others. */
+export async function startCluster(ids, clusterId, { env = {}, config } = {}) {
+  const ports = await Promise.all(ids.map(() => freePort()));
+  return Promise.all(
+    ids.map((id, i) =>
+      startNode({
+        env,
+        config,
+        args: [
+          '--node-id', id,
+          '--cluster-id', clusterId,
+          '--cluster-port', String(ports[i]),
+          '--seed-nodes', ports.filter((_, j) => j !== i).map((p) => `127.0.0.1:${p}`).join(','),
+          '--advertise-host', '127.0.0.1',
+        ],
+      }),
+    ),
+  );
+}
+
+/** Asks `c` for the partition map until all `n` nodes are ACTIVE and each owns partitions (30 s bound). */
+export async function waitForCompleteMap(c, n) {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    c.send({ type: 'PARTITION_MAP_REQUEST', payload: { currentVersion: 0 } });
+    const { payload: m } = await c.expect('PARTITION_MAP');
+    const active = m.nodes.filter((x) => x.status === 'ACTIVE').length;
+    if (active === n && new Set(m.partitions.map((p) => p.ownerNodeId)).size === n) return;
+    if (Date.now() >= deadline) throw new Error(`no complete ${n}-node map within 30 s`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
 }

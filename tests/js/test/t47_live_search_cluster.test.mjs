@@ -9,17 +9,8 @@
 // (bounded), never after a fixed sleep.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { isDeepStrictEqual } from 'node:util';
-import { startNode, connect, putOp } from '../lib/hangar.mjs';
-
-async function freePort() {
-  const srv = createServer();
-  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address();
-  await new Promise((r) => srv.close(r));
-  return port;
-}
+import { connect, putOp, rng, startCluster, waitForCompleteMap } from '../lib/hangar.mjs';
 
 let opId = 0;
 async function write(c, map, key, value) {
@@ -28,18 +19,6 @@ async function write(c, map, key, value) {
   c.send({ type: 'CLIENT_OP', payload: op });
   const ack = await c.expect('OP_ACK', (m) => m.payload.lastId === id);
   assert.equal(ack.payload.results[0].success, true, JSON.stringify(ack.payload));
-}
-
-/** A seeded generator (mulberry32). */
-function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const WORDS = ['zebra', 'horse', 'stripes', 'savanna', 'grass', 'river'];
@@ -90,34 +69,14 @@ async function settle(view, c, want, what, ms = 15_000) {
 
 test('t47 cluster: SEARCH_SUB on one of 3 nodes covers every partition and follows writes and deletes sent to the others', async () => {
   const ids = ['s1', 's2', 's3'];
-  const ports = await Promise.all(ids.map(() => freePort()));
-  const nodes = await Promise.all(
-    ids.map((id, i) =>
-      startNode({
-        env: { HANGAR_NO_AUTH: '1', STORAGE_BACKEND: 'memory' },
-        config: '[storage.full_text_search.docs47]\nfields = ["title", "body"]\n',
-        args: [
-          '--node-id', id,
-          '--cluster-id', 'js-live-search',
-          '--cluster-port', String(ports[i]),
-          '--seed-nodes', ports.filter((_, j) => j !== i).map((p) => `127.0.0.1:${p}`).join(','),
-          '--advertise-host', '127.0.0.1',
-        ],
-      }),
-    ),
-  );
+  const nodes = await startCluster(ids, 'js-live-search', {
+    env: { HANGAR_NO_AUTH: '1', STORAGE_BACKEND: 'memory' },
+    config: '[storage.full_text_search.docs47]\nfields = ["title", "body"]\n',
+  });
   try {
     const [sub, w1, w3] = await Promise.all([connect(nodes[1]), connect(nodes[0]), connect(nodes[2])]);
     // Wait for a map where all three nodes are ACTIVE and own partitions.
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      sub.send({ type: 'PARTITION_MAP_REQUEST', payload: { currentVersion: 0 } });
-      const { payload: m } = await sub.expect('PARTITION_MAP');
-      const active = m.nodes.filter((n) => n.status === 'ACTIVE').length;
-      if (active === 3 && new Set(m.partitions.map((p) => p.ownerNodeId)).size === 3) break;
-      assert.ok(Date.now() < deadline, 'no complete 3-node map within 30 s');
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    await waitForCompleteMap(sub, 3);
     const next = rng(47);
     const doc = () => {
       const words = Array.from({ length: 2 + Math.floor(next() * 4) }, () => WORDS[Math.floor(next() * WORDS.length)]);

@@ -5,16 +5,7 @@
 // never a silent part of the map.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
-import { startNode, connect, ts, pack, unpack } from '../lib/hangar.mjs';
-
-async function freePort() {
-  const srv = createServer();
-  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address();
-  await new Promise((r) => srv.close(r));
-  return port;
-}
+import { startNode, connect, ts, pack, unpack, freePort } from '../lib/hangar.mjs';
 
 async function post(n, body) {
   const res = await fetch(`${n.http}/sync`, { method: 'POST', body: pack(body) });

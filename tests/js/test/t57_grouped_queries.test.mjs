@@ -5,11 +5,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { isDeepStrictEqual } from 'node:util';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startNode, connect, putOp, unpack } from '../lib/hangar.mjs';
+import { startNode, connect, putOp, unpack, rng, startCluster, waitForCompleteMap } from '../lib/hangar.mjs';
 
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '../../../host/tests/fixtures/wire');
 
@@ -120,18 +119,6 @@ test('t57 grouped queries refuse sort, limit, cursor, fields and bad aggregation
 });
 
 // ---- property test: live aggregates == recomputation --------------------
-
-/** A small seeded PRNG (mulberry32), so each seed replays the same changes. */
-function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const bucketOf = (v) => {
   if (v === undefined || v === null) return 'N';
@@ -248,14 +235,6 @@ for (const seed of [1, 7, 42, 2026]) {
 
 // ---- the same on a 3-node cluster ---------------------------------------
 
-async function freePort() {
-  const srv = createServer();
-  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address();
-  await new Promise((r) => srv.close(r));
-  return port;
-}
-
 /** Waits (bounded) until the view, fed by `sub`'s updates, equals `want`. */
 async function settle(view, sub, want, what) {
   const until = Date.now() + 15_000;
@@ -269,33 +248,11 @@ async function settle(view, sub, want, what) {
 
 test('t57 cluster: a grouped live query on one of 3 nodes follows writes to the others, across every partition', async () => {
   const ids = ['g1', 'g2', 'g3'];
-  const ports = await Promise.all(ids.map(() => freePort()));
-  const nodes = await Promise.all(
-    ids.map((id, i) =>
-      startNode({
-        env: { HANGAR_NO_AUTH: '1', STORAGE_BACKEND: 'memory' },
-        args: [
-          '--node-id', id,
-          '--cluster-id', 'js-grouped',
-          '--cluster-port', String(ports[i]),
-          '--seed-nodes', ports.filter((_, j) => j !== i).map((p) => `127.0.0.1:${p}`).join(','),
-          '--advertise-host', '127.0.0.1',
-        ],
-      }),
-    ),
-  );
+  const nodes = await startCluster(ids, 'js-grouped', { env: { HANGAR_NO_AUTH: '1', STORAGE_BACKEND: 'memory' } });
   try {
     const [sub, w1, w3] = await Promise.all([connect(nodes[1]), connect(nodes[0]), connect(nodes[2])]);
     // Wait for a map where all three nodes are ACTIVE and own partitions.
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      sub.send({ type: 'PARTITION_MAP_REQUEST', payload: { currentVersion: 0 } });
-      const { payload: m } = await sub.expect('PARTITION_MAP');
-      const active = m.nodes.filter((n) => n.status === 'ACTIVE').length;
-      if (active === 3 && new Set(m.partitions.map((p) => p.ownerNodeId)).size === 3) break;
-      assert.ok(Date.now() < deadline, 'no complete 3-node map within 30 s');
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    await waitForCompleteMap(sub, 3);
     const next = rng(57);
     const randomRecord = recordsOf(next);
     const records = new Map();

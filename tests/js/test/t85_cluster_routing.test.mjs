@@ -11,8 +11,7 @@
 //   and every key is writable again, still without forwarding.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
-import { startNode, connect, jwt, inSeconds, ts } from '../lib/hangar.mjs';
+import { startNode, connect, jwt, inSeconds, ts, freePort } from '../lib/hangar.mjs';
 
 const SECRET = 'cluster-routing-secret';
 const PARTITIONS = 271;
@@ -28,14 +27,6 @@ function fnv1a(s) {
   return h >>> 0;
 }
 const partitionOf = (key) => fnv1a(key) % PARTITIONS;
-
-async function freePort() {
-  const srv = createServer();
-  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address();
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 async function forwarded(node) {
   const text = await (await fetch(`${node.http}/metrics`)).text();
