@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startNode, memoryNode, connect, ts, jwt, inSeconds } from '../lib/hangar.mjs';
+import { startNode, memoryNode, connect, ts, jwt, inSeconds, startCluster, waitForCompleteMap } from '../lib/hangar.mjs';
 
 const sync = (extra = '') => `[sync]\ntombstone_epoch_width = 2\nprune_interval_ms = 50\n${extra}`;
 const intervals = (n = 6) => new Promise((r) => setTimeout(r, 50 * n));
@@ -250,4 +250,50 @@ test('t59e a bad [sync] setting stops the node with a message naming it', async 
     memoryNode({ config: '[sync]\ntombstone_epoch_width = 0\n' }),
     /sync\.tombstone_epoch_width: must be at least 1/,
   );
+});
+
+test('t59f in a cluster nothing is pruned by epoch: one node\'s devices license nothing on the other replicas', async () => {
+  const nodes = await startCluster(['e1', 'e2'], `t59f-${process.pid}`, {
+    env: { HANGAR_NO_AUTH: '1', STORAGE_BACKEND: 'memory' },
+    config: sync(),
+  });
+  try {
+    const mapName = 'e59f';
+    const w = await connect(nodes[0]);
+    await waitForCompleteMap(w, 2);
+    // The only device in the cluster confirms everything it is sent: on a
+    // lone node that prunes the closed epoch (t59c).
+    const a = await device(nodes[0]);
+    await root(a.c, mapName);
+    a.c.send({ type: 'CLIENT_APPLY_ACK', cursor: 0 });
+    await a.c.barrier();
+    const tags = [];
+    for (let i = 0; i < 3; i++) tags.push(await add(w, mapName, 'k', `v${i}`));
+    await remove(w, mapName, 'k', tags[0]);
+    await remove(w, mapName, 'k', tags[1]);
+    // Both nodes hold every partition (backup_count 1): e1 counts both
+    // tombstones once it applied them, as owner or backup.
+    const deadline = Date.now() + 10_000;
+    let covering = 0;
+    while (covering < 1) {
+      assert.ok(Date.now() < deadline, 'e1 closed no epoch within 10 s');
+      covering = (await root(a.c, mapName)).payload.coveringEpoch ?? 0;
+      if (covering < 1) await intervals(2);
+    }
+    a.c.send({ type: 'CLIENT_APPLY_ACK', cursor: covering });
+    await a.c.barrier();
+    await intervals(10);
+    assert.equal(a.c.pending('GC_PRUNE').length, 0, 'nothing pruned while the node has a peer');
+    const other = await connect(nodes[1]);
+    for (const c of [w, other]) {
+      const k = (await diff(c, mapName, 'k')).entries[0];
+      assert.ok(k.tombstones.includes(tags[0]) && k.tombstones.includes(tags[1]), JSON.stringify(k));
+    }
+    // A device that lacked nothing pruned still merges.
+    const fresh = await device(nodes[0]);
+    assert.equal((await root(fresh.c, mapName)).payload.fullResync, undefined);
+    for (const c of [w, a.c, other, fresh.c]) await c.close();
+  } finally {
+    await Promise.all(nodes.map((n) => n.stop()));
+  }
 });

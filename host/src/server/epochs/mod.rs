@@ -61,7 +61,19 @@
 //! # In a cluster
 //!
 //! Epochs and cursors are this node's: a client confirms the epochs of the
-//! node it syncs with, and pruning drops only this node's tombstones.
+//! node it syncs with. That licenses nothing elsewhere. The other replicas
+//! of a partition listed the tombstone in their own epochs, and the devices
+//! of other nodes may still hold the tag as live; a device of node B that
+//! pushes such a tag after node A (the owner) pruned the tombstone would
+//! bring the record back, and Merkle repair would copy the tombstone back
+//! from a replica that kept it. So while the cluster module lists any other
+//! member, in any state, a node prunes nothing by epoch
+//! ([`upkeep::prune_round`]; logged when it starts and stops holding).
+//! Epochs, `coveringEpoch`, cursors, forgetting and the sync verdicts run
+//! as on a lone node; since nothing more is pruned, devices that lacked
+//! nothing pruned keep merging. Pruning in a cluster needs a cluster-wide
+//! licence (every node's lowest cursor, applied on every replica of a
+//! partition) that does not exist yet.
 
 pub mod devices;
 pub mod store;
@@ -159,6 +171,8 @@ pub struct Epochs {
     dirty: AtomicBool,
     /// The version of the last state written (held while writing).
     written: Mutex<u64>,
+    /// Pruning is held because the cluster has other members.
+    held_for_peers: AtomicBool,
 }
 
 impl std::fmt::Debug for Epochs {
@@ -197,6 +211,7 @@ impl Epochs {
             }),
             dirty: AtomicBool::new(false),
             written: Mutex::new(0),
+            held_for_peers: AtomicBool::new(false),
         })
     }
 
@@ -362,6 +377,21 @@ impl Epochs {
             epochs,
             older_than: st.p.starts.get(&below).cloned(),
         })
+    }
+
+    /// Whether pruning must wait because the cluster lists `peers` other
+    /// members (any state): true when `peers > 0`. Logs when holding
+    /// starts and when it ends, not every round.
+    pub fn hold_for_peers(&self, peers: usize) -> bool {
+        let hold = peers > 0;
+        if self.held_for_peers.swap(hold, Ordering::AcqRel) != hold {
+            if hold {
+                tracing::info!(peers, "OR tombstones are not pruned by epoch while this node has cluster peers: its devices confirm only its own epochs");
+            } else {
+                tracing::info!("no cluster peers: OR tombstones are pruned by epoch again");
+            }
+        }
+        hold
     }
 
     /// Records that the plan's low-water mark is in force (written before

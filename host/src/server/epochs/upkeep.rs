@@ -40,8 +40,25 @@ pub async fn run(fe: Weak<FrontEnd>, mut stopped: watch::Receiver<bool>) {
 /// confirmed leave storage, then clients are told `GC_PRUNE`. A storage
 /// module that cannot prune on request keeps them (logged once a round);
 /// the epochs stay listed and are tried again next round.
+///
+/// While the cluster module lists any other member (in any state), nothing
+/// is pruned (devices are still forgotten): this node's devices confirm
+/// only the epochs of this node, so they license nothing on the other
+/// replicas of a partition, and the devices of other nodes may still hold
+/// the tags as live (see "In a cluster" in [`super`]).
 pub async fn prune_round(fe: &FrontEnd) {
-    let Some(plan) = fe.epochs.plan_prune() else {
+    let plan = fe.epochs.plan_prune();
+    let peers = fe
+        .node
+        .cluster
+        .members()
+        .iter()
+        .filter(|m| !m.is_local)
+        .count();
+    if fe.epochs.hold_for_peers(peers) {
+        return;
+    }
+    let Some(plan) = plan else {
         return;
     };
     fe.epochs.begin_prune(&plan);
