@@ -798,3 +798,45 @@ fn t64_a_flag_setting_a_variable_the_plugin_does_not_read_is_refused_by_name() {
     };
     assert!(e.to_string().contains("worker_threads = 0"), "{e}");
 }
+
+// Log directives for a plugin's modules: a plugin's events reach the host
+// under target `plugin`, and the host applies the operator's directives to
+// the module that wrote them (`host/src/logging.rs`).
+
+#[test]
+fn t65_log_directives_apply_to_the_plugin_module_that_wrote_the_event() {
+    let data = tempfile::tempdir().unwrap();
+    let serve = |log: &str| {
+        let (_, _, err) = run_hangar(
+            &[
+                "--host".as_ref(),
+                "127.0.0.1".as_ref(),
+                "--port".as_ref(),
+                "0".as_ref(),
+                "--data-dir".as_ref(),
+                data.path().as_os_str(),
+                "--log".as_ref(),
+                log.as_ref(),
+            ],
+            std::time::Duration::from_secs(8),
+        );
+        err
+    };
+    // The storage plugin's start line is info from
+    // `hangar_storage::module::core`; "node ready" is the host's own info.
+    let err = serve("warn,hangar_storage::module::core=info");
+    assert!(
+        err.contains("storage module started"),
+        "a directive naming the plugin's module lets its info through:\n{err}"
+    );
+    assert!(
+        !err.contains("node ready"),
+        "the host stays at warn:\n{err}"
+    );
+    let err = serve("info,hangar_storage=warn");
+    assert!(err.contains("node ready"), "{err}");
+    assert!(
+        !err.contains("storage module started"),
+        "a directive naming the plugin's crate holds its info back:\n{err}"
+    );
+}

@@ -1,5 +1,9 @@
 //! The host's log sink: plugin events re-emitted into the host's `tracing`
-//! subscriber, under target `plugin`, with the plugin's name as a field.
+//! subscriber, under target `plugin`, with the plugin's name and the
+//! event's origin (the module that wrote it) as fields. When the host's
+//! own subscriber is installed ([`crate::logging::init`]), the operator's
+//! directives are applied here to the origin, so `hangar_cluster::migration=debug`
+//! means what it says for a plugin too.
 
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::RArc;
@@ -21,7 +25,11 @@ impl HostLogSink {
 /// The host's current maximum level as a [`LogLevel`].
 #[must_use]
 pub fn host_max_level() -> LogLevel {
-    match LevelFilter::current() {
+    level_number(LevelFilter::current())
+}
+
+fn level_number(l: LevelFilter) -> LogLevel {
+    match l {
         LevelFilter::OFF => 0,
         LevelFilter::ERROR => 1,
         LevelFilter::WARN => 2,
@@ -33,7 +41,10 @@ pub fn host_max_level() -> LogLevel {
 
 impl FfiLogSink for HostLogSink {
     fn max_level(&self) -> LogLevel {
-        host_max_level()
+        match crate::logging::origin_filter() {
+            Some(f) => level_number(f.max()),
+            None => host_max_level(),
+        }
     }
 
     fn log(&self, r: LogRecord<'_>) {
@@ -43,6 +54,18 @@ impl FfiLogSink for HostLogSink {
             r.message.as_str(),
             r.fields.as_str(),
         );
+        if let Some(f) = crate::logging::origin_filter() {
+            let level = match r.level {
+                1 => tracing::Level::ERROR,
+                2 => tracing::Level::WARN,
+                3 => tracing::Level::INFO,
+                4 => tracing::Level::DEBUG,
+                _ => tracing::Level::TRACE,
+            };
+            if !f.enabled(origin, level) {
+                return;
+            }
+        }
         match r.level {
             1 => tracing::error!(target: "plugin", plugin, origin, fields, "{msg}"),
             2 => tracing::warn!(target: "plugin", plugin, origin, fields, "{msg}"),
