@@ -21,7 +21,8 @@
 //! `commit_budget_factor` values, one run per throttle and factor, default
 //! `0,2`: chunks committed whole against the target's pacing by client
 //! commit latency), `HANGAR_BENCH_LOGS` (a directory: each join's node logs
-//! are copied there, with the migration's per-chunk timing lines).
+//! are copied there, with the migration's per-chunk timing lines, and
+//! `probe.tsv`, every probe batch's send time and latency).
 //!
 //! Every figure line carries the 1-minute load average, because the
 //! machine may be shared.
@@ -177,7 +178,7 @@ async fn migration(records: u64, value: usize, secs: u64, throttle: &str, factor
             c.set_env(
                 i,
                 "HANGAR_LOG",
-                "info,openraft=warn,chitchat=warn,hangar_cluster::migration=debug",
+                "info,openraft=warn,chitchat=warn,hangar_cluster::migration=debug,hangar_cluster::formation=debug,hangar_cluster::replication=debug",
             );
         }
     }
@@ -263,7 +264,22 @@ async fn migration(records: u64, value: usize, secs: u64, throttle: &str, factor
             let name = format!("{}.log", n.id);
             std::fs::copy(c.dir.join(&name), dir.join(&name)).expect("copy a node log");
         }
-        println!("\nnode logs copied to {}", dir.display());
+        // Each probe batch with the UTC time it was sent, to line slow
+        // batches up with the node logs' lines.
+        let (now_i, now_s) = (Instant::now(), std::time::SystemTime::now());
+        let mut tsv = String::from("sent_unix_us\tlatency_us\n");
+        for (t, us) in samples.lock().iter() {
+            let sent = now_s - (now_i - *t);
+            let unix = sent
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros());
+            tsv.push_str(&format!("{unix}\t{us}\n"));
+        }
+        std::fs::write(dir.join("probe.tsv"), tsv).expect("write probe.tsv");
+        println!(
+            "\nnode logs and the probe's batches (probe.tsv) copied to {}",
+            dir.display()
+        );
     }
 }
 
