@@ -20,7 +20,7 @@ use hangar_core::merkle::{
     cmp_utf16, leaf_of_key, leaf_path, or_entry_hash_sorted, Buckets, LeafIndex, OrHashInput,
     TriePath,
 };
-use hangar_core::{OrRecord, RawValue, Timestamp};
+use hangar_core::{OrRecord, RawValue};
 use hashbrown::{HashMap, HashSet};
 
 use super::leaves::Leaves;
@@ -249,21 +249,6 @@ impl OrMap {
             }
         }
         out
-    }
-
-    /// Drops tombstones whose tag parses as a timestamp below `older_than`
-    /// and returns them. Tags that do not parse are kept forever.
-    pub fn prune(&mut self, older_than: &Timestamp) -> Vec<String> {
-        let old: Vec<String> = self
-            .tombstones
-            .iter()
-            .filter(|t| t.parse::<Timestamp>().is_ok_and(|ts| ts < *older_than))
-            .map(|t| t.to_string())
-            .collect();
-        for t in &old {
-            self.tombstones.remove(t.as_str());
-        }
-        old
     }
 
     /// Drops the named tombstones (the host prunes by tombstone epoch) and
@@ -508,6 +493,7 @@ mod tests {
     use super::*;
     use abi_stable::std_types::ROption;
     use hangar_core::merkle::OrMerkleTree;
+    use hangar_core::Timestamp;
 
     fn rec(tag: &str, v: i64, m: u64, ttl: Option<u64>) -> OrRecord {
         OrRecord {
@@ -657,24 +643,6 @@ mod tests {
         assert_eq!(m.records("k").len(), 2);
         assert_eq!(m.records("k")[0].ttl_ms, ROption::RSome(100));
         assert_eq!(m.merkle_root(), reference_root(&m));
-    }
-
-    #[test]
-    fn t30_prune_drops_old_parsable_tombstones_only() {
-        let mut m = OrMap::new();
-        m.apply_tombstone("5:0:n");
-        m.apply_tombstone("50:0:n");
-        m.apply_tombstone("not-a-timestamp");
-        let mut pruned = m.prune(&Timestamp::new(10, 0, "n"));
-        pruned.sort();
-        assert_eq!(pruned, vec!["5:0:n".to_string()]);
-        let mut left: Vec<&str> = m.tombstones().collect();
-        left.sort_unstable();
-        assert_eq!(left, vec!["50:0:n", "not-a-timestamp"]);
-        assert!(
-            m.apply("k", &rec("5:0:n", 1, 5, None)).changed(),
-            "pruned tag can return"
-        );
     }
 
     #[test]

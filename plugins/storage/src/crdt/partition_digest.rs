@@ -350,7 +350,7 @@ mod tests {
                 match op {
                     0..=4 => { m.apply(&key, &or(format!("t{tag}"), i64::from(k), ms)); }
                     5 => { m.apply_tombstone(&format!("t{tag}")); }
-                    6 => { m.prune(&hangar_core::Timestamp::new(ms, 0, "n")); }
+                    6 => { m.prune_tags(&[format!("t{tag}").as_str()]); }
                     _ => {
                         let p = partition_of(&key);
                         m.release_in_leaf(leaf_of_key(&key), |x| partition_of(x) == p);

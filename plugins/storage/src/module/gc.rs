@@ -9,11 +9,17 @@
 //!   internal origin, so they are persisted, reach live queries (a LEAVE),
 //!   the full-text index and the change sink (to replicate them). Reads and
 //!   queries already hide expired records before GC runs.
-//! - **Pruning** (every [`PRUNE_INTERVAL`]): LWW tombstones and OR tombstone
-//!   tags older than [`TOMBSTONE_MAX_AGE_MS`] (30 days, the legacy
-//!   `DEFAULT_GC_AGE_MS`) are dropped from memory and from the store.
-//!   Tombstones are invisible to reads, so no event is sent; the Merkle
-//!   trees change, as they did in the legacy server.
+//! - **Pruning** (every [`PRUNE_INTERVAL`]): LWW tombstones older than
+//!   [`TOMBSTONE_MAX_AGE_MS`] (30 days, the legacy `DEFAULT_GC_AGE_MS`) are
+//!   dropped from memory and from the store. Tombstones are invisible to
+//!   reads, so no event is sent; the Merkle trees change, as they did in the
+//!   legacy server.
+//! - **OR tombstones are never pruned by age.** A tag's timestamp is when
+//!   it was added, not removed: a record added 31 days ago and removed now
+//!   would lose its tombstone at once, and a client still holding the tag
+//!   as live would bring it back by pushing its copy. Only the host prunes
+//!   them, by name, once every device confirmed them
+//!   (`StorageModule::prune_or_tombstones`, invariant I31).
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -30,7 +36,7 @@ use crate::persistence::{StoreOp, WriteBatch};
 pub const GC_INTERVAL: Duration = Duration::from_secs(1);
 /// How often old tombstones are pruned.
 pub const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
-/// Age after which a tombstone is pruned (30 days).
+/// Age after which an LWW tombstone is pruned (30 days).
 pub const TOMBSTONE_MAX_AGE_MS: u64 = 30 * 24 * 3600 * 1000;
 
 /// What one garbage collection did.
@@ -38,7 +44,7 @@ pub const TOMBSTONE_MAX_AGE_MS: u64 = 30 * 24 * 3600 * 1000;
 pub struct GcReport {
     /// Expired records turned into tombstones (LWW) or removed tags (OR).
     pub expired: usize,
-    /// Tombstones pruned (LWW keys and OR tags).
+    /// LWW tombstones pruned.
     pub pruned: usize,
 }
 
@@ -173,15 +179,8 @@ impl Core {
                     key,
                 })
                 .collect(),
-            MapData::Or(m) => m
-                .prune(&cutoff)
-                .into_iter()
-                .map(|tag| StoreOp::RemoveOrTombstone {
-                    map: map.clone(),
-                    tag,
-                })
-                .collect(),
-            MapData::Empty => Vec::new(),
+            // Never by age (module docs): only `prune_or_tombstones`.
+            MapData::Or(_) | MapData::Empty => Vec::new(),
         };
         let n = ops.len();
         if n > 0 {

@@ -121,6 +121,42 @@ async fn t41_gc_prunes_tombstones_older_than_30_days_from_memory_and_store() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t43_gc_never_prunes_an_or_tombstone_by_age() {
+    // The tag was added 31 days ago and removed now: its age says nothing
+    // about when the remove happened, so age must not prune it (gc.rs).
+    let store = MemoryStore::new();
+    let m = started(&store).await;
+    let old = now() - hangar_storage::module::TOMBSTONE_MAX_AGE_MS - 24 * 3600 * 1000;
+    let add = or_add("o", "k", 1, old, None);
+    let hangar_core::MapOp::OrAdd(r) = &add.op else {
+        unreachable!()
+    };
+    let tag = r.tag.clone();
+    apply(&m, vec![add.clone()], WriteConcern::Memory).await;
+    let remove = KeyedOp {
+        map: "o".into(),
+        key: "k".into(),
+        op: hangar_core::MapOp::OrRemove(tag.clone()),
+    };
+    apply(&m, vec![remove], WriteConcern::Memory).await;
+    let report = m.collect_garbage(true).await.unwrap();
+    assert_eq!(report.pruned, 0, "{report:?}");
+    let out = apply(&m, vec![add], WriteConcern::Memory).await;
+    assert!(
+        matches!(read(&m, "o", "k").await, RecordState::Missing),
+        "the old copy pushed back stays removed: {out:?}"
+    );
+    assert_eq!(
+        m.prune_or_tombstones("o".into(), vec![tag].into())
+            .await
+            .unwrap(),
+        1,
+        "the tombstone was still there for the host to prune"
+    );
+    m.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t42_gc_skips_replaced_records_and_finds_ttl_records_after_a_restart() {
     let (store, m, t) = started_with(|t| {
         vec![
