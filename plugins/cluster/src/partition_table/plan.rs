@@ -193,6 +193,17 @@ impl Table {
                 break;
             }
         }
+        // Rule 5, chains: when no single swap is left but a member still
+        // owns two or more fewer than the most loaded one, ownership moves
+        // along a chain of swaps (a owns p1 backed up by b, b owns p2
+        // backed up by c, ...): the ends change by one, every member in
+        // between gives one and takes one. Each chain lowers the
+        // imbalance, and there are at most N of them.
+        for _chain in 0..N {
+            if !shift_ownership_along_a_chain(&mut holders, &mut owned) {
+                break;
+            }
+        }
         // Rule 6: partitions short of copies on live members get pending
         // holders, the least loaded first.
         for p in 0..N {
@@ -255,4 +266,71 @@ impl Table {
             pending,
         })
     }
+}
+
+/// One chain of rule 5: from the member owning most, a breadth-first walk
+/// over "owns a partition that this member backs up" edges to the nearest
+/// member owning at least two fewer; the swaps along it are applied to
+/// `holders` and `owned`. False when ownership is within one everywhere
+/// or no chain leads from the most loaded member to a less loaded one.
+fn shift_ownership_along_a_chain(
+    holders: &mut [Vec<String>],
+    owned: &mut BTreeMap<String, usize>,
+) -> bool {
+    let Some((top, top_owned)) = owned
+        .iter()
+        .max_by_key(|(n, c)| (**c, std::cmp::Reverse((*n).clone())))
+        .map(|(n, c)| (n.clone(), *c))
+    else {
+        return false;
+    };
+    if owned.values().all(|c| c + 1 >= top_owned) {
+        return false;
+    }
+    // came_from[b] = (partition, a): a owns the partition, b backs it up.
+    let mut came_from: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    let mut queue = std::collections::VecDeque::from([top.clone()]);
+    let mut end = None;
+    while let Some(a) = queue.pop_front() {
+        for (p, h) in holders.iter().enumerate() {
+            if h.first() != Some(&a) {
+                continue;
+            }
+            for b in &h[1..] {
+                if *b == top || came_from.contains_key(b) || !owned.contains_key(b) {
+                    continue;
+                }
+                came_from.insert(b.clone(), (p, a.clone()));
+                if owned[b] + 2 <= top_owned {
+                    end = Some(b.clone());
+                    break;
+                }
+                queue.push_back(b.clone());
+            }
+            if end.is_some() {
+                break;
+            }
+        }
+        if end.is_some() {
+            break;
+        }
+    }
+    let Some(end) = end else {
+        return false;
+    };
+    let mut b = end.clone();
+    while let Some((p, a)) = came_from.get(&b).cloned() {
+        let i = holders[p]
+            .iter()
+            .position(|n| *n == b)
+            .expect("b backs up p");
+        holders[p].swap(0, i);
+        if a == top {
+            break;
+        }
+        b = a;
+    }
+    *owned.get_mut(&top).expect("live") -= 1;
+    *owned.get_mut(&end).expect("live") += 1;
+    true
 }

@@ -214,6 +214,46 @@ fn t24_a_leaving_member_hands_everything_off_before_it_is_dropped() {
     }
 }
 
+#[test]
+fn t25_ownership_evens_out_along_a_chain_when_no_single_swap_can() {
+    // a and b own 55, e 53, but no partition a or b owns is backed up by
+    // e: a single swap cannot help. a -> c -> e can: a partition of a goes
+    // to c (its backup), one of c to e (its backup).
+    let counts = [
+        ("a", 55, "c"),
+        ("b", 55, "d"),
+        ("c", 54, "e"),
+        ("d", 54, "a"),
+        ("e", 53, "b"),
+    ];
+    let mut owners = Vec::new();
+    let mut backups = Vec::new();
+    for (o, n, b) in counts {
+        for _ in 0..n {
+            owners.push(o.to_string());
+            backups.push(vec![b.to_string()]);
+        }
+    }
+    let t = Table {
+        version: 7,
+        owners,
+        backups,
+        pending: Vec::new(),
+    };
+    t.validate().unwrap();
+    let live = names(&["a", "b", "c", "d", "e"]);
+    let next = t.plan(&live, &[], 1, &none()).expect("ownership moves");
+    next.validate().unwrap();
+    let owned: Vec<usize> = live.iter().map(|n| owned_by(&next, n)).collect();
+    let (min, max) = (owned.iter().min().unwrap(), owned.iter().max().unwrap());
+    assert!(max - min <= 1, "owned {owned:?}");
+    for p in 0..N {
+        let before: BTreeSet<&String> = holders(&t, p).into_iter().collect();
+        let after: BTreeSet<&String> = holders(&next, p).into_iter().collect();
+        assert_eq!(before, after, "p{p}: ownership moves only among holders");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
     #[test]
@@ -257,6 +297,11 @@ proptest! {
         for n in &live {
             let held = (0..N).filter(|&p| holders(&end, p).contains(&n)).count();
             prop_assert!(held + 1 >= share && held <= share + 3, "{} holds {} (share {})", n, held, share);
+        }
+        if backups > 0 {
+            let owned: Vec<usize> = live.iter().map(|n| owned_by(&end, n)).collect();
+            let (min, max) = (owned.iter().min().unwrap(), owned.iter().max().unwrap());
+            prop_assert!(max - min <= 1, "owned {:?}", owned);
         }
     }
 }
