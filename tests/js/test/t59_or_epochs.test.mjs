@@ -43,6 +43,22 @@ async function remove(c, mapName, key, tag) {
   await c.expect('OP_ACK', (m) => m.payload.lastId === id);
 }
 
+/**
+ * Device `dc` syncs `mapName` and confirms epoch 0; then `w` adds three
+ * tags to key `k` and removes the first two (a full epoch at width 2).
+ * Returns the three tags.
+ */
+async function twoTombstones(w, dc, mapName) {
+  await root(dc, mapName);
+  dc.send({ type: 'CLIENT_APPLY_ACK', cursor: 0 });
+  await dc.barrier();
+  const tags = [];
+  for (let i = 0; i < 3; i++) tags.push(await add(w, mapName, 'k', `v${i}`));
+  await remove(w, mapName, 'k', tags[0]);
+  await remove(w, mapName, 'k', tags[1]);
+  return tags;
+}
+
 async function device(n, token) {
   const c = await connect(n);
   c.send(token ? { type: 'DEVICE_HELLO', deviceToken: token } : { type: 'DEVICE_HELLO' });
@@ -201,13 +217,7 @@ test('t59d epochs, cursors and pruning survive a restart; without protection a s
   try {
     const w = await connect(n);
     const a = await device(n);
-    await root(a.c, mapName);
-    a.c.send({ type: 'CLIENT_APPLY_ACK', cursor: 0 });
-    await a.c.barrier();
-    const tags = [];
-    for (let i = 0; i < 3; i++) tags.push(await add(w, mapName, 'k', `v${i}`));
-    await remove(w, mapName, 'k', tags[0]);
-    await remove(w, mapName, 'k', tags[1]);
+    const tags = await twoTombstones(w, a.c, mapName);
     assert.equal((await root(a.c, mapName)).payload.coveringEpoch, 1);
     a.c.send({ type: 'CLIENT_APPLY_ACK', cursor: 1 });
     await a.c.expect('GC_PRUNE', () => true, 5_000);
@@ -264,13 +274,7 @@ test('t59f in a cluster nothing is pruned by epoch: one node\'s devices license 
     // The only device in the cluster confirms everything it is sent: on a
     // lone node that prunes the closed epoch (t59c).
     const a = await device(nodes[0]);
-    await root(a.c, mapName);
-    a.c.send({ type: 'CLIENT_APPLY_ACK', cursor: 0 });
-    await a.c.barrier();
-    const tags = [];
-    for (let i = 0; i < 3; i++) tags.push(await add(w, mapName, 'k', `v${i}`));
-    await remove(w, mapName, 'k', tags[0]);
-    await remove(w, mapName, 'k', tags[1]);
+    const tags = await twoTombstones(w, a.c, mapName);
     // Both nodes hold every partition (backup_count 1): e1 counts both
     // tombstones once it applied them, as owner or backup.
     const deadline = Date.now() + 10_000;
