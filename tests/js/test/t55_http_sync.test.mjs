@@ -268,10 +268,15 @@ test('t55g auth: 401 without or with a bad token, 200 with a good one', async ()
 });
 
 test('t55h limits: 413 over 2 MiB, 400 for nesting too deep and for garbage', async () => {
+  // The node reads a body over the limit to its end before refusing it, so
+  // the client gets the 413 rather than a reset connection, every time.
   const big = { ...base(), operations: [putOp(1, 'h55h', 'k', 'x'.repeat(2 * 1024 * 1024 + 10))] };
-  let r = await post(node, big);
-  assert.equal(r.status, 413);
-  assert.match(r.body.message, /exceeds the 2097152-byte limit/);
+  let r;
+  for (let i = 0; i < 8; i++) {
+    r = await post(node, big);
+    assert.equal(r.status, 413);
+    assert.match(r.body.message, /exceeds the 2097152-byte limit/);
+  }
 
   let deep = 0;
   for (let i = 0; i < 300; i++) deep = [deep];

@@ -181,8 +181,17 @@ pub async fn sync(
     }
 }
 
-/// Reads the body, refusing (413) as soon as it passes `MAX_FRAME_BYTES`
-/// (a declared `Content-Length` over it is refused before reading).
+/// How much of a body over the limit is still read, and thrown away,
+/// before the 413 goes out. A server that closes a connection with unread
+/// bytes in its receive buffer makes the kernel reset it, and a client still
+/// sending its body then sees a broken connection instead of the answer.
+/// Bodies larger than this are not read: answered, and the connection
+/// closed.
+const DRAIN_BYTES: usize = 4 * MAX_FRAME_BYTES;
+
+/// Reads the body, refusing (413) once it passes `MAX_FRAME_BYTES`; a body
+/// over the limit is read to its end, up to [`DRAIN_BYTES`], before the
+/// refusal (a declared `Content-Length` over that is refused unread).
 async fn read_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Response> {
     let too_large = |len: String| {
         refusal(
@@ -194,12 +203,12 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Response>
         .get(header::CONTENT_LENGTH)
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.parse::<u64>().ok());
-    if let Some(n) = declared {
-        if n > MAX_FRAME_BYTES as u64 {
-            return Err(too_large(n.to_string()));
-        }
+    if let Some(n) = declared.filter(|n| *n > DRAIN_BYTES as u64) {
+        return Err(too_large(n.to_string()));
     }
-    let mut out = Vec::with_capacity(declared.map_or(0, |n| n as usize));
+    let mut out =
+        Vec::with_capacity(declared.map_or(0, |n| n.min(MAX_FRAME_BYTES as u64) as usize));
+    let mut seen = 0usize;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.try_next().await.map_err(|e| {
         refusal(
@@ -207,10 +216,21 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Response>
             format!("cannot read the body: {e}"),
         )
     })? {
-        if out.len() + chunk.len() > MAX_FRAME_BYTES {
-            return Err(too_large(format!("more than {}", out.len() + chunk.len())));
+        seen += chunk.len();
+        if seen > DRAIN_BYTES {
+            break;
         }
-        out.extend_from_slice(&chunk);
+        if seen <= MAX_FRAME_BYTES {
+            out.extend_from_slice(&chunk);
+        }
+    }
+    if seen > MAX_FRAME_BYTES {
+        let len = match declared {
+            Some(n) => n.to_string(),
+            None if seen > DRAIN_BYTES => format!("more than {DRAIN_BYTES}"),
+            None => seen.to_string(),
+        };
+        return Err(too_large(len));
     }
     Ok(out)
 }

@@ -2,7 +2,7 @@
 //! reads through the cluster module, so they cover every partition.
 
 use abi_stable::std_types::{ROption, RString};
-use hangar_core::module::storage_types::{CursorStatus, QueryRequest};
+use hangar_core::module::storage_types::{CursorStatus, QueryRequest, QueryResponse};
 use hangar_core::{ModuleError, RawValue};
 
 use crate::protocol::messages::{
@@ -22,18 +22,8 @@ pub(super) async fn query(fe: &FrontEnd, q: HttpQuery) -> Result<HttpQueryResult
         return grouped_query(fe, q).await;
     }
     let mut members: Vec<(rmpv::Value, rmpv::Value)> = Vec::new();
-    match q.filter {
-        None | Some(rmpv::Value::Nil) => {}
-        Some(f @ rmpv::Value::Map(_)) => members.push(("where".into(), f)),
-        Some(other) => {
-            return Err((
-                400,
-                format!(
-                    "query filter must be a map of field → value (equality) or null, found {}",
-                    kind_of(&other)
-                ),
-            ))
-        }
+    if let Some(w) = where_of(q.filter)? {
+        members.push(("where".into(), w));
     }
     let skip = if q.cursor.is_some() {
         0
@@ -46,20 +36,7 @@ pub(super) async fn query(fe: &FrontEnd, q: HttpQuery) -> Result<HttpQueryResult
     if let Some(c) = &q.cursor {
         members.push(("cursor".into(), c.as_str().into()));
     }
-    let mut bytes = Vec::new();
-    rmpv::encode::write_value(&mut bytes, &rmpv::Value::Map(members))
-        .map_err(|e| (500, format!("cannot encode the query: {e}")))?;
-    let resp = fe
-        .node
-        .cluster
-        .query(QueryRequest {
-            map: q.map_name.as_str().into(),
-            query: RawValue::from_msgpack(bytes),
-            fields: ROption::RNone,
-            consistency: ROption::RNone,
-        })
-        .await
-        .map_err(|e| (status_of(&e), format!("query failed: {}", e.message)))?;
+    let resp = run(fe, &q.map_name, &rmpv::Value::Map(members)).await?;
     if matches!(
         resp.cursor_status,
         CursorStatus::Invalid | CursorStatus::Expired
@@ -86,6 +63,28 @@ pub(super) async fn query(fe: &FrontEnd, q: HttpQuery) -> Result<HttpQueryResult
         has_more: resp.has_more.then_some(true),
         next_cursor: resp.next_cursor.map(RString::into_string).into_option(),
     })
+}
+
+/// Runs `query` (a query map) once over every partition of `map` through
+/// the cluster module; errors as the HTTP answer (status, message).
+async fn run(
+    fe: &FrontEnd,
+    map: &str,
+    query: &rmpv::Value,
+) -> Result<QueryResponse, (u32, String)> {
+    let mut bytes = Vec::new();
+    rmpv::encode::write_value(&mut bytes, query)
+        .map_err(|e| (500, format!("cannot encode the query: {e}")))?;
+    fe.node
+        .cluster
+        .query(QueryRequest {
+            map: map.into(),
+            query: RawValue::from_msgpack(bytes),
+            fields: ROption::RNone,
+            consistency: ROption::RNone,
+        })
+        .await
+        .map_err(|e| (status_of(&e), format!("query failed: {}", e.message)))
 }
 
 /// The `where` member of a query from an HTTP `filter`.
@@ -129,20 +128,7 @@ async fn grouped_query(fe: &FrontEnd, q: HttpQuery) -> Result<HttpQueryResult, (
             "groupBy/aggregations: both are null; send a list of fields or aggregations".into(),
         ));
     };
-    let mut bytes = Vec::new();
-    rmpv::encode::write_value(&mut bytes, &split.rows_query)
-        .map_err(|e| (500, format!("cannot encode the query: {e}")))?;
-    let resp = fe
-        .node
-        .cluster
-        .query(QueryRequest {
-            map: q.map_name.as_str().into(),
-            query: RawValue::from_msgpack(bytes),
-            fields: ROption::RNone,
-            consistency: ROption::RNone,
-        })
-        .await
-        .map_err(|e| (status_of(&e), format!("query failed: {}", e.message)))?;
+    let resp = run(fe, &q.map_name, &split.rows_query).await?;
     let rows = grouped::group_rows(spec, &resp.rows);
     let skip = q.offset.unwrap_or(0) as usize;
     let take = q
