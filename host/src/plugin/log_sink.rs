@@ -9,6 +9,7 @@ use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::RArc;
 use hangar_core::abi::{FfiLogSink, FfiLogSinkBox, FfiLogSink_TO, LogLevel, LogRecord};
 use tracing::level_filters::LevelFilter;
+use tracing::Level;
 
 /// Re-emits plugin log records as host `tracing` events.
 #[derive(Clone, Copy, Debug, Default)]
@@ -54,23 +55,21 @@ impl FfiLogSink for HostLogSink {
             r.message.as_str(),
             r.fields.as_str(),
         );
-        if let Some(f) = crate::logging::origin_filter() {
-            let level = match r.level {
-                1 => tracing::Level::ERROR,
-                2 => tracing::Level::WARN,
-                3 => tracing::Level::INFO,
-                4 => tracing::Level::DEBUG,
-                _ => tracing::Level::TRACE,
-            };
-            if !f.enabled(origin, level) {
-                return;
-            }
+        let level = match r.level {
+            1 => Level::ERROR,
+            2 => Level::WARN,
+            3 => Level::INFO,
+            4 => Level::DEBUG,
+            _ => Level::TRACE,
+        };
+        if crate::logging::origin_filter().is_some_and(|f| !f.enabled(origin, level)) {
+            return;
         }
-        match r.level {
-            1 => tracing::error!(target: "plugin", plugin, origin, fields, "{msg}"),
-            2 => tracing::warn!(target: "plugin", plugin, origin, fields, "{msg}"),
-            3 => tracing::info!(target: "plugin", plugin, origin, fields, "{msg}"),
-            4 => tracing::debug!(target: "plugin", plugin, origin, fields, "{msg}"),
+        match level {
+            Level::ERROR => tracing::error!(target: "plugin", plugin, origin, fields, "{msg}"),
+            Level::WARN => tracing::warn!(target: "plugin", plugin, origin, fields, "{msg}"),
+            Level::INFO => tracing::info!(target: "plugin", plugin, origin, fields, "{msg}"),
+            Level::DEBUG => tracing::debug!(target: "plugin", plugin, origin, fields, "{msg}"),
             _ => tracing::trace!(target: "plugin", plugin, origin, fields, "{msg}"),
         }
     }
