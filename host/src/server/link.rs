@@ -17,6 +17,7 @@ use hangar_core::module::storage_types::{AckResult, ApplyBatch, ChangeEvent, Cha
 use hangar_core::module::{boxed, ModuleFuture};
 use hangar_core::{ErrorKind, ModuleError};
 
+use super::epochs::licence::{self, Licence};
 use super::state::FrontEnd;
 use super::write_path;
 use crate::factory::Node;
@@ -101,7 +102,7 @@ impl LocalNode for HostLink {
         if let Some(fe) = self.front() {
             if let hangar_core::MapOp::OrRemove(tag) = &event.op.op {
                 fe.epochs
-                    .observe_tombstone(&event.op.map, tag, || fe.node.clock.now());
+                    .observe_tombstone(&event.op.map, &event.op.key, tag, || fe.node.clock.now());
             }
             fe.fanout.on_change(event);
         }
@@ -109,6 +110,10 @@ impl LocalNode for HostLink {
 
     fn deliver_topic(&self, m: &TopicPublish) {
         let Some(fe) = self.front() else { return };
+        if m.topic.as_str() == licence::TOPIC {
+            Licence::deliver(fe, &m.data, &self.runtime);
+            return;
+        }
         let publisher = if m.node.as_str() == fe.node.config.node_id {
             m.connection
         } else {

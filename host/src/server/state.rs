@@ -1,6 +1,7 @@
 //! What every connection shares: the node, the fan-out and topic tables,
 //! the limits, id counters, the shutdown signal and the drain tracker.
 
+use crate::server::epochs::licence::Licence;
 use crate::server::epochs::Epochs;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -138,6 +139,8 @@ pub struct FrontEnd {
     pub http_buckets: HttpBuckets,
     /// OR tombstone epochs, device identities and their cursors.
     pub epochs: Arc<Epochs>,
+    /// The cluster licence for pruning OR tombstones with peers.
+    pub licence: Licence,
     /// Authenticated connections, for messages sent unasked
     /// (`PARTITION_MAP` when the partition table changes).
     clients: Mutex<HashMap<u64, Outbound>>,
@@ -169,6 +172,7 @@ impl FrontEnd {
             shutdown,
             http_buckets: HttpBuckets::default(),
             epochs,
+            licence: Licence::new(&node.config.node_id),
             clients: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
             next_sub: AtomicU64::new(1),

@@ -262,7 +262,24 @@ test('t59e a bad [sync] setting stops the node with a message naming it', async 
   );
 });
 
-test('t59f in a cluster nothing is pruned by epoch: one node\'s devices license nothing on the other replicas', async () => {
+/** Syncs `mapName` on `dc` until its answer covers epoch `min` (10 s bound); returns the epoch. */
+async function coveredAt(dc, mapName, min) {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const covering = (await root(dc, mapName)).payload.coveringEpoch ?? 0;
+    if (covering >= min) return covering;
+    assert.ok(Date.now() < deadline, `no epoch ${min} within 10 s`);
+    await intervals(2);
+  }
+}
+
+/** The tombstones of `key` as node `c` answers them. */
+async function tombstonesOf(c, mapName, key) {
+  const e = (await diff(c, mapName, key)).entries.find((x) => x.key === key);
+  return e?.tombstones ?? [];
+}
+
+test('t59f in a cluster a tombstone is pruned once the devices of every node confirmed it, then on every node', async () => {
   const nodes = await startCluster(['e1', 'e2'], `t59f-${process.pid}`, {
     env: { HANGAR_NO_AUTH: '1', STORAGE_BACKEND: 'memory' },
     config: sync(),
@@ -271,32 +288,90 @@ test('t59f in a cluster nothing is pruned by epoch: one node\'s devices license 
     const mapName = 'e59f';
     const w = await connect(nodes[0]);
     await waitForCompleteMap(w, 2);
-    // The only device in the cluster confirms everything it is sent: on a
-    // lone node that prunes the closed epoch (t59c).
+    const other = await connect(nodes[1]);
+    // One device on each node; b confirms epoch 0 of e2 before any tag
+    // exists, so it holds e2's pruning back until it confirms more.
+    const b = await device(nodes[1]);
+    await root(b.c, mapName);
+    b.c.send({ type: 'CLIENT_APPLY_ACK', cursor: 0 });
+    await b.c.barrier();
     const a = await device(nodes[0]);
     const tags = await twoTombstones(w, a.c, mapName);
-    // Both nodes hold every partition (backup_count 1): e1 counts both
-    // tombstones once it applied them, as owner or backup.
-    const deadline = Date.now() + 10_000;
-    let covering = 0;
-    while (covering < 1) {
-      assert.ok(Date.now() < deadline, 'e1 closed no epoch within 10 s');
-      covering = (await root(a.c, mapName)).payload.coveringEpoch ?? 0;
-      if (covering < 1) await intervals(2);
-    }
-    a.c.send({ type: 'CLIENT_APPLY_ACK', cursor: covering });
+    // Both nodes hold every partition (backup_count 1): each counts both
+    // tombstones in its own epochs.
+    a.c.send({ type: 'CLIENT_APPLY_ACK', cursor: await coveredAt(a.c, mapName, 1) });
     await a.c.barrier();
     await intervals(10);
-    assert.equal(a.c.pending('GC_PRUNE').length, 0, 'nothing pruned while the node has a peer');
-    const other = await connect(nodes[1]);
+    assert.equal(a.c.pending('GC_PRUNE').length, 0, "e1's devices alone license nothing");
     for (const c of [w, other]) {
-      const k = (await diff(c, mapName, 'k')).entries[0];
-      assert.ok(k.tombstones.includes(tags[0]) && k.tombstones.includes(tags[1]), JSON.stringify(k));
+      const t = await tombstonesOf(c, mapName, 'k');
+      assert.ok(t.includes(tags[0]) && t.includes(tags[1]), JSON.stringify(t));
     }
     // A device that lacked nothing pruned still merges.
-    const fresh = await device(nodes[0]);
-    assert.equal((await root(fresh.c, mapName)).payload.fullResync, undefined);
-    for (const c of [w, a.c, other, fresh.c]) await c.close();
+    assert.equal((await root((await device(nodes[0])).c, mapName)).payload.fullResync, undefined);
+    // e2's device confirms: every member licenses them now.
+    b.c.send({ type: 'CLIENT_APPLY_ACK', cursor: await coveredAt(b.c, mapName, 1) });
+    await b.c.barrier();
+    await a.c.expect('GC_PRUNE');
+    await b.c.expect('GC_PRUNE');
+    for (const c of [w, other]) {
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const t = await tombstonesOf(c, mapName, 'k');
+        if (!t.includes(tags[0]) && !t.includes(tags[1])) break;
+        assert.ok(Date.now() < deadline, `still listed: ${JSON.stringify(t)}`);
+        await intervals(2);
+      }
+    }
+    // The live tag stayed; a new device may lack the pruned tombstones.
+    const k = (await diff(other, mapName, 'k')).entries.find((x) => x.key === 'k');
+    assert.deepEqual(k.records.map((r) => r.tag), [tags[2]]);
+    for (const n of nodes) {
+      const fresh = await device(n);
+      assert.equal((await root(fresh.c, mapName)).payload.fullResync, true);
+      await fresh.c.close();
+    }
+    for (const c of [w, a.c, b.c, other]) await c.close();
+  } finally {
+    await Promise.all(nodes.map((n) => n.stop()));
+  }
+});
+
+test('t59g a killed member holds pruning: its devices cannot confirm', async () => {
+  const nodes = await startCluster(['g1', 'g2'], `t59g-${process.pid}`, {
+    env: { HANGAR_NO_AUTH: '1', STORAGE_BACKEND: 'memory' },
+    config: sync(),
+  });
+  try {
+    const mapName = 'e59g';
+    const w = await connect(nodes[0]);
+    await waitForCompleteMap(w, 2);
+    const a = await device(nodes[0]);
+    // Control: g2 has no device, so once a confirms, both nodes license
+    // the first two tombstones and they are pruned.
+    await twoTombstones(w, a.c, mapName);
+    const first = await coveredAt(a.c, mapName, 1);
+    a.c.send({ type: 'CLIENT_APPLY_ACK', cursor: first });
+    await a.c.expect('GC_PRUNE');
+    // Two more tombstones close the next epoch; a is sent it, then g2 dies
+    // before a confirms it.
+    const more = [];
+    for (let i = 0; i < 2; i++) more.push(await add(w, mapName, 'j', `u${i}`));
+    for (const t of more) await remove(w, mapName, 'j', t);
+    const second = await coveredAt(a.c, mapName, first + 1);
+    nodes[1].proc.kill('SIGKILL');
+    await nodes[1].exited;
+    a.c.send({ type: 'CLIENT_APPLY_ACK', cursor: second });
+    await a.c.barrier();
+    await intervals(20);
+    assert.equal(a.c.pending('GC_PRUNE').length, 0, 'pruned while a member was dead');
+    // The licence's topic is the nodes' own.
+    for (const type of ['TOPIC_SUB', 'TOPIC_PUB']) {
+      w.send({ type, payload: { topic: '$hangar/or-prune', data: { type: 'HELLO', node: 'x' } } });
+      const e = await w.expect('ERROR');
+      assert.equal(e.payload.code, 403, JSON.stringify(e.payload));
+    }
+    for (const c of [w, a.c]) await c.close();
   } finally {
     await Promise.all(nodes.map((n) => n.stop()));
   }

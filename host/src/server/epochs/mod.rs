@@ -61,21 +61,18 @@
 //! # In a cluster
 //!
 //! Epochs and cursors are this node's: a client confirms the epochs of the
-//! node it syncs with. That licenses nothing elsewhere. The other replicas
-//! of a partition listed the tombstone in their own epochs, and the devices
-//! of other nodes may still hold the tag as live; a device of node B that
-//! pushes such a tag after node A (the owner) pruned the tombstone would
-//! bring the record back, and Merkle repair would copy the tombstone back
-//! from a replica that kept it. So while the cluster module lists any other
-//! member, in any state, a node prunes nothing by epoch
-//! ([`upkeep::prune_round`]; logged when it starts and stops holding).
-//! Epochs, `coveringEpoch`, cursors, forgetting and the sync verdicts run
-//! as on a lone node; since nothing more is pruned, devices that lacked
-//! nothing pruned keep merging. Pruning in a cluster needs a cluster-wide
-//! licence (every node's lowest cursor, applied on every replica of a
-//! partition) that does not exist yet.
+//! node it syncs with. That licenses nothing elsewhere: the devices of
+//! other nodes may still hold the tag as live, and a replica that never
+//! applied the remove would give the tag back through Merkle repair. So
+//! while the cluster module lists any other member, in any state, a prune
+//! round does not prune alone: it proposes what this node's devices
+//! license to every member, and a tombstone is pruned on every member only
+//! once all of them accepted it ([`licence`]). Epochs, `coveringEpoch`,
+//! cursors, forgetting and the sync verdicts run as on a lone node.
 
 pub mod devices;
+mod ledger;
+pub mod licence;
 pub mod store;
 pub mod upkeep;
 
@@ -90,13 +87,46 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::SyncConfig;
 pub use devices::{Binding, DeviceError};
+pub use ledger::{item_of, CommitPlan};
 use store::{EpochStore, StoreError};
 
 /// How often dirty state (cursors, the open epoch's list) is written.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
 
-/// One tombstone: map and tag.
-pub type Tombstone = (String, String);
+/// One listed tombstone: the map, the removed tag and the key it was
+/// removed from. Lists written before keys were recorded have no key: such
+/// a tombstone is pruned on a lone node only (in a cluster a replica check
+/// needs the key's partition, see [`licence`]). Stored as the JSON array
+/// `[map, tag]` or `[map, tag, key]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tombstone {
+    /// The OR map.
+    pub map: String,
+    /// The removed tag.
+    pub tag: String,
+    /// The key the tag was removed from.
+    pub key: Option<String>,
+}
+
+impl Serialize for Tombstone {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut v = vec![self.map.as_str(), self.tag.as_str()];
+        v.extend(self.key.as_deref());
+        v.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Tombstone {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut v = Vec::<String>::deserialize(d)?.into_iter();
+        match (v.next(), v.next(), v.next(), v.next()) {
+            (Some(map), Some(tag), key, None) => Ok(Self { map, tag, key }),
+            _ => Err(serde::de::Error::custom(
+                "expected [map, tag] or [map, tag, key]",
+            )),
+        }
+    }
+}
 
 /// A remembered device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,6 +156,22 @@ pub struct Persisted {
     pub devices: BTreeMap<String, Device>,
     /// The current epoch's tombstones.
     pub open: Vec<Tombstone>,
+    /// The newest prune round this node applied or learned of: a lone
+    /// node's prune rounds and the cluster's commits
+    /// ([`licence`]) both count it up.
+    pub licence_round: u64,
+}
+
+/// The low-water mark: the smallest cursor of the remembered devices, or
+/// the current epoch when there are none (never above it). Every tombstone
+/// of a closed epoch below it was confirmed by every remembered device.
+fn low_water(p: &Persisted) -> u64 {
+    p.devices
+        .values()
+        .filter_map(|d| d.cursor)
+        .min()
+        .unwrap_or(p.epoch)
+        .min(p.epoch)
 }
 
 struct State {
@@ -171,8 +217,6 @@ pub struct Epochs {
     dirty: AtomicBool,
     /// The version of the last state written (held while writing).
     written: Mutex<u64>,
-    /// Pruning is held because the cluster has other members.
-    held_for_peers: AtomicBool,
 }
 
 impl std::fmt::Debug for Epochs {
@@ -211,7 +255,6 @@ impl Epochs {
             }),
             dirty: AtomicBool::new(false),
             written: Mutex::new(0),
-            held_for_peers: AtomicBool::new(false),
         })
     }
 
@@ -239,36 +282,56 @@ impl Epochs {
         Some(self.current()).filter(|e| *e > 0)
     }
 
-    /// Counts one new OR tombstone applied on this node; closes the epoch
+    /// Counts one new OR tombstone (`tag` removed from `key` of `map`)
+    /// applied on this node; closes the epoch
     /// when it is full (the closed epoch's list and the new epoch are
     /// written before this returns, so no answer carries an epoch a
     /// restart would forget). `now` is the node's clock.
-    pub fn observe_tombstone(&self, map: &str, tag: &str, now: impl FnOnce() -> Timestamp) {
+    pub fn observe_tombstone(
+        &self,
+        map: &str,
+        key: &str,
+        tag: &str,
+        now: impl FnOnce() -> Timestamp,
+    ) {
         let mut st = self.state.lock();
-        st.p.open.push((map.to_string(), tag.to_string()));
+        st.p.open.push(Tombstone {
+            map: map.to_string(),
+            tag: tag.to_string(),
+            key: Some(key.to_string()),
+        });
         st.p.in_epoch += 1;
         if st.p.in_epoch < self.cfg.tombstone_epoch_width {
             self.dirty.store(true, Ordering::Release);
             return;
         }
-        let closing = st.p.epoch;
-        let list = std::mem::take(&mut st.p.open);
-        if let Some(store) = &self.store {
-            if let Err(e) = store.write_epoch(closing, &list) {
-                // Not listed means never pruned by epoch: safe.
-                tracing::warn!(epoch = closing, error = %e, "cannot write a closed epoch's tombstones; they will not be pruned by epoch");
-            }
-        }
-        st.closed.insert(closing, list);
-        st.p.epoch += 1;
-        st.p.in_epoch = 0;
-        let next = st.p.epoch;
-        st.p.starts.insert(next, now());
+        let next = self.close_epoch(&mut st, now());
         // Written under the state lock: no answer carries the new epoch
         // before it is durable.
         let snap = self.snapshot(&mut st);
         self.write(snap);
         tracing::debug!(epoch = next, "tombstone epoch advanced");
+    }
+
+    /// Closes the open epoch (its list is written first, when it lists
+    /// any tombstone) and starts the next one at `now`; the caller writes
+    /// the state. Returns the new epoch.
+    fn close_epoch(&self, st: &mut State, now: Timestamp) -> u64 {
+        let closing = st.p.epoch;
+        let list = std::mem::take(&mut st.p.open);
+        if !list.is_empty() {
+            if let Some(store) = &self.store {
+                if let Err(e) = store.write_epoch(closing, &list) {
+                    // Not listed means never pruned by epoch: safe.
+                    tracing::warn!(epoch = closing, error = %e, "cannot write a closed epoch's tombstones; they will not be pruned by epoch");
+                }
+            }
+            st.closed.insert(closing, list);
+        }
+        st.p.epoch += 1;
+        st.p.in_epoch = 0;
+        st.p.starts.insert(st.p.epoch, now);
+        st.p.epoch
     }
 
     /// Binds a connection to a device identity under `namespace` (the
@@ -353,13 +416,7 @@ impl Epochs {
         if !self.cfg.epoch_protection {
             return None;
         }
-        let below =
-            st.p.devices
-                .values()
-                .filter_map(|d| d.cursor)
-                .min()
-                .unwrap_or(epoch)
-                .min(epoch);
+        let below = low_water(&st.p);
         let epochs: Vec<u64> = st.closed.range(..below).map(|(e, _)| *e).collect();
         // What is really pruned: every epoch up to the newest listed one
         // (an older epoch no longer listed was pruned before, or its list
@@ -367,8 +424,8 @@ impl Epochs {
         let below = epochs.last()? + 1;
         let mut by_map: HashMap<String, Vec<String>> = HashMap::new();
         for e in &epochs {
-            for (map, tag) in &st.closed[e] {
-                by_map.entry(map.clone()).or_default().push(tag.clone());
+            for t in &st.closed[e] {
+                by_map.entry(t.map.clone()).or_default().push(t.tag.clone());
             }
         }
         Some(PrunePlan {
@@ -379,26 +436,12 @@ impl Epochs {
         })
     }
 
-    /// Whether pruning must wait because the cluster lists `peers` other
-    /// members (any state): true when `peers > 0`. Logs when holding
-    /// starts and when it ends, not every round.
-    pub fn hold_for_peers(&self, peers: usize) -> bool {
-        let hold = peers > 0;
-        if self.held_for_peers.swap(hold, Ordering::AcqRel) != hold {
-            if hold {
-                tracing::info!(peers, "OR tombstones are not pruned by epoch while this node has cluster peers: its devices confirm only its own epochs");
-            } else {
-                tracing::info!("no cluster peers: OR tombstones are pruned by epoch again");
-            }
-        }
-        hold
-    }
-
     /// Records that the plan's low-water mark is in force (written before
     /// any tombstone is pruned, so a restart never forgets a prune).
     pub fn begin_prune(&self, plan: &PrunePlan) {
         let mut st = self.state.lock();
         st.p.pruned_below = st.p.pruned_below.max(plan.below);
+        st.p.licence_round += 1;
         let snap = self.snapshot(&mut st);
         self.write(snap);
     }

@@ -82,7 +82,7 @@ impl EpochStore {
             let list: Vec<Tombstone> = serde_json::from_slice(&b).map_err(|e| {
                 err(
                     &path,
-                    format!("malformed (expected a list of [map, tag]): {e}"),
+                    format!("malformed (expected a list of [map, tag, key]): {e}"),
                 )
             })?;
             closed.insert(n, list);

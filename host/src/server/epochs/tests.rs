@@ -15,7 +15,7 @@ fn ts(ms: u64) -> Timestamp {
 
 fn tombstones(e: &Epochs, n: usize, from: usize) {
     for i in from..from + n {
-        e.observe_tombstone("m", &format!("{i}:0:c"), || ts(i as u64));
+        e.observe_tombstone("m", "k", &format!("{i}:0:c"), || ts(i as u64));
     }
 }
 
@@ -109,4 +109,93 @@ fn t13_without_protection_nothing_is_pruned_and_stale_devices_reset() {
         older_than: None,
     });
     assert_eq!(e.verdict(1), SyncVerdict::Reset);
+}
+
+#[test]
+fn t14_lists_written_without_keys_still_load_and_are_never_proposed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("epoch-0.json"), br#"[["m","0:0:c"]]"#).unwrap();
+    std::fs::write(dir.path().join("epochs.json"), br#"{"epoch":1}"#).unwrap();
+    let e = Epochs::open(cfg(1), Some(dir.path().into())).unwrap();
+    assert_eq!(
+        e.licensed(10),
+        Vec::<u64>::new(),
+        "no key: no replica check, never proposed"
+    );
+    assert_eq!(
+        e.plan_prune().unwrap().by_map["m"],
+        vec!["0:0:c".to_string()],
+        "a lone node still prunes it"
+    );
+    std::fs::write(dir.path().join("epoch-0.json"), br#"[["m"]]"#).unwrap();
+    let err = Epochs::open(cfg(1), Some(dir.path().into())).unwrap_err();
+    assert!(err.to_string().contains("[map, tag, key]"), "{err}");
+}
+
+#[test]
+fn t15_the_licence_offers_what_every_device_confirmed_and_a_commit_unlists_it_durably() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Epochs::open(cfg(1), Some(dir.path().into())).unwrap();
+    let a = e.bind("", None).unwrap();
+    tombstones(&e, 3, 0);
+    e.apply_ack(&a.key, 2, 3);
+    let item = |i: usize| {
+        item_of(&Tombstone {
+            map: "m".into(),
+            tag: format!("{i}:0:c"),
+            key: Some("k".into()),
+        })
+        .unwrap()
+    };
+    assert_eq!(
+        e.licensed(10),
+        vec![item(0), item(1)],
+        "epochs below a's cursor"
+    );
+    assert_eq!(e.licensed(1), vec![item(0)], "capped, oldest first");
+    let found = e.licensed_among(&[item(1), item(2), 7]);
+    assert_eq!(found.len(), 1, "epoch 2 is not confirmed, 7 is unknown");
+    assert_eq!((found[0].0, found[0].2), (item(1), 1));
+    // Nothing promised yet: a device that knows nothing still merges.
+    assert_eq!(e.verdict(0), SyncVerdict::Merge);
+    let plan = e.plan_commit(&[item(0)]);
+    assert_eq!(plan.by_map["m"], vec!["0:0:c".to_string()]);
+    assert_eq!(plan.below, 1);
+    e.promise(plan.below);
+    assert_eq!(e.verdict(0), SyncVerdict::FullResync);
+    assert_eq!(e.verdict(1), SyncVerdict::Merge);
+    let older_than = e.finish_commit(&plan, 70_000);
+    assert_eq!(
+        older_than,
+        Some(ts(0)),
+        "epoch 1 began when tombstone 0 closed epoch 0"
+    );
+    assert_eq!(e.licensed(10), vec![item(1)]);
+    assert_eq!(e.licence_round(), 70_000);
+    e.flush();
+    drop(e);
+    let e = Epochs::open(cfg(1), Some(dir.path().into())).unwrap();
+    assert_eq!(
+        e.licensed(10),
+        vec![item(1)],
+        "the unlisting survived a reopen"
+    );
+    assert_eq!((e.licence_round(), e.pruned_below()), (70_000, 1));
+    assert!(!dir.path().join("epoch-0.json").exists());
+}
+
+#[test]
+fn t16_a_missed_round_closes_the_epoch_and_every_device_confirms_again() {
+    let e = Epochs::open(cfg(10), None).unwrap();
+    let a = e.bind("", None).unwrap();
+    tombstones(&e, 3, 0);
+    e.apply_ack(&a.key, 0, 0);
+    assert_eq!((e.current(), e.verdict(0)), (0, SyncVerdict::Merge));
+    e.missed_round(5, || ts(9));
+    assert_eq!(e.current(), 1, "the open epoch closed early");
+    assert_eq!(e.verdict(0), SyncVerdict::FullResync);
+    assert_eq!(e.verdict(1), SyncVerdict::Merge);
+    assert_eq!(e.licence_round(), 5);
+    e.missed_round(5, || ts(10));
+    assert_eq!(e.current(), 1, "a round already known changes nothing");
 }

@@ -2,13 +2,14 @@
 //! [`super::FLUSH_EVERY`] and runs a prune round every
 //! `sync.prune_interval_ms`, until the node shuts down.
 
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use abi_stable::std_types::{RString, RVec};
 use hangar_core::ErrorKind;
 use tokio::sync::watch;
 
+use super::licence::Licence;
 use crate::protocol::messages::GcPrune;
 use crate::protocol::Message;
 use crate::server::state::FrontEnd;
@@ -28,6 +29,7 @@ pub async fn run(fe: Weak<FrontEnd>, mut stopped: watch::Receiver<bool>) {
         if *stopped.borrow() {
             return;
         }
+        Licence::tick(&fe);
         let every = Duration::from_millis(fe.epochs.config().prune_interval_ms);
         if last_prune.elapsed() >= every {
             last_prune = Instant::now();
@@ -41,12 +43,11 @@ pub async fn run(fe: Weak<FrontEnd>, mut stopped: watch::Receiver<bool>) {
 /// module that cannot prune on request keeps them (logged once a round);
 /// the epochs stay listed and are tried again next round.
 ///
-/// While the cluster module lists any other member (in any state), nothing
-/// is pruned (devices are still forgotten): this node's devices confirm
-/// only the epochs of this node, so they license nothing on the other
-/// replicas of a partition, and the devices of other nodes may still hold
-/// the tags as live (see "In a cluster" in [`super`]).
-pub async fn prune_round(fe: &FrontEnd) {
+/// While the cluster module lists any other member (in any state), this
+/// node's devices license nothing alone: the round proposes its licensed
+/// tombstones to every member instead ([`Licence::propose`], see
+/// [`super::licence`]). Devices are forgotten either way.
+pub async fn prune_round(fe: &Arc<FrontEnd>) {
     let plan = fe.epochs.plan_prune();
     let peers = fe
         .node
@@ -55,7 +56,9 @@ pub async fn prune_round(fe: &FrontEnd) {
         .iter()
         .filter(|m| !m.is_local)
         .count();
-    if fe.epochs.hold_for_peers(peers) {
+    if peers > 0 {
+        let every = Duration::from_millis(fe.epochs.config().prune_interval_ms);
+        Licence::propose(fe, every);
         return;
     }
     let Some(plan) = plan else {

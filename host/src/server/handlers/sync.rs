@@ -35,6 +35,7 @@ use crate::protocol::messages::{
     SyncRespBuckets, SyncRespLeaf, SyncRespRoot, WireLwwRecord,
 };
 use crate::protocol::{parse_consistency, Message};
+use crate::server::epochs::licence::Licence;
 use crate::server::epochs::SyncVerdict;
 use crate::server::session::Session;
 use crate::server::state::FrontEnd;
@@ -108,7 +109,11 @@ pub async fn init(
     };
     let mut full_resync = false;
     if let Some(claimed) = claimed {
+        // After (re)joining a cluster, a verdict waits for the cluster's
+        // newest prune round (see `epochs::licence`).
+        Licence::ready(fe).await;
         let k = fe.epochs.knowledge(s.device.as_deref(), claimed);
+        Licence::settle(fe, k).await;
         s.or_knowledge = Some(s.or_knowledge.map_or(k, |o| o.min(k)));
         match fe.epochs.verdict(k) {
             SyncVerdict::Merge => {}
@@ -336,10 +341,11 @@ pub async fn diff(fe: &FrontEnd, s: &mut Session, req: OrMapDiffRequest) {
 /// pruned epochs, see [`crate::server::epochs`]) are dropped: they could
 /// bring back removed tags. Its tombstones still merge.
 pub async fn push_diff(fe: &Arc<FrontEnd>, s: &mut Session, req: OrMapPushDiff) {
-    let pruned_below = fe.epochs.pruned_below();
     let knowledge = s
         .or_knowledge
         .unwrap_or_else(|| fe.epochs.knowledge(s.device.as_deref(), None));
+    Licence::settle(fe, knowledge).await;
+    let pruned_below = fe.epochs.pruned_below();
     let stale = knowledge < pruned_below;
     if stale {
         tracing::debug!(

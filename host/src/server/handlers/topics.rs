@@ -7,14 +7,32 @@ use hangar_core::module::local_node::TopicPublish;
 
 use super::status_of;
 use crate::protocol::messages::TopicPub;
+use crate::server::epochs::licence::RESERVED_PREFIX;
 use crate::server::session::Session;
 use crate::server::state::FrontEnd;
 
 /// Most topics one connection may subscribe to.
 pub const MAX_TOPICS_PER_CONNECTION: usize = 1_024;
 
+/// Answers `ERROR` 403 and returns true when `topic` is one of the node's
+/// own ([`RESERVED_PREFIX`]).
+fn reserved(fe: &FrontEnd, s: &Session, topic: &str) -> bool {
+    if !topic.starts_with(RESERVED_PREFIX) {
+        return false;
+    }
+    s.error(
+        fe,
+        403,
+        format!("topic {topic}: topics starting with {RESERVED_PREFIX} are reserved for the nodes"),
+    );
+    true
+}
+
 /// Subscribes the connection to `topic`.
 pub fn subscribe(fe: &FrontEnd, s: &mut Session, topic: String) {
+    if reserved(fe, s, &topic) {
+        return;
+    }
     if s.topics.contains(&topic) {
         return;
     }
@@ -44,6 +62,9 @@ pub fn unsubscribe(fe: &FrontEnd, s: &mut Session, topic: &str) {
 /// this node's subscribers through the host link. Awaited in the reader, so
 /// one connection's messages keep their order.
 pub async fn publish(fe: &FrontEnd, s: &Session, p: TopicPub) {
+    if reserved(fe, s, &p.topic) {
+        return;
+    }
     let publisher = s
         .principal
         .as_ref()

@@ -1,0 +1,79 @@
+//! The licence's messages (msgpack on [`super::TOPIC`]) and round numbers.
+
+use serde::{Deserialize, Serialize};
+
+use crate::server::epochs::{item_of, Tombstone};
+
+/// A licence message (msgpack on [`super::TOPIC`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LicenceMessage {
+    /// `node` asks for the newest round every member knows.
+    Hello {
+        /// The asking node.
+        node: String,
+    },
+    /// The newest round `node` applied or learned of.
+    State {
+        /// The answering node.
+        node: String,
+        /// Its newest round.
+        committed: u64,
+    },
+    /// `proposer` asks every member of `members` to accept `items`.
+    Propose {
+        /// The round: above every round the proposer knew.
+        round: u64,
+        /// The proposing node.
+        proposer: String,
+        /// Every member it sees, itself included.
+        members: Vec<String>,
+        /// The proposer's newest round.
+        committed: u64,
+        /// Tombstones ([`item_of`]).
+        items: Vec<u64>,
+    },
+    /// `node` accepts `items` of `proposer`'s round.
+    Accept {
+        /// The round.
+        round: u64,
+        /// Who proposed it.
+        proposer: String,
+        /// The accepting node.
+        node: String,
+        /// What it accepts (a subset of the proposal).
+        items: Vec<u64>,
+    },
+    /// `proposer`'s `round` ends without a prune (a member accepted
+    /// nothing in common, or not every member answered in time).
+    Abort {
+        /// The round.
+        round: u64,
+        /// Who proposed it.
+        proposer: String,
+    },
+    /// Every listed member accepted `items`: prune them.
+    Commit {
+        /// The round.
+        round: u64,
+        /// Who proposed it.
+        proposer: String,
+        /// The members that accepted.
+        members: Vec<String>,
+        /// The items all of them accepted.
+        items: Vec<u64>,
+    },
+}
+
+/// A round number above `highest`, made unique per proposer by its low 16
+/// bits (two nodes that knew the same highest round never share one).
+pub fn next_round(highest: u64, node_id: &str) -> u64 {
+    let salt = item_of(&Tombstone {
+        map: String::new(),
+        tag: node_id.to_string(),
+        key: Some(String::new()),
+    })
+    .unwrap_or(0)
+        & 0xffff;
+    ((highest >> 16) + 1) << 16 | salt
+}
