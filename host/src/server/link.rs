@@ -111,7 +111,7 @@ impl LocalNode for HostLink {
     fn deliver_topic(&self, m: &TopicPublish) {
         let Some(fe) = self.front() else { return };
         if m.topic.as_str() == licence::TOPIC {
-            Licence::deliver(fe, &m.data, &self.runtime);
+            Licence::deliver(&fe, &m.data, &self.runtime);
             return;
         }
         let publisher = if m.node.as_str() == fe.node.config.node_id {

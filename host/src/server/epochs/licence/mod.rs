@@ -57,12 +57,12 @@
 //! replication delay longer than that.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use hangar_core::RawValue;
 use parking_lot::Mutex;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 
 use crate::server::state::FrontEnd;
 
@@ -130,6 +130,10 @@ pub struct Licence {
     heard: watch::Sender<bool>,
     /// Woken when a pending round's outcome is known.
     settled: Notify,
+    /// The queue of the task that handles messages one at a time, in the
+    /// order the topic's sequencer gave them (a commit is applied before
+    /// a later proposal's round number is compared with this node's).
+    queue: OnceLock<mpsc::UnboundedSender<LicenceMessage>>,
 }
 
 impl std::fmt::Debug for Licence {
@@ -149,6 +153,7 @@ impl Licence {
             inner: Mutex::new(Inner::default()),
             heard: watch::channel(false).0,
             settled: Notify::new(),
+            queue: OnceLock::new(),
         }
     }
 
@@ -291,7 +296,7 @@ impl Licence {
 
     /// A message on [`TOPIC`] (the host link hands them here, not to
     /// subscribers). Malformed ones are logged and dropped.
-    pub fn deliver(fe: Arc<FrontEnd>, data: &RawValue, runtime: &tokio::runtime::Handle) {
+    pub fn deliver(fe: &Arc<FrontEnd>, data: &RawValue, runtime: &tokio::runtime::Handle) {
         let msg: LicenceMessage = match rmp_serde::from_slice(&data.0) {
             Ok(m) => m,
             Err(e) => {
@@ -299,7 +304,18 @@ impl Licence {
                 return;
             }
         };
-        runtime.spawn(async move { handle(&fe, msg).await });
+        let queue = fe.licence.queue.get_or_init(|| {
+            let (tx, mut rx) = mpsc::unbounded_channel();
+            let weak = Arc::downgrade(fe);
+            runtime.spawn(async move {
+                while let Some(msg) = rx.recv().await {
+                    let Some(fe) = weak.upgrade() else { return };
+                    handle(&fe, msg).await;
+                }
+            });
+            tx
+        });
+        let _ = queue.send(msg);
     }
 
     /// Accepted rounds whose outcome did not arrive within [`STATE_WAIT`]
