@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startNode, memoryNode, connect, ts, jwt, inSeconds, startCluster, waitForCompleteMap } from '../lib/hangar.mjs';
+import { startNode, memoryNode, connect, ts, jwt, inSeconds, startCluster, waitForCompleteMap, freePort } from '../lib/hangar.mjs';
 
 const sync = (extra = '') => `[sync]\ntombstone_epoch_width = 2\nprune_interval_ms = 50\n${extra}`;
 const intervals = (n = 6) => new Promise((r) => setTimeout(r, 50 * n));
@@ -378,6 +378,50 @@ test('t59g a killed member holds pruning: its devices cannot confirm', async () 
       assert.equal(e.payload.code, 403, JSON.stringify(e.payload));
     }
     for (const c of [w, a.c]) await c.close();
+  } finally {
+    await Promise.all(nodes.map((n) => n.stop()));
+  }
+});
+
+test('t59h a node that joins after a prune answers devices it does not know fullResync until they confirm', async () => {
+  const ports = await Promise.all([0, 1, 2].map(() => freePort()));
+  const clusterId = `t59h-${process.pid}`;
+  const start = (i, seeds) =>
+    startNode({
+      env: { HANGAR_NO_AUTH: '1', STORAGE_BACKEND: 'memory' },
+      config: sync(),
+      args: [
+        '--node-id', `h${i + 1}`,
+        '--cluster-id', clusterId,
+        '--cluster-port', String(ports[i]),
+        '--seed-nodes', seeds.map((j) => `127.0.0.1:${ports[j]}`).join(','),
+        '--advertise-host', '127.0.0.1',
+      ],
+    });
+  const nodes = await Promise.all([start(0, [1]), start(1, [0])]);
+  try {
+    const mapName = 'e59h';
+    const w = await connect(nodes[0]);
+    await waitForCompleteMap(w, 2);
+    // h2 has no device: once a confirms, the two tombstones are pruned.
+    const a = await device(nodes[0]);
+    await twoTombstones(w, a.c, mapName);
+    a.c.send({ type: 'CLIENT_APPLY_ACK', cursor: await coveredAt(a.c, mapName, 1) });
+    await a.c.expect('GC_PRUNE');
+    // h3 joins. It never listed those tombstones, and a device it does not
+    // know may hold their tags from before: it learns the cluster pruned.
+    nodes.push(await start(2, [0, 1]));
+    const c3 = await connect(nodes[2]);
+    await waitForCompleteMap(c3, 3);
+    const fresh = await device(nodes[2]);
+    const r = (await root(fresh.c, mapName)).payload;
+    assert.equal(r.fullResync, true, JSON.stringify(r));
+    assert.ok(r.coveringEpoch >= 1, JSON.stringify(r));
+    // Once it confirms what it was sent, it merges.
+    fresh.c.send({ type: 'CLIENT_APPLY_ACK', cursor: r.coveringEpoch });
+    await fresh.c.barrier();
+    assert.equal((await root(fresh.c, mapName, r.coveringEpoch)).payload.fullResync, undefined);
+    for (const c of [w, a.c, c3, fresh.c]) await c.close();
   } finally {
     await Promise.all(nodes.map((n) => n.stop()));
   }

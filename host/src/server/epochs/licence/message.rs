@@ -77,3 +77,36 @@ pub fn next_round(highest: u64, node_id: &str) -> u64 {
         & 0xffff;
     ((highest >> 16) + 1) << 16 | salt
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn t10_round_numbers_rise_above_what_was_known_and_differ_per_proposer() {
+        for highest in [0, 1, 0xffff, 0x1_0000, 0x1234_5678] {
+            let a = next_round(highest, "n1");
+            let b = next_round(highest, "n2");
+            assert!(a > highest && b > highest, "{highest}: {a} {b}");
+            assert_ne!(a, b, "two proposers that knew {highest}");
+            assert!(next_round(a.max(b), "n1") > a.max(b));
+        }
+    }
+
+    #[test]
+    fn t11_messages_round_trip_as_tagged_msgpack_maps() {
+        let m = LicenceMessage::Propose {
+            round: 7,
+            proposer: "n1".into(),
+            members: vec!["n1".into(), "n2".into()],
+            committed: 3,
+            items: vec![1, u64::MAX],
+        };
+        let bytes = rmp_serde::to_vec_named(&m).unwrap();
+        let v: rmpv::Value = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(v["type"].as_str(), Some("PROPOSE"));
+        assert_eq!(rmp_serde::from_slice::<LicenceMessage>(&bytes).unwrap(), m);
+        let bad = rmp_serde::to_vec_named(&serde_json::json!({"type": "PROPOSE"})).unwrap();
+        assert!(rmp_serde::from_slice::<LicenceMessage>(&bad).is_err());
+    }
+}

@@ -45,7 +45,10 @@
 //! A node that starts, or sees a new peer, asks for the others' newest
 //! round (`HELLO`, answered by `STATE`) and answers no OR sync until it
 //! heard one or [`STATE_WAIT`] passed; a round newer than its own means it
-//! missed commits: it takes the safety step. A lone node's own prune
+//! missed commits: it takes the safety step. A member that missed a commit
+//! it accepted still lists the items: the others accept them again from
+//! their memory of what they pruned (the last [`RECENT_ITEMS`]), so its own
+//! next proposal prunes them. A lone node's own prune
 //! rounds count too, so a node joining it learns of them.
 //!
 //! # What is left
@@ -56,7 +59,7 @@
 //! device's confirmation of a later epoch first, so this needs a
 //! replication delay longer than that.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -83,6 +86,10 @@ pub const STATE_WAIT: Duration = Duration::from_secs(3);
 
 /// How often a node that has not heard the cluster's state asks again.
 const HELLO_EVERY: Duration = Duration::from_secs(1);
+
+/// How many pruned items a node remembers, to accept them again for a
+/// member that missed their commit.
+pub const RECENT_ITEMS: usize = 65_536;
 
 /// Rounds an item another member refused is left out of proposals.
 const REFUSED_ROUNDS: u64 = 8;
@@ -121,6 +128,10 @@ struct Inner {
     /// proposer and round: the epoch its promise would raise
     /// `pruned_below` to, and when it accepted.
     pending: HashMap<(String, u64), (u64, Instant)>,
+    /// Items this node pruned under a commit, newest last (at most
+    /// [`RECENT_ITEMS`]).
+    recent: VecDeque<u64>,
+    recent_set: HashSet<u64>,
 }
 
 /// The licence's state on this node (see the module doc).
@@ -368,6 +379,32 @@ impl Licence {
         }
     }
 
+    /// Of `items`, those this node pruned under a recent commit.
+    fn recently_pruned(&self, items: &[u64]) -> Vec<u64> {
+        let inner = self.inner.lock();
+        items
+            .iter()
+            .copied()
+            .filter(|i| inner.recent_set.contains(i))
+            .collect()
+    }
+
+    /// Remembers items pruned here (the oldest are forgotten past
+    /// [`RECENT_ITEMS`]).
+    fn remember_pruned(&self, items: &HashSet<u64>) {
+        let mut inner = self.inner.lock();
+        for i in items {
+            if inner.recent_set.insert(*i) {
+                inner.recent.push_back(*i);
+            }
+        }
+        while inner.recent.len() > RECENT_ITEMS {
+            if let Some(old) = inner.recent.pop_front() {
+                inner.recent_set.remove(&old);
+            }
+        }
+    }
+
     /// The outcome of `proposer`'s `round` is known (and applied).
     fn resolve(&self, proposer: &str, round: u64) {
         let removed = self
@@ -390,5 +427,26 @@ impl Licence {
     fn see(&self, round: u64) {
         let mut inner = self.inner.lock();
         inner.highest = inner.highest.max(round);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn t12_pruned_items_are_remembered_up_to_the_bound() {
+        let l = Licence::new("n1");
+        assert!(l.recently_pruned(&[1, 2]).is_empty());
+        l.remember_pruned(&[1, 2].into_iter().collect());
+        assert_eq!(l.recently_pruned(&[2, 3, 1]), vec![2, 1]);
+        let many: HashSet<u64> = (10..10 + RECENT_ITEMS as u64).collect();
+        l.remember_pruned(&many);
+        assert!(
+            l.recently_pruned(&[1, 2]).is_empty(),
+            "the oldest are forgotten"
+        );
+        assert_eq!(l.recently_pruned(&[10 + RECENT_ITEMS as u64 - 1]).len(), 1);
+        assert_eq!(l.inner.lock().recent.len(), RECENT_ITEMS);
     }
 }

@@ -104,12 +104,15 @@ pub(super) async fn handle(fe: &Arc<FrontEnd>, msg: LicenceMessage) {
 /// is pending until its outcome is heard.
 async fn accept(fe: &FrontEnd, proposer: &str, round: u64, items: &[u64]) -> Vec<u64> {
     let found = fe.epochs.licensed_among(items);
+    // What this node pruned under an earlier commit is accepted again (its
+    // promise is kept already): a member that missed that commit, and still
+    // lists the items, can then prune them too.
+    let mut accepted = fe.licence.recently_pruned(items);
     let view = fe.node.cluster.partition_view();
     let mut by_map: HashMap<&str, Vec<&(u64, Tombstone, u64)>> = HashMap::new();
     for f in &found {
         by_map.entry(f.1.map.as_str()).or_default().push(f);
     }
-    let mut accepted = Vec::new();
     let mut below = 0;
     for (map, list) in by_map {
         // The keys of partitions this node holds: their tags must not be
@@ -235,6 +238,7 @@ async fn apply(fe: &FrontEnd, round: u64, items: &[u64]) {
         }
     }
     let older_than = fe.epochs.finish_commit(&plan, round);
+    fe.licence.remember_pruned(&plan.items);
     tracing::debug!(
         round,
         pruned,
