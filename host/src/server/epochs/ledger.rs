@@ -10,21 +10,26 @@ use sha2::{Digest, Sha256};
 
 use super::{low_water, Epochs, Tombstone};
 
-/// A listed tombstone's name in licence messages: the first 8 bytes of
-/// SHA-256 over `map`, `key` and `tag` (each followed by a 0 byte). `None`
+/// A listed tombstone's name in licence messages ([`item_name`]); `None`
 /// for a tombstone listed without its key (never pruned in a cluster).
 #[must_use]
 pub fn item_of(t: &Tombstone) -> Option<u64> {
-    let key = t.key.as_deref()?;
+    t.item
+}
+
+/// The name of the tombstone of `tag` removed from `key` of `map`: the
+/// first 8 bytes of SHA-256 over the three, each followed by a 0 byte.
+#[must_use]
+pub fn item_name(map: &str, key: &str, tag: &str) -> u64 {
     let mut h = Sha256::new();
-    for part in [t.map.as_str(), key, t.tag.as_str()] {
+    for part in [map, key, tag] {
         h.update(part.as_bytes());
         h.update([0]);
     }
     let d = h.finalize();
     let mut b = [0u8; 8];
     b.copy_from_slice(&d[..8]);
-    Some(u64::from_be_bytes(b))
+    u64::from_be_bytes(b)
 }
 
 /// What applying a commit on this node is to do.
@@ -41,11 +46,11 @@ pub struct CommitPlan {
 
 impl Epochs {
     /// The keyed tombstones of the closed epochs below the low-water mark
-    /// (every remembered device confirmed them), oldest epoch first, at
-    /// most `cap`: what this node proposes when it leads a round. Empty
-    /// without protection.
+    /// (every remembered device confirmed them) that `skip` does not
+    /// reject, oldest epoch first, at most `cap`: what this node proposes.
+    /// Empty without protection.
     #[must_use]
-    pub fn licensed(&self, cap: usize) -> Vec<u64> {
+    pub fn licensed(&self, cap: usize, skip: impl Fn(u64) -> bool) -> Vec<u64> {
         if !self.cfg.epoch_protection {
             return Vec::new();
         }
@@ -54,6 +59,7 @@ impl Epochs {
         st.closed
             .range(..below)
             .flat_map(|(_, list)| list.iter().filter_map(item_of))
+            .filter(|i| !skip(*i))
             .take(cap)
             .collect()
     }

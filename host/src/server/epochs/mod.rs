@@ -87,7 +87,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::SyncConfig;
 pub use devices::{Binding, DeviceError};
-pub use ledger::{item_of, CommitPlan};
+pub use ledger::{item_name, item_of, CommitPlan};
 use store::{EpochStore, StoreError};
 
 /// How often dirty state (cursors, the open epoch's list) is written.
@@ -106,6 +106,22 @@ pub struct Tombstone {
     pub tag: String,
     /// The key the tag was removed from.
     pub key: Option<String>,
+    /// Its name in licence messages ([`item_of`]), computed once.
+    item: Option<u64>,
+}
+
+impl Tombstone {
+    /// A tombstone of `tag`, removed from `key` (when known) of `map`.
+    #[must_use]
+    pub fn new(map: String, tag: String, key: Option<String>) -> Self {
+        let item = key.as_deref().map(|k| ledger::item_name(&map, k, &tag));
+        Self {
+            map,
+            tag,
+            key,
+            item,
+        }
+    }
 }
 
 impl Serialize for Tombstone {
@@ -120,7 +136,7 @@ impl<'de> Deserialize<'de> for Tombstone {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let mut v = Vec::<String>::deserialize(d)?.into_iter();
         match (v.next(), v.next(), v.next(), v.next()) {
-            (Some(map), Some(tag), key, None) => Ok(Self { map, tag, key }),
+            (Some(map), Some(tag), key, None) => Ok(Self::new(map, tag, key)),
             _ => Err(serde::de::Error::custom(
                 "expected [map, tag] or [map, tag, key]",
             )),
@@ -295,11 +311,8 @@ impl Epochs {
         now: impl FnOnce() -> Timestamp,
     ) {
         let mut st = self.state.lock();
-        st.p.open.push(Tombstone {
-            map: map.to_string(),
-            tag: tag.to_string(),
-            key: Some(key.to_string()),
-        });
+        st.p.open
+            .push(Tombstone::new(map.into(), tag.into(), Some(key.into())));
         st.p.in_epoch += 1;
         if st.p.in_epoch < self.cfg.tombstone_epoch_width {
             self.dirty.store(true, Ordering::Release);

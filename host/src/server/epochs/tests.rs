@@ -118,7 +118,7 @@ fn t14_lists_written_without_keys_still_load_and_are_never_proposed() {
     std::fs::write(dir.path().join("epochs.json"), br#"{"epoch":1}"#).unwrap();
     let e = Epochs::open(cfg(1), Some(dir.path().into())).unwrap();
     assert_eq!(
-        e.licensed(10),
+        e.licensed(10, |_| false),
         Vec::<u64>::new(),
         "no key: no replica check, never proposed"
     );
@@ -139,20 +139,18 @@ fn t15_the_licence_offers_what_every_device_confirmed_and_a_commit_unlists_it_du
     let a = e.bind("", None).unwrap();
     tombstones(&e, 3, 0);
     e.apply_ack(&a.key, 2, 3);
-    let item = |i: usize| {
-        item_of(&Tombstone {
-            map: "m".into(),
-            tag: format!("{i}:0:c"),
-            key: Some("k".into()),
-        })
-        .unwrap()
-    };
+    let item = |i: usize| item_name("m", "k", &format!("{i}:0:c"));
     assert_eq!(
-        e.licensed(10),
+        e.licensed(10, |_| false),
         vec![item(0), item(1)],
         "epochs below a's cursor"
     );
-    assert_eq!(e.licensed(1), vec![item(0)], "capped, oldest first");
+    assert_eq!(
+        e.licensed(1, |_| false),
+        vec![item(0)],
+        "capped, oldest first"
+    );
+    assert_eq!(e.licensed(10, |i| i == item(0)), vec![item(1)], "skipped");
     let found = e.licensed_among(&[item(1), item(2), 7]);
     assert_eq!(found.len(), 1, "epoch 2 is not confirmed, 7 is unknown");
     assert_eq!((found[0].0, found[0].2), (item(1), 1));
@@ -170,13 +168,13 @@ fn t15_the_licence_offers_what_every_device_confirmed_and_a_commit_unlists_it_du
         Some(ts(0)),
         "epoch 1 began when tombstone 0 closed epoch 0"
     );
-    assert_eq!(e.licensed(10), vec![item(1)]);
+    assert_eq!(e.licensed(10, |_| false), vec![item(1)]);
     assert_eq!(e.licence_round(), 70_000);
     e.flush();
     drop(e);
     let e = Epochs::open(cfg(1), Some(dir.path().into())).unwrap();
     assert_eq!(
-        e.licensed(10),
+        e.licensed(10, |_| false),
         vec![item(1)],
         "the unlisting survived a reopen"
     );

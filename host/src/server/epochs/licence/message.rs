@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::server::epochs::{item_of, Tombstone};
+use crate::server::epochs::item_name;
 
 /// A licence message (msgpack on [`super::TOPIC`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,13 +68,7 @@ pub enum LicenceMessage {
 /// A round number above `highest`, made unique per proposer by its low 16
 /// bits (two nodes that knew the same highest round never share one).
 pub fn next_round(highest: u64, node_id: &str) -> u64 {
-    let salt = item_of(&Tombstone {
-        map: String::new(),
-        tag: node_id.to_string(),
-        key: Some(String::new()),
-    })
-    .unwrap_or(0)
-        & 0xffff;
+    let salt = item_name("", "", node_id) & 0xffff;
     ((highest >> 16) + 1) << 16 | salt
 }
 

@@ -258,17 +258,11 @@ impl Licence {
         let committed = fe.epochs.licence_round();
         let highest = inner.highest.max(committed);
         let refused = std::mem::take(&mut inner.refused);
-        let items: Vec<u64> = fe
-            .epochs
-            .licensed(usize::MAX)
-            .into_iter()
-            .filter(|i| {
-                refused
-                    .get(i)
-                    .is_none_or(|r| (highest >> 16).saturating_sub(r >> 16) >= REFUSED_ROUNDS)
-            })
-            .take(MAX_ITEMS)
-            .collect();
+        let items = fe.epochs.licensed(MAX_ITEMS, |i| {
+            refused
+                .get(&i)
+                .is_some_and(|r| (highest >> 16).saturating_sub(r >> 16) < REFUSED_ROUNDS)
+        });
         // Keep the refusals still in force.
         inner.refused = refused
             .into_iter()
