@@ -34,7 +34,10 @@ fn pct(v: &mut [Duration], p: f64) -> Duration {
 fn show(name: &str, mut v: Vec<Duration>) {
     let p50 = pct(&mut v, 0.50);
     let p99 = pct(&mut v, 0.99);
-    println!("  {name:<16} p50 {p50:>12.2?}  p99 {p99:>12.2?}  (n = {})", v.len());
+    println!(
+        "  {name:<16} p50 {p50:>12.2?}  p99 {p99:>12.2?}  (n = {})",
+        v.len()
+    );
 }
 
 fn main() {

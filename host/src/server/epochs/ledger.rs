@@ -42,6 +42,9 @@ pub struct CommitPlan {
     /// One past the newest epoch listing one of them: what the commit's
     /// promise raises `pruned_below` to.
     pub below: u64,
+    /// The epochs listing them (a copy listed again later is left listed;
+    /// proposed again, it is pruned then).
+    pub epochs: BTreeSet<u64>,
 }
 
 impl Epochs {
@@ -75,11 +78,19 @@ impl Epochs {
         let st = self.state.lock();
         let below = low_water(&st.p);
         let mut out = Vec::new();
+        let mut found = HashSet::new();
+        // Proposals take the oldest epochs first: the scan usually ends
+        // after a few epochs, not at the end of the backlog.
         for (e, list) in st.closed.range(..below) {
             for t in list {
                 if let Some(i) = item_of(t).filter(|i| wanted.contains(i)) {
-                    out.push((i, t.clone(), *e));
+                    if found.insert(i) {
+                        out.push((i, t.clone(), *e));
+                    }
                 }
+            }
+            if found.len() == wanted.len() {
+                break;
             }
         }
         out
@@ -107,7 +118,7 @@ impl Epochs {
     }
 
     /// What applying a commit of `items` is to do here: the listed
-    /// tombstones among them (wherever they are listed).
+    /// tombstones among them, found oldest epoch first.
     #[must_use]
     pub fn plan_commit(&self, items: &[u64]) -> CommitPlan {
         let wanted: HashSet<u64> = items.iter().copied().collect();
@@ -119,11 +130,15 @@ impl Epochs {
                     continue;
                 };
                 plan.items.insert(i);
+                plan.epochs.insert(*e);
                 plan.below = plan.below.max(e + 1);
                 plan.by_map
                     .entry(t.map.clone())
                     .or_default()
                     .push(t.tag.clone());
+            }
+            if plan.items.len() == wanted.len() {
+                break;
             }
         }
         plan
@@ -138,7 +153,11 @@ impl Epochs {
         let mut st = self.state.lock();
         st.p.licence_round = st.p.licence_round.max(round);
         let mut touched = BTreeSet::new();
-        for (e, list) in &mut st.closed {
+        for (e, list) in st
+            .closed
+            .iter_mut()
+            .filter(|(e, _)| plan.epochs.contains(e))
+        {
             let before = list.len();
             list.retain(|t| item_of(t).is_none_or(|i| !plan.items.contains(&i)));
             if list.len() != before {
