@@ -90,10 +90,20 @@ impl Settings for PostgresSettings {
         ]
     }
 
-    // Its own keys, then the default module's, which it passes the rest to.
+    // Its own keys, then the default module's, which it passes the rest
+    // to, without the keys of that module's own backends (refused here).
     fn describe() -> ModuleResult<SettingsDescription> {
-        Ok(SettingsDescription::of::<Self>()?
-            .merged(SettingsDescription::of::<hangar_storage::StorageSettings>()?))
+        let mut inner = SettingsDescription::of::<hangar_storage::StorageSettings>()?;
+        inner
+            .keys
+            .retain(|k| !Self::BACKEND_KEYS.contains(&k.key.as_str()));
+        inner
+            .env
+            .retain(|v| !Self::BACKEND_KEYS.contains(&v.key.as_str()));
+        if let rmpv::Value::Map(defaults) = &mut inner.defaults {
+            defaults.retain(|(k, _)| k.as_str().is_none_or(|k| !Self::BACKEND_KEYS.contains(&k)));
+        }
+        Ok(SettingsDescription::of::<Self>()?.merged(inner))
     }
 
     /// A URL is present, the pool has a connection, the schema is a plain
@@ -131,6 +141,13 @@ impl Settings for PostgresSettings {
 }
 
 impl PostgresSettings {
+    /// Keys of the default storage module that choose or check its own
+    /// backends: this plugin refuses them in the file and leaves them out
+    /// of its description (variables setting them are not applied: the
+    /// backend is PostgreSQL).
+    pub const BACKEND_KEYS: &'static [&'static str] =
+        &["backend", "reset_damaged_store", "check_integrity_on_start"];
+
     /// The top-level keys this plugin takes out of `[storage]`; the rest
     /// goes to the default storage module.
     pub const KEYS: &'static [&'static str] = &[
@@ -151,6 +168,22 @@ impl PostgresSettings {
     /// the variable that set it) and what was expected: an unknown type, a
     /// missing URL, a pool of 0, a schema that is not a plain identifier.
     pub fn from_plugin(settings: &mut PluginSettings) -> ModuleResult<Self> {
+        if let rmpv::Value::Map(m) = &settings.values {
+            if let Some(key) = m
+                .iter()
+                .filter_map(|(k, _)| k.as_str())
+                .find(|k| Self::BACKEND_KEYS.contains(k))
+            {
+                return Err(hangar_core::ModuleError::new(
+                    hangar_core::ErrorKind::CONFIG,
+                    format!(
+                        "setting storage.{key}: it belongs to the default storage plugin's own \
+                         backends (redb, memory), and hangar-storage-postgres keeps its data in \
+                         PostgreSQL: remove storage.{key}"
+                    ),
+                ));
+            }
+        }
         let mut own = settings.split_off(Self::KEYS);
         let file_sets_url = match &own.values {
             rmpv::Value::Map(m) => m.iter().any(|(k, _)| k.as_str() == Some("url")),
@@ -312,6 +345,20 @@ mod tests {
             e.contains("setting storage.retry_ms: invalid type: string \"soon\", expected u64"),
             "{e}"
         );
+        for key in PostgresSettings::BACKEND_KEYS {
+            let e = decode(section().with("url", "x").with(key, "embedded")).unwrap_err();
+            assert!(
+                e.contains(&format!("setting storage.{key}: it belongs to the default storage plugin's own backends"))
+                    && e.contains(&format!("remove storage.{key}")),
+                "{e}"
+            );
+        }
+        // A variable is process-wide (other nodes may use it): not refused.
+        let s = decode(env(
+            section().with("url", "postgres://h/db"),
+            &[("STORAGE_BACKEND", "memory")],
+        ));
+        assert!(s.is_ok(), "{s:?}");
     }
 
     #[test]
@@ -348,11 +395,12 @@ mod tests {
         );
         let d = PostgresSettings::describe().unwrap();
         let keys: Vec<&str> = d.keys.iter().map(|k| k.key.as_str()).collect();
-        for k in PostgresSettings::KEYS
-            .iter()
-            .chain(&["journal_capacity", "backend"])
-        {
+        for k in PostgresSettings::KEYS.iter().chain(&["journal_capacity"]) {
             assert!(keys.contains(k), "{k} missing from {keys:?}");
+        }
+        for k in PostgresSettings::BACKEND_KEYS {
+            assert!(!keys.contains(k), "{k} is not this plugin's: {keys:?}");
+            assert!(!d.env.iter().any(|v| v.key == *k), "{k}: {:?}", d.env);
         }
         assert!(d
             .env

@@ -30,6 +30,9 @@ static PLUGIN: LazyLock<Arc<LoadedPlugin>> = LazyLock::new(|| {
 mod t10_loaded_plugin_storage_suite {
     hangar_testkit::storage_suite!(|mut c: hangar_core::config::StorageModuleConfig, d| {
         let s = crate::common::settings_for_dir(&c.data_dir);
+        // The suite's settings choose the default module's embedded
+        // backend, which this plugin refuses.
+        let _ = c.settings.split_off(&["backend"]);
         c.settings = c
             .settings
             .with("url", s.url())
@@ -45,6 +48,7 @@ fn config_with(values: &[(&str, rmpv::Value)]) -> hangar_core::config::StorageMo
     let dir = std::env::temp_dir();
     let mut c = hangar_tests::support::embedded_storage_config("n1", &dir);
     c.settings.section = "storage".into();
+    let _ = c.settings.split_off(&["backend"]);
     for (k, v) in values {
         c.settings = c.settings.clone().with(k, v.clone());
     }
@@ -87,6 +91,19 @@ fn t20_settings_the_loaded_plugin_refuses_name_the_plugin_key_and_expectation() 
         e.contains("setting storage.journal_capacity: invalid type: string \"lots\""),
         "{e}"
     );
+    // The default module's backend choice is refused by name.
+    let e = err(&[
+        ("url", "postgres://h/db".into()),
+        ("backend", "embedded".into()),
+    ]);
+    assert!(
+        e.contains("plugin hangar-storage-postgres")
+            && e.contains(
+                "setting storage.backend: it belongs to the default storage plugin's own backends"
+            )
+            && e.contains("remove storage.backend"),
+        "{e}"
+    );
     // And both kinds of keys are accepted together.
     plugin::instantiate_storage(
         &PLUGIN,
@@ -120,5 +137,14 @@ fn t21_plugins_inspect_prints_the_plugins_keys_and_the_modules() {
         "HANGAR_POSTGRES_POOL_SIZE -> storage.pool_size",
     ] {
         assert!(text.contains(line), "{line:?} missing from:\n{text}");
+    }
+    // The default module's own backends are not this plugin's to choose.
+    for absent in [
+        "backend =",
+        "STORAGE_BACKEND",
+        "reset_damaged_store",
+        "check_integrity_on_start",
+    ] {
+        assert!(!text.contains(absent), "{absent:?} listed in:\n{text}");
     }
 }
