@@ -36,6 +36,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -112,6 +113,10 @@ struct Inner {
     sql: Sql,
     settings: PostgresSettings,
     metrics: Arc<dyn MetricsSink>,
+    /// A call found the database unreachable and no call has succeeded
+    /// since: the outage is logged when it starts and when it ends, not at
+    /// every retry.
+    outage: AtomicBool,
 }
 
 /// The PostgreSQL backend. Cheap to share behind an `Arc`; every call runs
@@ -202,7 +207,9 @@ impl PostgresBackend {
             sql,
             settings,
             metrics,
+            outage: AtomicBool::new(false),
         });
+        inner.metrics.gauge("hangar_postgres_reachable", &[], 1.0);
         let kinds = inner.read_catalog(&pool).await.map_err(|e| match e {
             Attempt::Transient(m) => open_err(format!("PostgreSQL at {url}: {m}")),
             Attempt::Fatal(e) => e,
@@ -270,6 +277,7 @@ impl PostgresBackend {
                 inner.report_pool(&pool);
                 match result {
                     Ok(v) => {
+                        inner.reachable(op);
                         if op == "commit" {
                             inner.metrics.observe(
                                 "hangar_postgres_commit_seconds",
@@ -301,7 +309,7 @@ impl PostgresBackend {
                                 ),
                             ));
                         }
-                        tracing::warn!(op, %cause, "PostgreSQL call failed; retrying on a new connection");
+                        inner.unreachable(op, &cause);
                         inner
                             .metrics
                             .counter("hangar_postgres_retries_total", &[("op", op)], 1.0);
@@ -319,6 +327,33 @@ impl PostgresBackend {
 }
 
 impl Inner {
+    /// A call failed for want of the database: the first such failure
+    /// since the last success starts an outage (logged at warn, the
+    /// `hangar_postgres_reachable` gauge goes to 0); later ones are
+    /// debug-level.
+    fn unreachable(&self, op: &str, cause: &str) {
+        if self.outage.swap(true, Ordering::AcqRel) {
+            tracing::debug!(op, %cause, "PostgreSQL still unreachable; retrying on a new connection");
+            return;
+        }
+        self.metrics.gauge("hangar_postgres_reachable", &[], 0.0);
+        tracing::warn!(
+            op,
+            %cause,
+            retry_ms = self.settings.retry_ms,
+            "PostgreSQL unreachable; calls retry on new connections (each for up to retry_ms) and writes wait"
+        );
+    }
+
+    /// A call succeeded: ends an outage (logged at info, the gauge back
+    /// to 1).
+    fn reachable(&self, op: &str) {
+        if self.outage.swap(false, Ordering::AcqRel) {
+            self.metrics.gauge("hangar_postgres_reachable", &[], 1.0);
+            tracing::info!(op, "PostgreSQL reachable again");
+        }
+    }
+
     fn report_pool(&self, pool: &Pool) {
         let s = pool.status();
         let in_use = s.size.saturating_sub(s.available);

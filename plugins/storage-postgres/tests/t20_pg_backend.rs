@@ -270,11 +270,24 @@ async fn t30_a_database_restart_while_writing_is_retried_and_nothing_is_lost() {
     };
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(!writer.is_finished(), "the commit waits for the database");
+    // One outage, reported once (not at every retry of every call).
+    let reachable = |m: &Recorder| -> Vec<f64> {
+        m.named("hangar_postgres_reachable")
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect()
+    };
+    assert_eq!(
+        reachable(&metrics),
+        [1.0, 0.0],
+        "connected, then one outage"
+    );
     server.resume();
     writer
         .await
         .unwrap()
         .expect("the commit lands once the database is back");
+    assert_eq!(reachable(&metrics), [1.0, 0.0, 1.0], "and its end");
     later
         .await
         .unwrap()
