@@ -133,10 +133,18 @@ pub struct StorageSettings {
     /// pruned, in the commit that adds the new ones. 0 turns the journal
     /// off.
     pub journal_capacity: u64,
+    /// Most live journal entries held for one subscription while it
+    /// replays (65 536, at least 1): past it they are dropped and the
+    /// replay reads them from the store instead, so a long replay under
+    /// heavy writes does not grow memory without bound.
+    pub journal_replay_buffer: usize,
 }
 
 /// The default of [`StorageSettings::journal_capacity`].
 pub const DEFAULT_JOURNAL_CAPACITY: u64 = 10_000;
+
+/// The default of [`StorageSettings::journal_replay_buffer`].
+pub const DEFAULT_JOURNAL_REPLAY_BUFFER: usize = 65_536;
 
 impl Default for StorageSettings {
     fn default() -> Self {
@@ -151,6 +159,7 @@ impl Default for StorageSettings {
             reset_damaged_store: false,
             check_integrity_on_start: false,
             journal_capacity: DEFAULT_JOURNAL_CAPACITY,
+            journal_replay_buffer: DEFAULT_JOURNAL_REPLAY_BUFFER,
         }
     }
 }
@@ -179,6 +188,7 @@ impl Settings for StorageSettings {
             ("reset_damaged_store", "start with a new, empty store when the store file is damaged, moving it aside (hangar.redb.damaged-<unix ms>); false refuses the start"),
             ("check_integrity_on_start", "check every page checksum of the store at every start, not only after an unclean shutdown"),
             ("journal_capacity", "most event-journal entries kept; the oldest past it are pruned in the commit that adds new ones; 0 turns the journal off"),
+            ("journal_replay_buffer", "most live journal entries held for one subscription while it replays (at least 1); past it the replay reads them from the store instead"),
         ]
     }
 
@@ -200,12 +210,19 @@ impl Settings for StorageSettings {
                 "check_integrity_on_start",
             ),
             ("HANGAR_STORAGE_JOURNAL_CAPACITY", "journal_capacity"),
+            (
+                "HANGAR_STORAGE_JOURNAL_REPLAY_BUFFER",
+                "journal_replay_buffer",
+            ),
         ]
     }
 
     fn validate(&self) -> Result<(), String> {
         if self.worker_threads == 0 {
             return Err("worker_threads = 0: expected at least 1".into());
+        }
+        if self.journal_replay_buffer == 0 {
+            return Err("journal_replay_buffer = 0: expected at least 1 entry".into());
         }
         Ok(())
     }

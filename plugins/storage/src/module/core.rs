@@ -160,7 +160,10 @@ impl Core {
         Ok(Arc::new(Self {
             metrics: Metrics::new(deps.metrics.clone()),
             ownership: super::ownership::Ownership::default(),
-            journal: Arc::new(JournalHub::default()),
+            journal: Arc::new(JournalHub::new(
+                settings.journal_replay_buffer,
+                deps.metrics.clone(),
+            )),
             journal_capacity: settings.journal_capacity,
             manager: StorageManager::default(),
             registry: QueryRegistry::default(),

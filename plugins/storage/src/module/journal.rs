@@ -19,8 +19,11 @@
 //! ([`JournalHub::publish`]), once their commit returned, in sequence
 //! order. A subscription with a start sequence replays the durable entries
 //! up to the newest published one at registration, while later entries
-//! are held back; the held entries follow the replay. Each entry reaches a
-//! subscription once.
+//! are held back; the held entries follow the replay. At most
+//! `journal_replay_buffer` entries are held: past it they are dropped and
+//! the replay goes on from the store up to the newest published entry
+//! (counted in `hangar_storage_journal_replay_rereads_total`), as often as
+//! needed. Each entry reaches a subscription once, in order.
 //!
 //! A start sequence that retention already pruned is refused with
 //! `NOT_FOUND` naming the oldest sequence available (silently starting
@@ -39,6 +42,7 @@ use abi_stable::std_types::{ROption, RVec};
 use hangar_core::module::journal::{
     JournalEventType, JournalFilter, JournalPage, JournalReadRequest, JournalSink,
 };
+use hangar_core::module::services::{MetricsExt, MetricsSink};
 use hangar_core::module::storage_types::SubscriptionId;
 use hangar_core::{ErrorKind, ModuleError, ModuleResult, RawValue, Timestamp};
 use parking_lot::Mutex;
@@ -91,6 +95,9 @@ struct SubState {
     /// True while the replay runs: live entries are held back.
     replaying: bool,
     held: Vec<Arc<JournalRecord>>,
+    /// More live entries arrived during the replay than the hub holds:
+    /// they were dropped, and the replay reads them from the store.
+    overflowed: bool,
     closed: bool,
 }
 
@@ -117,11 +124,14 @@ struct HubInner {
 
 /// The journal's live side: subscriptions and the newest published
 /// sequence. One per module.
-#[derive(Default)]
 pub(crate) struct JournalHub {
     /// Set at start: `None` when the journal is on, else why it is off.
     off: OnceLock<Option<String>>,
     inner: Mutex<HubInner>,
+    /// Most live entries held for one replaying subscription
+    /// (`StorageSettings::journal_replay_buffer`).
+    held_max: usize,
+    metrics: Arc<dyn MetricsSink>,
 }
 
 fn pruned(from: u64, oldest: u64) -> ModuleError {
@@ -135,6 +145,18 @@ fn pruned(from: u64, oldest: u64) -> ModuleError {
 }
 
 impl JournalHub {
+    /// A hub holding at most `held_max` live entries per replaying
+    /// subscription; re-reads after an overflow are counted in `metrics`
+    /// (`hangar_storage_journal_replay_rereads_total`).
+    pub(crate) fn new(held_max: usize, metrics: Arc<dyn MetricsSink>) -> Self {
+        Self {
+            off: OnceLock::new(),
+            inner: Mutex::new(HubInner::default()),
+            held_max: held_max.max(1),
+            metrics,
+        }
+    }
+
     /// Records at start whether the journal runs, and the newest durable
     /// sequence found in the store.
     pub(crate) fn start(&self, capacity: u64, backend: &dyn PersistenceBackend, latest: u64) {
@@ -185,7 +207,14 @@ impl JournalHub {
             }
             for r in records.iter().filter(|r| sub.wants(r)) {
                 if st.replaying {
-                    st.held.push(Arc::clone(r));
+                    if st.overflowed {
+                        // The replay reads it from the store.
+                    } else if st.held.len() >= self.held_max {
+                        st.held = Vec::new();
+                        st.overflowed = true;
+                    } else {
+                        st.held.push(Arc::clone(r));
+                    }
                 } else {
                     sub.sink.deliver(&r.to_event());
                 }
@@ -223,6 +252,7 @@ impl JournalHub {
             state: Mutex::new(SubState {
                 replaying: from.is_some(),
                 held: Vec::new(),
+                overflowed: false,
                 closed: false,
             }),
         });
@@ -236,23 +266,42 @@ impl JournalHub {
         let Some(from) = from else {
             return Ok(latest);
         };
-        if let Err(e) = replay(backend, &sub, from, latest).await {
-            let mut inner = self.inner.lock();
-            if inner.subs.get(&id).is_some_and(|s| Arc::ptr_eq(s, &sub)) {
-                inner.subs.remove(&id);
+        // Replays `cursor..=upto` from the store, then hands over to the
+        // held entries (all newer than `upto`, every one published since
+        // `upto` was read). When they overflowed, the replay goes on from
+        // the store up to the newest published entry, and again, until a
+        // pass ends with the held entries complete.
+        let (mut cursor, mut upto) = (from, latest);
+        loop {
+            if let Err(e) = replay(backend, &sub, cursor, upto).await {
+                let mut inner = self.inner.lock();
+                if inner.subs.get(&id).is_some_and(|s| Arc::ptr_eq(s, &sub)) {
+                    inner.subs.remove(&id);
+                }
+                sub.state.lock().closed = true;
+                return Err(e);
             }
-            sub.state.lock().closed = true;
-            return Err(e);
-        }
-        let mut st = sub.state.lock();
-        let held = std::mem::take(&mut st.held);
-        if !st.closed {
-            for r in &held {
-                sub.sink.deliver(&r.to_event());
+            let mut st = sub.state.lock();
+            if st.overflowed && !st.closed {
+                st.overflowed = false;
+                drop(st);
+                self.metrics
+                    .counter("hangar_storage_journal_replay_rereads_total", &[], 1.0);
+                // Entries published from here on are held again; those up
+                // to `upto` are durable and replayed from the store.
+                cursor = upto + 1;
+                upto = self.inner.lock().latest;
+                continue;
             }
+            let held = std::mem::take(&mut st.held);
+            if !st.closed {
+                for r in held.iter().filter(|r| r.seq > upto) {
+                    sub.sink.deliver(&r.to_event());
+                }
+            }
+            st.replaying = false;
+            return Ok(latest);
         }
-        st.replaying = false;
-        Ok(latest)
     }
 
     /// A range read; see `StorageModule::journal_read`.

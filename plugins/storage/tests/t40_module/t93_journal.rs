@@ -341,3 +341,47 @@ async fn t98_with_capacity_zero_the_journal_is_off_and_says_so() {
     assert!(e.message.contains("journal_capacity = 0"), "{e}");
     m.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t99_a_replay_that_falls_behind_its_buffer_reads_the_rest_from_the_store() {
+    let mut cfg = config();
+    cfg.settings = cfg.settings.with("journal_replay_buffer", 4);
+    let metrics = Arc::new(super::support::Metrics::default());
+    let (m, b) = module_on(&MemoryStore::new(), cfg, metrics.clone());
+    m.start().await.unwrap();
+    for i in 1..=300u64 {
+        durable(&m, vec![put("m", &format!("k{i}"), i as i64, i * 10)]).await;
+    }
+    // The replay stops at its first read while 20 more entries are
+    // published: five times what it may hold.
+    let gate = b.hold_journal_reads().await;
+    let sub = Arc::new(Collect::default());
+    let m = Arc::new(m);
+    let subscribing = {
+        let (m, sub) = (m.clone(), sub.clone());
+        tokio::spawn(async move {
+            m.journal_subscribe(1, ROption::RSome(1), JournalFilter::default(), sub)
+                .await
+        })
+    };
+    b.wait_journal_reads_started(1).await;
+    for i in 301..=320u64 {
+        durable(&m, vec![put("m", &format!("k{i}"), i as i64, i * 10)]).await;
+    }
+    drop(gate);
+    assert_eq!(subscribing.await.unwrap().unwrap(), 300);
+    durable(&m, vec![put("m", "k321", 321, 3_210)]).await;
+    assert_eq!(
+        sub.seqs(),
+        (1..=321).collect::<Vec<u64>>(),
+        "every entry once, in order: the store's, the ones read again, then live"
+    );
+    assert_eq!(
+        metrics
+            .named("hangar_storage_journal_replay_rereads_total")
+            .len(),
+        1,
+        "the held entries overflowed once and were read from the store"
+    );
+    m.shutdown().await.unwrap();
+}

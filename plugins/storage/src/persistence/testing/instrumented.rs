@@ -40,6 +40,9 @@ pub struct InstrumentedBackend {
     load_failures: AtomicUsize,
     load_gate: Arc<tokio::sync::Mutex<()>>,
     loads: AtomicUsize,
+    journal_gate: Arc<tokio::sync::Mutex<()>>,
+    journal_reads: AtomicUsize,
+    journal_notify: Notify,
 }
 
 impl InstrumentedBackend {
@@ -56,6 +59,9 @@ impl InstrumentedBackend {
             load_failures: AtomicUsize::new(0),
             load_gate: Arc::new(tokio::sync::Mutex::new(())),
             loads: AtomicUsize::new(0),
+            journal_gate: Arc::new(tokio::sync::Mutex::new(())),
+            journal_reads: AtomicUsize::new(0),
+            journal_notify: Notify::new(),
         }
     }
 
@@ -97,6 +103,25 @@ impl InstrumentedBackend {
     /// Holds every `load_map` call until the guard is dropped.
     pub async fn hold_loads(&self) -> OwnedMutexGuard<()> {
         Arc::clone(&self.load_gate).lock_owned().await
+    }
+
+    /// Holds every `read_journal` call (after it started) until the
+    /// guard is dropped.
+    pub async fn hold_journal_reads(&self) -> OwnedMutexGuard<()> {
+        Arc::clone(&self.journal_gate).lock_owned().await
+    }
+
+    /// Waits until at least `n` `read_journal` calls have started.
+    pub async fn wait_journal_reads_started(&self, n: usize) {
+        loop {
+            let notified = self.journal_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.journal_reads.load(Ordering::Acquire) >= n {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// How many `load_map` calls were made so far.
@@ -195,7 +220,12 @@ impl PersistenceBackend for InstrumentedBackend {
         from: u64,
         limit: usize,
     ) -> BoxFuture<'_, PersistResult<Vec<crate::persistence::JournalRecord>>> {
-        self.inner.read_journal(from, limit)
+        Box::pin(async move {
+            self.journal_reads.fetch_add(1, Ordering::AcqRel);
+            self.journal_notify.notify_waiters();
+            let _gate = self.journal_gate.lock().await;
+            self.inner.read_journal(from, limit).await
+        })
     }
 
     fn journal_bounds(&self) -> BoxFuture<'_, PersistResult<Option<(u64, u64)>>> {
