@@ -234,7 +234,8 @@ pub struct ClusterSettings {
     pub discovery_interval_ms: u64,
     /// TLS between nodes (off).
     pub cluster_tls: Option<ClusterTlsConfig>,
-    /// Replicate applied changes to backups (true).
+    /// Replicate applied changes to backups (true). False keeps no backup
+    /// copies at all, as `backup_count = 0` does ([`Self::backups`]).
     pub replication_enabled: bool,
     /// Consistency of writes that do not ask for one (EVENTUAL).
     #[serde(deserialize_with = "level")]
@@ -291,6 +292,19 @@ impl Default for ClusterSettings {
     }
 }
 
+impl ClusterSettings {
+    /// Backups per partition: `backup_count`, or 0 when
+    /// `replication_enabled` is false.
+    #[must_use]
+    pub fn backups(&self) -> usize {
+        if self.replication_enabled {
+            self.backup_count as usize
+        } else {
+            0
+        }
+    }
+}
+
 impl Settings for ClusterSettings {
     fn keys() -> &'static [(&'static str, &'static str)] {
         &[
@@ -308,7 +322,7 @@ impl Settings for ClusterSettings {
             ("service_name", "headless service name for kubernetes discovery (required with it)"),
             ("discovery_interval_ms", "how often discovery runs, in ms"),
             ("cluster_tls", "mutual TLS between nodes: [cluster.cluster_tls] enabled, cert_path, key_path, ca_cert_path (required when enabled), min_version, require_client_cert, reject_unauthorized, passphrase"),
-            ("replication_enabled", "replicate applied changes to backups"),
+            ("replication_enabled", "replicate applied changes to backups; false keeps no backup copies (as backup_count = 0)"),
             ("default_consistency", "consistency of writes that do not ask for one: EVENTUAL, QUORUM or STRONG"),
             ("map_consistency", "per-map write consistency: [cluster.map_consistency] <map> = \"QUORUM\""),
             ("default_read_consistency", "consistency of reads that do not ask for one: EVENTUAL (any complete replica), QUORUM or STRONG (the owner)"),
@@ -508,6 +522,18 @@ mod tests {
         assert_eq!(d.cluster_port, 9081);
         assert_eq!(d.seed_nodes, ["127.0.0.1:9082", "127.0.0.1:9083"]);
         assert_eq!((d.cluster_id.as_str(), d.zone.as_str()), ("7", "eu-1a"));
+    }
+
+    #[test]
+    fn t13_replication_disabled_means_no_backups() {
+        let s = ClusterSettings::default();
+        assert_eq!(s.backups(), 1);
+        let s = ClusterSettings {
+            backup_count: 2,
+            replication_enabled: false,
+            ..ClusterSettings::default()
+        };
+        assert_eq!(s.backups(), 0);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 // real endpoint), only when the client's version is older.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { memoryNode, connect } from '../lib/hangar.mjs';
+import { memoryNode, connect, startCluster, waitForCompleteMap } from '../lib/hangar.mjs';
 
 let node;
 before(async () => {
@@ -40,4 +40,24 @@ test('t81 the map is sent only when the client\'s version is older', async () =>
   const again = await c.expect('PARTITION_MAP');
   assert.equal(again.payload.version, m.version);
   await c.close();
+});
+
+test('t82 with [cluster] replication_enabled = false no partition has a backup (a default cluster has one)', async () => {
+  for (const [config, backups] of [['', 1], ['[cluster]\nreplication_enabled = false\n', 0]]) {
+    const nodes = await startCluster(['r1', 'r2'], `t82-${backups}-${process.pid}`, {
+      env: { HANGAR_NO_AUTH: '1', STORAGE_BACKEND: 'memory' },
+      config,
+    });
+    try {
+      const c = await connect(nodes[0]);
+      await waitForCompleteMap(c, 2);
+      c.send({ type: 'PARTITION_MAP_REQUEST', payload: {} });
+      const { payload: m } = await c.expect('PARTITION_MAP');
+      const counts = new Set(m.partitions.map((p) => p.backupNodeIds.length));
+      assert.deepEqual([...counts], [backups], `${JSON.stringify(config)}: ${[...counts]}`);
+      await c.close();
+    } finally {
+      await Promise.all(nodes.map((n) => n.stop()));
+    }
+  }
 });

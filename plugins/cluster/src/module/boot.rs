@@ -218,12 +218,18 @@ impl Boot {
             locks: locks.clone(),
             raft_dir: dir.clone(),
         }));
+        if !s.replication_enabled && s.backup_count > 0 {
+            tracing::info!(
+                backup_count = s.backup_count,
+                "replication_enabled = false: partitions get no backups, whatever backup_count says"
+            );
+        }
         let formation = Arc::new(Formation {
             me,
             seeds,
             gossip_interval: interval,
             bootstrap_timeout: Duration::from_millis(s.bootstrap_timeout_ms),
-            backup_count: s.backup_count as usize,
+            backup_count: s.backups(),
             strategy: self.strategy.clone(),
             leader_grace: Duration::from_millis(s.failure_confirm_ms) + interval * 20,
             transport,
