@@ -78,6 +78,20 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
+/// The `hangar` binary next to the test executables (`cargo build` or
+/// `cargo test --workspace` builds it); panics naming the command to run
+/// when it is missing.
+#[must_use]
+pub fn hangar_bin() -> PathBuf {
+    let bin = target_dir().join("hangar");
+    assert!(
+        bin.is_file(),
+        "{} not found; build it first (cargo build -p hangar-host)",
+        bin.display()
+    );
+    bin
+}
+
 /// The shared library of a plugin crate of this workspace.
 ///
 /// # Panics
