@@ -123,10 +123,15 @@ async fn contend(
             // connection is gone (the node died under us), and at the
             // latest when the lease runs out (a slow write under the lock
             // can outlast it: the next holder's higher token is what
-            // fences this one off).
+            // fences this one off). The lease began between the request
+            // and the grant's arrival, so it ran out at the earliest
+            // `requested + TTL`; a grant that took longer than the TTL to
+            // arrive (the leader was killed meanwhile) may have lapsed
+            // before its holder learned of it: an empty hold.
             let released = start
                 .elapsed()
-                .min(requested + Duration::from_millis(TTL_MS));
+                .min(requested + Duration::from_millis(TTL_MS))
+                .max(acquired);
             {
                 let mut r = rec.lock();
                 r.history.push(Held {

@@ -2,6 +2,7 @@
 //! [`super::FLUSH_EVERY`] and runs a prune round every
 //! `sync.prune_interval_ms`, until the node shuts down.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -65,8 +66,32 @@ pub async fn prune_round(fe: &Arc<FrontEnd>) {
         return;
     };
     fe.epochs.begin_prune(&plan);
+    let Some(pruned) = prune_in_storage(fe, &plan.by_map, "retried next round").await else {
+        return;
+    };
+    fe.epochs.finish_prune(&plan);
+    if pruned > 0 {
+        if let Some(older_than) = plan.older_than.clone() {
+            let sent = fe.broadcast(&Message::GcPrune {
+                payload: GcPrune { older_than },
+            });
+            tracing::debug!(below = plan.below, pruned, sent, "OR tombstones pruned");
+        }
+    }
+}
+
+/// Drops the tombstoned tags of `by_map` from storage, every map in turn:
+/// how many were dropped, or `None` when storage refused a map (logged,
+/// with `then` saying what happens to the refused ones: at info when the
+/// module does not prune on request, else at warn).
+pub async fn prune_in_storage(
+    fe: &FrontEnd,
+    by_map: &HashMap<String, Vec<String>>,
+    then: &str,
+) -> Option<u64> {
     let mut pruned = 0u64;
-    for (map, tags) in &plan.by_map {
+    let mut refused = false;
+    for (map, tags) in by_map {
         let tags: RVec<RString> = tags.iter().map(|t| RString::from(t.as_str())).collect();
         match fe
             .node
@@ -77,21 +102,13 @@ pub async fn prune_round(fe: &Arc<FrontEnd>) {
             Ok(n) => pruned += n,
             Err(e) if e.kind == ErrorKind::UNSUPPORTED => {
                 tracing::info!(error = %e, "OR tombstones are kept: the storage module does not prune on request");
-                return;
+                return None;
             }
             Err(e) => {
-                tracing::warn!(map = %map, error = %e, "pruning OR tombstones failed; retried next round");
-                return;
+                tracing::warn!(map = %map, error = %e, "pruning OR tombstones failed; {then}");
+                refused = true;
             }
         }
     }
-    fe.epochs.finish_prune(&plan);
-    if pruned > 0 {
-        if let Some(older_than) = plan.older_than.clone() {
-            let sent = fe.broadcast(&Message::GcPrune {
-                payload: GcPrune { older_than },
-            });
-            tracing::debug!(below = plan.below, pruned, sent, "OR tombstones pruned");
-        }
-    }
+    (!refused).then_some(pruned)
 }

@@ -9,11 +9,12 @@ use abi_stable::std_types::{RString, RVec};
 use hangar_core::hash::partition_of;
 use hangar_core::module::local_node::TopicPublish;
 use hangar_core::module::storage_types::RecordState;
-use hangar_core::{ErrorKind, RawValue};
+use hangar_core::RawValue;
 
 use super::{Licence, LicenceMessage, TOPIC};
 use crate::protocol::messages::GcPrune;
 use crate::protocol::Message;
+use crate::server::epochs::upkeep::prune_in_storage;
 use crate::server::epochs::Tombstone;
 use crate::server::state::FrontEnd;
 
@@ -217,26 +218,11 @@ async fn apply(fe: &FrontEnd, round: u64, items: &[u64]) {
     let plan = fe.epochs.plan_commit(items);
     // The promise holds before anything is pruned here.
     fe.epochs.promise(plan.below);
-    let mut pruned = 0u64;
-    for (map, tags) in &plan.by_map {
-        let tags: RVec<RString> = tags.iter().map(|t| RString::from(t.as_str())).collect();
-        match fe
-            .node
-            .storage
-            .prune_or_tombstones(map.as_str().into(), tags)
-            .await
-        {
-            Ok(n) => pruned += n,
-            Err(e) if e.kind == ErrorKind::UNSUPPORTED => {
-                tracing::info!(error = %e, "OR tombstones are kept: the storage module does not prune on request");
-            }
-            // Unlisted anyway: the other replicas pruned them, and a
-            // tombstone kept here only costs space (it is never live).
-            Err(e) => {
-                tracing::warn!(map = %map, error = %e, "pruning OR tombstones failed; they stay in storage")
-            }
-        }
-    }
+    // Unlisted even where storage keeps them: the other replicas pruned
+    // them, and a tombstone kept here only costs space (it is never live).
+    let pruned = prune_in_storage(fe, &plan.by_map, "they stay in storage")
+        .await
+        .unwrap_or(0);
     let older_than = fe.epochs.finish_commit(&plan, round);
     fe.licence.remember_pruned(&plan.items);
     tracing::debug!(
