@@ -99,7 +99,7 @@ mod rounds;
 
 use message::next_round;
 pub use message::LicenceMessage;
-use rounds::{handle, publish, self_id};
+use rounds::{handle, publish};
 
 /// This node's own round in flight.
 struct Round {
@@ -179,7 +179,7 @@ impl Licence {
                 peers.insert(m.node_id.to_string());
             }
         }
-        all.insert(self_id(fe));
+        all.insert(fe.licence.node_id.clone());
         (all, peers)
     }
 
@@ -230,12 +230,14 @@ impl Licence {
         }
     }
 
-    /// One prune round with peers: proposes this node's licensed
-    /// tombstones unless its last round is still within `interval`.
-    pub fn propose(fe: &FrontEnd, interval: Duration) {
+    /// One prune round: with peers, proposes this node's licensed
+    /// tombstones unless its last round is still within `interval`, and
+    /// returns true (the round is the cluster's); false on a node without
+    /// peers, whose devices license pruning alone.
+    pub fn propose(fe: &FrontEnd, interval: Duration) -> bool {
         let (members, peers) = Self::members(fe);
         if peers.is_empty() {
-            return;
+            return false;
         }
         let l = &fe.licence;
         let mut inner = l.inner.lock();
@@ -244,7 +246,7 @@ impl Licence {
             .as_ref()
             .is_some_and(|r| r.at.elapsed() < interval)
         {
-            return;
+            return true;
         }
         if let Some(old) = inner.round.take() {
             publish(
@@ -269,7 +271,7 @@ impl Licence {
             .filter(|(_, r)| (highest >> 16).saturating_sub(r >> 16) < REFUSED_ROUNDS)
             .collect();
         if items.is_empty() {
-            return;
+            return true;
         }
         let round = next_round(highest, &l.node_id);
         inner.highest = round;
@@ -297,6 +299,7 @@ impl Licence {
                 items,
             },
         );
+        true
     }
 
     /// A message on [`TOPIC`] (the host link hands them here, not to

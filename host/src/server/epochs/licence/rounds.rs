@@ -18,10 +18,6 @@ use crate::server::epochs::upkeep::prune_in_storage;
 use crate::server::epochs::Tombstone;
 use crate::server::state::FrontEnd;
 
-pub(super) fn self_id(fe: &FrontEnd) -> String {
-    fe.node.config.node_id.clone()
-}
-
 /// Learns `round` from another node: newer than this node's means it
 /// missed commits.
 pub(super) fn learn(fe: &FrontEnd, round: u64) {
@@ -32,7 +28,7 @@ pub(super) fn learn(fe: &FrontEnd, round: u64) {
 }
 
 pub(super) async fn handle(fe: &Arc<FrontEnd>, msg: LicenceMessage) {
-    let me = self_id(fe);
+    let me = fe.licence.node_id.clone();
     match msg {
         LicenceMessage::Hello { node } if node != me => publish(
             fe,
@@ -173,16 +169,12 @@ fn on_accept(fe: &FrontEnd, round: u64, node: String, items: Vec<u64>) {
         return;
     }
     let Some(r) = inner.round.take() else { return };
-    let items: Vec<u64> = r
+    let (items, refused): (Vec<u64>, Vec<u64>) = r
         .items
         .iter()
-        .copied()
-        .filter(|i| r.accepted.values().all(|a| a.contains(i)))
-        .collect();
-    for i in &r.items {
-        if !r.accepted.values().all(|a| a.contains(i)) {
-            inner.refused.insert(*i, round);
-        }
+        .partition(|i| r.accepted.values().all(|a| a.contains(i)));
+    for i in refused {
+        inner.refused.insert(i, round);
     }
     drop(inner);
     tracing::debug!(
@@ -248,13 +240,13 @@ pub(super) fn publish(fe: &FrontEnd, msg: LicenceMessage) {
             return;
         }
     };
-    let me = self_id(fe);
+    let me = fe.licence.node_id.as_str();
     let message = TopicPublish {
         topic: TOPIC.into(),
         data,
-        node: me.as_str().into(),
+        node: me.into(),
         connection: 0,
-        publisher: me.as_str().into(),
+        publisher: me.into(),
         timestamp: fe.node.clock.wall_millis(),
         sequence: 0,
     };
