@@ -346,9 +346,10 @@ impl Inner {
     }
 
     /// A call succeeded: ends an outage (logged at info, the gauge back
-    /// to 1).
+    /// to 1). Every successful call passes here: outside an outage it only
+    /// reads the flag.
     fn reachable(&self, op: &str) {
-        if self.outage.swap(false, Ordering::AcqRel) {
+        if self.outage.load(Ordering::Acquire) && self.outage.swap(false, Ordering::AcqRel) {
             self.metrics.gauge("hangar_postgres_reachable", &[], 1.0);
             tracing::info!(op, "PostgreSQL reachable again");
         }
