@@ -15,6 +15,8 @@
 //! Run: `cargo bench -p hangar-host --bench grouped_query` (release), or
 //! with `--profile dev` for a debug build (say which in any report).
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -126,16 +128,9 @@ fn run(
 }
 
 fn main() {
-    let profile = if cfg!(debug_assertions) {
-        "debug"
-    } else {
-        "release"
-    };
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let cpus = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
     println!(
-        "grouped_query bench: {profile} build, {cpus} CPUs, loadavg {}; {RECORDS} records in {GROUPS} groups, {CHANGES} changes (10% deletes)",
-        load.trim()
+        "{}; {RECORDS} records in {GROUPS} groups, {CHANGES} changes (10% deletes)",
+        common::conditions("grouped_query")
     );
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let snapshot: Vec<QueryRow> = (0..RECORDS)

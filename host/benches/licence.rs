@@ -15,6 +15,8 @@
 //! p50 / p99 and the machine's conditions are printed. Run:
 //! `cargo bench -p hangar-host --bench licence` (release).
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use hangar_core::Timestamp;
@@ -41,16 +43,9 @@ fn show(name: &str, mut v: Vec<Duration>) {
 }
 
 fn main() {
-    let profile = if cfg!(debug_assertions) {
-        "debug"
-    } else {
-        "release"
-    };
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let cpus = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
     println!(
-        "licence bench: {profile} build, {cpus} CPUs, loadavg {}; epochs of 1000, proposals of {MAX_ITEMS}",
-        load.trim()
+        "{}; epochs of 1000, proposals of {MAX_ITEMS}",
+        common::conditions("licence")
     );
     for backlog in BACKLOGS {
         let e = Epochs::open(

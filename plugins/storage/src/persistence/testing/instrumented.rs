@@ -1,6 +1,7 @@
 //! [`InstrumentedBackend`]: wraps any backend to fail commits after a
 //! countdown, hold commits at a gate, and log what was committed; and to
-//! fail or hold map loads (`load_map`), for tests of lazy loading.
+//! fail or hold map loads (`load_map`), for tests of lazy loading; and to
+//! hold journal reads, for tests of a replay that falls behind.
 //!
 //! It is the "backend that fails I/O after a countdown" of redb's own
 //! tests, at the level of our trait, so that group commit and the storage
@@ -28,6 +29,34 @@ pub enum FailureStyle {
     AfterWrite,
 }
 
+/// Counts calls that reached a point, and wakes whoever waits for a
+/// number of them.
+#[derive(Default)]
+struct Arrivals {
+    count: AtomicUsize,
+    notify: Notify,
+}
+
+impl Arrivals {
+    fn arrive(&self) {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        self.notify.notify_waiters();
+    }
+
+    /// Waits until at least `n` calls arrived.
+    async fn wait(&self, n: usize) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.count.load(Ordering::Acquire) >= n {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
 /// A backend wrapper for fault injection and observation.
 pub struct InstrumentedBackend {
     inner: Arc<dyn PersistenceBackend>,
@@ -35,14 +64,12 @@ pub struct InstrumentedBackend {
     countdown: Mutex<Option<(usize, FailureStyle)>>,
     gate: Arc<tokio::sync::Mutex<()>>,
     log: Mutex<Vec<Vec<StoreOp>>>,
-    started: AtomicUsize,
-    started_notify: Notify,
+    commits_started: Arrivals,
     load_failures: AtomicUsize,
     load_gate: Arc<tokio::sync::Mutex<()>>,
     loads: AtomicUsize,
     journal_gate: Arc<tokio::sync::Mutex<()>>,
-    journal_reads: AtomicUsize,
-    journal_notify: Notify,
+    journal_reads: Arrivals,
 }
 
 impl InstrumentedBackend {
@@ -54,14 +81,12 @@ impl InstrumentedBackend {
             countdown: Mutex::new(None),
             gate: Arc::new(tokio::sync::Mutex::new(())),
             log: Mutex::new(Vec::new()),
-            started: AtomicUsize::new(0),
-            started_notify: Notify::new(),
+            commits_started: Arrivals::default(),
             load_failures: AtomicUsize::new(0),
             load_gate: Arc::new(tokio::sync::Mutex::new(())),
             loads: AtomicUsize::new(0),
             journal_gate: Arc::new(tokio::sync::Mutex::new(())),
-            journal_reads: AtomicUsize::new(0),
-            journal_notify: Notify::new(),
+            journal_reads: Arrivals::default(),
         }
     }
 
@@ -84,15 +109,7 @@ impl InstrumentedBackend {
 
     /// Waits until at least `n` commits have started (reached the gate).
     pub async fn wait_commits_started(&self, n: usize) {
-        loop {
-            let notified = self.started_notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.started.load(Ordering::Acquire) >= n {
-                return;
-            }
-            notified.await;
-        }
+        self.commits_started.wait(n).await;
     }
 
     /// Makes the next `n` `load_map` calls fail with a storage error.
@@ -113,15 +130,7 @@ impl InstrumentedBackend {
 
     /// Waits until at least `n` `read_journal` calls have started.
     pub async fn wait_journal_reads_started(&self, n: usize) {
-        loop {
-            let notified = self.journal_notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.journal_reads.load(Ordering::Acquire) >= n {
-                return;
-            }
-            notified.await;
-        }
+        self.journal_reads.wait(n).await;
     }
 
     /// How many `load_map` calls were made so far.
@@ -144,8 +153,7 @@ impl PersistenceBackend for InstrumentedBackend {
 
     fn commit(&self, batch: WriteBatch) -> BoxFuture<'_, PersistResult<()>> {
         Box::pin(async move {
-            self.started.fetch_add(1, Ordering::AcqRel);
-            self.started_notify.notify_waiters();
+            self.commits_started.arrive();
             let _gate = self.gate.lock().await;
             self.log.lock().push(batch.ops.clone());
             let fail = {
@@ -221,8 +229,7 @@ impl PersistenceBackend for InstrumentedBackend {
         limit: usize,
     ) -> BoxFuture<'_, PersistResult<Vec<crate::persistence::JournalRecord>>> {
         Box::pin(async move {
-            self.journal_reads.fetch_add(1, Ordering::AcqRel);
-            self.journal_notify.notify_waiters();
+            self.journal_reads.arrive();
             let _gate = self.journal_gate.lock().await;
             self.inner.read_journal(from, limit).await
         })
